@@ -1,0 +1,146 @@
+"""Command line: ``iam-cluster transcribe PATH...`` (more commands join as the service grows)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from iam_cluster.errors import IAMError
+
+#: Extensions picked up when a folder is given (a file named explicitly is always tried).
+MEDIA_EXTENSIONS = frozenset(
+    ".wav .flac .mp3 .ogg .oga .opus .m4a .aac .wma .aif .aiff .webm .mp4 .m4v .mkv .mov .avi".split()
+)
+
+log = logging.getLogger("iam_cluster")
+
+
+def find_media(paths: Iterable[str]) -> list[tuple[Path, Path]]:
+    """Expand files and folders (recursively) into ``(file, path relative to its root)`` pairs."""
+    found: list[tuple[Path, Path]] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and f.suffix.lower() in MEDIA_EXTENSIONS:
+                    found.append((f, f.relative_to(p)))
+        else:
+            found.append((p, Path(p.name)))
+    return found
+
+
+def output_stem(rel: Path, taken: set[Path], output_dir: Path) -> Path:
+    """Where a file's outputs go: its relative path without suffix, made unique."""
+    stem = output_dir / rel.with_suffix("")
+    candidate, n = stem, 1
+    while candidate in taken:
+        candidate = stem.with_name(f"{stem.name}-{n}")
+        n += 1
+    taken.add(candidate)
+    return candidate
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from iam_cluster.pipeline.asr import WhisperASR
+    from iam_cluster.pipeline.export import parse_formats, write
+    from iam_cluster.pipeline.run import Pipeline
+    from iam_cluster.pipeline.types import TranscribeOptions
+    from iam_cluster.settings import get_settings
+
+    try:
+        formats = parse_formats(args.format)
+        options = TranscribeOptions(
+            language=args.language, task=args.task, beam_size=args.beam_size, batch_size=args.batch_size,
+            word_timestamps=not args.no_word_timestamps, chunk_length=args.chunk_length,
+        )
+    except (ValueError, TypeError) as exc:
+        print(f"iam-cluster: {exc}", file=sys.stderr)
+        return 2
+    media = find_media(args.paths)
+    if not media:
+        print("iam-cluster: no media files found", file=sys.stderr)
+        return 2
+
+    settings = get_settings().models
+    asr = WhisperASR(
+        args.model or settings.name, args.device or settings.device,
+        args.compute_type or settings.compute_type, args.cpu_threads or settings.cpu_threads,
+        cache_dir=settings.cache_dir, allow_download=settings.allow_download,
+    )
+    pipeline = Pipeline(asr)
+    output_dir = Path(args.output_dir)
+    taken: set[Path] = set()
+    stems = {f: output_stem(rel, taken, output_dir) for f, rel in media}
+    quiet = args.quiet or not sys.stderr.isatty()
+    files_bar = tqdm(total=len(media), desc="files", unit="file", disable=quiet, position=0)
+    chunks_bar = tqdm(total=0, desc="chunks", unit="chunk", disable=quiet, position=1)
+
+    failed = 0
+    last_done = {"n": 0}
+
+    def chunk_hook(step: str, completed: int, total: int) -> None:
+        if step == "asr":
+            if completed == 0:
+                last_done["n"] = 0
+                chunks_bar.total += total
+                chunks_bar.refresh()
+            else:
+                chunks_bar.update(completed - last_done["n"])
+                last_done["n"] = completed
+
+    for path, result in pipeline.transcribe_paths([f for f, _ in media], options, chunk_hook):
+        files_bar.update(1)
+        if isinstance(result, IAMError):
+            failed += 1
+            tqdm.write(f"error: {result.message} [{result.code}]", file=sys.stderr)
+            continue
+        for fmt in formats:
+            write(result, fmt, stems[path].with_suffix(stems[path].suffix + f".{fmt}"))
+        if quiet and not args.quiet:
+            print(f"{path}: {len(result.segments)} segments, {result.duration:.1f} s", file=sys.stderr)
+    files_bar.close()
+    chunks_bar.close()
+    ok = len(media) - failed
+    print(f"{ok} transcribed, {failed} failed; outputs in {output_dir}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="iam-cluster", description="IAM Cluster speech transcription")
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("transcribe", help="transcribe audio/video files or folders")
+    t.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (searched recursively)")
+    t.add_argument("--model", help="tiny.en (default), base, a CTranslate2 folder, or large-v3/turbo/...")
+    t.add_argument("--language", help="language code; detected per file when omitted (multilingual models)")
+    t.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
+    t.add_argument("--format", default="json,txt,srt,vtt", help="comma-separated: json,txt,srt,vtt")
+    t.add_argument("--output-dir", default=".", help="where outputs go (default: current folder)")
+    t.add_argument("--batch-size", type=int, default=8, help="30-s windows per model call")
+    t.add_argument("--beam-size", type=int, default=5)
+    t.add_argument("--chunk-length", type=float, default=30.0, help="longest window, seconds")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto")
+    t.add_argument("--compute-type", help="auto (int8 on CPU, float16 on CUDA), int8, float16, ...")
+    t.add_argument("--cpu-threads", type=int, default=0, help="0: all cores")
+    t.add_argument("--no-word-timestamps", action="store_true", help="leave words out of the outputs")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=_transcribe)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except IAMError as exc:
+        print(f"iam-cluster: {exc.message} [{exc.code}]", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

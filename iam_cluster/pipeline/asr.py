@@ -1,0 +1,229 @@
+"""ASR: CTranslate2 Whisper (through faster-whisper's model, features and tokenizer), one batched
+``generate`` per batch of windows, with temperature fallback, timestamps and word alignment."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+from iam_cluster.pipeline.models import DEFAULT_MODEL, resolve_compute_type, resolve_device, resolve_model
+from iam_cluster.pipeline.types import TranscribeOptions
+
+# faster-whisper's own defaults for merging punctuation into words.
+_PREPEND = "\"'“¿([{-"
+_APPEND = "\"'.。,，!！?？:：”)]}、"
+_MAX_INITIAL_TIMESTAMP_INDEX = 50  # first timestamp no later than 1.0 s, as sequential transcribe
+_WINDOW_FRAMES = 3000  # Whisper encodes exactly 30 s of 10-ms mel frames
+
+
+class WindowText(msgspec.Struct):
+    """Whisper's output for one window: segments with words, times in seconds inside the window."""
+
+    segments: list[dict]
+    avg_logprob: float
+    no_speech_prob: float
+    temperature: float
+
+
+class WhisperASR:
+    """A loaded Whisper model that decodes many windows per CTranslate2 call.
+
+    Args:
+        model: model name or folder (see ``resolve_model``).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        compute_type: ``auto`` (int8 on CPU, float16 on CUDA) or a CTranslate2 compute type.
+        cpu_threads: intra-op threads (0: CTranslate2's choice).
+        num_workers: CTranslate2 replicas for calls from several Python threads.
+        cache_dir: where assembled/cached models live.
+        allow_download: let faster-whisper fetch a named model that is not cached.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        device: str = "auto",
+        compute_type: str = "auto",
+        cpu_threads: int = 0,
+        num_workers: int = 1,
+        cache_dir: Path | None = None,
+        allow_download: bool = False,
+    ) -> None:
+        from faster_whisper import WhisperModel
+
+        from iam_cluster.settings import get_settings
+
+        ref = resolve_model(model, cache_dir or get_settings().models.cache_dir, allow_download)
+        self.device = resolve_device(device)
+        self.compute_type = resolve_compute_type(compute_type, self.device)
+        self.name = ref.name
+        self.whisper = WhisperModel(
+            str(ref.path),
+            device=self.device,
+            compute_type=self.compute_type,
+            cpu_threads=cpu_threads,
+            num_workers=num_workers,
+        )
+        self._tokenizers: dict[tuple[str, str], object] = {}
+
+    @property
+    def is_multilingual(self) -> bool:
+        return bool(self.whisper.model.is_multilingual)
+
+    def tokenizer(self, language: str, task: str = "transcribe"):
+        """faster-whisper's tokenizer for a language and task (cached)."""
+        from faster_whisper.tokenizer import Tokenizer
+
+        key = (language, task)
+        if key not in self._tokenizers:
+            self._tokenizers[key] = Tokenizer(
+                self.whisper.hf_tokenizer, self.is_multilingual, task=task, language=language
+            )
+        return self._tokenizers[key]
+
+    def features(self, audios: Sequence[np.ndarray]) -> np.ndarray:
+        """Log-mel features of each (<= 30 s) audio, padded to Whisper's 30-s input."""
+        from faster_whisper.audio import pad_or_trim
+
+        fe = self.whisper.feature_extractor
+        return np.stack([pad_or_trim(fe(a)[..., :-1], _WINDOW_FRAMES) for a in audios]).astype(np.float32)
+
+    def detect_languages(self, audios: Sequence[np.ndarray]) -> list[tuple[str, float]]:
+        """Most likely language and its probability for each audio, in one encoder batch."""
+        if not self.is_multilingual:
+            return [("en", 1.0)] * len(audios)
+        encoded = self.whisper.encode(self.features(audios))
+        results = self.whisper.model.detect_language(encoded)
+        return [(r[0][0][2:-2], float(r[0][1])) for r in results]
+
+    def decode(
+        self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions
+    ) -> list[WindowText]:
+        """Decode a batch of windows of one language with ONE ``generate`` call.
+
+        Windows whose output looks like a failure (repetition, low log-probability) are decoded
+        again, together, at the next temperature, as Whisper's sequential decoder does.
+        Windows that Whisper judges silent come back with no segments.
+        """
+        from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+
+        tok = self.tokenizer(language, options.task)
+        features = self.features(audios)
+        encoded = self.whisper.encode(features)
+        prompt = self.whisper.get_prompt(
+            tok,
+            previous_tokens=tok.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else [],
+            without_timestamps=False,
+            hotwords=options.hotwords,
+        )
+        suppress = get_suppressed_tokens(tok, [-1])
+        n = len(audios)
+        best: list[dict | None] = [None] * n
+        pending = list(range(n))
+        for t_index, temperature in enumerate(options.temperatures):
+            if not pending:
+                break
+            source = encoded if t_index == 0 else self.whisper.encode(features[pending])
+            kwargs = (
+                dict(beam_size=options.beam_size, patience=1.0)
+                if temperature == 0
+                else dict(beam_size=1, num_hypotheses=5, sampling_topk=0, sampling_temperature=temperature)
+            )
+            results = self.whisper.model.generate(
+                source,
+                [list(prompt) for _ in pending],
+                length_penalty=1.0,
+                max_length=self.whisper.max_length,
+                return_scores=True,
+                return_no_speech_prob=True,
+                suppress_blank=True,
+                suppress_tokens=suppress,
+                max_initial_timestamp_index=_MAX_INITIAL_TIMESTAMP_INDEX,
+                **kwargs,
+            )
+            still = []
+            for i, result in zip(pending, results):
+                tokens = result.sequences_ids[0]
+                avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+                text = tok.decode([t for t in tokens if t < tok.eot])
+                attempt = dict(
+                    tokens=tokens,
+                    avg_logprob=avg_logprob,
+                    no_speech_prob=result.no_speech_prob,
+                    compression_ratio=get_compression_ratio(text) if text.strip() else 0.0,
+                    temperature=temperature,
+                )
+                silent = (
+                    attempt["no_speech_prob"] > options.no_speech_threshold
+                    and avg_logprob < options.log_prob_threshold
+                )
+                failed = attempt["compression_ratio"] > options.compression_ratio_threshold or (
+                    avg_logprob < options.log_prob_threshold
+                )
+                previous = best[i]
+                if previous is None or _better(attempt, previous, options):
+                    best[i] = attempt
+                if failed and not silent:
+                    still.append(i)
+            pending = still
+        return self._segment(audios, encoded, tok, best, options)
+
+    def _segment(self, audios, encoded, tok, best, options) -> list[WindowText]:
+        """Split each window's tokens at timestamps and align words to the audio."""
+        per_window: list[list[dict]] = []
+        num_frames: list[int] = []
+        # Windows sit on a virtual timeline 30 s apart so that the word-timing heuristics of
+        # faster-whisper, which carry state from one segment to the next, see time moving forward.
+        for i, (audio, attempt) in enumerate(zip(audios, best)):
+            duration = len(audio) / 16000
+            frames = min(_WINDOW_FRAMES, math.ceil(duration * self.whisper.frames_per_second))
+            num_frames.append(frames)
+            silent = (
+                attempt["no_speech_prob"] > options.no_speech_threshold
+                and attempt["avg_logprob"] < options.log_prob_threshold
+            )
+            tokens = [] if silent else attempt["tokens"]
+            subsegments, _, _ = self.whisper._split_segments_by_timestamps(
+                tokenizer=tok,
+                tokens=tokens,
+                time_offset=i * 30.0,
+                segment_size=frames,
+                segment_duration=duration,
+                seek=i * _WINDOW_FRAMES,
+            )
+            per_window.append(subsegments)
+        if any(s["tokens"] for segs in per_window for s in segs):
+            self.whisper.add_word_timestamps(
+                per_window, tok, encoded, num_frames, _PREPEND, _APPEND, last_speech_timestamp=0.0
+            )
+        out = []
+        for i, (segs, attempt) in enumerate(zip(per_window, best)):
+            shift = i * 30.0
+            kept = []
+            for s in segs:
+                words = [
+                    dict(w, start=w["start"] - shift, end=w["end"] - shift) for w in s.get("words", [])
+                ]
+                if words:
+                    kept.append(dict(start=s["start"] - shift, end=s["end"] - shift, words=words))
+            out.append(
+                WindowText(
+                    segments=kept,
+                    avg_logprob=attempt["avg_logprob"],
+                    no_speech_prob=attempt["no_speech_prob"],
+                    temperature=attempt["temperature"],
+                )
+            )
+        return out
+
+
+def _better(attempt: dict, previous: dict, options: TranscribeOptions) -> bool:
+    """Prefer attempts under the repetition threshold, then higher average log-probability."""
+    ok_a = attempt["compression_ratio"] <= options.compression_ratio_threshold
+    ok_p = previous["compression_ratio"] <= options.compression_ratio_threshold
+    if ok_a != ok_p:
+        return ok_a
+    return attempt["avg_logprob"] > previous["avg_logprob"]

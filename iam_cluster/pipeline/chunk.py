@@ -1,0 +1,144 @@
+"""Chunking: pack speech regions into decoding windows of at most ``chunk_length`` seconds.
+
+Whisper always encodes 30 s, padding shorter input with silence, so a window holding 3 s of
+speech costs as much as one holding 30 s. Packing the speech of consecutive regions (of one
+recording, or of many short recordings) into full windows is what makes short clips cheap.
+Each piece keeps its place on its recording's timeline, so results map back exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from iam_cluster.pipeline.types import Piece, Segment, SpeechRegion, Window, Word
+
+if TYPE_CHECKING:
+    from iam_cluster.pipeline.asr import WindowText
+
+
+def split_long(region: SpeechRegion, max_length: float) -> list[SpeechRegion]:
+    """Cut a region longer than ``max_length`` into equal parts (a guard; the VAD already caps)."""
+    if region.duration <= max_length:
+        return [region]
+    n = int(region.duration // max_length) + 1
+    step = region.duration / n
+    return [SpeechRegion(region.start + i * step, min(region.end, region.start + (i + 1) * step)) for i in range(n)]
+
+
+def pack(
+    regions: Sequence[Sequence[SpeechRegion]],
+    chunk_length: float = 30.0,
+    gap: float = 0.2,
+    across_recordings: bool = True,
+    groups: Sequence[object] | None = None,
+) -> list[Window]:
+    """Greedily pack the regions of each recording, in order, into windows.
+
+    Args:
+        regions: per recording, its sorted speech regions.
+        chunk_length: longest window, in seconds.
+        gap: silence between two pieces inside a window.
+        across_recordings: let one window hold pieces of several recordings.
+        groups: per recording, a key (e.g. its language); recordings share a window only when
+            their keys are equal.
+
+    Returns:
+        Windows in recording order; each recording's pieces appear in time order.
+    """
+    windows: list[Window] = []
+    current: list[Piece] = []
+    end = 0.0
+
+    def flush() -> None:
+        nonlocal current, end
+        if current:
+            windows.append(Window(pieces=tuple(current)))
+        current, end = [], 0.0
+
+    for rec, rec_regions in enumerate(regions):
+        if current and (
+            not across_recordings
+            or (groups is not None and groups[rec] != groups[current[-1].recording])
+        ):
+            flush()
+        for region in rec_regions:
+            for part in split_long(region, chunk_length):
+                offset = end + gap if current else 0.0
+                if current and offset + part.duration > chunk_length:
+                    flush()
+                    offset = 0.0
+                current.append(Piece(recording=rec, start=part.start, end=part.end, offset=offset))
+                end = offset + part.duration
+    flush()
+    return windows
+
+
+def locate(window: Window, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Map times inside a window to (piece index, time on that piece's recording).
+
+    A time in the silence between two pieces goes to the nearer one; times are clamped to the
+    piece, so nothing lands outside the speech it came from.
+    """
+    offsets = np.array([p.offset for p in window.pieces])
+    ends = offsets + np.array([p.duration for p in window.pieces])
+    idx = np.clip(np.searchsorted(offsets, times, side="right") - 1, 0, len(offsets) - 1)
+    nxt = np.minimum(idx + 1, len(offsets) - 1)
+    to_next = (nxt != idx) & (times > ends[idx]) & (offsets[nxt] - times < times - ends[idx])
+    idx = np.where(to_next, nxt, idx)
+    starts = np.array([p.start for p in window.pieces])[idx]
+    local = np.clip(times - offsets[idx], 0.0, ends[idx] - offsets[idx])
+    return idx, starts + local
+
+
+def unpack(window: Window, text: WindowText) -> Iterator[tuple[int, Segment]]:
+    """Split a window's segments back onto their recordings, by where each word falls.
+
+    Each word goes to the piece holding its midpoint; a Whisper segment whose words fall in
+    pieces of two recordings becomes one segment on each.
+
+    Yields:
+        ``(recording index, segment)`` with times on that recording's timeline.
+    """
+    for seg in text.segments:
+        words = seg["words"]
+        starts = np.array([w["start"] for w in words], dtype=float)
+        ends = np.array([w["end"] for w in words], dtype=float)
+        idx, _ = locate(window, (starts + ends) / 2)
+        run: list[Word] = []
+        run_rec = -1
+        for w, k, s, e in zip(words, idx, starts, ends):
+            piece = window.pieces[k]
+            if run and piece.recording != run_rec:
+                yield run_rec, _segment(run, text)
+                run = []
+            run_rec = piece.recording
+            lo = piece.start + min(max(s - piece.offset, 0.0), piece.duration)
+            hi = piece.start + min(max(e - piece.offset, 0.0), piece.duration)
+            run.append(Word(start=round(lo, 3), end=round(max(hi, lo), 3), word=w["word"],
+                            probability=round(float(w["probability"]), 4)))
+        if run:
+            yield run_rec, _segment(run, text)
+
+
+def _segment(words: list[Word], text: WindowText) -> Segment:
+    from faster_whisper.transcribe import get_compression_ratio
+
+    for prev, cur in zip(words, words[1:]):  # keep word times monotonic after the mapping
+        if cur.start < prev.end:
+            cur.start = min(prev.end, cur.end)
+    body = "".join(w.word for w in words)
+    logp = [math.log(max(w.probability, 1e-6)) for w in words]
+    return Segment(
+        id=0,
+        start=words[0].start,
+        end=words[-1].end,
+        text=body,
+        words=words,
+        avg_logprob=round(sum(logp) / len(logp), 4),
+        no_speech_prob=round(float(text.no_speech_prob), 4),
+        compression_ratio=round(get_compression_ratio(body), 3) if body.strip() else 0.0,
+    )

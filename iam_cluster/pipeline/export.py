@@ -1,0 +1,233 @@
+"""Last pipeline stage: render a Transcript as JSON, plain text, SRT or WebVTT and write it out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+
+from iam_cluster.pipeline.types import Segment, Transcript
+
+#: Shortest cue we emit, in milliseconds; a cue must end after it starts.
+MIN_CUE_MS = 10
+
+_decoder = msgspec.json.Decoder(Transcript)
+
+
+def format_timestamp(seconds: float, decimal: str = ".") -> str:
+    """Format seconds as ``HH:MM:SS.mmm``, rounding to the nearest millisecond.
+
+    Rounding happens on the whole value, so 59.9996 gives ``00:01:00.000`` and never ``60.000``.
+    Negative times are clamped to zero; hours keep counting past 99.
+
+    Args:
+        seconds: Time in seconds.
+        decimal: Separator before the milliseconds: ``"."`` for WebVTT, ``","`` for SRT.
+
+    Returns:
+        The formatted timestamp.
+    """
+    return _format_ms(_to_ms(seconds), decimal)
+
+
+def _to_ms(seconds: float) -> int:
+    return max(0, round(seconds * 1000))
+
+
+def _format_ms(ms: int, decimal: str) -> str:
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    secs, ms = divmod(ms, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal}{ms:03d}"
+
+
+def _clean(text: str) -> str:
+    """Collapse every whitespace run (newlines included) to one space and strip the ends."""
+    return " ".join(text.split())
+
+
+def _cue_span(segment: Segment) -> tuple[int, int]:
+    """The segment's (start, end) in whole milliseconds, with end at least MIN_CUE_MS later."""
+    start = _to_ms(segment.start)
+    return start, max(_to_ms(segment.end), start + MIN_CUE_MS)
+
+
+def _cues(transcript: Transcript) -> list[tuple[Segment, str]]:
+    """Segments that carry text, each with its cleaned one-line text."""
+    return [(s, text) for s in transcript.segments if (text := _clean(s.text))]
+
+
+def _vtt_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def to_json(transcript: Transcript) -> str:
+    """Render the transcript as indented JSON with an extra top-level ``"text"`` field.
+
+    Args:
+        transcript: The transcript to render.
+
+    Returns:
+        JSON text that ``transcript_from_json`` reads back to an equal Transcript.
+    """
+    fields = msgspec.to_builtins(transcript)
+    segments = fields.pop("segments")
+    doc = {**fields, "text": transcript.text, "segments": segments}
+    return msgspec.json.format(msgspec.json.encode(doc), indent=2).decode("utf-8") + "\n"
+
+
+def transcript_from_json(data: bytes | str) -> Transcript:
+    """Decode JSON written by ``to_json`` (the derived ``"text"`` field is ignored).
+
+    Args:
+        data: The JSON document, as bytes or str.
+
+    Returns:
+        The decoded Transcript.
+
+    Raises:
+        msgspec.ValidationError: The document does not describe a Transcript.
+        msgspec.DecodeError: The data is not valid JSON.
+    """
+    return _decoder.decode(data)
+
+
+def to_txt(transcript: Transcript) -> str:
+    """Render one line per non-empty segment, prefixed with ``SPEAKER: `` when diarized.
+
+    Args:
+        transcript: The transcript to render.
+
+    Returns:
+        Plain text, newline-terminated (empty for a transcript without text).
+    """
+    lines = [
+        f"{_clean(s.speaker)}: {text}" if s.speaker else text for s, text in _cues(transcript)
+    ]
+    return "".join(line + "\n" for line in lines)
+
+
+def to_srt(transcript: Transcript) -> str:
+    """Render SubRip cues numbered from 1, skipping segments without text.
+
+    Speakers appear as a ``[SPEAKER_00] `` prefix.
+
+    Args:
+        transcript: The transcript to render.
+
+    Returns:
+        The SRT document.
+    """
+    blocks = []
+    for index, (segment, text) in enumerate(_cues(transcript), start=1):
+        start, end = _cue_span(segment)
+        if segment.speaker:
+            text = f"[{_clean(segment.speaker)}] {text}"
+        # "-->" inside a cue would be read as a timing line by some parsers.
+        text = text.replace("-->", "->")
+        blocks.append(f"{index}\n{_format_ms(start, ',')} --> {_format_ms(end, ',')}\n{text}\n")
+    return "\n".join(blocks)
+
+
+def to_vtt(transcript: Transcript) -> str:
+    """Render a WebVTT document, skipping segments without text.
+
+    Speakers appear as voice spans (``<v SPEAKER_00>text``); ``&``, ``<`` and ``>`` are escaped.
+
+    Args:
+        transcript: The transcript to render.
+
+    Returns:
+        The WebVTT document.
+    """
+    blocks = ["WEBVTT\n"]
+    for segment, text in _cues(transcript):
+        start, end = _cue_span(segment)
+        text = _vtt_escape(text)
+        if segment.speaker:
+            text = f"<v {_vtt_escape(_clean(segment.speaker))}>{text}"
+        blocks.append(f"{_format_ms(start, '.')} --> {_format_ms(end, '.')}\n{text}\n")
+    return "\n".join(blocks)
+
+
+#: One renderer per output format; register a new format (e.g. ``rttm``) by adding an entry.
+_RENDERERS: dict[str, Callable[[Transcript], str]] = {
+    "json": to_json,
+    "txt": to_txt,
+    "srt": to_srt,
+    "vtt": to_vtt,
+}
+
+FORMATS: tuple[str, ...] = tuple(_RENDERERS)
+
+
+def _allowed() -> str:
+    return ", ".join(_RENDERERS)
+
+
+def render(transcript: Transcript, fmt: str) -> str:
+    """Render the transcript in one output format.
+
+    Args:
+        transcript: The transcript to render.
+        fmt: One of ``FORMATS``.
+
+    Returns:
+        The document as text.
+
+    Raises:
+        ValueError: ``fmt`` is not a known format.
+    """
+    try:
+        renderer = _RENDERERS[fmt]
+    except KeyError:
+        raise ValueError(f"unknown output format {fmt!r}; expected one of: {_allowed()}") from None
+    return renderer(transcript)
+
+
+def write(transcript: Transcript, fmt: str, path: str | Path) -> Path:
+    """Render the transcript and write it to ``path`` as UTF-8, creating parent folders.
+
+    Args:
+        transcript: The transcript to write.
+        fmt: One of ``FORMATS``.
+        path: Destination file; overwritten if it exists.
+
+    Returns:
+        The path written, as a Path.
+
+    Raises:
+        ValueError: ``fmt`` is not a known format (nothing is written).
+    """
+    text = render(transcript, fmt)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8", newline="")
+    return path
+
+
+def parse_formats(spec: str) -> list[str]:
+    """Parse a comma-separated format list such as ``"json,srt"`` (as given on the command line).
+
+    Names are trimmed and lower-cased; duplicates are dropped, keeping first-seen order.
+
+    Args:
+        spec: Comma-separated format names.
+
+    Returns:
+        The distinct formats, in the order given.
+
+    Raises:
+        ValueError: The list is empty or names a format that is not in ``FORMATS``.
+    """
+    names = [name.strip().lower() for name in spec.split(",")]
+    formats = list(dict.fromkeys(name for name in names if name))
+    if not formats:
+        raise ValueError(f"no output format given; expected one or more of: {_allowed()}")
+    unknown = [name for name in formats if name not in _RENDERERS]
+    if unknown:
+        raise ValueError(
+            f"unknown output format(s): {', '.join(unknown)}; expected one or more of: {_allowed()}"
+        )
+    return formats
