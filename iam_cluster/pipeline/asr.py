@@ -18,6 +18,9 @@ _PREPEND = "\"'“¿([{-"
 _APPEND = "\"'.。,，!！?？:：”)]}、"
 _MAX_INITIAL_TIMESTAMP_INDEX = 50  # first timestamp no later than 1.0 s, as sequential transcribe
 _WINDOW_FRAMES = 3000  # Whisper encodes exactly 30 s of 10-ms mel frames
+# A window Whisper calls silent whose words are also this unsure is a hallucination, even when
+# its log-probability passes Whisper's own test (which lets short made-up words through).
+_MIN_WORD_PROBABILITY_IF_NO_SPEECH = 0.5
 
 
 class WindowText(msgspec.Struct):
@@ -203,6 +206,13 @@ class WhisperASR:
         for i, (segs, attempt) in enumerate(zip(per_window, best)):
             shift = i * 30.0
             kept = []
+            probs = [w["probability"] for s in segs for w in s.get("words", [])]
+            if (
+                probs
+                and attempt["no_speech_prob"] > options.no_speech_threshold
+                and float(np.mean(probs)) < _MIN_WORD_PROBABILITY_IF_NO_SPEECH
+            ):
+                segs = []  # Whisper thinks there is no speech and is unsure of every word it wrote
             for s in segs:
                 words = [
                     dict(w, start=w["start"] - shift, end=w["end"] - shift) for w in s.get("words", [])

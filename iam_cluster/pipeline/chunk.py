@@ -116,8 +116,8 @@ def unpack(window: Window, text: WindowText) -> Iterator[tuple[int, Segment]]:
                 yield run_rec, _segment(run, text)
                 run = []
             run_rec = piece.recording
-            lo = piece.start + min(max(s - piece.offset, 0.0), piece.duration)
-            hi = piece.start + min(max(e - piece.offset, 0.0), piece.duration)
+            lo = float(piece.start + min(max(s - piece.offset, 0.0), piece.duration))
+            hi = float(piece.start + min(max(e - piece.offset, 0.0), piece.duration))
             run.append(Word(start=round(lo, 3), end=round(max(hi, lo), 3), word=w["word"],
                             probability=round(float(w["probability"]), 4)))
         if run:

@@ -28,12 +28,20 @@ _GROUP_SAMPLES = 500_000
 _AV_ERRORS = (av.error.FFmpegError, OSError, EOFError, ValueError)
 #: Starts of files that are media even when FFmpeg cannot open them (then they are damaged).
 _MEDIA_MAGIC = (b"RIFF", b"RF64", b"FORM", b"fLaC", b"OggS", b"ID3", b"\x1a\x45\xdf\xa3")
+#: Why a path cannot be opened, in words.
+_OS_ERRORS = {
+    FileNotFoundError: "file not found",
+    IsADirectoryError: "is a directory, not a file",
+    PermissionError: "permission denied",
+}
+#: Containers whose header states the exact length (elsewhere FFmpeg may guess from the bitrate).
+_EXACT_LENGTH_FORMATS = {"flac", "ogg", "matroska,webm", "mov,mp4,m4a,3gp,3g2,mj2", "aiff"}
 #: Demuxers for still images: FFmpeg opens a PNG or JPEG as a one-frame "video".
 _IMAGE_FORMATS = ("image2", "gif", "apng")
 
 
 class MediaInfo(msgspec.Struct, frozen=True):
-    """What a media header says about its first audio stream."""
+    """What a media header says about its best audio stream."""
 
     format: str
     codec: str
@@ -49,57 +57,53 @@ def decode_audio(
     max_duration: float | None = 4 * 3600,
     min_duration: float = 0.0,
 ) -> Audio:
-    """Decodes the first audio stream of a media file to 16 kHz mono float32.
+    """Decodes the best audio stream of a media file to 16 kHz mono float32.
 
     Args:
         source: A path, the file's bytes, or a binary file object (read from its current position).
-        name: What errors and the result call the input; defaults to the path, "<bytes>" or
-            "<stream>".
-        max_duration: Longest accepted recording in seconds (None: no limit). Checked on the
-            header before decoding and while decoding, so a huge file never fills memory.
-        min_duration: Shortest accepted recording in seconds.
+        name: What errors and the result call the input; default the path, "<bytes>", "<stream>".
+        max_duration: Longest accepted length in seconds (None: no limit), checked on the header
+            and while decoding, so a huge file never fills memory.
+        min_duration: Shortest accepted length in seconds.
 
     Returns:
-        The decoded ``Audio``, whose ``source`` is ``name``.
+        The ``Audio``, whose ``source`` is ``name``.
 
     Raises:
-        MediaError: The input is missing, empty, not media, has no audio stream, is truncated or
-            corrupt, or is outside the duration limits; ``code`` says which.
+        MediaError: Missing, empty, not media, no audio stream, truncated or corrupt, or outside
+            the duration limits; ``code`` says which.
     """
     label, target, head = _prepare(source, name)
     with _open(label, target, head) as container:
         stream = _audio_stream(label, container)
-        declared = _declared_duration(container, stream)
+        declared = _header_duration(container, stream, head)
         if max_duration is not None and declared is not None and declared > max_duration:
-            raise _too_long(label, declared, max_duration)
+            raise _too_long(label, declared, max_duration)  # cheap: nothing decoded yet
         stats = {"packets": 0, "bad": 0}
         raw = io.BytesIO()
         try:
             for frame in _resampled(_decode_frames(label, container, stream, max_duration, stats)):
                 raw.write(frame.to_ndarray())
         except _AV_ERRORS as exc:
-            raise MediaError(label, f"decoding failed part-way ({exc})", "truncated_media") from exc
+            reason = "audio data is corrupt or cut off (decoding failed part-way)"
+            raise MediaError(label, reason, "truncated_media") from exc
         finally:
             # PyAV's resampler leaks unless the collector runs (faster-whisper issue #390).
             gc.collect()
 
     samples = np.frombuffer(raw.getbuffer(), dtype=np.float32)
+    # The resampler's filter overshoots full-scale peaks a little; Audio promises [-1, 1].
+    np.clip(samples, -1.0, 1.0, out=samples)
     duration = len(samples) / SAMPLE_RATE
-    # FFmpeg caps a WAV's length at the bytes present, so the header's own claim is read too.
-    expected = max(filter(None, (declared, _wav_declared_duration(head))), default=None)
-    if expected is not None and expected - duration > max(0.5, 0.05 * expected):
-        reason = f"ends after {duration:.1f} s of the {expected:.1f} s its header declares"
+    if declared is not None and declared - duration > max(0.5, 0.05 * declared):
+        reason = f"ends after {duration:.1f} s of the {declared:.1f} s its header declares"
         raise MediaError(label, reason, "truncated_media")
-    if len(samples) == 0:
-        if stats["bad"]:
-            raise MediaError(label, "audio data is corrupt", "truncated_media")
-        raise MediaError(label, "contains no audio samples", "empty_media")
     # A few bad packets are tolerated (one glitch should not cost a meeting); many mean corruption.
-    if stats["bad"] > max(3, 0.01 * stats["packets"]):
-        reason = f"{stats['bad']} of {stats['packets']} audio packets are corrupt"
-        raise MediaError(label, reason, "truncated_media")
-    if max_duration is not None and duration > max_duration:
-        raise _too_long(label, duration, max_duration)
+    bad, packets = stats["bad"], stats["packets"]
+    if bad > max(3, 0.01 * packets) or (bad and not len(samples)):
+        raise MediaError(label, f"{bad} of {packets} audio packets are corrupt", "truncated_media")
+    if not len(samples):
+        raise MediaError(label, "contains no audio samples", "empty_media")
     if duration < min_duration:
         reason = f"is {duration:.2f} s long, under the {min_duration:g} s minimum"
         raise MediaError(label, reason, "too_short")
@@ -107,17 +111,18 @@ def decode_audio(
 
 
 def probe(source: Source, *, name: str | None = None) -> MediaInfo:
-    """Reads a media header (no decoding) and describes its first audio stream.
+    """Reads a media header, decoding nothing, and describes its best audio stream.
 
     Args:
-        source: A path, the file's bytes, or a binary file object (read from its current position).
+        source: As for ``decode_audio``.
         name: What errors call the input; defaults as in ``decode_audio``.
 
     Returns:
-        The container format, codec, declared duration (None when unknown), rate and channels.
+        Container format, codec, duration (FFmpeg's, possibly estimated; None if unknown),
+        sample rate and channels.
 
     Raises:
-        MediaError: The input is missing, empty, not media or has no audio stream.
+        MediaError: Missing, empty, not media, or no audio stream.
     """
     label, target, head = _prepare(source, name)
     with _open(label, target, head) as container:
@@ -143,14 +148,9 @@ def _prepare(source: Source, name: str | None) -> tuple[str, str | BinaryIO, byt
         try:
             with open(path, "rb") as f:
                 head = f.read(_HEAD_BYTES)
-        except FileNotFoundError as exc:
-            raise MediaError(label, "file not found") from exc
-        except IsADirectoryError as exc:
-            raise MediaError(label, "is a directory, not a file") from exc
-        except PermissionError as exc:
-            raise MediaError(label, "permission denied") from exc
         except OSError as exc:
-            raise MediaError(label, f"cannot read file ({exc.strerror or exc})") from exc
+            reason = _OS_ERRORS.get(type(exc), f"cannot read file ({exc.strerror or exc})")
+            raise MediaError(label, reason) from exc
         # "file:" stops FFmpeg reading "http://..." or "concat:..." in a path as a protocol.
         target = "file:" + path
     else:
@@ -183,13 +183,15 @@ def _open(label: str, target: str | BinaryIO, head: bytes) -> InputContainer:
 
 
 def _audio_stream(label: str, container: InputContainer) -> AudioStream:
-    if container.streams.audio:
-        return container.streams.best("audio") or container.streams.audio[0]
-    fmt = container.format.name
-    is_image = fmt.endswith("pipe") or fmt in _IMAGE_FORMATS
-    if container.streams.video and not is_image:
-        raise MediaError(label, "no audio stream (video only)")
-    raise MediaError(label, "not an audio or video file")
+    if not container.streams.audio:
+        fmt = container.format.name
+        image = fmt.endswith("pipe") or fmt in _IMAGE_FORMATS
+        video = container.streams.video and not image
+        raise MediaError(label, "no audio stream (video only)" if video else "not an audio or video file")
+    stream = container.streams.best("audio") or container.streams.audio[0]
+    if stream.codec_context is None:  # this FFmpeg build has no decoder for it
+        raise MediaError(label, "audio codec is not supported")
+    return stream
 
 
 def _declared_duration(container: InputContainer, stream: AudioStream) -> float | None:
@@ -202,8 +204,22 @@ def _declared_duration(container: InputContainer, stream: AudioStream) -> float 
     return None
 
 
-def _wav_declared_duration(head: bytes) -> float | None:
-    """Seconds the RIFF ``data`` chunk claims, or None when absent or a streaming placeholder."""
+def _header_duration(container: InputContainer, stream: AudioStream, head: bytes) -> float | None:
+    """The length the header states exactly, or None where FFmpeg could only estimate it.
+
+    Truncation and the early length limit are judged on this: a bitrate estimate (a VBR MP3
+    without a Xing tag, ADTS AAC) can be far off and must not reject a sound file.
+    """
+    fmt = container.format.name
+    if fmt == "wav":
+        return _wav_duration(head)
+    if fmt == "mp3" and stream.codec_context.codec.canonical_name == "mp3":
+        return _xing_duration(head, stream.codec_context.sample_rate)
+    return _declared_duration(container, stream) if fmt in _EXACT_LENGTH_FORMATS else None
+
+
+def _wav_duration(head: bytes) -> float | None:
+    """Seconds the RIFF ``data`` chunk claims (FFmpeg silently caps it at the bytes present)."""
     if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return None
     pos, byte_rate = 12, 0
@@ -216,6 +232,27 @@ def _wav_declared_duration(head: bytes) -> float | None:
             return size / byte_rate if byte_rate and 0 < size < 0x7FFF0000 else None
         pos += 8 + size + (size & 1)
     return None
+
+
+def _xing_duration(head: bytes, rate: int) -> float | None:
+    """Seconds an MP3's Xing/Info or VBRI tag claims: its frame count times samples per frame.
+
+    Read here rather than trusted from FFmpeg, which falls back to a bitrate guess when the tag
+    disagrees with the file size (as in MP3s joined with ``cat``).
+    """
+    start = 0
+    if head[:3] == b"ID3" and len(head) >= 10:  # skip the ID3v2 tag; its size is syncsafe
+        start = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10]))
+    first = head[start : start + 4096]
+    frames = None
+    if (at := max(first.find(b"Xing"), first.find(b"Info"))) >= 0 and len(first) >= at + 12:
+        if first[at + 7] & 1:  # flags: frame count present
+            frames = int.from_bytes(first[at + 8 : at + 12], "big")
+    elif (at := first.find(b"VBRI")) >= 0 and len(first) >= at + 18:
+        frames = int.from_bytes(first[at + 14 : at + 18], "big")
+    if not frames or not rate:
+        return None
+    return frames * (1152 if rate >= 32000 else 576) / rate  # MPEG-1 vs MPEG-2/2.5 layer III
 
 
 def _decode_frames(
@@ -233,14 +270,13 @@ def _decode_frames(
         for frame in frames:
             seconds += frame.samples / frame.sample_rate
             if limit is not None and seconds > limit:
-                raise _too_long(label, seconds, limit, partial=True)
+                # Decoding stops here, so the real length stays unknown.
+                raise _too_long(label, seconds, limit, more="more than ")
             yield frame
 
 
-def _too_long(label: str, seconds: float, limit: float, partial: bool = False) -> MediaError:
-    more = "more than " if partial else ""  # decoding stopped at the limit: the length is unknown
-    reason = f"is {more}{seconds:.1f} s long, over the {limit:g} s limit"
-    return MediaError(label, reason, "too_long")
+def _too_long(label: str, seconds: float, limit: float, more: str = "") -> MediaError:
+    return MediaError(label, f"is {more}{seconds:.1f} s long, over the {limit:g} s limit", "too_long")
 
 
 def _resampled(frames: Iterator[av.AudioFrame]) -> Iterator[av.AudioFrame]:

@@ -1,0 +1,261 @@
+"""Real-time factor, peak memory and WER of our pipeline against faster-whisper, on one model.
+
+Every system transcribes the same file list with the same model files, device, compute type,
+thread count and beam size. Each runs in its own subprocess (this script re-invoked with
+``--_worker SYSTEM``) so that its peak RSS is its own; model load and one warm-up call on the
+first file are not timed.
+
+Example::
+
+    python benchmarks/rtf.py --audio /work/shared/data/meeting_long_dev.wav --threads 2 --label long-cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import resource
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SYSTEMS = ("ours", "fw_sequential", "fw_sequential_vad", "fw_batched")
+AUDIO_EXTS = {".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".webm", ".mp4", ".aac", ".wma", ".mkv"}
+RESULT_TAG = "RTF-RESULT "
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--audio", nargs="+", required=True, help="audio files and/or folders (recursive)")
+    p.add_argument("--model", default="tiny.en", help="tiny.en, base or a CTranslate2 folder")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--compute-type", default="auto", help="auto (int8 on CPU, float16 on CUDA) or a type")
+    p.add_argument("--threads", type=int, default=2, help="CTranslate2 intra-op threads for every system")
+    p.add_argument("--beam-size", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=8, help="for ours and fw_batched")
+    p.add_argument("--repeat", type=int, default=1, help="repeat the file list N times")
+    p.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated subset of {SYSTEMS}")
+    p.add_argument("--label", help="name of the run (default: date and time)")
+    p.add_argument("--out", type=Path, help="Markdown report (default benchmarks/results/rtf-LABEL.md)")
+    p.add_argument("--_worker", choices=SYSTEMS, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = set(args.systems) - set(SYSTEMS)
+    if unknown:
+        p.error(f"unknown systems {sorted(unknown)}; choose from {SYSTEMS}")
+    return args
+
+
+def collect_audio(items: list[str], repeat: int) -> list[Path]:
+    """Files given, plus audio files found recursively under folders given; the list ``repeat`` times."""
+    files: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            files.extend(sorted(f for f in path.rglob("*") if f.suffix.lower() in AUDIO_EXTS and f.is_file()))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise SystemExit(f"no such audio file or folder: {item}")
+    if not files:
+        raise SystemExit("no audio files found")
+    return files * max(1, repeat)
+
+
+def resolved_setup(args: argparse.Namespace) -> tuple[Path, str, str]:
+    """The model folder, device and compute type every system will use."""
+    from iam_cluster.pipeline.models import resolve_compute_type, resolve_device, resolve_model
+    from iam_cluster.settings import get_settings
+
+    ref = resolve_model(args.model, get_settings().models.cache_dir)
+    device = resolve_device(args.device)
+    return ref.path, device, resolve_compute_type(args.compute_type, device)
+
+
+def make_system(system: str, args: argparse.Namespace):
+    """Load the model once and return ``run(paths) -> list of texts`` for one system."""
+    model_path, device, compute_type = resolved_setup(args)
+    if system == "ours":
+        from iam_cluster.pipeline.asr import WhisperASR
+        from iam_cluster.pipeline.run import Pipeline
+        from iam_cluster.pipeline.types import TranscribeOptions
+
+        asr = WhisperASR(str(model_path), device=device, compute_type=compute_type, cpu_threads=args.threads)
+        pipe = Pipeline(asr)
+        options = TranscribeOptions(beam_size=args.beam_size, batch_size=args.batch_size)
+
+        def run(paths: list[Path]) -> list[str]:
+            texts = []
+            for path, result in pipe.transcribe_paths(paths, options):
+                if not hasattr(result, "text"):
+                    raise RuntimeError(f"{path}: {result}")
+                texts.append(result.text)
+            return texts
+
+        return run
+
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+    model = WhisperModel(str(model_path), device=device, compute_type=compute_type, cpu_threads=args.threads)
+    if system == "fw_batched":
+        batched = BatchedInferencePipeline(model)
+
+        def one(path: Path) -> str:
+            segments, _ = batched.transcribe(str(path), batch_size=args.batch_size, beam_size=args.beam_size)
+            return " ".join(s.text.strip() for s in segments if s.text.strip())
+    else:
+        vad = system == "fw_sequential_vad"
+
+        def one(path: Path) -> str:
+            segments, _ = model.transcribe(str(path), beam_size=args.beam_size, vad_filter=vad)
+            return " ".join(s.text.strip() for s in segments if s.text.strip())
+
+    return lambda paths: [one(p) for p in paths]
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Child process: load, warm up on the first file, time the whole list, print JSON."""
+    paths = collect_audio(args.audio, args.repeat)
+    run = make_system(args._worker, args)
+    run(paths[:1])
+    start = time.perf_counter()
+    texts = run(paths)
+    wall = time.perf_counter() - start
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(RESULT_TAG + json.dumps({"wall": wall, "peak_mb": peak_kb / 1024, "texts": texts}), flush=True)
+
+
+def run_worker(system: str) -> dict:
+    """Run one system in a fresh interpreter and return its JSON result."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:], "--_worker", system]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"{system} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}")
+    return json.loads(lines[-1][len(RESULT_TAG):])
+
+
+def normalise(text: str) -> str:
+    """Lowercase, drop punctuation (keeping in-word apostrophes), collapse whitespace."""
+    text = re.sub(r"[^\w\s']|(?<!\w)'|'(?!\w)", " ", text.lower())
+    return " ".join(text.split())
+
+
+def word_errors(references: list[str | None], hypotheses: list[str]) -> tuple[int, int] | None:
+    """Total word errors and total reference words over the files that have a reference."""
+    import jiwer
+
+    errors = words = 0
+    for ref, hyp in zip(references, hypotheses):
+        if ref is None:
+            continue
+        ref_n, hyp_n = normalise(ref), normalise(hyp)
+        n = len(ref_n.split())
+        if n == 0:
+            continue
+        m = jiwer.process_words(ref_n, hyp_n)
+        errors += m.substitutions + m.deletions + m.insertions
+        words += n
+    return (errors, words) if words else None
+
+
+def audio_seconds(paths: list[Path]) -> float:
+    """Total duration of the list (each distinct file decoded once)."""
+    from faster_whisper.audio import decode_audio
+
+    cache: dict[Path, float] = {}
+    for p in paths:
+        if p not in cache:
+            cache[p] = len(decode_audio(str(p), sampling_rate=16000)) / 16000
+    return sum(cache[p] for p in paths)
+
+
+def environment(args: argparse.Namespace) -> str:
+    """One line: CPU, cores, threads, library versions, model, compute type, device (and GPU)."""
+    import ctranslate2
+    import faster_whisper
+
+    cpu = "unknown CPU"
+    try:
+        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        cpu = found.group(1).strip() if found else cpu
+    except OSError:
+        pass
+    model_path, device, compute_type = resolved_setup(args)
+    parts = [
+        f"CPU {cpu}", f"{os.cpu_count()} cores", f"threads {args.threads}",
+        f"ctranslate2 {ctranslate2.__version__}", f"faster-whisper {faster_whisper.__version__}",
+        f"model {args.model} ({model_path})", f"compute {compute_type}", f"device {device}",
+        f"beam {args.beam_size}", f"batch {args.batch_size}",
+    ]
+    if device == "cuda":
+        gpu = f"{ctranslate2.get_cuda_device_count()} CUDA device(s)"
+        if shutil.which("nvidia-smi"):
+            names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                                   capture_output=True, text=True).stdout.strip().replace("\n", ", ")
+            gpu += f": {names}"
+        parts.append(gpu)
+    return ", ".join(parts)
+
+
+def report(args: argparse.Namespace, paths: list[Path], results: dict[str, dict]) -> str:
+    """The Markdown report: command, environment, per-system table, ratios to ours."""
+    refs = []
+    for p in paths:
+        ref = p.with_suffix(".txt")
+        refs.append(ref.read_text(encoding="utf-8") if ref.is_file() else None)
+    seconds = audio_seconds(paths)
+    rows, xrt, wer = [], {}, {}
+    for system, r in results.items():
+        xrt[system] = seconds / r["wall"]
+        counts = word_errors(refs, r["texts"])
+        wer[system] = 100.0 * counts[0] / counts[1] if counts else None
+        wer_cell = f"{wer[system]:.2f} ({counts[0]}/{counts[1]})" if counts else ""
+        rows.append(f"| {system} | {len(paths)} | {seconds:.1f} | {r['wall']:.2f} | {r['wall'] / seconds:.4f} "
+                    f"| {xrt[system]:.1f} | {r['peak_mb']:.0f} | {wer_cell} |")
+    lines = [
+        f"# RTF benchmark: {args.label}", "",
+        "Command: `" + " ".join(shlex.quote(a) for a in ["python", *sys.argv]) + "`", "",
+        f"Environment: {environment(args)}", "",
+        "| system | files | audio s | wall s | RTF | x real time | peak RSS MB | WER % (errors/words) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|", *rows,
+    ]
+    if "ours" in results and len(results) > 1:
+        lines += ["", "| ours vs | speed ratio (x-RT ours / peer) | WER ours − peer (points) |", "|---|---:|---:|"]
+        for system in results:
+            if system == "ours":
+                continue
+            diff = f"{wer['ours'] - wer[system]:+.2f}" if wer["ours"] is not None and wer[system] is not None else ""
+            lines.append(f"| {system} | {xrt['ours'] / xrt[system]:.2f} | {diff} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args._worker:
+        worker(args)
+        return
+    args.label = args.label or dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = args.out or RESULTS_DIR / f"rtf-{args.label}.md"
+    paths = collect_audio(args.audio, args.repeat)
+    results = {}
+    for system in args.systems:
+        print(f"[rtf] {system}: {len(paths)} files ...", file=sys.stderr, flush=True)
+        results[system] = run_worker(system)
+        print(f"[rtf] {system}: {results[system]['wall']:.2f} s", file=sys.stderr, flush=True)
+    text = report(args, paths, results)
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(f"[rtf] written {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

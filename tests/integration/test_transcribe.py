@@ -1,0 +1,102 @@
+"""The engine on real audio with the real embedded models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from iam_cluster.errors import MediaError
+from iam_cluster.pipeline.decode import decode_audio
+from iam_cluster.pipeline.types import SAMPLE_RATE, Audio, TranscribeOptions
+from tests.fixtures.audio import normalise, reference, wer
+
+
+def test_tiny_en_wer_on_harvard_sentences(pipeline, harvard):
+    results = dict(pipeline.transcribe_paths(harvard))
+    assert all(not isinstance(r, Exception) for r in results.values())
+    score = wer([reference(p) for p in harvard], [results[p].text for p in harvard])
+    assert score <= 0.10, f"WER {score:.3f}"
+
+
+def test_packing_many_recordings_matches_one_by_one(pipeline, harvard):
+    audios = [decode_audio(p) for p in harvard]
+    packed = pipeline.transcribe_many(audios)
+    alone = pipeline.transcribe_many(audios, TranscribeOptions(pack_recordings=False))
+    refs = [reference(p) for p in harvard]
+    assert wer(refs, [t.text for t in packed]) <= wer(refs, [t.text for t in alone]) + 0.02
+    for audio, t in zip(audios, packed):
+        assert t.source == audio.source and t.segments
+        assert all(0 <= s.start <= s.end <= audio.duration + 1e-6 for s in t.segments)
+
+
+def test_jfk_words_times_and_confidence(pipeline, data_dir):
+    t = pipeline.transcribe(data_dir / "jfk.flac")
+    assert normalise(t.text) == normalise(reference(data_dir / "jfk.flac"))
+    assert t.language == "en" and t.model == "tiny.en" and 0.7 < t.confidence <= 1
+    assert 10.9 < t.duration < 11.1 and 0 < t.speech_duration <= t.duration
+    words = [w for s in t.segments for w in s.words]
+    assert normalise("".join(w.word for w in words)) == normalise(t.text)
+    country = [w for w in words if "country" in w.word]
+    assert len(country) == 2 and country[0].start < 7.0 < country[1].start
+    for s in t.segments:
+        assert s.avg_logprob <= 0 and 0 <= s.no_speech_prob <= 1
+        assert s.start == s.words[0].start and s.end == s.words[-1].end
+
+
+def test_several_minutes_have_monotonic_times_within_duration(pipeline, long_recording):
+    assert long_recording.duration > 180
+    t = pipeline.transcribe(long_recording)
+    assert len(t.segments) > 20
+    assert [s.id for s in t.segments] == list(range(len(t.segments)))
+    last_start, last_word_end = 0.0, 0.0
+    for s in t.segments:
+        assert last_start <= s.start <= s.end <= long_recording.duration
+        last_start = s.start
+        for w in s.words:
+            assert s.start <= w.start <= w.end <= s.end
+            assert w.start >= last_word_end - 1e-6
+            last_word_end = w.end
+    # the clips' words sit where the clips are: "country" from JFK after the first sample.wav
+    assert any("country" in w.word for s in t.segments for w in s.words if 30 < w.start < 45)
+
+
+def test_silence_and_noise_give_empty_transcripts(pipeline):
+    rng = np.random.default_rng(0)
+    silence = Audio("silence", np.zeros(10 * SAMPLE_RATE, np.float32))
+    noise = Audio("noise", (rng.standard_normal(10 * SAMPLE_RATE) * 0.1).astype(np.float32))
+    hum = Audio("hum", (0.3 * np.sin(2 * np.pi * 120 * np.arange(10 * SAMPLE_RATE) / SAMPLE_RATE))
+                .astype(np.float32))
+    for t in pipeline.transcribe_many([silence, noise, hum]):
+        assert t.segments == [] and t.text == "" and t.confidence == 0.0, t.source
+
+
+def test_empty_audio_gives_empty_transcript(pipeline):
+    t = pipeline.transcribe(Audio("empty", np.zeros(0, np.float32)))
+    assert t.segments == [] and t.duration == 0
+
+
+def test_bad_inputs_fail_alone(pipeline, harvard, tmp_path):
+    bad = tmp_path / "notes.wav"
+    bad.write_text("this is not audio")
+    results = dict(pipeline.transcribe_paths([harvard[0], bad, harvard[1]]))
+    assert isinstance(results[bad], MediaError) and results[bad].code == "unsupported_media"
+    assert "notes.wav" in str(results[bad])
+    assert results[harvard[0]].text and results[harvard[1]].text
+    with pytest.raises(MediaError):
+        pipeline.transcribe(b"")
+
+
+def test_word_timestamps_can_be_left_out(pipeline, harvard):
+    t = pipeline.transcribe(harvard[0], TranscribeOptions(word_timestamps=False))
+    assert t.segments and all(s.words == [] for s in t.segments)
+
+
+def test_base_model_detects_a_non_english_language(base_asr, data_dir):
+    from iam_cluster.pipeline.run import Pipeline
+
+    german = decode_audio(data_dir / "multilingual.mp3").samples[30 * SAMPLE_RATE :]
+    english = decode_audio(data_dir / "jfk.flac")
+    de, en = Pipeline(base_asr).transcribe_many([Audio("german", german), english])
+    assert de.language == "de" and de.language_probability > 0.5 and de.text
+    assert en.language == "en" and "country" in en.text.lower()
+    assert de.model == "base"

@@ -1,0 +1,59 @@
+"""Packing speech into windows and mapping window times back to recordings (pure logic)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from iam_cluster.pipeline.asr import WindowText
+from iam_cluster.pipeline.chunk import locate, pack, split_long, unpack
+from iam_cluster.pipeline.types import SpeechRegion as R
+
+
+def test_pack_fills_windows_in_order_and_respects_length():
+    regions = [[R(0, 10), R(12, 22), R(30, 40), R(50, 52)]]
+    windows = pack(regions, chunk_length=30, gap=0.2)
+    assert [len(w.pieces) for w in windows] == [2, 2]
+    assert all(w.duration <= 30 for w in windows)
+    first = windows[0].pieces
+    assert first[0].offset == 0 and first[1].offset == pytest.approx(10.2)
+    assert (first[1].start, first[1].end) == (12, 22)
+
+
+def test_pack_across_recordings_and_groups():
+    regions = [[R(0, 3)], [R(1, 4)], [R(0, 2)]]
+    assert len(pack(regions, 30)) == 1
+    assert len(pack(regions, 30, across_recordings=False)) == 3
+    windows = pack(regions, 30, groups=["en", "en", "de"])
+    assert [w.recordings for w in windows] == [{0, 1}, {2}]
+
+
+def test_pack_empty_and_long_regions():
+    assert pack([[], []]) == []
+    parts = split_long(R(0, 65), 30)
+    assert len(parts) == 3 and parts[-1].end == 65 and all(p.duration <= 30 for p in parts)
+    assert all(w.duration <= 30 for w in pack([[R(0, 65)]], 30))
+
+
+def test_locate_maps_times_and_sends_gap_times_to_the_nearer_piece():
+    (window,) = pack([[R(5, 8)], [R(100, 104)]], 30, gap=1.0)  # pieces at [0,3] and [4,8]
+    idx, t = locate(window, np.array([0.0, 2.9, 3.2, 3.9, 5.0, 9.0]))
+    assert idx.tolist() == [0, 0, 0, 1, 1, 1]
+    assert t.tolist() == pytest.approx([5.0, 7.9, 8.0, 100.0, 101.0, 104.0])
+
+
+def test_unpack_splits_a_segment_spanning_two_recordings():
+    (window,) = pack([[R(5, 8)], [R(100, 104)]], 30, gap=1.0)
+    words = [
+        dict(word=" one", start=0.5, end=1.0, probability=0.9),
+        dict(word=" two", start=1.2, end=2.5, probability=0.8),
+        dict(word=" three", start=4.5, end=5.5, probability=0.7),
+    ]
+    text = WindowText(segments=[dict(start=0.5, end=5.5, words=words)], avg_logprob=-0.2,
+                      no_speech_prob=0.01, temperature=0.0)
+    out = list(unpack(window, text))
+    assert [rec for rec, _ in out] == [0, 1]
+    first, second = out[0][1], out[1][1]
+    assert first.text == " one two" and (first.start, first.end) == (5.5, 7.5)
+    assert second.text == " three" and (second.start, second.end) == (100.5, 101.5)
+    assert second.avg_logprob == pytest.approx(np.log(0.7), abs=1e-3)

@@ -1,0 +1,278 @@
+"""decode_audio and probe on real speech re-encoded to every container, and on broken inputs."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from iam_cluster.errors import MediaError
+from iam_cluster.pipeline.decode import MediaInfo, decode_audio, probe
+from iam_cluster.pipeline.types import SAMPLE_RATE
+
+DATA = Path(__file__).parents[1] / "data"
+JFK = DATA / "jfk.flac"
+JFK_SECONDS = 11.0
+VIDEO_CODEC = next(c for c in ("libx264", "mpeg4") if c in av.codecs_available)
+
+#: file name -> (muxer, audio encoder, rate, muxer options, add a video stream)
+FORMATS = {
+    "jfk.mp3": ("mp3", "libmp3lame", 44100, {}, False),
+    "jfk.ogg": ("ogg", "libopus", 48000, {}, False),
+    "jfk.m4a": ("ipod", "aac", 44100, {}, False),
+    "jfk-faststart.m4a": ("ipod", "aac", 44100, {"movflags": "faststart"}, False),
+    "jfk.webm": ("webm", "libopus", 48000, {}, False),
+    "jfk-video.mp4": ("mp4", "aac", 44100, {}, True),
+    "jfk.wav": ("wav", "pcm_s16le", 44100, {}, False),
+    "jfk.flac": ("flac", "flac", 44100, {}, False),
+    # A live stream (as browsers' MediaRecorder writes) declares no duration at all.
+    "jfk-live.webm": ("webm", "libopus", 48000, {"live": "1"}, False),
+}
+
+
+def _add_video(out: av.container.OutputContainer, frames: int = 3) -> None:
+    video = out.add_stream(VIDEO_CODEC, rate=1)
+    video.width = video.height = 32
+    video.pix_fmt = "yuv420p"
+    black = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
+    for i in range(frames):
+        frame = black.reformat(format="yuv420p")
+        frame.pts = i
+        for packet in video.encode(frame):
+            out.mux(packet)
+    for packet in video.encode(None):
+        out.mux(packet)
+
+
+def _encode(dst: Path, muxer: str, codec: str, rate: int, options: dict, video: bool) -> Path:
+    with av.open(str(JFK)) as src, av.open(str(dst), "w", format=muxer, options=options) as out:
+        audio = out.add_stream(codec, rate=rate, layout="stereo")
+        if video:
+            _add_video(out)
+        for frame in src.decode(audio=0):
+            frame.pts = None  # let the encoder number the samples
+            for packet in audio.encode(frame):
+                out.mux(packet)
+        for packet in audio.encode(None):
+            out.mux(packet)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """jfk.flac re-encoded to each container, plus a video-only mp4."""
+    root = tmp_path_factory.mktemp("media")
+    files = {name: _encode(root / name, *spec) for name, spec in FORMATS.items()}
+    with av.open(str(root / "video-only.mp4"), "w", format="mp4") as out:
+        _add_video(out)
+    files["video-only.mp4"] = root / "video-only.mp4"
+    return files
+
+
+@pytest.fixture(scope="module")
+def reference() -> np.ndarray:
+    return decode_audio(JFK).samples
+
+
+def _envelope(samples: np.ndarray, hop: int = SAMPLE_RATE // 100) -> np.ndarray:
+    frames = samples[: len(samples) // hop * hop].reshape(-1, hop)
+    return np.sqrt((frames**2).mean(axis=1))
+
+
+def _similarity(a: np.ndarray, b: np.ndarray, max_lag: int = 10) -> float:
+    """Best correlation of two 10 ms loudness contours within ±100 ms (AAC adds a lead-in)."""
+    a, b = _envelope(a), _envelope(b)
+    n = min(len(a), len(b)) - 2 * max_lag
+    core = b[max_lag : max_lag + n]
+    return max(np.corrcoef(a[lag : lag + n], core)[0, 1] for lag in range(2 * max_lag + 1))
+
+
+def _rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(samples**2)))
+
+
+def _half(path: Path, dst: Path) -> Path:
+    data = path.read_bytes()
+    dst.write_bytes(data[: len(data) // 2])
+    return dst
+
+
+def _png() -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00" + b"\x00" * 6 + b"\x00" + b"\x00" * 6)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def _error(source, **kwargs) -> MediaError:
+    with pytest.raises(MediaError) as info:
+        decode_audio(source, **kwargs)
+    return info.value
+
+
+@pytest.mark.parametrize("name", [n for n in FORMATS if n != "jfk-live.webm"])
+def test_every_format_decodes_to_16k_mono_float32(media, reference, name):
+    audio = decode_audio(media[name])
+
+    assert audio.source == str(media[name])
+    assert audio.samples.dtype == np.float32 and audio.samples.ndim == 1
+    assert abs(audio.duration - JFK_SECONDS) < 0.1
+    assert _rms(audio.samples) > 0.05
+    # Same speech as the lossless decode: loudness within 10 %, loudness contour alike.
+    assert _rms(audio.samples) == pytest.approx(_rms(reference), rel=0.1)
+    assert _similarity(audio.samples, reference) > 0.95
+
+
+@pytest.mark.parametrize(
+    ("clip", "seconds"), [("jfk.flac", 11.0), ("multilingual.mp3", 59.9), ("spk1_snt1.wav", 2.87)]
+)
+def test_real_clips(clip, seconds):
+    audio = decode_audio(DATA / clip)
+    assert audio.duration == pytest.approx(seconds, abs=0.05)
+    assert np.abs(audio.samples).max() <= 1.0
+
+
+def test_bytes_and_file_objects():
+    data = JFK.read_bytes()
+    assert decode_audio(data).source == "<bytes>"
+    assert decode_audio(io.BytesIO(data)).source == "<stream>"
+    assert decode_audio(data, name="upload.flac").source == "upload.flac"
+
+    class Pipe(io.RawIOBase):  # not seekable, like a socket or stdin
+        def __init__(self, payload: bytes) -> None:
+            self._inner = io.BytesIO(payload)
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer) -> int:
+            return self._inner.readinto(buffer)
+
+    assert decode_audio(Pipe(data)).duration == pytest.approx(JFK_SECONDS, abs=0.01)
+    offset = io.BytesIO(b"junk" + data)
+    offset.read(4)  # a file object is read from where it stands
+    assert decode_audio(offset).duration == pytest.approx(JFK_SECONDS, abs=0.01)
+
+
+def test_mp3_switching_sample_rate_mid_stream(media):
+    """Two MP3s joined with ``cat`` (44.1 kHz stereo, then 24 kHz mono) decode whole."""
+    joined = media["jfk.mp3"].read_bytes() + (DATA / "multilingual.mp3").read_bytes()
+    assert decode_audio(joined).duration == pytest.approx(JFK_SECONDS + 59.9, abs=0.2)
+
+
+@pytest.mark.parametrize(
+    ("make", "code", "reason"),
+    [
+        (lambda d, m: d / "missing.wav", "unsupported_media", "file not found"),
+        (lambda d, m: d, "unsupported_media", "directory"),
+        (lambda d, m: _write(d / "empty.wav", b""), "empty_media", "empty"),
+        (lambda d, m: _write(d / "notes.wav", b"meeting notes\n" * 50), "unsupported_media",
+         "not an audio or video file"),
+        (lambda d, m: _write(d / "noise.mp3", np.random.default_rng(0).bytes(20_000)),
+         "unsupported_media", "not an audio or video file"),
+        (lambda d, m: _write(d / "picture.png", _png()), "unsupported_media", "not an audio or video file"),
+        (lambda d, m: m["video-only.mp4"], "unsupported_media", "no audio stream"),
+        (lambda d, m: _half(m["jfk.wav"], d / "half.wav"), "truncated_media", "header declares"),
+        (lambda d, m: _write(d / "header.wav", (DATA / "spk1_snt1.wav").read_bytes()[:44]), "truncated_media",
+         "header declares"),
+        (lambda d, m: _half(m["jfk.mp3"], d / "half.mp3"), "truncated_media", "header declares"),
+        (lambda d, m: _half(m["jfk.flac"], d / "half.flac"), "truncated_media", "header declares"),
+        (lambda d, m: _half(m["jfk.webm"], d / "half.webm"), "truncated_media", "header declares"),
+        (lambda d, m: _half(m["jfk-faststart.m4a"], d / "half-fs.m4a"), "truncated_media",
+         "header declares"),
+        # The index (moov) of a plain m4a sits at the end: half a file cannot even be opened.
+        (lambda d, m: _half(m["jfk.m4a"], d / "half.m4a"), "truncated_media", "damaged or truncated"),
+        (lambda d, m: _half(DATA / "multilingual.mp3", d / "half-ml.mp3"), "truncated_media",
+         "header declares"),
+    ],
+    ids=["missing", "directory", "empty", "text", "random", "png", "video-only", "half-wav",
+         "wav-header-only", "half-mp3", "half-flac", "half-webm", "half-m4a-faststart", "half-m4a",
+         "half-real-mp3"],
+)
+def test_bad_inputs(tmp_path, media, make, code, reason):
+    path = make(tmp_path, media)
+    error = _error(path)
+    assert error.code == code
+    assert reason in error.reason
+    assert str(path) in str(error) and error.source == str(path)
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_ffmpeg_errors_are_wrapped_not_leaked(tmp_path):
+    error = _error(_write(tmp_path / "notes.wav", b"not audio\n" * 40))
+    assert isinstance(error.__cause__, av.error.FFmpegError)
+    assert _error(b"", name="upload.wav").code == "empty_media"
+    assert _error(io.BytesIO(b"not audio" * 40), name="upload.wav").source == "upload.wav"
+
+
+def test_truncated_ogg_is_not_detectable(media, tmp_path):
+    """Ogg states no length up front (FFmpeg reads the last page), so half a file is just shorter."""
+    audio = decode_audio(_half(media["jfk.ogg"], tmp_path / "half.ogg"))
+    assert 4.0 < audio.duration < 7.0
+
+
+def test_one_glitch_is_tolerated_but_corruption_is_not(media):
+    data = media["jfk.mp3"].read_bytes()
+    rng = np.random.default_rng(1)
+    glitch = bytearray(data)
+    glitch[len(data) // 2 : len(data) // 2 + 500] = rng.bytes(500)
+    assert decode_audio(bytes(glitch)).duration == pytest.approx(JFK_SECONDS, abs=0.2)
+    corrupt = bytearray(data)
+    for start in range(len(data) // 4, len(data) * 3 // 4, 3000):
+        corrupt[start : start + 300] = rng.bytes(300)
+    assert _error(bytes(corrupt)).code == "truncated_media"
+
+
+def test_duration_limits(media):
+    error = _error(JFK, max_duration=5)
+    assert error.code == "too_long" and "11.0 s" in error.reason
+    # Without a declared length the limit stops the decoder itself.
+    error = _error(media["jfk-live.webm"], max_duration=5)
+    assert error.code == "too_long" and "more than" in error.reason
+    assert decode_audio(media["jfk-live.webm"], max_duration=None).duration == pytest.approx(11.0, abs=0.1)
+    error = _error(JFK, min_duration=20)
+    assert error.code == "too_short" and str(JFK) in str(error)
+    assert decode_audio(JFK, min_duration=10, max_duration=12).duration == pytest.approx(11.0)
+
+
+def test_probe_reads_the_header():
+    assert probe(JFK) == MediaInfo("flac", "flac", 11.0, 44100, 2)
+    info = probe((DATA / "multilingual.mp3").read_bytes())
+    assert (info.format, info.codec, info.sample_rate, info.channels) == ("mp3", "mp3", 24000, 1)
+    assert info.duration == pytest.approx(59.9, abs=0.1)
+    assert probe(DATA / "spk1_snt1.wav").duration == pytest.approx(2.87)
+
+
+def test_probe_formats(media):
+    assert probe(media["jfk-video.mp4"]).codec == "aac"
+    assert probe(media["jfk.webm"]).duration == pytest.approx(11.0, abs=0.1)
+    assert probe(media["jfk-live.webm"]).duration is None
+
+
+@pytest.mark.parametrize(
+    ("make", "code"),
+    [
+        (lambda d, m: d / "missing.mp3", "unsupported_media"),
+        (lambda d, m: _write(d / "empty.mp3", b""), "empty_media"),
+        (lambda d, m: _write(d / "notes.mp3", b"meeting notes\n" * 50), "unsupported_media"),
+        (lambda d, m: _write(d / "picture.png", _png()), "unsupported_media"),
+        (lambda d, m: m["video-only.mp4"], "unsupported_media"),
+    ],
+    ids=["missing", "empty", "text", "png", "video-only"],
+)
+def test_probe_errors(tmp_path, media, make, code):
+    path = make(tmp_path, media)
+    with pytest.raises(MediaError) as info:
+        probe(path)
+    assert info.value.code == code and str(path) in str(info.value)
