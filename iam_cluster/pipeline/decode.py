@@ -187,7 +187,8 @@ def _audio_stream(label: str, container: InputContainer) -> AudioStream:
         fmt = container.format.name
         image = fmt.endswith("pipe") or fmt in _IMAGE_FORMATS
         video = container.streams.video and not image
-        raise MediaError(label, "no audio stream (video only)" if video else "not an audio or video file")
+        reason = "no audio stream (video only)" if video else "not an audio or video file"
+        raise MediaError(label, reason)
     stream = container.streams.best("audio") or container.streams.audio[0]
     if stream.codec_context is None:  # this FFmpeg build has no decoder for it
         raise MediaError(label, "audio codec is not supported")
@@ -276,7 +277,8 @@ def _decode_frames(
 
 
 def _too_long(label: str, seconds: float, limit: float, more: str = "") -> MediaError:
-    return MediaError(label, f"is {more}{seconds:.1f} s long, over the {limit:g} s limit", "too_long")
+    reason = f"is {more}{seconds:.1f} s long, over the {limit:g} s limit"
+    return MediaError(label, reason, "too_long")
 
 
 def _resampled(frames: Iterator[av.AudioFrame]) -> Iterator[av.AudioFrame]:

@@ -100,3 +100,14 @@ def test_base_model_detects_a_non_english_language(base_asr, data_dir):
     assert de.language == "de" and de.language_probability > 0.5 and de.text
     assert en.language == "en" and "country" in en.text.lower()
     assert de.model == "base"
+
+
+def test_model_level_guard_drops_hallucinations_on_silence(tiny_asr, data_dir):
+    """Even when silence reaches the model (VAD bypassed), nothing is written."""
+    rng = np.random.default_rng(1)
+    silence = np.zeros(3 * SAMPLE_RATE, np.float32)
+    noise = (rng.standard_normal(8 * SAMPLE_RATE) * 0.02).astype(np.float32)
+    speech = decode_audio(data_dir / "jfk.flac").samples
+    out = tiny_asr.decode([silence, noise, speech], "en", TranscribeOptions())
+    assert out[0].segments == [] and out[1].segments == []
+    assert out[2].segments and out[2].no_speech_prob < 0.5
