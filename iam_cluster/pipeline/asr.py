@@ -197,6 +197,13 @@ class WhisperASR:
                 segment_duration=duration,
                 seek=i * _WINDOW_FRAMES,
             )
+            covered = sum(len(sub["tokens"]) for sub in subsegments)
+            tail = [t for t in tokens[covered:] if t < tok.eot]
+            if any(t < tok.timestamp_begin for t in tail):
+                # faster-whisper drops text after the last timestamp pair (its sequential decoder
+                # seeks back and decodes it again); a window has no "again", so keep it.
+                start = subsegments[-1]["end"] if subsegments else i * 30.0
+                subsegments.append(dict(seek=i * _WINDOW_FRAMES, start=start, end=i * 30.0 + duration, tokens=tail))
             per_window.append(subsegments)
         if any(s["tokens"] for segs in per_window for s in segs):
             self.whisper.add_word_timestamps(

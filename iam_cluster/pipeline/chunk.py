@@ -65,6 +65,9 @@ def pack(
             or (groups is not None and groups[rec] != groups[current[-1].recording])
         ):
             flush()
+        need = sum(r.duration for r in rec_regions) + gap * max(0, len(rec_regions) - 1)
+        if current and need <= chunk_length and end + gap + need > chunk_length:
+            flush()  # a recording that fits in one window is not split across two
         for region in rec_regions:
             for part in split_long(region, chunk_length):
                 offset = end + gap if current else 0.0

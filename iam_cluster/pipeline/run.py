@@ -18,6 +18,7 @@ from iam_cluster.pipeline.decode import decode_audio
 from iam_cluster.pipeline.types import (
     SAMPLE_RATE,
     Audio,
+    Piece,
     ProgressHook,
     Segment,
     SpeechRegion,
@@ -31,6 +32,9 @@ from iam_cluster.pipeline.vad import SileroVad, VoiceActivityDetector, speech_du
 #: Recordings are transcribed together in groups of about this many windows, which bounds memory
 #: when a folder holds hours of audio while still letting short files share batches.
 GROUP_WINDOWS = 64
+#: Whisper often stops before speech that ends in the last second of its 30-s input, expecting
+#: the next window to carry on; windows are packed this much short of the chunk length.
+TAIL_MARGIN = 1.0
 
 
 class Pipeline:
@@ -76,7 +80,7 @@ class Pipeline:
 
     def speech(self, audio: Audio, options: TranscribeOptions) -> list[SpeechRegion]:
         """The VAD stage for one recording."""
-        return self.vad(audio, options.vad, max_region=options.chunk_length)
+        return self.vad(audio, options.vad, max_region=window_limit(options))
 
     def transcribe_regions(
         self, recordings: Sequence[Audio], regions: Sequence[Sequence[SpeechRegion]],
@@ -84,14 +88,28 @@ class Pipeline:
     ) -> list[Transcript]:
         """ASR over recordings whose speech regions are already known (the VAD ran elsewhere)."""
         languages = self._languages(recordings, regions, options)
+        segments: list[list[Segment]] = [[] for _ in recordings]
         windows = pack(
-            regions, options.chunk_length, options.pack_gap,
+            regions, window_limit(options), options.pack_gap,
             across_recordings=options.pack_recordings, groups=[lang for lang, _ in languages],
         )
-        segments: list[list[Segment]] = [[] for _ in recordings]
-        # Batches hold windows of one language; stable sort keeps each recording's order.
+        missed = self._decode(windows, recordings, languages, options, segments, hook)
+        if any(missed):
+            # Speech Whisper skipped at the end of a window (it stops early when it expects the
+            # next window to go on) gets one more pass, packed into fresh windows.
+            retry = pack(missed, window_limit(options), options.pack_gap,
+                         across_recordings=options.pack_recordings, groups=[lang for lang, _ in languages])
+            self._decode(retry, recordings, languages, options, segments, no_progress)
+        return [
+            assemble(audio, segs, regs, lang, self.asr.name, options)
+            for audio, segs, regs, lang in zip(recordings, segments, regions, languages)
+        ]
+
+    def _decode(self, windows, recordings, languages, options, segments, hook) -> list[list[SpeechRegion]]:
+        """Decode windows in batches of one language; return the pieces left at windows' tails."""
+        missed: list[list[SpeechRegion]] = [[] for _ in recordings]
+        # Stable sort by language keeps each recording's windows in time order.
         order = sorted(range(len(windows)), key=lambda i: languages[windows[i].pieces[0].recording][0])
-        done = 0
         hook("asr", 0, len(windows))
         for start in range(0, len(order), options.batch_size):
             batch = [windows[i] for i in order[start : start + options.batch_size]]
@@ -100,12 +118,10 @@ class Pipeline:
             for window, text in zip(batch, self.asr.decode(audios, language, options)):
                 for rec, segment in unpack(window, text):
                     segments[rec].append(segment)
-            done += len(batch)
-            hook("asr", done, len(windows))
-        return [
-            assemble(audio, segs, regs, lang, self.asr.name, options)
-            for audio, segs, regs, lang in zip(recordings, segments, regions, languages)
-        ]
+                for piece in tail_misses(window, text):
+                    missed[piece.recording].append(SpeechRegion(piece.start, piece.end))
+            hook("asr", min(start + options.batch_size, len(windows)), len(windows))
+        return missed
 
     def transcribe_paths(
         self, paths: Iterable[str | os.PathLike], options: TranscribeOptions | None = None,
@@ -171,6 +187,20 @@ class Pipeline:
         for i in range(0, len(probe), options.batch_size):
             found.extend(self.asr.detect_languages(probe[i : i + options.batch_size]))
         return found
+
+
+def window_limit(options: TranscribeOptions) -> float:
+    """Seconds of speech a window may hold: the chunk length less a tail Whisper tends to skip."""
+    return max(1.0, options.chunk_length - TAIL_MARGIN)
+
+
+def tail_misses(window: Window, text) -> list[Piece]:
+    """Pieces lying wholly after the last word Whisper wrote in a window that had speech."""
+    ends = [w["end"] for seg in text.segments for w in seg["words"]]
+    if not ends:
+        return []
+    last = max(ends)
+    return [p for p in window.pieces if p.offset >= last]
 
 
 def window_audio(window: Window, recordings: Sequence[Audio]) -> np.ndarray:

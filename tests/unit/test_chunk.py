@@ -57,3 +57,9 @@ def test_unpack_splits_a_segment_spanning_two_recordings():
     assert first.text == " one two" and (first.start, first.end) == (5.5, 7.5)
     assert second.text == " three" and (second.start, second.end) == (100.5, 101.5)
     assert second.avg_logprob == pytest.approx(np.log(0.7), abs=1e-3)
+
+
+def test_a_short_recording_is_not_split_across_windows():
+    regions = [[R(0, 25)], [R(0, 4), R(5, 9)], [R(0, 2)]]
+    windows = pack(regions, 30, gap=0.5)
+    assert [sorted(w.recordings) for w in windows] == [[0], [1, 2]]
