@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import re
 import resource
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -41,6 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--beam-size", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=8, help="for ours and fw_batched")
     p.add_argument("--repeat", type=int, default=1, help="repeat the file list N times")
+    p.add_argument("--rounds", type=int, default=1, help="time the whole list N times; report the median")
     p.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated subset of {SYSTEMS}")
     p.add_argument("--label", help="name of the run (default: date and time)")
     p.add_argument("--out", type=Path, help="Markdown report (default benchmarks/results/rtf-LABEL.md)")
@@ -121,13 +124,16 @@ def make_system(system: str, args: argparse.Namespace):
 
 
 def worker(args: argparse.Namespace) -> None:
-    """Child process: load, warm up on the first file, time the whole list, print JSON."""
+    """Child process: load, warm up on the first file, time the whole list (median of rounds), print JSON."""
     paths = collect_audio(args.audio, args.repeat)
     run = make_system(args._worker, args)
     run(paths[:1])
-    start = time.perf_counter()
-    texts = run(paths)
-    wall = time.perf_counter() - start
+    walls = []
+    for _ in range(max(1, args.rounds)):
+        start = time.perf_counter()
+        texts = run(paths)
+        walls.append(time.perf_counter() - start)
+    wall = statistics.median(walls)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(RESULT_TAG + json.dumps({"wall": wall, "peak_mb": peak_kb / 1024, "texts": texts}), flush=True)
 
@@ -177,6 +183,25 @@ def audio_seconds(paths: list[Path]) -> float:
     return sum(cache[p] for p in paths)
 
 
+def code_version() -> str:
+    """Git commit of this checkout, ``+dirty`` and a hash of ``iam_cluster/*.py`` if edited."""
+    root = Path(__file__).resolve().parent.parent
+    git = ["git", "-C", str(root)]
+    try:
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        head = head.stdout.strip()
+        dirty = subprocess.run([*git, "status", "--porcelain", "--", "iam_cluster"],
+                               capture_output=True, text=True).stdout.strip()
+    except OSError:
+        head, dirty = "", "?"
+    if not dirty:
+        return head or "unknown"
+    digest = hashlib.sha1()
+    for f in sorted((root / "iam_cluster").rglob("*.py")):
+        digest.update(f.read_bytes())
+    return f"{head or 'unknown'}+dirty:{digest.hexdigest()[:8]}"
+
+
 def environment(args: argparse.Namespace) -> str:
     """One line: CPU, cores, threads, library versions, model, compute type, device (and GPU)."""
     import ctranslate2
@@ -193,7 +218,8 @@ def environment(args: argparse.Namespace) -> str:
         f"CPU {cpu}", f"{os.cpu_count()} cores", f"threads {args.threads}",
         f"ctranslate2 {ctranslate2.__version__}", f"faster-whisper {faster_whisper.__version__}",
         f"model {args.model} ({model_path})", f"compute {compute_type}", f"device {device}",
-        f"beam {args.beam_size}", f"batch {args.batch_size}",
+        f"beam {args.beam_size}", f"batch {args.batch_size}", f"wall = median of {args.rounds} round(s)",
+        f"code {args.code}",
     ]
     if device == "cuda":
         gpu = f"{ctranslate2.get_cuda_device_count()} CUDA device(s)"
@@ -218,8 +244,8 @@ def report(args: argparse.Namespace, paths: list[Path], results: dict[str, dict]
         counts = word_errors(refs, r["texts"])
         wer[system] = 100.0 * counts[0] / counts[1] if counts else None
         wer_cell = f"{wer[system]:.2f} ({counts[0]}/{counts[1]})" if counts else ""
-        rows.append(f"| {system} | {len(paths)} | {seconds:.1f} | {r['wall']:.2f} | {r['wall'] / seconds:.4f} "
-                    f"| {xrt[system]:.1f} | {r['peak_mb']:.0f} | {wer_cell} |")
+        rows.append(f"| {system} | {len(paths)} | {seconds:.1f} | {r['wall']:.2f} "
+                    f"| {r['wall'] / seconds:.4f} | {xrt[system]:.1f} | {r['peak_mb']:.0f} | {wer_cell} |")
     lines = [
         f"# RTF benchmark: {args.label}", "",
         "Command: `" + " ".join(shlex.quote(a) for a in ["python", *sys.argv]) + "`", "",
@@ -228,11 +254,13 @@ def report(args: argparse.Namespace, paths: list[Path], results: dict[str, dict]
         "|---|---:|---:|---:|---:|---:|---:|---:|", *rows,
     ]
     if "ours" in results and len(results) > 1:
-        lines += ["", "| ours vs | speed ratio (x-RT ours / peer) | WER ours − peer (points) |", "|---|---:|---:|"]
+        lines += ["", "| ours vs | speed ratio (x-RT ours / peer) | WER ours − peer (points) |",
+                  "|---|---:|---:|"]
         for system in results:
             if system == "ours":
                 continue
-            diff = f"{wer['ours'] - wer[system]:+.2f}" if wer["ours"] is not None and wer[system] is not None else ""
+            both = wer["ours"] is not None and wer[system] is not None
+            diff = f"{wer['ours'] - wer[system]:+.2f}" if both else ""
             lines.append(f"| {system} | {xrt['ours'] / xrt[system]:.2f} | {diff} |")
     return "\n".join(lines) + "\n"
 
@@ -245,12 +273,15 @@ def main(argv: list[str] | None = None) -> None:
     args.label = args.label or dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = args.out or RESULTS_DIR / f"rtf-{args.label}.md"
     paths = collect_audio(args.audio, args.repeat)
+    args.code = code_version()
     results = {}
     for system in args.systems:
         print(f"[rtf] {system}: {len(paths)} files ...", file=sys.stderr, flush=True)
         results[system] = run_worker(system)
         print(f"[rtf] {system}: {results[system]['wall']:.2f} s", file=sys.stderr, flush=True)
     text = report(args, paths, results)
+    if code_version() != args.code:
+        text += f"\n**Warning:** iam_cluster changed during the run (now {code_version()}); rerun.\n"
     print(text)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
