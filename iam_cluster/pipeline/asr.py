@@ -103,13 +103,19 @@ class WhisperASR:
         return [(r[0][0][2:-2], float(r[0][1])) for r in results]
 
     def decode(
-        self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions
+        self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions, align: bool = True
     ) -> list[WindowText]:
         """Decode a batch of windows of one language with ONE ``generate`` call.
 
         Windows whose output looks like a failure (repetition, low log-probability) are decoded
         again, together, at the next temperature, as Whisper's sequential decoder does.
         Windows that Whisper judges silent come back with no segments.
+
+        Args:
+            audios: up to 30 s of samples per window.
+            language: the language token to decode with.
+            options: beam size, temperatures and thresholds.
+            align: compute word timings (needed to split windows holding several recordings).
         """
         from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
@@ -129,7 +135,7 @@ class WhisperASR:
         for t_index, temperature in enumerate(options.temperatures):
             if not pending:
                 break
-            source = encoded if t_index == 0 else self.whisper.encode(features[pending])
+            source = encoded if t_index == 0 else self._rows(encoded, features, pending)
             kwargs = (
                 dict(beam_size=options.beam_size, patience=1.0)
                 if temperature == 0
@@ -172,9 +178,17 @@ class WhisperASR:
                 if failed and not silent:
                     still.append(i)
             pending = still
-        return self._segment(audios, encoded, tok, best, options)
+        return self._segment(audios, encoded, tok, best, options, align)
 
-    def _segment(self, audios, encoded, tok, best, options) -> list[WindowText]:
+    def _rows(self, encoded, features: np.ndarray, rows: list[int]):
+        """The encoder output of some windows: sliced on CPU, encoded again on a GPU (cheap there)."""
+        import ctranslate2
+
+        if self.device == "cpu":
+            return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[rows]))
+        return self.whisper.encode(features[rows])
+
+    def _segment(self, audios, encoded, tok, best, options, align) -> list[WindowText]:
         """Split each window's tokens at timestamps and align words to the audio."""
         per_window: list[list[dict]] = []
         num_frames: list[int] = []
@@ -205,7 +219,7 @@ class WhisperASR:
                 start = subsegments[-1]["end"] if subsegments else i * 30.0
                 subsegments.append(dict(seek=i * _WINDOW_FRAMES, start=start, end=i * 30.0 + duration, tokens=tail))
             per_window.append(subsegments)
-        if any(s["tokens"] for segs in per_window for s in segs):
+        if align and any(s["tokens"] for segs in per_window for s in segs):
             self.whisper.add_word_timestamps(
                 per_window, tok, encoded, num_frames, _PREPEND, _APPEND, last_speech_timestamp=0.0
             )
@@ -224,8 +238,11 @@ class WhisperASR:
                 words = [
                     dict(w, start=w["start"] - shift, end=w["end"] - shift) for w in s.get("words", [])
                 ]
-                if words:
-                    kept.append(dict(start=s["start"] - shift, end=s["end"] - shift, words=words))
+                text = "".join(w["word"] for w in words) if align else tok.decode(
+                    [t for t in s["tokens"] if t < tok.eot]
+                )
+                if text.strip() and (words or not align):
+                    kept.append(dict(start=s["start"] - shift, end=s["end"] - shift, text=text, words=words))
             out.append(
                 WindowText(
                     segments=kept,

@@ -108,6 +108,15 @@ def unpack(window: Window, text: WindowText) -> Iterator[tuple[int, Segment]]:
     """
     for seg in text.segments:
         words = seg["words"]
+        if not words:  # not aligned: the window holds one recording; map the segment's ends
+            idx, times = locate(window, np.array([seg["start"], seg["end"]], dtype=float))
+            start, end = (round(float(t), 3) for t in times)
+            yield window.pieces[idx[0]].recording, Segment(
+                id=0, start=start, end=max(start, end), text=seg["text"],
+                no_speech_prob=round(float(text.no_speech_prob), 4),
+                avg_logprob=round(float(text.avg_logprob), 4),
+            )
+            continue
         starts = np.array([w["start"] for w in words], dtype=float)
         ends = np.array([w["end"] for w in words], dtype=float)
         idx, _ = locate(window, (starts + ends) / 2)

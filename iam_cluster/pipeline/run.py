@@ -35,6 +35,8 @@ GROUP_WINDOWS = 64
 #: Whisper often stops before speech that ends in the last second of its 30-s input, expecting
 #: the next window to carry on; windows are packed this much short of the chunk length.
 TAIL_MARGIN = 1.0
+#: Speech skipped at a window's end is decoded again only if it reaches this close to 30 s.
+TAIL_RETRY_ZONE = 3.0
 
 
 class Pipeline:
@@ -115,7 +117,8 @@ class Pipeline:
             batch = [windows[i] for i in order[start : start + options.batch_size]]
             language = languages[batch[0].pieces[0].recording][0]
             audios = [window_audio(w, recordings) for w in batch]
-            for window, text in zip(batch, self.asr.decode(audios, language, options)):
+            align = options.word_timestamps or any(len(w.recordings) > 1 for w in batch)
+            for window, text in zip(batch, self.asr.decode(audios, language, options, align)):
                 for rec, segment in unpack(window, text):
                     segments[rec].append(segment)
                 for piece in tail_misses(window, text):
@@ -195,12 +198,19 @@ def window_limit(options: TranscribeOptions) -> float:
 
 
 def tail_misses(window: Window, text) -> list[Piece]:
-    """Pieces lying wholly after the last word Whisper wrote in a window that had speech."""
-    ends = [w["end"] for seg in text.segments for w in seg["words"]]
+    """Pieces Whisper skipped because they run into the end of its 30-s input.
+
+    Only pieces after the last written word that reach into the last seconds of the input count:
+    a piece skipped earlier in the window is Whisper judging it not to be speech.
+    """
+    ends = [w["end"] for seg in text.segments for w in seg["words"]] or [seg["end"] for seg in text.segments]
     if not ends:
         return []
     last = max(ends)
-    return [p for p in window.pieces if p.offset >= last]
+    missed = [p for p in window.pieces if p.offset >= last]
+    if missed and missed[-1].offset + missed[-1].duration > 30.0 - TAIL_RETRY_ZONE:
+        return missed
+    return []
 
 
 def window_audio(window: Window, recordings: Sequence[Audio]) -> np.ndarray:
@@ -245,5 +255,14 @@ def assemble(
         segments=segments,
         model=model,
         speech_duration=round(speech_duration(list(regions)), 3),
-        confidence=round(float(np.mean([w.probability for w in words])), 4) if words else 0.0,
+        confidence=confidence(segments, words),
     )
+
+
+def confidence(segments: Sequence[Segment], words: Sequence) -> float:
+    """Mean word probability; without word timings, the mean per-token probability of segments."""
+    if words:
+        return round(float(np.mean([w.probability for w in words])), 4)
+    if segments:
+        return round(float(np.mean([math.exp(s.avg_logprob) for s in segments])), 4)
+    return 0.0
