@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-SYSTEMS = ("ours", "fw_sequential", "fw_sequential_vad", "fw_batched")
+SYSTEMS = ("ours", "ours_nowords", "fw_sequential", "fw_sequential_vad", "fw_batched", "fw_batched_words")
 AUDIO_EXTS = {".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".webm", ".mp4", ".aac", ".wma", ".mkv"}
 RESULT_TAG = "RTF-RESULT "
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -85,14 +85,16 @@ def resolved_setup(args: argparse.Namespace) -> tuple[Path, str, str]:
 def make_system(system: str, args: argparse.Namespace):
     """Load the model once and return ``run(paths) -> list of texts`` for one system."""
     model_path, device, compute_type = resolved_setup(args)
-    if system == "ours":
+    if system in ("ours", "ours_nowords"):
         from iam_cluster.pipeline.asr import WhisperASR
         from iam_cluster.pipeline.run import Pipeline
         from iam_cluster.pipeline.types import TranscribeOptions
 
         asr = WhisperASR(str(model_path), device=device, compute_type=compute_type, cpu_threads=args.threads)
         pipe = Pipeline(asr)
-        options = TranscribeOptions(beam_size=args.beam_size, batch_size=args.batch_size)
+        options = TranscribeOptions(
+            beam_size=args.beam_size, batch_size=args.batch_size, word_timestamps=system == "ours"
+        )
 
         def run(paths: list[Path]) -> list[str]:
             texts = []
@@ -107,11 +109,14 @@ def make_system(system: str, args: argparse.Namespace):
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
     model = WhisperModel(str(model_path), device=device, compute_type=compute_type, cpu_threads=args.threads)
-    if system == "fw_batched":
+    if system in ("fw_batched", "fw_batched_words"):
         batched = BatchedInferencePipeline(model)
+        words = system == "fw_batched_words"
 
         def one(path: Path) -> str:
-            segments, _ = batched.transcribe(str(path), batch_size=args.batch_size, beam_size=args.beam_size)
+            segments, _ = batched.transcribe(
+                str(path), batch_size=args.batch_size, beam_size=args.beam_size, word_timestamps=words
+            )
             return " ".join(s.text.strip() for s in segments if s.text.strip())
     else:
         vad = system == "fw_sequential_vad"
@@ -257,7 +262,7 @@ def report(args: argparse.Namespace, paths: list[Path], results: dict[str, dict]
         lines += ["", "| ours vs | speed ratio (x-RT ours / peer) | WER ours − peer (points) |",
                   "|---|---:|---:|"]
         for system in results:
-            if system == "ours":
+            if system in ("ours", "ours_nowords"):
                 continue
             both = wer["ours"] is not None and wer[system] is not None
             diff = f"{wer['ours'] - wer[system]:+.2f}" if both else ""

@@ -116,6 +116,29 @@ class Transcript(msgspec.Struct, omit_defaults=True):
         return " ".join(s.text.strip() for s in self.segments if s.text.strip())
 
 
+class Turn(msgspec.Struct, frozen=True):
+    """One speaker talking from ``start`` to ``end``."""
+
+    start: float
+    end: float
+    speaker: str
+
+
+class Diarization(msgspec.Struct):
+    """Who spoke when: sorted turns, plus one embedding per turn so that a cluster can relabel
+    speakers consistently across the shards of one long recording."""
+
+    turns: list[Turn]
+    #: L2-normalised speaker embedding of each turn (same order as ``turns``); may be empty for
+    #: backends that give none.
+    embeddings: list[list[float]] = []
+
+    @property
+    def speakers(self) -> list[str]:
+        """Labels in order of first appearance."""
+        return list(dict.fromkeys(t.speaker for t in self.turns))
+
+
 class VadOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Silero VAD settings (faster-whisper's, with defaults its batched pipeline uses)."""
 

@@ -1,0 +1,98 @@
+"""Merge: give each word the speaker whose turn it overlaps most; split segments where speakers change.
+
+A pure function over sorted intervals (``numpy.searchsorted``), so it runs the same in process, in a
+Ray task or in a test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from iam_cluster.pipeline.types import Diarization, Segment, Transcript, Turn
+
+
+def speaker_labels(turns: list[Turn]) -> dict[str, str]:
+    """Map raw speaker ids to ``SPEAKER_00``, ``SPEAKER_01``... in order of first appearance."""
+    order = dict.fromkeys(t.speaker for t in sorted(turns, key=lambda t: (t.start, t.end)))
+    return {raw: f"SPEAKER_{i:02d}" for i, raw in enumerate(order)}
+
+
+def assign_speakers(starts: np.ndarray, ends: np.ndarray, turns: list[Turn]) -> list[str | None]:
+    """The speaker of each interval ``[starts[i], ends[i]]``: most overlap, else the nearest turn.
+
+    Turns may overlap each other (pyannote's overlapped speech); ties go to the earlier turn.
+    Returns ``None`` for every interval when there are no turns.
+    """
+    if not turns:
+        return [None] * len(starts)
+    turns = sorted(turns, key=lambda t: (t.start, t.end))
+    t_start = np.array([t.start for t in turns])
+    t_end = np.array([t.end for t in turns])
+    # Turns that can overlap word i start before ends[i]; with turns sorted by start and a running
+    # maximum of their ends, the first that can reach starts[i] is found by binary search too.
+    reach = np.maximum.accumulate(t_end)
+    hi = np.searchsorted(t_start, ends, side="left")
+    lo = np.searchsorted(reach, starts, side="right")
+    out: list[str | None] = []
+    for i, (s, e) in enumerate(zip(starts, ends)):
+        best, best_overlap = -1, 0.0
+        for k in range(lo[i], hi[i]):
+            overlap = min(e, t_end[k]) - max(s, t_start[k])
+            if overlap > best_overlap:
+                best, best_overlap = k, overlap
+        if best < 0:  # in a gap (or a zero-length word): nearest turn by distance
+            mid = (s + e) / 2
+            distance = np.maximum(t_start - mid, 0) + np.maximum(mid - t_end, 0)
+            best = int(np.argmin(distance))
+        out.append(turns[best].speaker)
+    return out
+
+
+def merge(transcript: Transcript, diarization: Diarization) -> Transcript:
+    """A copy of ``transcript`` whose words and segments carry speakers.
+
+    Segments are split where the speaker changes between words; segments without word timings
+    take the speaker of their own span. Labels become ``SPEAKER_00``... in order of first
+    appearance in the diarization.
+    """
+    labels = speaker_labels(diarization.turns)
+    turns = [Turn(t.start, t.end, labels[t.speaker]) for t in diarization.turns]
+    segments: list[Segment] = []
+    for seg in transcript.segments:
+        if not seg.words:
+            (spk,) = assign_speakers(np.array([seg.start]), np.array([seg.end]), turns)
+            segments.append(Segment(**{**_fields(seg), "speaker": spk}))
+            continue
+        who = assign_speakers(
+            np.array([w.start for w in seg.words]), np.array([w.end for w in seg.words]), turns
+        )
+        run: list = []
+        for word, spk in zip(seg.words, who):
+            word = type(word)(**{**_fields(word), "speaker": spk})
+            if run and spk != run[-1].speaker:
+                segments.append(_piece(seg, run))
+                run = []
+            run.append(word)
+        segments.append(_piece(seg, run))
+    for i, s in enumerate(segments):
+        s.id = i
+    present = [label for label in labels.values() if any(s.speaker == label for s in segments)]
+    return Transcript(**{**_fields(transcript), "segments": segments, "speakers": present})
+
+
+def _fields(struct) -> dict:
+    return {f: getattr(struct, f) for f in struct.__struct_fields__}
+
+
+def _piece(seg: Segment, words: list) -> Segment:
+    """The part of ``seg`` made of ``words`` (all one speaker)."""
+    return Segment(
+        **{
+            **_fields(seg),
+            "start": words[0].start,
+            "end": words[-1].end,
+            "text": "".join(w.word for w in words),
+            "words": words,
+            "speaker": words[0].speaker,
+        }
+    )
