@@ -46,7 +46,10 @@ def output_stem(rel: Path, taken: set[Path], output_dir: Path) -> Path:
 def _transcribe(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    import msgspec
+
     from iam_cluster.pipeline.asr import WhisperASR
+    from iam_cluster.pipeline.diarize import check_speaker_counts, make_diarizer
     from iam_cluster.pipeline.export import parse_formats, write
     from iam_cluster.pipeline.run import Pipeline
     from iam_cluster.pipeline.types import TranscribeOptions
@@ -57,8 +60,14 @@ def _transcribe(args: argparse.Namespace) -> int:
         options = TranscribeOptions(
             language=args.language, task=args.task, beam_size=args.beam_size, batch_size=args.batch_size,
             word_timestamps=not args.no_word_timestamps, chunk_length=args.chunk_length,
+            diarize=args.diarize or args.diarizer is not None or args.num_speakers is not None
+            or args.min_speakers is not None or args.max_speakers is not None,
+            num_speakers=args.num_speakers, min_speakers=args.min_speakers, max_speakers=args.max_speakers,
         )
-    except (ValueError, TypeError) as exc:
+        if "rttm" in formats and not options.diarize:
+            raise ValueError("--format rttm needs --diarize")
+        check_speaker_counts(args.num_speakers, args.min_speakers, args.max_speakers)
+    except (ValueError, TypeError, msgspec.ValidationError, IAMError) as exc:
         print(f"iam-cluster: {exc}", file=sys.stderr)
         return 2
     media = find_media(args.paths)
@@ -72,7 +81,11 @@ def _transcribe(args: argparse.Namespace) -> int:
         args.compute_type or settings.compute_type, args.cpu_threads or settings.cpu_threads,
         cache_dir=settings.cache_dir, allow_download=settings.allow_download,
     )
-    pipeline = Pipeline(asr)
+    diarizer = None
+    if options.diarize:
+        backend = args.diarizer or get_settings().diarization.backend
+        diarizer = make_diarizer(backend, **get_settings().diarization.diarizer_kwargs(backend))
+    pipeline = Pipeline(asr, diarizer=diarizer)
     output_dir = Path(args.output_dir)
     taken: set[Path] = set()
     stems = {f: output_stem(rel, taken, output_dir) for f, rel in media}
@@ -118,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", help="tiny.en (default), base, a CTranslate2 folder, or large-v3/turbo/...")
     t.add_argument("--language", help="language code; detected per file when omitted (multilingual models)")
     t.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
-    t.add_argument("--format", default="json,txt,srt,vtt", help="comma-separated: json,txt,srt,vtt")
+    t.add_argument("--format", default="json,txt,srt,vtt", help="comma-separated: json,txt,srt,vtt,rttm")
     t.add_argument("--output-dir", default=".", help="where outputs go (default: current folder)")
     t.add_argument("--batch-size", type=int, default=8, help="30-s windows per model call")
     t.add_argument("--beam-size", type=int, default=5)
@@ -127,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--compute-type", help="auto (int8 on CPU, float16 on CUDA), int8, float16, ...")
     t.add_argument("--cpu-threads", type=int, default=0, help="0: all cores")
     t.add_argument("--no-word-timestamps", action="store_true", help="leave words out of the outputs")
+    d = t.add_argument_group("speakers")
+    d.add_argument("--diarize", action="store_true", help="attribute words and segments to speakers")
+    d.add_argument("--diarizer", choices=["embedded", "pyannote"], help="default: embedded (offline, CPU)")
+    d.add_argument("--num-speakers", type=int, help="exact number of speakers, when known")
+    d.add_argument("--min-speakers", type=int)
+    d.add_argument("--max-speakers", type=int)
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=_transcribe)
     return parser

@@ -34,9 +34,26 @@ class AudioSettings(msgspec.Struct, frozen=True):
     min_duration_s: float = 0.0
 
 
+class DiarizationSettings(msgspec.Struct, frozen=True):
+    """Which diarizer runs when a transcription asks for speakers."""
+
+    backend: str = "embedded"
+    #: pyannote.audio pipeline: a local folder or a Hugging Face hub id.
+    pyannote_pipeline: str = "pyannote/speaker-diarization-community-1"
+    pyannote_token: str | None = None
+    device: str = "auto"
+
+    def diarizer_kwargs(self, backend: str | None = None) -> dict:
+        """Constructor arguments for ``make_diarizer(backend)``."""
+        if (backend or self.backend) == "pyannote":
+            return dict(pipeline=self.pyannote_pipeline, token=self.pyannote_token, device=self.device)
+        return {}
+
+
 class Settings(msgspec.Struct, frozen=True):
     models: ModelSettings = ModelSettings()
     audio: AudioSettings = AudioSettings()
+    diarization: DiarizationSettings = DiarizationSettings()
 
 
 def _get(env: Mapping[str, str], name: str, kind: type, default):
@@ -64,6 +81,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     m = ModelSettings()
     a = AudioSettings()
+    d = DiarizationSettings()
     return Settings(
         models=ModelSettings(
             name=_get(env, "IAM_MODEL", str, m.name),
@@ -76,6 +94,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         audio=AudioSettings(
             max_duration_s=_get(env, "IAM_MAX_AUDIO_SECONDS", float, a.max_duration_s),
             min_duration_s=_get(env, "IAM_MIN_AUDIO_SECONDS", float, a.min_duration_s),
+        ),
+        diarization=DiarizationSettings(
+            backend=_get(env, "IAM_DIARIZER", str, d.backend),
+            pyannote_pipeline=_get(env, "IAM_PYANNOTE_PIPELINE", str, d.pyannote_pipeline),
+            pyannote_token=_get(env, "IAM_PYANNOTE_TOKEN", str, None) or _get(env, "HF_TOKEN", str, None),
+            device=_get(env, "IAM_DIARIZER_DEVICE", str, d.device),
         ),
     )
 

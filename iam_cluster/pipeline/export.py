@@ -1,16 +1,20 @@
-"""Last pipeline stage: render a Transcript as JSON, plain text, SRT or WebVTT and write it out."""
+"""Last pipeline stage: render a Transcript as JSON, plain text, SRT, WebVTT or RTTM and write it out."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 
-from iam_cluster.pipeline.types import Segment, Transcript
+from iam_cluster.pipeline.types import Segment, Transcript, Turn
 
 #: Shortest cue we emit, in milliseconds; a cue must end after it starts.
 MIN_CUE_MS = 10
+#: Same-speaker segments closer than this (seconds) become one RTTM turn: short pauses inside
+#: one person's speech are not turn changes, and scoring tools count them as missed speech.
+RTTM_MERGE_GAP = 0.5
 
 _decoder = msgspec.json.Decoder(Transcript)
 
@@ -151,12 +155,76 @@ def to_vtt(transcript: Transcript) -> str:
     return "\n".join(blocks)
 
 
-#: One renderer per output format; register a new format (e.g. ``rttm``) by adding an entry.
+def _rttm_token(text: str) -> str:
+    """RTTM fields are separated by whitespace, so none may hold any."""
+    return re.sub(r"\s", "_", text.strip()) or "<NA>"
+
+
+def to_rttm(transcript: Transcript) -> str:
+    """Render speaker turns as RTTM (the format diarization scoring tools read).
+
+    One ``SPEAKER`` line per run of same-speaker segments, merging neighbours less than
+    ``RTTM_MERGE_GAP`` apart; segments without a speaker are left out. The file id is the stem of
+    ``transcript.source`` with whitespace replaced by ``_``.
+
+    Args:
+        transcript: A diarized transcript.
+
+    Returns:
+        The RTTM document (empty when no segment has a speaker).
+    """
+    file_id = _rttm_token(Path(transcript.source).stem)
+    runs: list[list] = []  # [speaker, start ms, end ms]
+    timed = sorted((s for s in transcript.segments if s.speaker), key=lambda s: (s.start, s.end))
+    for seg in timed:
+        speaker = _rttm_token(seg.speaker)
+        start, end = _to_ms(seg.start), _to_ms(seg.end)
+        if runs and runs[-1][0] == speaker and start - runs[-1][2] < RTTM_MERGE_GAP * 1000:
+            runs[-1][2] = max(runs[-1][2], end)
+        else:
+            runs.append([speaker, start, end])
+    return "".join(
+        f"SPEAKER {file_id} 1 {start / 1000:.3f} {(end - start) / 1000:.3f} <NA> <NA> {spk} <NA> <NA>\n"
+        for spk, start, end in runs
+        if end > start
+    )
+
+
+def load_rttm(text: str) -> dict[str, list[Turn]]:
+    """Read the ``SPEAKER`` lines of an RTTM document.
+
+    Args:
+        text: The RTTM document; blank lines, ``#`` comments and other line types are skipped.
+
+    Returns:
+        For each file id, in order of first appearance, its turns sorted by (start, end).
+
+    Raises:
+        ValueError: A ``SPEAKER`` line has fewer than 8 fields or bad times (its number is given).
+    """
+    files: dict[str, list[Turn]] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields or fields[0] != "SPEAKER":
+            continue
+        try:
+            file_id, start, duration, speaker = fields[1], float(fields[3]), float(fields[4]), fields[7]
+        except (IndexError, ValueError):
+            raise ValueError(f"RTTM line {number} is not a valid SPEAKER line: {line!r}") from None
+        if duration < 0:
+            raise ValueError(f"RTTM line {number} has a negative duration: {line!r}")
+        # Rounded to the microsecond so that 1.44 + 11.872 reads back as 13.312.
+        files.setdefault(file_id, []).append(Turn(start, round(start + duration, 6), speaker))
+    return {f: sorted(turns, key=lambda t: (t.start, t.end, t.speaker)) for f, turns in files.items()}
+
+
+#: One renderer per output format; register a new format by adding an entry.
 _RENDERERS: dict[str, Callable[[Transcript], str]] = {
     "json": to_json,
     "txt": to_txt,
     "srt": to_srt,
     "vtt": to_vtt,
+    "rttm": to_rttm,
 }
 
 FORMATS: tuple[str, ...] = tuple(_RENDERERS)

@@ -51,9 +51,9 @@ def assign_speakers(starts: np.ndarray, ends: np.ndarray, turns: list[Turn]) -> 
 def merge(transcript: Transcript, diarization: Diarization) -> Transcript:
     """A copy of ``transcript`` whose words and segments carry speakers.
 
-    Segments are split where the speaker changes between words; segments without word timings
-    take the speaker of their own span. Labels become ``SPEAKER_00``... in order of first
-    appearance in the diarization.
+    Segments are split where the speaker changes between words (each piece spans its words);
+    a segment with one speaker throughout, or without word timings, keeps its span and text.
+    Labels become ``SPEAKER_00``... in order of first appearance in the diarization.
     """
     labels = speaker_labels(diarization.turns)
     turns = [Turn(t.start, t.end, labels[t.speaker]) for t in diarization.turns]
@@ -66,14 +66,18 @@ def merge(transcript: Transcript, diarization: Diarization) -> Transcript:
         who = assign_speakers(
             np.array([w.start for w in seg.words]), np.array([w.end for w in seg.words]), turns
         )
-        run: list = []
+        runs: list[list] = []
         for word, spk in zip(seg.words, who):
             word = type(word)(**{**_fields(word), "speaker": spk})
-            if run and spk != run[-1].speaker:
-                segments.append(_piece(seg, run))
-                run = []
-            run.append(word)
-        segments.append(_piece(seg, run))
+            if not runs or spk != runs[-1][-1].speaker:
+                runs.append([])
+            runs[-1].append(word)
+        if len(runs) == 1:
+            # One speaker throughout: the segment keeps its own span and text (Whisper's, which
+            # need not equal its words' span or their concatenation).
+            segments.append(Segment(**{**_fields(seg), "words": runs[0], "speaker": runs[0][0].speaker}))
+        else:
+            segments.extend(_piece(seg, run) for run in runs)
     for i, s in enumerate(segments):
         s.id = i
     present = [label for label in labels.values() if any(s.speaker == label for s in segments)]

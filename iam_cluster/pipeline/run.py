@@ -15,9 +15,12 @@ from iam_cluster.errors import MediaError
 from iam_cluster.pipeline.asr import WhisperASR
 from iam_cluster.pipeline.chunk import pack, unpack
 from iam_cluster.pipeline.decode import decode_audio
+from iam_cluster.pipeline.diarize import Diarizer, make_diarizer
+from iam_cluster.pipeline.merge import merge
 from iam_cluster.pipeline.types import (
     SAMPLE_RATE,
     Audio,
+    Diarization,
     Piece,
     ProgressHook,
     Segment,
@@ -44,10 +47,14 @@ class Pipeline:
 
     Args:
         asr: a loaded model (built from the settings' model when omitted).
-        vad: the voice activity detector.
+        vad: the voice activity detector (Silero by default).
+        diarizer: used when options ask for speakers (the settings' backend by default).
     """
 
-    def __init__(self, asr: WhisperASR | None = None, vad: VoiceActivityDetector | None = None) -> None:
+    def __init__(
+        self, asr: WhisperASR | None = None, vad: VoiceActivityDetector | None = None,
+        diarizer: Diarizer | None = None,
+    ) -> None:
         if asr is None:
             from iam_cluster.settings import get_settings
 
@@ -56,6 +63,17 @@ class Pipeline:
                              allow_download=m.allow_download)
         self.asr = asr
         self.vad = vad or SileroVad()
+        self._diarizer = diarizer
+
+    @property
+    def diarizer(self) -> Diarizer:
+        """The diarizer, built on first use from the settings unless one was given."""
+        if self._diarizer is None:
+            from iam_cluster.settings import get_settings
+
+            d = get_settings().diarization
+            self._diarizer = make_diarizer(d.backend, **d.diarizer_kwargs())
+        return self._diarizer
 
     # -- public API -------------------------------------------------------------------------
 
@@ -102,10 +120,26 @@ class Pipeline:
             retry = pack(missed, window_limit(options), options.pack_gap,
                          across_recordings=options.pack_recordings, groups=[lang for lang, _ in languages])
             self._decode(retry, recordings, languages, options, segments, no_progress)
-        return [
+        transcripts = [
             assemble(audio, segs, regs, lang, self.asr.name, options)
             for audio, segs, regs, lang in zip(recordings, segments, regions, languages)
         ]
+        if options.diarize:
+            transcripts = [
+                merge(t, self.diarize(audio, regs, options, hook))
+                for t, audio, regs in zip(transcripts, recordings, regions)
+            ]
+        return transcripts
+
+    def diarize(
+        self, audio: Audio, regions: Sequence[SpeechRegion], options: TranscribeOptions,
+        hook: ProgressHook = no_progress,
+    ) -> Diarization:
+        """The diarization stage for one recording, with the options' speaker counts."""
+        return self.diarizer(
+            audio, regions, num_speakers=options.num_speakers, min_speakers=options.min_speakers,
+            max_speakers=options.max_speakers, hook=hook,
+        )
 
     def _decode(self, windows, recordings, languages, options, segments, hook) -> list[list[SpeechRegion]]:
         """Decode windows in batches of one language; return the pieces left at windows' tails."""

@@ -170,3 +170,8 @@ class TranscribeOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     log_prob_threshold: float = -1.0
     no_speech_threshold: float = 0.6
     vad: VadOptions = VadOptions()
+    #: Attribute words and segments to speakers (see ``pipeline/diarize``).
+    diarize: bool = False
+    num_speakers: Annotated[int, msgspec.Meta(ge=1, le=64)] | None = None
+    min_speakers: Annotated[int, msgspec.Meta(ge=1, le=64)] | None = None
+    max_speakers: Annotated[int, msgspec.Meta(ge=1, le=64)] | None = None

@@ -71,7 +71,7 @@ EXPECTED = [
 
 
 def test_formats_registry():
-    assert FORMATS == ("json", "txt", "srt", "vtt")
+    assert FORMATS == ("json", "txt", "srt", "vtt", "rttm")
 
 
 @pytest.mark.parametrize(

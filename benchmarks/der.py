@@ -1,0 +1,286 @@
+"""Diarization error rate of a diarizer against RTTM references, and its cost next to transcription.
+
+Every audio file with a ``.rttm`` beside it (files given, or found under folders given) is decoded
+and VAD-scanned once, then transcribed and diarized in this one process; both are timed (after
+one untimed warm-up of each on the first file) and the diarization is scored with
+``pyannote.metrics`` at two collars, overlapped speech included. Files without a reference can
+still be checked for their speaker count with ``--speakers FILE=N``.
+
+Example::
+
+    python benchmarks/der.py --audio /work/shared/data --diarizer embedded --label dev-embedded \\
+        --speakers stereo_diarization.wav=2
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+AUDIO_EXTS = {".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".webm", ".mp4", ".aac", ".wma", ".mkv"}
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: pyannote's collar is the *total* width removed around each reference boundary (±collar/2).
+COLLARS = (0.0, 0.25)
+COMPONENTS = ("missed detection", "false alarm", "confusion")
+WARM_UP_SECONDS = 10.0
+
+
+@dataclass
+class FileResult:
+    path: Path
+    duration: float
+    ref_speakers: int | None
+    found_speakers: int
+    asr_s: float
+    diar_s: float
+    #: collar -> pyannote's detailed components for this file (empty without a reference).
+    der: dict[float, dict[str, float]] = field(default_factory=dict)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--audio", nargs="+", required=True, help="audio files and/or folders (recursive)")
+    p.add_argument("--diarizer", default="embedded", choices=("embedded", "pyannote"))
+    p.add_argument("--pipeline", help="pyannote pipeline folder or hub id (pyannote diarizer only)")
+    p.add_argument("--model", default="tiny.en", help="Whisper model: tiny.en, base or a folder")
+    p.add_argument("--device", default="auto", help="ASR device: auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=2, help="CTranslate2 and torch intra-op threads")
+    p.add_argument("--speakers", nargs="*", default=[], metavar="FILE=N",
+                   help="expected speaker count of files without an RTTM (count check only)")
+    p.add_argument("--oracle-speakers", action="store_true",
+                   help="give the diarizer the reference speaker count (num_speakers)")
+    p.add_argument("--label", help="name of the run (default: date and time)")
+    p.add_argument("--out", type=Path, help="Markdown report (default benchmarks/results/der-LABEL.md)")
+    return p.parse_args(argv)
+
+
+def parse_expectations(items: list[str]) -> dict[str, int]:
+    """``FILE=N`` pairs, keyed by the file's name (a path given is reduced to its name)."""
+    out: dict[str, int] = {}
+    for item in items:
+        name, sep, count = item.rpartition("=")
+        if not sep or not name or not count.isdigit() or int(count) < 1:
+            raise SystemExit(f"--speakers expects FILE=N with N >= 1, not {item!r}")
+        out[Path(name).name] = int(count)
+    return out
+
+
+def collect(items: list[str], expected: dict[str, int]) -> list[tuple[Path, Path | None, int | None]]:
+    """``(audio, rttm or None, expected count or None)`` for each file that can be checked."""
+    found: dict[Path, bool] = {}  # audio file -> named explicitly
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            for f in sorted(path.rglob("*")):
+                if f.suffix.lower() in AUDIO_EXTS and f.is_file():
+                    found.setdefault(f, False)
+        elif path.is_file():
+            found[path] = True
+        else:
+            raise SystemExit(f"no such audio file or folder: {item}")
+    files = []
+    for audio, explicit in found.items():
+        rttm = audio.with_suffix(".rttm")
+        if rttm.is_file() or audio.name in expected:
+            files.append((audio, rttm if rttm.is_file() else None, expected.get(audio.name)))
+        elif explicit:
+            print(f"[der] skipped {audio}: no .rttm beside it and no --speakers count", file=sys.stderr)
+    if not files:
+        raise SystemExit("no audio file with a .rttm beside it (or a --speakers count) found")
+    return files
+
+
+def reference_turns(rttm: Path, audio: Path):
+    """The turns of ``audio`` in ``rttm``: its stem's file id, or the only one there is."""
+    from iam_cluster.pipeline.export import load_rttm
+
+    by_file = load_rttm(rttm.read_text(encoding="utf-8"))
+    if audio.stem in by_file:
+        return by_file[audio.stem]
+    if len(by_file) == 1:
+        return next(iter(by_file.values()))
+    raise SystemExit(f"{rttm}: no turns for file id {audio.stem!r} (has {', '.join(by_file) or 'none'})")
+
+
+def to_annotation(turns, uri: str):
+    from pyannote.core import Annotation, Segment
+
+    annotation = Annotation(uri=uri)
+    for i, turn in enumerate(turns):
+        if turn.end > turn.start:
+            annotation[Segment(turn.start, turn.end), i] = turn.speaker
+    return annotation
+
+
+def run(args: argparse.Namespace, files, metrics: dict) -> list[FileResult]:
+    """Transcribe, diarize and score every file; ``metrics`` (collar -> DER metric) accumulate."""
+    from pyannote.core import Segment, Timeline
+
+    from iam_cluster.pipeline.asr import WhisperASR
+    from iam_cluster.pipeline.decode import decode_audio
+    from iam_cluster.pipeline.diarize import make_diarizer
+    from iam_cluster.pipeline.run import Pipeline
+    from iam_cluster.pipeline.types import SAMPLE_RATE, Audio, SpeechRegion, TranscribeOptions
+    from iam_cluster.pipeline.vad import SileroVad
+
+    options = TranscribeOptions()
+    pipe = Pipeline(WhisperASR(args.model, device=args.device, cpu_threads=args.threads))
+    kwargs = {"pipeline": args.pipeline} if args.diarizer == "pyannote" and args.pipeline else {}
+    diarizer = make_diarizer(args.diarizer, **kwargs)
+    vad = SileroVad()
+    results: list[FileResult] = []
+    for index, (path, rttm, expected) in enumerate(files):
+        audio = decode_audio(path, max_duration=None)
+        regions = vad(audio, options.vad, max_region=29.0)
+        reference = reference_turns(rttm, path) if rttm else None
+        ref_count = len({t.speaker for t in reference}) if reference is not None else expected
+        if index == 0:
+            # Model loads and first-call costs (lazy imports, allocations) are not timed.
+            end = min(audio.duration, (regions[0].start if regions else 0.0) + WARM_UP_SECONDS)
+            head = Audio(source=audio.source, samples=audio.samples[: int(end * SAMPLE_RATE)])
+            head_regions = [SpeechRegion(r.start, min(r.end, end)) for r in regions if r.start < end - 0.1]
+            pipe.transcribe_regions([head], [head_regions], options)
+            diarizer(head, head_regions)
+        start = time.perf_counter()
+        pipe.transcribe_regions([audio], [regions], options)
+        asr_s = time.perf_counter() - start
+        counts = {"num_speakers": ref_count} if args.oracle_speakers and ref_count else {}
+        start = time.perf_counter()
+        diarization = diarizer(audio, regions, **counts)
+        diar_s = time.perf_counter() - start
+        result = FileResult(path, audio.duration, ref_count, len(diarization.speakers), asr_s, diar_s)
+        if reference is not None:
+            uem = Timeline([Segment(0.0, audio.duration)])
+            ref_ann = to_annotation(reference, path.stem)
+            hyp_ann = to_annotation(diarization.turns, path.stem)
+            for collar, metric in metrics.items():
+                result.der[collar] = metric(ref_ann, hyp_ann, uem=uem, detailed=True)
+        results.append(result)
+        der0 = result.der.get(0.0, {}).get("diarization error rate")
+        print(f"[der] {path.name}: {audio.duration:.1f} s, speakers {ref_count} -> {result.found_speakers}, "
+              f"DER {'-' if der0 is None else f'{100 * der0:.1f} %'} (collar 0), ASR {asr_s:.2f} s, "
+              f"diarization {diar_s:.2f} s", file=sys.stderr, flush=True)
+    return results
+
+
+def _pct(part: float, total: float) -> str:
+    return f"{100 * part / total:.1f}" if total > 0 else "–"
+
+
+def _der_cells(parts: dict[str, float] | None) -> list[str]:
+    if not parts:
+        return ["–"] * 4
+    total = parts["total"]
+    errors = sum(parts[c] for c in COMPONENTS)
+    return [_pct(errors, total), *(_pct(parts[c], total) for c in COMPONENTS)]
+
+
+def report(args: argparse.Namespace, results: list[FileResult], metrics: dict) -> str:
+    """The Markdown report: command, environment, per-file table, totals."""
+    c0, c1 = COLLARS
+    head = ["file", "audio s", "ref spk", "found spk", "count ok",
+            f"DER % (c={c0})", "miss %", "FA %", "conf %", f"DER % (c={c1})", "miss %", "FA %", "conf %",
+            "ASR s", "diar s", "diar/ASR %"]
+    rows = []
+    for r in results:
+        ok = "" if r.ref_speakers is None else ("yes" if r.ref_speakers == r.found_speakers else "no")
+        rows.append([r.path.name, f"{r.duration:.1f}", "" if r.ref_speakers is None else str(r.ref_speakers),
+                     str(r.found_speakers), ok, *_der_cells(r.der.get(c0)), *_der_cells(r.der.get(c1)),
+                     f"{r.asr_s:.2f}", f"{r.diar_s:.2f}", _pct(r.diar_s, r.asr_s)])
+    checked = [r for r in results if r.ref_speakers is not None]
+    right = sum(r.ref_speakers == r.found_speakers for r in checked)
+    asr, diar = sum(r.asr_s for r in results), sum(r.diar_s for r in results)
+    scored = any(r.der for r in results)
+    totals = {c: {k: m[k] for k in (*COMPONENTS, "total")} for c, m in metrics.items()} if scored else {}
+    rows.append(["**total**", f"{sum(r.duration for r in results):.1f}", "", "", f"{right}/{len(checked)}",
+                 *_der_cells(totals.get(c0)), *_der_cells(totals.get(c1)),
+                 f"{asr:.2f}", f"{diar:.2f}", _pct(diar, asr)])
+    table = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    table += ["| " + " | ".join(row) + " |" for row in rows]
+    lines = [
+        f"# DER benchmark: {args.label}", "",
+        "Command: `" + " ".join(shlex.quote(a) for a in ["python", *sys.argv]) + "`", "",
+        f"Environment: {environment(args)}", "",
+        "Scoring: `pyannote.metrics` DiarizationErrorRate (optimal speaker mapping), "
+        "`skip_overlap=False` (overlapped speech counted), UEM = whole file; pyannote's collar is "
+        f"the total width removed around each reference boundary (c={c1}: ±{c1 / 2:g} s). "
+        "Components are % of reference speech; totals are summed over files "
+        f"({'oracle' if args.oracle_speakers else 'automatic'} speaker count). "
+        "Times: wall seconds, after an untimed warm-up on the first file.", "",
+        *table,
+    ]
+    if scored:
+        lines.append("")
+        lines += [f"Total DER at collar {c}: {100 * abs(m):.2f} %  " for c, m in metrics.items()]
+    return "\n".join(lines) + "\n"
+
+
+def code_version() -> str:
+    """Git commit of this checkout, ``+dirty`` when ``iam_cluster`` has uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "iam_cluster"],
+                               capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
+def environment(args: argparse.Namespace) -> str:
+    import ctranslate2
+    import pyannote.metrics
+
+    cpu = "unknown CPU"
+    try:
+        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        cpu = found.group(1).strip() if found else cpu
+    except OSError:
+        pass
+    parts = [f"CPU {cpu}", f"{os.cpu_count()} cores", f"threads {args.threads}",
+             f"model {args.model}", f"ASR device {args.device}", f"diarizer {args.diarizer}",
+             f"ctranslate2 {ctranslate2.__version__}", f"pyannote.metrics {pyannote.metrics.__version__}"]
+    try:
+        import torch
+
+        parts.append(f"torch {torch.__version__}")
+    except ImportError:
+        pass
+    if args.pipeline:
+        parts.append(f"pipeline {args.pipeline}")
+    return ", ".join(parts + [f"code {code_version()}"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    args.label = args.label or dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = args.out or RESULTS_DIR / f"der-{args.label}.md"
+    files = collect(args.audio, parse_expectations(args.speakers))
+    try:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    except ImportError:
+        pass
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    metrics = {c: DiarizationErrorRate(collar=c, skip_overlap=False) for c in COLLARS}
+    results = run(args, files, metrics)
+    text = report(args, results, metrics)
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(f"[der] written {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
