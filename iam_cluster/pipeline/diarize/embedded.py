@@ -1,5 +1,5 @@
 """Embedded diarizer (offline, CPU): resemblyzer speaker embeddings on sliding windows inside the
-VAD's speech regions, clustered with scikit-learn.
+VAD's speech regions, clustered with scikit-learn (agglomerative, complete linkage).
 
 Each instant of speech gets exactly one label: a window's embedding speaks for the stretch around
 its centre (half-way to its neighbours' centres), so overlapping windows never double-count time.
@@ -42,13 +42,17 @@ def voice_encoder(device: str = "cpu"):
 class EmbeddedDiarizer:
     """Speaker turns from resemblyzer d-vectors and agglomerative clustering.
 
+    Defaults were tuned on the development AMI excerpts, ``sample.wav`` and single-speaker
+    clips together (``benchmarks/der.py``), not on one file.
+
     Args:
         step: seconds between window centres (the time resolution of speaker changes).
-        threshold: cosine distance under which average-linkage clusters merge when the number
-            of speakers is not given.
+        segment_windows: consecutive windows averaged into one segment embedding for clustering.
+        threshold: cosine distance under which complete-linkage clusters of segments merge when
+            the number of speakers is not given.
         smooth: width, in windows, of the majority filter that removes one-window flips.
-        min_speaker_seconds: an automatically found speaker with less speech than this is
-            folded into the nearest other speaker.
+        min_speaker_seconds: when counting speakers automatically, a cluster with less speech
+            than this is not a speaker of its own.
         device: torch device for the encoder.
         batch_size: windows per encoder forward pass.
     """
@@ -56,13 +60,15 @@ class EmbeddedDiarizer:
     def __init__(
         self,
         step: float = 0.4,
+        segment_windows: int = 5,
         threshold: float = 0.3,
         smooth: int = 5,
-        min_speaker_seconds: float = 2.0,
+        min_speaker_seconds: float = 4.0,
         device: str = "cpu",
         batch_size: int = 64,
     ) -> None:
         self.step = step
+        self.segment_windows = segment_windows
         self.threshold = threshold
         self.smooth = smooth
         self.min_speaker_seconds = min_speaker_seconds
@@ -83,8 +89,10 @@ class EmbeddedDiarizer:
         if not regions:
             return Diarization(turns=[])
         slots, region_of, mels = self._windows(audio, regions)
+        if len(mels) == 0:  # regions of digital silence
+            return Diarization(turns=[])
         embeddings = self._embed(mels, hook)
-        labels = self._cluster(embeddings, slots, num_speakers, min_speakers, max_speakers)
+        labels = self._cluster(embeddings, slots, region_of, num_speakers, min_speakers, max_speakers)
         labels = _majority_smooth(labels, region_of, self.smooth)
         return _turns(slots, region_of, labels, embeddings)
 
@@ -128,50 +136,78 @@ class EmbeddedDiarizer:
                 hook("embeddings", min(i + self.batch_size, len(mels)), len(mels))
         return np.concatenate(out) if out else np.zeros((0, 256), np.float32)
 
-    def _cluster(self, embeddings, slots, num, low, high) -> np.ndarray:
-        """Average-linkage clustering on cosine distance, then nearest-centroid refinement."""
-        from sklearn.cluster import AgglomerativeClustering
+    def _cluster(self, embeddings, slots, region_of, num, low, high) -> np.ndarray:
+        """Two stages: cluster ~2-s segment embeddings, then label each window by nearest centroid.
 
-        n = len(embeddings)
-        if n == 1 or num == 1:
-            return np.zeros(n, dtype=int)
+        Single 1.6-s windows are too noisy to cluster (far-field meetings merge speakers and
+        split one voice in two); averaging a few consecutive windows first makes the clusters
+        trustworthy, and going back to windows keeps the 0.4-s time resolution.
+        """
+        segment = _segments(region_of, self.segment_windows)
+        count = segment.max() + 1
+        seg_emb = _normalise(np.stack([embeddings[segment == k].mean(0) for k in range(count)]))
+        durations = slots[:, 1] - slots[:, 0]
+        seg_dur = np.array([durations[segment == k].sum() for k in range(count)])
+        if count == 1 or num == 1:
+            return np.zeros(len(embeddings), dtype=int)
+        seg_labels, clusters = None, None
         if num is not None:
-            k = min(num, n)
+            k = min(num, count)
         else:
-            ahc = AgglomerativeClustering(
-                n_clusters=None, metric="cosine", linkage="average", distance_threshold=self.threshold
-            ).fit(embeddings)
-            labels = _fold_small(ahc.labels_, embeddings, slots, self.min_speaker_seconds)
-            k = len(np.unique(labels))
-            k = max(k, low or 1)
-            k = min(k, high or k, n)
+            seg_labels = _ahc(seg_emb, None, self.threshold)
+            clusters = _big_clusters(seg_labels, seg_dur, self.min_speaker_seconds)
+            k = min(max(len(clusters), low or 1), high or count, count)
         if k == 1:
-            return np.zeros(n, dtype=int)
-        labels = AgglomerativeClustering(n_clusters=k, metric="cosine", linkage="average").fit(embeddings).labels_
-        return _refine(labels, embeddings)
+            return np.zeros(len(embeddings), dtype=int)
+        if clusters is None or k != len(clusters):
+            seg_labels = _ahc(seg_emb, k, None)  # the count is imposed: keep every cluster
+        else:
+            # Small clusters (a cough, a burst of crosstalk) are absorbed by the nearest big one.
+            seg_labels = np.argmax(seg_emb @ _centroids(seg_labels, seg_emb, clusters).T, axis=1)
+        seg_labels = _refine(seg_labels, seg_emb)
+        centroids = _centroids(seg_labels, seg_emb, np.unique(seg_labels))
+        labels = np.argmax(embeddings @ centroids.T, axis=1)
+        if len(np.unique(labels)) < len(centroids):  # a speaker vanished: keep the segment labels
+            labels = seg_labels[segment]
+        return labels
 
 
-def _fold_small(labels: np.ndarray, embeddings: np.ndarray, slots: np.ndarray, min_seconds: float) -> np.ndarray:
-    """Merge clusters holding less than ``min_seconds`` of speech into their nearest big cluster."""
-    durations = slots[:, 1] - slots[:, 0]
+def _segments(region_of: np.ndarray, size: int) -> np.ndarray:
+    """Segment index of each window: runs of ``size`` consecutive windows inside one region."""
+    out = np.zeros(len(region_of), dtype=int)
+    current, filled = -1, size
+    for i, region in enumerate(region_of):
+        if filled == size or (i and region != region_of[i - 1]):
+            current, filled = current + 1, 0
+        out[i] = current
+        filled += 1
+    return out
+
+
+def _ahc(x: np.ndarray, n_clusters: int | None, threshold: float | None) -> np.ndarray:
+    from sklearn.cluster import AgglomerativeClustering
+
+    return AgglomerativeClustering(
+        n_clusters=n_clusters, metric="cosine", linkage="complete", distance_threshold=threshold
+    ).fit(x).labels_
+
+
+def _big_clusters(labels: np.ndarray, durations: np.ndarray, min_seconds: float) -> list[int]:
+    """Clusters holding at least ``min_seconds`` of speech (the largest one at least)."""
     sizes = {c: durations[labels == c].sum() for c in np.unique(labels)}
-    big = [c for c, s in sizes.items() if s >= min_seconds] or [max(sizes, key=sizes.get)]
-    centroids = _centroids(labels, embeddings, big)
-    out = labels.copy()
-    for c in sizes:
-        if c not in big:
-            members = labels == c
-            out[members] = big[int(np.argmax(centroids @ embeddings[members].mean(0)))]
-    return np.unique(out, return_inverse=True)[1]
+    return [c for c, v in sizes.items() if v >= min_seconds] or [max(sizes, key=sizes.get)]
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
 def _centroids(labels: np.ndarray, embeddings: np.ndarray, clusters) -> np.ndarray:
-    c = np.stack([embeddings[labels == k].mean(0) for k in clusters])
-    return c / np.linalg.norm(c, axis=1, keepdims=True)
+    return _normalise(np.stack([embeddings[labels == k].mean(0) for k in clusters]))
 
 
 def _refine(labels: np.ndarray, embeddings: np.ndarray, rounds: int = 3) -> np.ndarray:
-    """Reassign windows to the nearest centroid (cosine), a few k-means rounds from AHC's start."""
+    """A few k-means rounds (cosine) from the clustering's start; stops if a cluster would empty."""
     for _ in range(rounds):
         clusters = np.unique(labels)
         new = clusters[np.argmax(embeddings @ _centroids(labels, embeddings, clusters).T, axis=1)]
