@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from iam_cluster.errors import ConfigError
 from iam_cluster.pipeline.diarize import check_speaker_counts
 from iam_cluster.pipeline.types import (
     SAMPLE_RATE,
@@ -33,7 +34,13 @@ def voice_encoder(device: str = "cpu"):
     """resemblyzer's VoiceEncoder (weights ship inside the package), loaded once per device."""
     with _LOCK:
         if device not in _ENCODERS:
-            from resemblyzer import VoiceEncoder
+            try:
+                from resemblyzer import VoiceEncoder
+            except ImportError as exc:
+                raise ConfigError(
+                    "the embedded diarizer needs the diarize extra: pip install 'iam-cluster[diarize]' "
+                    "&& pip install --no-deps resemblyzer==0.1.4"
+                ) from exc
 
             _ENCODERS[device] = VoiceEncoder(device, verbose=False)
         return _ENCODERS[device]
