@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+import numpy as np
+
 from iam_cluster.pipeline.types import SAMPLE_RATE, Audio, SpeechRegion, VadOptions
+
+#: Recordings longer than this are scanned in parts on several cores (Silero runs on one).
+PARALLEL_MIN_SECONDS = 60.0
+#: A part boundary is moved to the quietest 100 ms within this many seconds of the even split.
+_CUT_SEARCH_SECONDS = 5.0
 
 
 class VoiceActivityDetector(Protocol):
@@ -14,26 +23,71 @@ class VoiceActivityDetector(Protocol):
 
 
 class SileroVad:
-    """faster-whisper's Silero VAD (ONNX, CPU), with its region padding and max-length splitting."""
+    """faster-whisper's Silero VAD (ONNX, one thread per call), with its region padding and
+    max-length splitting; a long recording is cut at quiet points and its parts scanned at once.
+
+    Args:
+        workers: parts scanned concurrently (default: the machine's cores, at most 4).
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = max(1, workers if workers is not None else min(4, os.cpu_count() or 1))
 
     def __call__(self, audio: Audio, options: VadOptions, max_region: float) -> list[SpeechRegion]:
-        from faster_whisper.vad import VadOptions as FwVadOptions
-        from faster_whisper.vad import get_speech_timestamps
-
-        if len(audio.samples) == 0:
+        samples = audio.samples
+        if len(samples) == 0:
             return []
-        stamps = get_speech_timestamps(
-            audio.samples,
-            FwVadOptions(
-                threshold=options.threshold,
-                min_speech_duration_ms=options.min_speech_duration_ms,
-                min_silence_duration_ms=options.min_silence_duration_ms,
-                speech_pad_ms=options.speech_pad_ms,
-                max_speech_duration_s=max_region,
-            ),
-            sampling_rate=SAMPLE_RATE,
-        )
-        return [SpeechRegion(start=s["start"] / SAMPLE_RATE, end=s["end"] / SAMPLE_RATE) for s in stamps]
+        if self.workers == 1 or len(samples) < PARALLEL_MIN_SECONDS * SAMPLE_RATE:
+            return _scan(samples, 0, options, max_region)
+        cuts = quiet_cuts(samples, self.workers)
+        bounds = list(zip([0, *cuts], [*cuts, len(samples)]))
+        with ThreadPoolExecutor(len(bounds)) as pool:  # onnxruntime releases the GIL
+            parts = pool.map(lambda b: _scan(samples[b[0] : b[1]], b[0], options, max_region), bounds)
+        return _join([r for part in parts for r in part], [c / SAMPLE_RATE for c in cuts], max_region)
+
+
+def _scan(samples: np.ndarray, start: int, options: VadOptions, max_region: float) -> list[SpeechRegion]:
+    from faster_whisper.vad import VadOptions as FwVadOptions
+    from faster_whisper.vad import get_speech_timestamps
+
+    stamps = get_speech_timestamps(
+        samples,
+        FwVadOptions(
+            threshold=options.threshold,
+            min_speech_duration_ms=options.min_speech_duration_ms,
+            min_silence_duration_ms=options.min_silence_duration_ms,
+            speech_pad_ms=options.speech_pad_ms,
+            max_speech_duration_s=max_region,
+        ),
+        sampling_rate=SAMPLE_RATE,
+    )
+    return [SpeechRegion((start + s["start"]) / SAMPLE_RATE, (start + s["end"]) / SAMPLE_RATE) for s in stamps]
+
+
+def quiet_cuts(samples: np.ndarray, parts: int) -> list[int]:
+    """Sample indices splitting ``samples`` into ``parts``, each moved to a nearby quiet spot."""
+    frame = SAMPLE_RATE // 10
+    cuts = []
+    for i in range(1, parts):
+        ideal = len(samples) * i // parts
+        lo = max(0, ideal - int(_CUT_SEARCH_SECONDS * SAMPLE_RATE))
+        hi = min(len(samples), ideal + int(_CUT_SEARCH_SECONDS * SAMPLE_RATE))
+        window = samples[lo : hi - (hi - lo) % frame].reshape(-1, frame)
+        cuts.append(lo + int(np.argmin((window**2).mean(axis=1))) * frame + frame // 2)
+    return cuts
+
+
+def _join(regions: list[SpeechRegion], cuts: list[float], max_region: float) -> list[SpeechRegion]:
+    """Rejoin a region the cuts split in two (when the result still fits ``max_region``)."""
+    out: list[SpeechRegion] = []
+    for r in regions:
+        if out and any(abs(out[-1].end - c) < 0.05 and abs(r.start - c) < 0.05 for c in cuts) and (
+            r.end - out[-1].start <= max_region
+        ):
+            out[-1] = SpeechRegion(out[-1].start, r.end)
+        else:
+            out.append(r)
+    return out
 
 
 def speech_duration(regions: list[SpeechRegion]) -> float:
