@@ -75,6 +75,12 @@ def _transcribe(args: argparse.Namespace) -> int:
         print("iam-cluster: no media files found", file=sys.stderr)
         return 2
 
+    output_dir = Path(args.output_dir)
+    taken: set[Path] = set()
+    stems = {f: output_stem(rel, taken, output_dir) for f, rel in media}
+    if args.cluster:
+        return _transcribe_on_cluster(args, media, options, formats, stems, output_dir)
+
     settings = get_settings().models
     asr = WhisperASR(
         args.model or settings.name, args.device or settings.device,
@@ -86,9 +92,6 @@ def _transcribe(args: argparse.Namespace) -> int:
         backend = args.diarizer or get_settings().diarization.backend
         diarizer = make_diarizer(backend, **get_settings().diarization.diarizer_kwargs(backend))
     pipeline = Pipeline(asr, diarizer=diarizer)
-    output_dir = Path(args.output_dir)
-    taken: set[Path] = set()
-    stems = {f: output_stem(rel, taken, output_dir) for f, rel in media}
     quiet = args.quiet or not sys.stderr.isatty()
     files_bar = tqdm(total=len(media), desc="files", unit="file", disable=quiet, position=0)
     chunks_bar = tqdm(total=0, desc="chunks", unit="chunk", disable=quiet, position=1)
@@ -123,6 +126,29 @@ def _transcribe(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _transcribe_on_cluster(args, media, options, formats, stems, output_dir) -> int:
+    """Send files to a running Serve application, several at once so that they share batches."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from iam_cluster.pipeline.export import write
+    from iam_cluster.serve.client import transcribe_remote
+
+    failed = 0
+    with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+        futures = {f: pool.submit(transcribe_remote, f, options, args.cluster) for f, _ in media}
+        for path, future in futures.items():
+            try:
+                result = future.result()
+            except IAMError as exc:
+                failed += 1
+                print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
+                continue
+            for fmt in formats:
+                write(result, fmt, stems[path].with_suffix(stems[path].suffix + f".{fmt}"))
+    print(f"{len(media) - failed} transcribed, {failed} failed; outputs in {output_dir}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iam-cluster", description="IAM Cluster speech transcription")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--num-speakers", type=int, help="exact number of speakers, when known")
     d.add_argument("--min-speakers", type=int)
     d.add_argument("--max-speakers", type=int)
+    t.add_argument("--cluster", nargs="?", const="http://127.0.0.1:8000", metavar="ADDRESS",
+                   help="send files to a running Serve application (default address http://127.0.0.1:8000)")
+    t.add_argument("--concurrency", type=int, default=8, help="files in flight with --cluster")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=_transcribe)
     return parser

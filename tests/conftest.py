@@ -1,3 +1,3 @@
 """Test configuration: fixtures live as plugins in tests/fixtures/."""
 
-pytest_plugins = ["tests.fixtures.audio", "tests.fixtures.models"]
+pytest_plugins = ["tests.fixtures.audio", "tests.fixtures.models", "tests.fixtures.serve"]

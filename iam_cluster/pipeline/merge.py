@@ -6,6 +6,8 @@ Ray task or in a test.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from iam_cluster.pipeline.types import Diarization, Segment, Transcript, Turn
@@ -99,4 +101,55 @@ def _piece(seg: Segment, words: list) -> Segment:
             "words": words,
             "speaker": words[0].speaker,
         }
+    )
+
+
+def join_shards(parts: Sequence[tuple[float, Diarization]], threshold: float = 0.4) -> Diarization:
+    """Put the diarizations of a recording's shards on one timeline with one set of speakers.
+
+    Each shard labels its speakers on its own; here every (shard, speaker) pair becomes the
+    duration-weighted mean of its turn embeddings, and those are clustered across shards
+    (complete linkage on cosine distance). Two speakers of the same shard never merge: their
+    distance is set beyond any threshold. Without embeddings, labels stay per shard.
+
+    Args:
+        parts: ``(offset in seconds, diarization with shard-relative times)`` per shard.
+        threshold: cosine distance under which speakers of different shards are the same person.
+    """
+    keys: list[tuple[int, str]] = []
+    vectors: list[np.ndarray] = []
+    for shard, (_, d) in enumerate(parts):
+        for speaker in d.speakers:
+            idx = [i for i, t in enumerate(d.turns) if t.speaker == speaker]
+            if len(d.embeddings) != len(d.turns) or not idx:
+                continue
+            weights = np.array([d.turns[i].end - d.turns[i].start for i in idx]) + 1e-3
+            v = (np.array([d.embeddings[i] for i in idx]) * weights[:, None]).sum(0)
+            if np.linalg.norm(v) > 0:
+                keys.append((shard, speaker))
+                vectors.append(v / np.linalg.norm(v))
+    label = {key: f"shard{key[0]}-{key[1]}" for key in keys}
+    if len(keys) > 1:
+        from sklearn.cluster import AgglomerativeClustering
+
+        x = np.stack(vectors)
+        distance = np.clip(1.0 - x @ x.T, 0.0, 2.0)
+        shards = np.array([k[0] for k in keys])
+        distance[shards[:, None] == shards[None, :]] = 4.0  # cannot-link inside a shard
+        np.fill_diagonal(distance, 0.0)
+        groups = AgglomerativeClustering(
+            n_clusters=None, metric="precomputed", linkage="complete", distance_threshold=threshold
+        ).fit(distance).labels_
+        label = {key: f"G{g}" for key, g in zip(keys, groups)}
+    turns, embeddings = [], []
+    for shard, (offset, d) in enumerate(parts):
+        for i, t in enumerate(d.turns):
+            speaker = label.get((shard, t.speaker), f"shard{shard}-{t.speaker}")
+            turns.append(Turn(round(t.start + offset, 3), round(t.end + offset, 3), speaker))
+            if len(d.embeddings) == len(d.turns):
+                embeddings.append(d.embeddings[i])
+    order = sorted(range(len(turns)), key=lambda i: (turns[i].start, turns[i].end))
+    return Diarization(
+        turns=[turns[i] for i in order],
+        embeddings=[embeddings[i] for i in order] if len(embeddings) == len(turns) else [],
     )

@@ -1,0 +1,1 @@
+"""Ray Serve: thin deployments around ``pipeline/`` (decode+VAD+shards, batched ASR, diarization)."""

@@ -1,0 +1,114 @@
+"""ASR replicas: windows of DIFFERENT requests share one CTranslate2 batch through ``@serve.batch``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+import msgspec
+from ray import serve
+
+from iam_cluster.pipeline.types import TranscribeOptions
+
+
+class WindowJob(msgspec.Struct, frozen=True):
+    """One window to decode, as sent by an ingress: samples, language and options."""
+
+    audio: object  # numpy float32, at most 30 s
+    language: str
+    options: TranscribeOptions
+    align: bool
+
+
+@serve.deployment(max_ongoing_requests=64)
+class ASR:
+    """A Whisper model on one replica (``num_gpus`` from the app's arguments).
+
+    Runtime knobs come from ``user_config`` through ``reconfigure``: ``max_batch_size``,
+    ``batch_wait_timeout_s`` and ``beam_size`` (when set, it overrides the requests' beam size).
+    """
+
+    def __init__(self, model: str, device: str, compute_type: str, cpu_threads: int) -> None:
+        from iam_cluster.pipeline.asr import WhisperASR
+
+        self.asr = WhisperASR(model, device, compute_type, cpu_threads)
+        self.beam_size: int | None = None
+        self.batch_sizes: list[int] = []
+
+    def reconfigure(self, config: dict) -> None:
+        self.decode_window.set_max_batch_size(int(config.get("max_batch_size", 8)))
+        self.decode_window.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.05)))
+        self.beam_size = config.get("beam_size")
+
+    async def info(self) -> dict:
+        return {"name": self.asr.name, "multilingual": self.asr.is_multilingual, "device": self.asr.device}
+
+    async def detect_languages(self, audios: list) -> list[tuple[str, float]]:
+        return await asyncio.to_thread(self.asr.detect_languages, audios)
+
+    async def batch_sizes_seen(self) -> list[int]:
+        return list(self.batch_sizes)
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
+    async def decode_window(self, jobs: list[WindowJob]) -> list:
+        """Decode windows of many requests together; one list in, one result per window out.
+
+        Windows are grouped by what must match inside one ``generate`` call (language, options);
+        a group that fails yields its exception for each of its windows only.
+        """
+        self.batch_sizes.append(len(jobs))
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for i, job in enumerate(jobs):
+            options = job.options
+            if self.beam_size:
+                options = msgspec.structs.replace(options, beam_size=int(self.beam_size))
+            groups[(job.language, options, job.align)].append(i)
+        results: list = [None] * len(jobs)
+        for (language, options, align), idx in groups.items():
+            try:
+                texts = await asyncio.to_thread(
+                    self.asr.decode, [jobs[i].audio for i in idx], language, options, align
+                )
+            except Exception as exc:  # noqa: BLE001 - the failure belongs to these windows only
+                texts = [exc] * len(idx)
+            for i, text in zip(idx, texts):
+                results[i] = text
+        return results
+
+
+class RemoteASR:
+    """Looks like ``WhisperASR`` to ``Pipeline`` but sends each window to the ASR deployment.
+
+    Its methods block, so a Pipeline using it runs in a worker thread of the ingress; the windows
+    of one call are all in flight at once, and ``@serve.batch`` mixes them with other requests'.
+    """
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+        self._info: dict | None = None
+
+    def _about(self) -> dict:
+        if self._info is None:
+            self._info = self.handle.info.remote().result()
+        return self._info
+
+    @property
+    def name(self) -> str:
+        return self._about()["name"]
+
+    @property
+    def is_multilingual(self) -> bool:
+        return self._about()["multilingual"]
+
+    def detect_languages(self, audios):
+        return self.handle.detect_languages.remote(list(audios)).result()
+
+    def decode(self, audios, language: str, options: TranscribeOptions, align: bool = True):
+        responses = [
+            self.handle.decode_window.remote(WindowJob(a, language, options, align)) for a in audios
+        ]
+        out = [r.result() for r in responses]
+        for item in out:
+            if isinstance(item, Exception):
+                raise item
+        return out
