@@ -44,3 +44,7 @@ class MediaError(IAMError):
         self.reason = reason
         self.code = code
         super().__init__(f"{source}: {reason}")
+
+    def __reduce__(self):
+        # Rebuilt from its own arguments when it crosses processes (Ray replicas, workers).
+        return type(self), (self.source, self.reason, self.code)

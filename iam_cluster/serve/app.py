@@ -49,10 +49,10 @@ def build_app(args: AppArgs | dict | None = None) -> Application:
         user_config={"max_batch_size": args.max_batch_size, "batch_wait_timeout_s": 0.05},
     ).bind(args.model, args.device, args.compute_type, args.cpu_threads)
     preprocess = Preprocess.options(
-        num_replicas=args.preprocess_replicas, ray_actor_options={"num_cpus": 0.5}
+        num_replicas=args.preprocess_replicas, ray_actor_options={"num_cpus": 0.25}
     ).bind(args.max_duration_s)
     diarize = Diarize.options(
-        num_replicas=args.diarize_replicas, ray_actor_options={"num_cpus": 0.5}
+        num_replicas=args.diarize_replicas, ray_actor_options={"num_cpus": 0.25}
     ).bind(args.diarizer, diarization.diarizer_kwargs(args.diarizer))
     return Ingress.options(ray_actor_options={"num_cpus": 0.1}).bind(
         preprocess, asr, diarize, args.shard_seconds, args.max_upload_bytes, args.media_root

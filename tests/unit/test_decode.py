@@ -289,3 +289,12 @@ def test_probe_errors(tmp_path, media, make, code):
     with pytest.raises(MediaError) as info:
         probe(path)
     assert info.value.code == code and str(path) in str(info.value)
+
+
+def test_media_error_survives_pickling():
+    import pickle
+
+    from iam_cluster.errors import MediaError
+
+    err = pickle.loads(pickle.dumps(MediaError("a.wav", "empty file", "empty_media")))
+    assert (err.source, err.reason, err.code, str(err)) == ("a.wav", "empty file", "empty_media", "a.wav: empty file")
