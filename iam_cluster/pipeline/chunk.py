@@ -80,6 +80,10 @@ def pack(
     return windows
 
 
+#: Longest silence (seconds, on the recording's timeline) kept inside one output segment.
+MAX_JOIN_GAP = 3.0
+
+
 def locate(window: Window, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Map times inside a window to (piece index, time on that piece's recording).
 
@@ -124,12 +128,14 @@ def unpack(window: Window, text: WindowText) -> Iterator[tuple[int, Segment]]:
         run_rec = -1
         for w, k, s, e in zip(words, idx, starts, ends):
             piece = window.pieces[k]
-            if run and piece.recording != run_rec:
+            lo = float(piece.start + min(max(s - piece.offset, 0.0), piece.duration))
+            hi = float(piece.start + min(max(e - piece.offset, 0.0), piece.duration))
+            # A segment never spans two recordings, nor a jump on one recording's timeline
+            # (pieces packed side by side may come from far apart, e.g. in a retry window).
+            if run and (piece.recording != run_rec or not -0.5 <= lo - run[-1].end <= MAX_JOIN_GAP):
                 yield run_rec, _segment(run, text)
                 run = []
             run_rec = piece.recording
-            lo = float(piece.start + min(max(s - piece.offset, 0.0), piece.duration))
-            hi = float(piece.start + min(max(e - piece.offset, 0.0), piece.duration))
             run.append(Word(start=round(lo, 3), end=round(max(hi, lo), 3), word=w["word"],
                             probability=round(float(w["probability"]), 4)))
         if run:

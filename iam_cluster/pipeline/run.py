@@ -144,12 +144,16 @@ class Pipeline:
     def _decode(self, windows, recordings, languages, options, segments, hook) -> list[list[SpeechRegion]]:
         """Decode windows in batches of one language; return the pieces left at windows' tails."""
         missed: list[list[SpeechRegion]] = [[] for _ in recordings]
-        # Stable sort by language keeps each recording's windows in time order.
-        order = sorted(range(len(windows)), key=lambda i: languages[windows[i].pieces[0].recording][0])
+        # Batches hold one language; a stable sort keeps each recording's windows in time order.
+        # A remote model batches on its own side and takes every window at once (``submit_size``).
+        step = getattr(self.asr, "submit_size", None) or options.batch_size
+        by_language: dict[str, list[Window]] = {}
+        for w in windows:
+            by_language.setdefault(languages[w.pieces[0].recording][0], []).append(w)
+        batches = [(lang, ws[i : i + step]) for lang, ws in by_language.items() for i in range(0, len(ws), step)]
+        done = 0
         hook("asr", 0, len(windows))
-        for start in range(0, len(order), options.batch_size):
-            batch = [windows[i] for i in order[start : start + options.batch_size]]
-            language = languages[batch[0].pieces[0].recording][0]
+        for language, batch in batches:
             audios = [window_audio(w, recordings) for w in batch]
             align = options.word_timestamps or any(len(w.recordings) > 1 for w in batch)
             for window, text in zip(batch, self.asr.decode(audios, language, options, align)):
@@ -157,7 +161,8 @@ class Pipeline:
                     segments[rec].append(segment)
                 for piece in tail_misses(window, text):
                     missed[piece.recording].append(SpeechRegion(piece.start, piece.end))
-            hook("asr", min(start + options.batch_size, len(windows)), len(windows))
+            done += len(batch)
+            hook("asr", done, len(windows))
         return missed
 
     def transcribe_paths(

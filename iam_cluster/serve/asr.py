@@ -83,6 +83,9 @@ class RemoteASR:
     of one call are all in flight at once, and ``@serve.batch`` mixes them with other requests'.
     """
 
+    #: Windows handed over per call: all of a recording's, so replicas can fill their batches.
+    submit_size = 256
+
     def __init__(self, handle) -> None:
         self.handle = handle
         self._info: dict | None = None

@@ -63,3 +63,13 @@ def test_a_short_recording_is_not_split_across_windows():
     regions = [[R(0, 25)], [R(0, 4), R(5, 9)], [R(0, 2)]]
     windows = pack(regions, 30, gap=0.5)
     assert [sorted(w.recordings) for w in windows] == [[0], [1, 2]]
+
+
+def test_unpack_splits_pieces_far_apart_on_one_recording():
+    (window,) = pack([[R(10, 12), R(60, 62)]], 30, gap=0.2)  # pieces at [0,2] and [2.2,4.2]
+    words = [dict(word=" a", start=0.5, end=1.0, probability=0.9),
+             dict(word=" b", start=2.5, end=3.0, probability=0.9)]
+    text = WindowText(segments=[dict(start=0.5, end=3.0, words=words)], avg_logprob=-0.1,
+                      no_speech_prob=0.0, temperature=0.0)
+    out = list(unpack(window, text))
+    assert [(rec, s.start, s.end) for rec, s in out] == [(0, 10.5, 11.0), (0, 60.3, 60.8)]
