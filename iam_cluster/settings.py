@@ -50,10 +50,52 @@ class DiarizationSettings(msgspec.Struct, frozen=True):
         return {}
 
 
+class DatabaseSettings(msgspec.Struct, frozen=True):
+    """PostgreSQL, the source of truth and the job queue."""
+
+    url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    pool_min: int = 1
+    pool_max: int = 10
+
+
+class RedisSettings(msgspec.Struct, frozen=True):
+    """Redis: rate-limit counters, caches and pub/sub fan-out (nothing that cannot be rebuilt)."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "iam:"
+
+
+class StorageSettings(msgspec.Struct, frozen=True):
+    """Where uploaded audio lives: a local folder (default) or S3 / MinIO."""
+
+    backend: str = "local"
+    root: Path = Path.home() / ".local" / "share" / "iam-cluster" / "media"
+    bucket: str = "iam-cluster-media"
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    max_upload_bytes: int = 500 * 1024 * 1024
+
+
+class AuthSettings(msgspec.Struct, frozen=True):
+    """JWT access tokens and rotating refresh tokens."""
+
+    #: Required outside development; the default only serves local runs and tests.
+    jwt_secret_key: str = "dev-only-insecure-secret-change-me"
+    jwt_algorithm: str = "HS256"
+    access_token_expire_minutes: int = 15
+    refresh_token_expire_days: int = 30
+
+
 class Settings(msgspec.Struct, frozen=True):
     models: ModelSettings = ModelSettings()
     audio: AudioSettings = AudioSettings()
     diarization: DiarizationSettings = DiarizationSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    storage: StorageSettings = StorageSettings()
+    auth: AuthSettings = AuthSettings()
 
 
 def _get(env: Mapping[str, str], name: str, kind: type, default):
@@ -82,6 +124,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     m = ModelSettings()
     a = AudioSettings()
     d = DiarizationSettings()
+    db, r, st, au = DatabaseSettings(), RedisSettings(), StorageSettings(), AuthSettings()
     return Settings(
         models=ModelSettings(
             name=_get(env, "IAM_MODEL", str, m.name),
@@ -100,6 +143,31 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             pyannote_pipeline=_get(env, "IAM_PYANNOTE_PIPELINE", str, d.pyannote_pipeline),
             pyannote_token=_get(env, "IAM_PYANNOTE_TOKEN", str, None) or _get(env, "HF_TOKEN", str, None),
             device=_get(env, "IAM_DIARIZER_DEVICE", str, d.device),
+        ),
+        database=DatabaseSettings(
+            url=_get(env, "DATABASE_URL", str, db.url),
+            pool_min=_get(env, "DATABASE_POOL_MIN", int, db.pool_min),
+            pool_max=_get(env, "DATABASE_POOL_MAX", int, db.pool_max),
+        ),
+        redis=RedisSettings(
+            url=_get(env, "REDIS_URL", str, r.url),
+            key_prefix=_get(env, "REDIS_KEY_PREFIX", str, r.key_prefix),
+        ),
+        storage=StorageSettings(
+            backend=_get(env, "STORAGE_BACKEND", str, st.backend),
+            root=_get(env, "STORAGE_ROOT", Path, st.root),
+            bucket=_get(env, "AWS_S3_BUCKET", str, st.bucket),
+            endpoint_url=_get(env, "AWS_ENDPOINT_URL", str, st.endpoint_url),
+            region=_get(env, "AWS_REGION", str, st.region),
+            access_key_id=_get(env, "AWS_ACCESS_KEY_ID", str, st.access_key_id),
+            secret_access_key=_get(env, "AWS_SECRET_ACCESS_KEY", str, st.secret_access_key),
+            max_upload_bytes=_get(env, "MAX_UPLOAD_BYTES", int, st.max_upload_bytes),
+        ),
+        auth=AuthSettings(
+            jwt_secret_key=_get(env, "JWT_SECRET_KEY", str, au.jwt_secret_key),
+            jwt_algorithm=_get(env, "JWT_ALGORITHM", str, au.jwt_algorithm),
+            access_token_expire_minutes=_get(env, "ACCESS_TOKEN_EXPIRE_MINUTES", int, au.access_token_expire_minutes),
+            refresh_token_expire_days=_get(env, "REFRESH_TOKEN_EXPIRE_DAYS", int, au.refresh_token_expire_days),
         ),
     )
 
