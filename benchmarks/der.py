@@ -17,15 +17,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-AUDIO_EXTS = {".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".webm", ".mp4", ".aac", ".wma", ".mkv"}
+from common import AUDIO_EXTS, code_version, cpu_name
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: pyannote's collar is the *total* width removed around each reference boundary (±collar/2).
 COLLARS = (0.0, 0.25)
@@ -223,29 +222,11 @@ def report(args: argparse.Namespace, results: list[FileResult], metrics: dict) -
     return "\n".join(lines) + "\n"
 
 
-def code_version() -> str:
-    """Git commit of this checkout, ``+dirty`` when ``iam_cluster`` has uncommitted changes."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "iam_cluster"],
-                               capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "unknown"
-    return (head or "unknown") + ("+dirty" if dirty else "")
-
-
 def environment(args: argparse.Namespace) -> str:
     import ctranslate2
     import pyannote.metrics
 
-    cpu = "unknown CPU"
-    try:
-        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
-        cpu = found.group(1).strip() if found else cpu
-    except OSError:
-        pass
+    cpu = cpu_name()
     parts = [f"CPU {cpu}", f"{os.cpu_count()} cores", f"threads {args.threads}",
              f"model {args.model}", f"ASR device {args.device}", f"diarizer {args.diarizer}",
              f"ctranslate2 {ctranslate2.__version__}", f"pyannote.metrics {pyannote.metrics.__version__}"]

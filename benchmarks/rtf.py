@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import os
-import re
 import resource
 import shlex
 import shutil
@@ -27,8 +25,9 @@ import sys
 import time
 from pathlib import Path
 
+from common import code_version, collect_audio, cpu_name, normalise
+
 SYSTEMS = ("ours", "ours_nowords", "fw_sequential", "fw_sequential_vad", "fw_batched", "fw_batched_words")
-AUDIO_EXTS = {".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".webm", ".mp4", ".aac", ".wma", ".mkv"}
 RESULT_TAG = "RTF-RESULT "
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -54,22 +53,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown systems {sorted(unknown)}; choose from {SYSTEMS}")
     return args
-
-
-def collect_audio(items: list[str], repeat: int) -> list[Path]:
-    """Files given, plus audio files found recursively under folders given; the list ``repeat`` times."""
-    files: list[Path] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            files.extend(sorted(f for f in path.rglob("*") if f.suffix.lower() in AUDIO_EXTS and f.is_file()))
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise SystemExit(f"no such audio file or folder: {item}")
-    if not files:
-        raise SystemExit("no audio files found")
-    return files * max(1, repeat)
 
 
 def resolved_setup(args: argparse.Namespace) -> tuple[Path, str, str]:
@@ -153,12 +136,6 @@ def run_worker(system: str) -> dict:
     return json.loads(lines[-1][len(RESULT_TAG):])
 
 
-def normalise(text: str) -> str:
-    """Lowercase, drop punctuation (keeping in-word apostrophes), collapse whitespace."""
-    text = re.sub(r"[^\w\s']|(?<!\w)'|'(?!\w)", " ", text.lower())
-    return " ".join(text.split())
-
-
 def word_errors(references: list[str | None], hypotheses: list[str]) -> tuple[int, int] | None:
     """Total word errors and total reference words over the files that have a reference."""
     import jiwer
@@ -188,36 +165,12 @@ def audio_seconds(paths: list[Path]) -> float:
     return sum(cache[p] for p in paths)
 
 
-def code_version() -> str:
-    """Git commit of this checkout, ``+dirty`` and a hash of ``iam_cluster/*.py`` if edited."""
-    root = Path(__file__).resolve().parent.parent
-    git = ["git", "-C", str(root)]
-    try:
-        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-        head = head.stdout.strip()
-        dirty = subprocess.run([*git, "status", "--porcelain", "--", "iam_cluster"],
-                               capture_output=True, text=True).stdout.strip()
-    except OSError:
-        head, dirty = "", "?"
-    if not dirty:
-        return head or "unknown"
-    digest = hashlib.sha1()
-    for f in sorted((root / "iam_cluster").rglob("*.py")):
-        digest.update(f.read_bytes())
-    return f"{head or 'unknown'}+dirty:{digest.hexdigest()[:8]}"
-
-
 def environment(args: argparse.Namespace) -> str:
     """One line: CPU, cores, threads, library versions, model, compute type, device (and GPU)."""
     import ctranslate2
     import faster_whisper
 
-    cpu = "unknown CPU"
-    try:
-        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
-        cpu = found.group(1).strip() if found else cpu
-    except OSError:
-        pass
+    cpu = cpu_name()
     model_path, device, compute_type = resolved_setup(args)
     parts = [
         f"CPU {cpu}", f"{os.cpu_count()} cores", f"threads {args.threads}",

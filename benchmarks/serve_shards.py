@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import io
-import re
 import shlex
 import sys
 import time
 from pathlib import Path
+
+from common import normalise
 
 import numpy as np
 
@@ -60,10 +61,6 @@ def build_recording(clips: list[str], minutes: float) -> tuple[bytes, str, float
     buffer = io.BytesIO()
     sf.write(buffer, np.concatenate(parts), SAMPLE_RATE, format="WAV")
     return buffer.getvalue(), " ".join(refs), total
-
-
-def normalise(text: str) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9' ]+", " ", text.lower())).strip()
 
 
 def main(argv=None) -> None:

@@ -22,7 +22,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".webm", ".mp4"}
+from common import collect_audio
+
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,14 +44,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--label", default=dt.date.today().isoformat())
     p.add_argument("--out", type=Path)
     return p.parse_args(argv)
-
-
-def collect(paths: list[str], repeat: int) -> list[Path]:
-    files: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        files += sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_EXTENSIONS) if p.is_dir() else [p]
-    return files * repeat
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -112,7 +105,7 @@ def run_serve(files: list[Path], args) -> tuple[float, list[float], list[int]]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    files = collect(args.audio, args.repeat)
+    files = collect_audio(args.audio, args.repeat)
     if not files:
         sys.exit("no audio files")
     import soundfile as sf

@@ -1,0 +1,59 @@
+"""Helpers the benchmark scripts share: file lists, text normalisation, CPU name, code version."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+from pathlib import Path
+
+AUDIO_EXTS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".webm", ".mp4"}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def collect_audio(items: list[str], repeat: int = 1) -> list[Path]:
+    """Files given, plus audio files found recursively under folders given; the list ``repeat`` times."""
+    files: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            files.extend(sorted(f for f in path.rglob("*") if f.suffix.lower() in AUDIO_EXTS and f.is_file()))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise SystemExit(f"no such audio file or folder: {item}")
+    if not files:
+        raise SystemExit("no audio files found")
+    return files * max(1, repeat)
+
+
+def normalise(text: str) -> str:
+    """Lowercase, drop punctuation (keeping in-word apostrophes), collapse whitespace."""
+    text = re.sub(r"[^\w\s']|(?<!\w)'|'(?!\w)", " ", text.lower())
+    return " ".join(text.split())
+
+
+def cpu_name() -> str:
+    try:
+        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+    except OSError:
+        return "unknown CPU"
+    return found.group(1).strip() if found else "unknown CPU"
+
+
+def code_version() -> str:
+    """Git commit of this checkout, ``+dirty`` and a hash of ``iam_cluster/*.py`` if edited."""
+    git = ["git", "-C", str(ROOT)]
+    try:
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        head = head.stdout.strip()
+        dirty = subprocess.run([*git, "status", "--porcelain", "--", "iam_cluster"],
+                               capture_output=True, text=True).stdout.strip()
+    except OSError:
+        head, dirty = "", "?"
+    if not dirty:
+        return head or "unknown"
+    digest = hashlib.sha1()
+    for f in sorted((ROOT / "iam_cluster").rglob("*.py")):
+        digest.update(f.read_bytes())
+    return f"{head or 'unknown'}+dirty:{digest.hexdigest()[:8]}"
