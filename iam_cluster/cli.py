@@ -149,6 +149,18 @@ def _transcribe_on_cluster(args, media, options, formats, stems, output_dir) -> 
     return 1 if failed else 0
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    from iam_cluster.db.migrate import apply_migrations
+    from iam_cluster.settings import get_settings
+
+    applied = apply_migrations(args.database_url or get_settings().database.url)
+    for label in applied:
+        print(f"applied {label}")
+    if not applied:
+        print("schema up to date; nothing to apply")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iam-cluster", description="IAM Cluster speech transcription")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -177,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--concurrency", type=int, default=8, help="files in flight with --cluster")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=_transcribe)
+    m = sub.add_parser("migrate", help="apply the database migrations not yet applied")
+    m.add_argument("--database-url", help="PostgreSQL URL (default: DATABASE_URL from the environment)")
+    m.set_defaults(func=_migrate)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""PostgreSQL access: schema and migrations, connection pools, named queries, error translation."""

@@ -1,0 +1,141 @@
+-- 0001_initial: accounts, refresh tokens, meetings (with full-text search), jobs, messages, notifications.
+
+-- Every table with an updated_at column keeps it current through this trigger function.
+CREATE FUNCTION set_updated_at() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.updated_at := now();
+    RETURN NEW;
+END;
+$$;
+
+CREATE TABLE users (
+    id                 uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    email              text NOT NULL CHECK (email <> ''),
+    password_hash      text NOT NULL,
+    full_name          text,
+    is_active          boolean NOT NULL DEFAULT true,
+    is_admin           boolean NOT NULL DEFAULT false,
+    tier               text NOT NULL DEFAULT 'free',
+    stripe_customer_id text UNIQUE,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    updated_at         timestamptz NOT NULL DEFAULT now()
+);
+-- Emails are unique whatever their case; lookups use lower(email) to hit this index.
+CREATE UNIQUE INDEX users_email_lower_key ON users (lower(email));
+CREATE TRIGGER users_set_updated_at BEFORE UPDATE ON users
+    FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+
+CREATE TABLE refresh_tokens (
+    id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id     uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    token_hash  text NOT NULL UNIQUE,
+    -- All tokens of one login share a family; a reused token revokes its whole family.
+    family      uuid NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    revoked_at  timestamptz,
+    replaced_by uuid REFERENCES refresh_tokens (id) ON DELETE SET NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX refresh_tokens_user_id_idx ON refresh_tokens (user_id);
+CREATE INDEX refresh_tokens_family_idx ON refresh_tokens (family);
+
+CREATE TABLE meetings (
+    id                       uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id                  uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    title                    text NOT NULL,
+    description              text,
+    meeting_date             timestamptz,
+    duration_seconds         double precision CHECK (duration_seconds >= 0),
+    audio_file_url           text,
+    audio_file_size          bigint CHECK (audio_file_size >= 0),
+    audio_format             text,
+    original_filename        text,
+    transcription_text       text,
+    segments                 jsonb,
+    processing_status        text NOT NULL DEFAULT 'none'
+        CHECK (processing_status IN ('none', 'queued', 'processing', 'completed', 'failed')),
+    processing_started_at    timestamptz,
+    processing_completed_at  timestamptz,
+    processing_error         text,
+    model_used               text,
+    provider_used            text,
+    language_detected        text,
+    transcription_confidence real,
+    transcription_cost       numeric(12, 6) CHECK (transcription_cost >= 0),
+    -- 'simple' keeps words as spoken (no stemming): transcripts come in many languages.
+    search                   tsvector GENERATED ALWAYS AS (
+        to_tsvector('simple', coalesce(title, '') || ' ' || coalesce(transcription_text, ''))
+    ) STORED,
+    created_at               timestamptz NOT NULL DEFAULT now(),
+    updated_at               timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX meetings_user_id_created_at_idx ON meetings (user_id, created_at DESC);
+CREATE INDEX meetings_search_idx ON meetings USING gin (search);
+CREATE TRIGGER meetings_set_updated_at BEFORE UPDATE ON meetings
+    FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+
+CREATE TABLE jobs (
+    id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id          uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    meeting_id       uuid NOT NULL REFERENCES meetings (id) ON DELETE CASCADE,
+    status           text NOT NULL DEFAULT 'queued'
+        CHECK (status IN ('queued', 'processing', 'completed', 'failed')),
+    options          jsonb NOT NULL DEFAULT '{}'::jsonb,
+    -- A replayed request with the same key returns the same job; request_hash detects a changed body.
+    idempotency_key  text,
+    request_hash     text,
+    attempts         integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    max_attempts     integer NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
+    run_after        timestamptz NOT NULL DEFAULT now(),
+    lease_owner      text,
+    lease_expires_at timestamptz,
+    error_code       text,
+    error_message    text,
+    progress         real NOT NULL DEFAULT 0 CHECK (progress >= 0 AND progress <= 1),
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    started_at       timestamptz,
+    finished_at      timestamptz,
+    CONSTRAINT jobs_user_id_idempotency_key_key UNIQUE (user_id, idempotency_key),
+    CONSTRAINT jobs_idempotency_request_hash_check CHECK (idempotency_key IS NULL OR request_hash IS NOT NULL)
+);
+-- The claim query: oldest runnable queued job, FOR UPDATE SKIP LOCKED.
+CREATE INDEX jobs_queued_run_after_idx ON jobs (status, run_after) WHERE status = 'queued';
+-- The reaper: processing jobs whose lease has expired.
+CREATE INDEX jobs_processing_lease_idx ON jobs (lease_expires_at) WHERE status = 'processing';
+CREATE INDEX jobs_meeting_id_created_at_idx ON jobs (meeting_id, created_at DESC);
+CREATE INDEX jobs_user_id_created_at_idx ON jobs (user_id, created_at DESC);
+CREATE TRIGGER jobs_set_updated_at BEFORE UPDATE ON jobs
+    FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+
+CREATE TABLE messages (
+    id                uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    sender_id         uuid REFERENCES users (id) ON DELETE SET NULL,
+    recipient_id      uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    subject           text NOT NULL DEFAULT '',
+    body              text NOT NULL,
+    -- Each side reads and deletes independently; the row goes when both sides have deleted it.
+    read_at           timestamptz,
+    sender_deleted    boolean NOT NULL DEFAULT false,
+    recipient_deleted boolean NOT NULL DEFAULT false,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    updated_at        timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX messages_recipient_id_created_at_idx ON messages (recipient_id, created_at DESC)
+    WHERE NOT recipient_deleted;
+CREATE INDEX messages_sender_id_created_at_idx ON messages (sender_id, created_at DESC)
+    WHERE NOT sender_deleted;
+CREATE TRIGGER messages_set_updated_at BEFORE UPDATE ON messages
+    FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+
+CREATE TABLE notifications (
+    id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id    uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    kind       text NOT NULL,
+    payload    jsonb NOT NULL DEFAULT '{}'::jsonb,
+    read_at    timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX notifications_user_id_created_at_idx ON notifications (user_id, created_at DESC);
+CREATE INDEX notifications_unread_idx ON notifications (user_id) WHERE read_at IS NULL;

@@ -1,0 +1,70 @@
+"""Connection pools (async for the API, sync for the worker) and msgspec row factories."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import msgspec
+from psycopg import Cursor
+from psycopg.rows import BaseRowFactory, RowMaker
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from iam_cluster.settings import DatabaseSettings
+
+T = TypeVar("T")
+
+
+def make_pool(settings: DatabaseSettings, **kwargs: Any) -> AsyncConnectionPool:
+    """An async pool, not yet open: open it in the application's lifespan (``await pool.open()``).
+
+    Args:
+        settings: URL and pool bounds.
+        **kwargs: passed on to ``AsyncConnectionPool`` (``name``, ``timeout``, ``configure``...).
+    """
+    return AsyncConnectionPool(settings.url, min_size=settings.pool_min, max_size=settings.pool_max,
+                               open=False, **kwargs)
+
+
+def make_sync_pool(settings: DatabaseSettings, **kwargs: Any) -> ConnectionPool:
+    """A blocking pool, not yet open, for the worker process (``pool.open()`` or ``with pool:``)."""
+    return ConnectionPool(settings.url, min_size=settings.pool_min, max_size=settings.pool_max,
+                          open=False, **kwargs)
+
+
+def struct_row(cls: type[T]) -> BaseRowFactory[T]:
+    """A psycopg row factory that converts each row into the msgspec struct ``cls``.
+
+    Columns are matched to fields by name; extra columns (``rank``, a generated ``search``) are
+    ignored, and values are validated by ``msgspec.convert`` (a wrong type raises
+    ``msgspec.ValidationError`` naming the field).
+
+    Example:
+        async with conn.cursor(row_factory=struct_row(User)) as cur:
+            user = await (await cur.execute(QUERIES["get_user_by_id"], {"id": uid})).fetchone()
+    """
+    fields = {f.name for f in msgspec.structs.fields(cls)}
+
+    def factory(cursor: Cursor[Any]) -> RowMaker[T]:
+        desc = cursor.description
+        if desc is None:
+            return _no_result
+        names = [c.name for c in desc]
+        keep = [(i, n) for i, n in enumerate(names) if n in fields]
+
+        def make_row(values: Sequence[Any]) -> T:
+            return msgspec.convert({n: values[i] for i, n in keep}, cls)
+
+        return make_row
+
+    return factory
+
+
+def convert_row(row: dict[str, Any], cls: type[T]) -> T:
+    """One ``dict_row`` result as the struct ``cls`` (fields it does not know are dropped)."""
+    names = {f.name for f in msgspec.structs.fields(cls)}
+    return msgspec.convert({k: v for k, v in row.items() if k in names}, cls)
+
+
+def _no_result(values: Sequence[Any]) -> Any:
+    raise TypeError("the statement returned no rows to convert")
