@@ -161,6 +161,19 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_api(args: argparse.Namespace) -> int:
+    from iam_cluster.api.app import serve_api
+
+    serve_api(args.host, args.port)
+    return 0
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from iam_cluster.worker.loop import run_worker
+
+    return run_worker(once=args.once)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iam-cluster", description="IAM Cluster speech transcription")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -189,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--concurrency", type=int, default=8, help="files in flight with --cluster")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=_transcribe)
+    a = sub.add_parser("api", help="run the HTTP job API")
+    a.add_argument("--host", default="127.0.0.1")
+    a.add_argument("--port", type=int, default=8080)
+    a.set_defaults(func=lambda args: _run_api(args))
+    w = sub.add_parser("worker", help="run a job worker (claims queued transcription jobs)")
+    w.add_argument("--once", action="store_true", help="process the jobs queued now, then exit")
+    w.set_defaults(func=lambda args: _run_worker(args))
     m = sub.add_parser("migrate", help="apply the database migrations not yet applied")
     m.add_argument("--database-url", help="PostgreSQL URL (default: DATABASE_URL from the environment)")
     m.set_defaults(func=_migrate)

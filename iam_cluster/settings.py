@@ -88,6 +88,27 @@ class AuthSettings(msgspec.Struct, frozen=True):
     refresh_token_expire_days: int = 30
 
 
+class ApiSettings(msgspec.Struct, frozen=True):
+    """The HTTP API: CORS origins and rate limits (requests per minute, in Redis)."""
+
+    cors_origins: tuple[str, ...] = ()
+    rate_limit_per_user: int = 120
+    rate_limit_per_ip: int = 300
+    #: Tighter budget for login/register attempts per IP.
+    auth_rate_limit_per_ip: int = 20
+
+
+class WorkerSettings(msgspec.Struct, frozen=True):
+    """The job worker: lease length, retries, and where the pipeline runs."""
+
+    lease_seconds: float = 60.0
+    heartbeat_seconds: float = 15.0
+    max_attempts: int = 3
+    retry_base_seconds: float = 5.0
+    #: Address of a Ray Serve application; empty runs the pipeline in process.
+    serve_address: str | None = None
+
+
 class Settings(msgspec.Struct, frozen=True):
     models: ModelSettings = ModelSettings()
     audio: AudioSettings = AudioSettings()
@@ -96,6 +117,8 @@ class Settings(msgspec.Struct, frozen=True):
     redis: RedisSettings = RedisSettings()
     storage: StorageSettings = StorageSettings()
     auth: AuthSettings = AuthSettings()
+    api: ApiSettings = ApiSettings()
+    worker: WorkerSettings = WorkerSettings()
 
 
 def _get(env: Mapping[str, str], name: str, kind: type, default):
@@ -125,6 +148,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     a = AudioSettings()
     d = DiarizationSettings()
     db, r, st, au = DatabaseSettings(), RedisSettings(), StorageSettings(), AuthSettings()
+    ap, wk = ApiSettings(), WorkerSettings()
+    origins = _get(env, "CORS_ORIGINS", str, "")
     return Settings(
         models=ModelSettings(
             name=_get(env, "IAM_MODEL", str, m.name),
@@ -168,6 +193,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             jwt_algorithm=_get(env, "JWT_ALGORITHM", str, au.jwt_algorithm),
             access_token_expire_minutes=_get(env, "ACCESS_TOKEN_EXPIRE_MINUTES", int, au.access_token_expire_minutes),
             refresh_token_expire_days=_get(env, "REFRESH_TOKEN_EXPIRE_DAYS", int, au.refresh_token_expire_days),
+        ),
+        api=ApiSettings(
+            cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
+            rate_limit_per_user=_get(env, "RATE_LIMIT_PER_USER", int, ap.rate_limit_per_user),
+            rate_limit_per_ip=_get(env, "RATE_LIMIT_PER_IP", int, ap.rate_limit_per_ip),
+            auth_rate_limit_per_ip=_get(env, "AUTH_RATE_LIMIT_PER_IP", int, ap.auth_rate_limit_per_ip),
+        ),
+        worker=WorkerSettings(
+            lease_seconds=_get(env, "WORKER_LEASE_SECONDS", float, wk.lease_seconds),
+            heartbeat_seconds=_get(env, "WORKER_HEARTBEAT_SECONDS", float, wk.heartbeat_seconds),
+            max_attempts=_get(env, "WORKER_MAX_ATTEMPTS", int, wk.max_attempts),
+            retry_base_seconds=_get(env, "WORKER_RETRY_BASE_SECONDS", float, wk.retry_base_seconds),
+            serve_address=_get(env, "IAM_SERVE_ADDRESS", str, None),
         ),
     )
 

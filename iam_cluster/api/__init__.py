@@ -1,0 +1,1 @@
+"""The job API (Litestar): accounts, meetings, uploads, transcription jobs, polling."""

@@ -1,0 +1,77 @@
+"""``create_app()``: the Litestar application, its lifespan (pool, Redis, storage) and routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Router
+from litestar.config.cors import CORSConfig
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from iam_cluster.api.deps import provide_conn, provide_redis, provide_settings, provide_storage
+from iam_cluster.api.errors import EXCEPTION_HANDLERS
+from iam_cluster.api.health import health, ready
+from iam_cluster.settings import Settings, get_settings
+
+#: Routers of /api/v1 register here (one module per resource).
+V1_ROUTES: list = []
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the API for ``settings`` (the environment's by default)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        from redis.asyncio import Redis
+
+        from iam_cluster.db.pool import make_pool
+        from iam_cluster.storage import make_storage
+
+        pool = make_pool(settings.database)
+        await pool.open(wait=False)
+        redis = Redis.from_url(settings.redis.url)
+        app.state.update(settings=settings, pool=pool, redis=redis, storage=make_storage(settings.storage))
+        try:
+            yield
+        finally:
+            await pool.close()
+            await redis.aclose()
+
+    return Litestar(
+        route_handlers=[health, ready, Router("/api/v1", route_handlers=list(_v1_routes()))],
+        lifespan=[lifespan],
+        dependencies={
+            "conn": Provide(provide_conn),
+            "settings": Provide(provide_settings, sync_to_thread=False),
+            "redis": Provide(provide_redis, sync_to_thread=False),
+            "storage": Provide(provide_storage, sync_to_thread=False),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,
+        cors_config=CORSConfig(allow_origins=list(settings.api.cors_origins)) if settings.api.cors_origins else None,
+        openapi_config=OpenAPIConfig(title="IAM Cluster", version="0.1.0", path="/docs"),
+        request_max_body_size=settings.storage.max_upload_bytes,
+    )
+
+
+def _v1_routes():
+    """Resource routers, imported here so that each module stays independent of the others."""
+    import importlib
+
+    for name in ("auth", "users", "meetings"):
+        try:
+            module = importlib.import_module(f"iam_cluster.api.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"iam_cluster.api.{name}":
+                raise
+            continue
+        yield module.router
+
+
+def serve_api(host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Run the API with uvicorn (``iam-cluster api``)."""
+    import uvicorn
+
+    uvicorn.run(create_app(), host=host, port=port, log_level="info")

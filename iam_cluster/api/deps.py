@@ -1,0 +1,31 @@
+"""Dependencies shared by the routes: a transaction per request, Redis, storage, settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+from litestar.datastructures import State
+from psycopg import AsyncConnection
+
+from iam_cluster.db.errors import translate_errors
+from iam_cluster.settings import Settings
+
+
+async def provide_conn(state: State) -> AsyncGenerator[AsyncConnection, None]:
+    """A pooled connection inside one transaction: the request's writes commit together or not at all."""
+    async with state.pool.connection() as conn:
+        with translate_errors():
+            async with conn.transaction():
+                yield conn
+
+
+def provide_settings(state: State) -> Settings:
+    return state.settings
+
+
+def provide_redis(state: State):
+    return state.redis
+
+
+def provide_storage(state: State):
+    return state.storage

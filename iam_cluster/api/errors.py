@@ -1,0 +1,74 @@
+"""Client errors mapped to HTTP in one place; tracebacks are logged for 5xx only."""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+
+from iam_cluster.errors import IAMError
+
+log = logging.getLogger("iam_cluster.api")
+
+#: Error code -> HTTP status. Codes not listed are server errors (500).
+STATUS = {
+    "bad_request": 400, "invalid_value": 400, "config": 400,
+    "unauthorized": 401, "invalid_token": 401,
+    "payment_required": 402, "quota_exceeded": 402,
+    "forbidden": 403,
+    "not_found": 404, "invalid_reference": 404, "model_not_found": 404,
+    "conflict": 409, "idempotency_conflict": 409,
+    "too_large": 413,
+    "unsupported_media": 415, "empty_media": 422, "truncated_media": 422, "too_short": 422, "too_long": 422,
+    "rate_limited": 429,
+    "database_unavailable": 503, "storage": 503, "unavailable": 503,
+}
+
+
+class APIError(IAMError):
+    """Request failed."""
+
+    def __init__(self, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.headers = headers or {}
+
+
+def body(code: str, message: str, status: int) -> dict:
+    return {"error": {"code": code, "message": message, "status": status}}
+
+
+def iam_error_handler(request: Request, exc: IAMError) -> Response:
+    status = STATUS.get(exc.code, 500)
+    if status >= 500:
+        log.exception("request failed: %s %s", request.method, request.url.path, exc_info=exc)
+    message = exc.message if status < 500 else "internal error"
+    return Response(body(exc.code, message, status), status_code=status, headers=getattr(exc, "headers", None))
+
+
+def http_error_handler(request: Request, exc: HTTPException) -> Response:
+    status = exc.status_code
+    if isinstance(exc, ValidationException):
+        code = "bad_request"
+    elif isinstance(exc, NotAuthorizedException):
+        code = "unauthorized"
+    else:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 429: "rate_limited"}.get(status, "error")
+    if status >= 500:
+        log.exception("request failed: %s %s", request.method, request.url.path, exc_info=exc)
+    detail = exc.detail if status < 500 else "internal error"
+    extra = {"details": exc.extra} if isinstance(exc, ValidationException) and exc.extra else {}
+    return Response({**body(code, str(detail), status), **extra}, status_code=status, headers=exc.headers)
+
+
+def unhandled_error_handler(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error: %s %s", request.method, request.url.path, exc_info=exc)
+    return Response(body("internal", "internal error", 500), status_code=500)
+
+
+EXCEPTION_HANDLERS = {
+    IAMError: iam_error_handler,
+    HTTPException: http_error_handler,
+    Exception: unhandled_error_handler,
+}
