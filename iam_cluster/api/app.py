@@ -13,6 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from iam_cluster.api.deps import provide_conn, provide_redis, provide_settings, provide_storage
 from iam_cluster.api.errors import EXCEPTION_HANDLERS
 from iam_cluster.api.health import health, ready
+from iam_cluster.api.security import provide_current_user
 from iam_cluster.settings import Settings, get_settings
 
 #: Routers of /api/v1 register here (one module per resource).
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "settings": Provide(provide_settings, sync_to_thread=False),
             "redis": Provide(provide_redis, sync_to_thread=False),
             "storage": Provide(provide_storage, sync_to_thread=False),
+            "current_user": Provide(provide_current_user),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(allow_origins=list(settings.api.cors_origins)) if settings.api.cors_origins else None,
