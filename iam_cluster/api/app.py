@@ -13,6 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from iam_cluster.api.deps import provide_conn, provide_redis, provide_settings, provide_storage
 from iam_cluster.api.errors import EXCEPTION_HANDLERS
 from iam_cluster.api.health import health, ready
+from iam_cluster.api.ratelimit import RateLimitMiddleware
 from iam_cluster.api.security import provide_current_user
 from iam_cluster.settings import Settings, get_settings
 
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=[health, ready, Router("/api/v1", route_handlers=list(_v1_routes()))],
         lifespan=[lifespan],
+        middleware=[RateLimitMiddleware()],
         dependencies={
             "conn": Provide(provide_conn),
             "settings": Provide(provide_settings, sync_to_thread=False),

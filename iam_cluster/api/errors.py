@@ -54,7 +54,8 @@ def http_error_handler(request: Request, exc: HTTPException) -> Response:
     elif isinstance(exc, NotAuthorizedException):
         code = "unauthorized"
     else:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 429: "rate_limited"}.get(status, "error")
+        code = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                405: "method_not_allowed", 413: "too_large", 429: "rate_limited"}.get(status, "error")
     if status >= 500:
         log.exception("request failed: %s %s", request.method, request.url.path, exc_info=exc)
     detail = exc.detail if status < 500 else "internal error"
