@@ -1,0 +1,107 @@
+-- Job queue: enqueue, claim with SKIP LOCKED, lease heartbeat, and guarded terminal transitions.
+
+-- name: insert_job
+-- A replay with the same (user_id, idempotency_key) inserts nothing and returns no row.
+INSERT INTO jobs (user_id, meeting_id, options, idempotency_key, request_hash, max_attempts)
+VALUES (%(user_id)s, %(meeting_id)s, %(options)s, %(idempotency_key)s, %(request_hash)s, %(max_attempts)s)
+ON CONFLICT (user_id, idempotency_key) DO NOTHING
+RETURNING *
+
+-- name: get_job
+SELECT * FROM jobs WHERE id = %(id)s
+
+-- name: get_job_by_idempotency_key
+SELECT * FROM jobs WHERE user_id = %(user_id)s AND idempotency_key = %(idempotency_key)s
+
+-- name: notify_job
+SELECT pg_notify('iam_jobs', %(id)s::text)
+
+-- name: mark_meeting_queued
+UPDATE meetings SET processing_status = 'queued', processing_error = NULL WHERE id = %(meeting_id)s
+
+-- name: claim_job
+-- The oldest runnable queued job, or a processing job whose worker let its lease expire.
+WITH next AS (
+    SELECT id FROM jobs
+    WHERE (status = 'queued' AND run_after <= now())
+       OR (status = 'processing' AND lease_expires_at < now())
+    ORDER BY run_after
+    FOR UPDATE SKIP LOCKED
+    LIMIT 1
+)
+UPDATE jobs AS j
+SET status = 'processing',
+    lease_owner = %(worker)s,
+    lease_expires_at = now() + %(lease_seconds)s * interval '1 second',
+    attempts = j.attempts + 1,
+    started_at = now()
+FROM next
+WHERE j.id = next.id
+RETURNING j.*
+
+-- name: heartbeat_job
+-- Extends the lease only while this worker still owns the job; progress never goes backwards.
+UPDATE jobs
+SET lease_expires_at = now() + %(lease_seconds)s * interval '1 second',
+    progress = greatest(progress, coalesce(%(progress)s::real, progress))
+WHERE id = %(id)s AND status = 'processing' AND lease_owner = %(worker)s
+RETURNING id
+
+-- name: complete_job
+UPDATE jobs
+SET status = 'completed', progress = 1, finished_at = now(), lease_owner = NULL,
+    lease_expires_at = NULL, error_code = NULL, error_message = NULL
+WHERE id = %(id)s AND status = 'processing' AND lease_owner = %(worker)s
+RETURNING *
+
+-- name: fail_job
+UPDATE jobs
+SET status = 'failed', finished_at = now(), lease_owner = NULL, lease_expires_at = NULL,
+    error_code = %(code)s, error_message = %(message)s
+WHERE id = %(id)s AND status = 'processing' AND lease_owner = %(worker)s
+RETURNING *
+
+-- name: retry_job
+-- Back to the queue after retry_base * 2^(attempts-1) seconds, or failed once attempts are spent;
+-- the reason is kept either way.
+UPDATE jobs
+SET status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
+    run_after = CASE WHEN attempts >= max_attempts THEN run_after
+                     ELSE now() + %(retry_base)s * power(2, attempts - 1) * interval '1 second' END,
+    finished_at = CASE WHEN attempts >= max_attempts THEN now() END,
+    lease_owner = NULL, lease_expires_at = NULL,
+    error_code = %(code)s, error_message = %(message)s
+WHERE id = %(id)s AND status = 'processing' AND lease_owner = %(worker)s
+RETURNING *
+
+-- name: meeting_for_job
+SELECT * FROM meetings WHERE id = %(meeting_id)s
+
+-- name: mark_meeting_processing
+-- Only while the job is still held by this worker, so a stale worker cannot reopen a meeting.
+UPDATE meetings
+SET processing_status = 'processing', processing_started_at = now(), processing_error = NULL
+WHERE id = %(meeting_id)s
+  AND EXISTS (SELECT 1 FROM jobs WHERE id = %(job_id)s AND status = 'processing' AND lease_owner = %(worker)s)
+
+-- name: write_meeting_results
+UPDATE meetings
+SET transcription_text = %(text)s,
+    segments = %(segments)s,
+    language_detected = %(language)s,
+    transcription_confidence = %(confidence)s,
+    model_used = %(model)s,
+    provider_used = %(provider)s,
+    duration_seconds = %(duration)s,
+    processing_status = 'completed',
+    processing_completed_at = now(),
+    processing_error = NULL
+WHERE id = %(meeting_id)s
+
+-- name: write_meeting_status
+-- After a failure (status failed) or a retry (status queued); the reason is shown to the user.
+UPDATE meetings
+SET processing_status = %(status)s,
+    processing_error = %(error)s,
+    processing_completed_at = CASE WHEN %(status)s::text = 'failed' THEN now() ELSE processing_completed_at END
+WHERE id = %(meeting_id)s

@@ -1,0 +1,235 @@
+"""The job worker end to end: real PostgreSQL, the real tiny.en model on real clips, local storage."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from iam_cluster import queue
+from iam_cluster.db.queries import QUERIES
+from iam_cluster.settings import DatabaseSettings, Settings, StorageSettings, WorkerSettings
+from iam_cluster.storage import LocalStorage
+from iam_cluster.worker.heartbeat import progress_of
+from iam_cluster.worker.loop import Worker
+from tests.fixtures.audio import reference, wer
+
+CLIP = "spk1_snt1.wav"
+
+
+@pytest.fixture
+def storage(tmp_path) -> LocalStorage:
+    return LocalStorage(tmp_path / "media")
+
+
+@pytest.fixture
+def settings(database_url, tmp_path) -> Settings:
+    return Settings(
+        database=DatabaseSettings(url=database_url),
+        storage=StorageSettings(root=tmp_path / "media"),
+        worker=WorkerSettings(lease_seconds=30, heartbeat_seconds=0.2, max_attempts=3, retry_base_seconds=0),
+    )
+
+
+def add_meeting(conn, storage: LocalStorage, content: bytes | None) -> tuple[uuid.UUID, uuid.UUID]:
+    """A user and a meeting whose audio (``content``) is stored; ``(user_id, meeting_id)``."""
+    user = conn.execute(QUERIES["insert_user"], dict(
+        email=f"{uuid.uuid4().hex[:10]}@example.com", password_hash="x", full_name=None,
+        is_admin=False, tier="free")).fetchone()
+    meeting = conn.execute(QUERIES["insert_meeting"], dict(
+        user_id=user[0], title="standup", description=None, meeting_date=None)).fetchone()
+    if content is not None:
+        key = f"meetings/{meeting[0]}/audio"
+        storage.put_stream(key, [content])
+        conn.execute("UPDATE meetings SET audio_file_url = %s WHERE id = %s", [key, meeting[0]])
+    return user[0], meeting[0]
+
+
+def meeting(conn, meeting_id) -> dict:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute("SELECT * FROM meetings WHERE id = %s", [meeting_id]).fetchone()
+
+
+def test_worker_transcribes_a_real_clip(conn, settings, storage, pipeline, data_dir):
+    user_id, meeting_id = add_meeting(conn, storage, (data_dir / CLIP).read_bytes())
+    job = queue.enqueue(conn, user_id, meeting_id, {"language": "en", "beam_size": 1})
+    worker = Worker(settings, pipeline=pipeline, storage=storage, worker_id="w1")
+    try:
+        assert worker.run_once()
+        assert not worker.run_once()  # the queue is empty now
+    finally:
+        worker.close()
+    done = queue.get_job(conn, job.id)
+    assert (done.status, done.attempts, done.progress, done.lease_owner) == ("completed", 1, 1.0, None)
+    m = meeting(conn, meeting_id)
+    assert m["processing_status"] == "completed" and m["processing_error"] is None
+    assert wer([reference(data_dir / CLIP)], [m["transcription_text"]]) <= 0.25
+    assert m["segments"] and all({"start", "end", "text"} <= s.keys() for s in m["segments"])
+    assert m["segments"][0]["words"][0]["word"].strip()
+    assert (m["language_detected"], m["provider_used"], m["model_used"]) == ("en", "iam-cluster", "tiny.en")
+    assert 0 < m["transcription_confidence"] <= 1 and 2.0 < m["duration_seconds"] < 6.0
+    assert m["processing_completed_at"] >= m["processing_started_at"]
+    # Full-text search sees the transcript.
+    assert conn.execute("SELECT count(*) FROM meetings WHERE search @@ plainto_tsquery('simple', 'dog')"
+                        ).fetchone()[0] == 1
+
+
+def test_bad_media_fails_at_once_without_retry(conn, settings, storage, pipeline):
+    user_id, meeting_id = add_meeting(conn, storage, b"this is not audio at all " * 40)
+    job = queue.enqueue(conn, user_id, meeting_id, {})
+    worker = Worker(settings, pipeline=pipeline, storage=storage)
+    assert worker.run_once()
+    assert not worker.run_once()
+    worker.close()
+    failed = queue.get_job(conn, job.id)
+    assert (failed.status, failed.error_code, failed.attempts) == ("failed", "unsupported_media", 1)
+    assert failed.error_message
+    m = meeting(conn, meeting_id)
+    assert m["processing_status"] == "failed" and m["processing_error"] == failed.error_message
+    assert m["transcription_text"] is None and m["segments"] is None
+
+
+def test_missing_audio_fails_without_retry(conn, settings, storage, pipeline):
+    user_id, meeting_id = add_meeting(conn, storage, None)
+    job = queue.enqueue(conn, user_id, meeting_id, {})
+    worker = Worker(settings, pipeline=pipeline, storage=storage)
+    assert worker.run_once()
+    worker.close()
+    failed = queue.get_job(conn, job.id)
+    assert (failed.status, failed.error_code, failed.attempts) == ("failed", "unsupported_media", 1)
+
+
+class Broken:
+    """A pipeline that always crashes (a bug, a lost GPU): the job retries, then fails."""
+
+    def transcribe(self, audio, options, hook):
+        raise RuntimeError("boom")
+
+
+def test_crashes_retry_then_fail_with_reason(conn, settings, storage, data_dir):
+    user_id, meeting_id = add_meeting(conn, storage, (data_dir / CLIP).read_bytes())
+    job = queue.enqueue(conn, user_id, meeting_id, {})
+    worker = Worker(settings, pipeline=Broken(), storage=storage)
+    assert worker.run_once()
+    retried = queue.get_job(conn, job.id)
+    assert (retried.status, retried.attempts, retried.error_code) == ("queued", 1, "internal")
+    assert meeting(conn, meeting_id)["processing_status"] == "queued"
+    while worker.run_once():  # retry_base_seconds=0: runnable again at once
+        pass
+    worker.close()
+    failed = queue.get_job(conn, job.id)
+    assert (failed.status, failed.attempts, failed.error_code) == ("failed", 3, "internal")
+    assert failed.error_message == "RuntimeError: boom"
+    m = meeting(conn, meeting_id)
+    assert (m["processing_status"], m["processing_error"]) == ("failed", "RuntimeError: boom")
+
+
+def test_results_after_a_lost_lease_are_never_written(conn, settings, storage, pipeline, data_dir, database_url):
+    user_id, meeting_id = add_meeting(conn, storage, (data_dir / CLIP).read_bytes())
+    job = queue.enqueue(conn, user_id, meeting_id, {"beam_size": 1})
+
+    class Overtaken:
+        """Transcribes, while another worker takes the job over (this one's lease expired)."""
+
+        def transcribe(self, audio, options, hook):
+            transcript = pipeline.transcribe(audio, options)
+            with psycopg.connect(database_url, autocommit=True) as other:
+                other.execute("UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = %s",
+                              [job.id])
+                assert queue.claim(other, "w2", lease_seconds=30).id == job.id
+            return transcript
+
+    worker = Worker(settings, pipeline=Overtaken(), storage=storage, worker_id="w1")
+    assert worker.run_once()
+    worker.close()
+    now = queue.get_job(conn, job.id)
+    assert (now.status, now.lease_owner, now.attempts) == ("processing", "w2", 2)
+    assert meeting(conn, meeting_id)["transcription_text"] is None  # nothing written by w1
+
+
+def test_dead_workers_job_is_completed_once_by_another(conn, settings, storage, pipeline, data_dir):
+    user_id, meeting_id = add_meeting(conn, storage, (data_dir / CLIP).read_bytes())
+    job = queue.enqueue(conn, user_id, meeting_id, {"beam_size": 1})
+    assert queue.claim(conn, "dead", lease_seconds=0.1).id == job.id  # then the process dies
+    time.sleep(0.3)
+    worker = Worker(settings, pipeline=pipeline, storage=storage, worker_id="w2")
+    assert worker.run_once()
+    worker.close()
+    done = queue.get_job(conn, job.id)
+    assert (done.status, done.attempts) == ("completed", 2)
+    assert queue.complete(conn, job.id, "dead") is None
+    assert meeting(conn, meeting_id)["transcription_text"]
+
+
+def test_pg_notify_wakes_a_waiting_worker(conn, settings, storage, pipeline, data_dir):
+    user_id, meeting_id = add_meeting(conn, storage, (data_dir / CLIP).read_bytes())
+    worker = Worker(settings, pipeline=pipeline, storage=storage)
+    stop = threading.Event()
+    # Polling alone would take a minute: only the notification can wake it in time.
+    runner = threading.Thread(target=worker.run, args=(stop,), kwargs={"poll_seconds": 60})
+    runner.start()
+    try:
+        time.sleep(1.0)  # the worker found the queue empty and waits on LISTEN
+        job = queue.enqueue(conn, user_id, meeting_id, {"beam_size": 1})
+        started = time.monotonic()
+        while queue.get_job(conn, job.id).status != "completed" and time.monotonic() - started < 30:
+            time.sleep(0.05)
+        assert queue.get_job(conn, job.id).status == "completed"
+        assert time.monotonic() - started < 30
+    finally:
+        stop.set()
+        runner.join(timeout=10)
+    assert not runner.is_alive()
+
+
+def test_progress_mapping_is_monotonic_and_short_of_one():
+    steps = [("asr", 0, 4), ("asr", 2, 4), ("asr", 4, 4), ("diarize", 1, 2), ("diarize", 2, 2)]
+    values = [progress_of(*s) for s in steps]
+    assert values == sorted(values) and values[-1] < 1.0 and values[0] == 0.0
+
+
+def test_heartbeat_keeps_the_lease_and_reports_progress(conn, settings, storage, pipeline, data_dir, database_url):
+    user_id, meeting_id = add_meeting(conn, storage, (data_dir / CLIP).read_bytes())
+    job = queue.enqueue(conn, user_id, meeting_id, {"beam_size": 1})
+    seen: dict = {}
+
+    class Slow:
+        """Runs well past the lease; only the heartbeat keeps other workers off the job."""
+
+        def transcribe(self, audio, options, hook):
+            hook("asr", 1, 2)
+            time.sleep(1.5)
+            with psycopg.connect(database_url, autocommit=True) as other:
+                seen["claim"] = queue.claim(other, "w2", lease_seconds=30)
+                seen["progress"] = queue.get_job(other, job.id).progress
+            return pipeline.transcribe(audio, options, hook)
+
+    short = Settings(database=settings.database, storage=settings.storage,
+                     worker=WorkerSettings(lease_seconds=0.6, heartbeat_seconds=0.1))
+    worker = Worker(short, pipeline=Slow(), storage=storage, worker_id="w1")
+    assert worker.run_once()
+    worker.close()
+    assert seen["claim"] is None  # the lease was extended while the job ran
+    assert seen["progress"] == pytest.approx(0.45)
+    done = queue.get_job(conn, job.id)
+    assert (done.status, done.attempts, done.progress) == ("completed", 1, 1.0)
+
+
+def test_cli_worker_once_drains_the_queue(conn, storage, database_url, tmp_path, monkeypatch):
+    from iam_cluster.cli import main
+    from iam_cluster.settings import get_settings
+
+    user_id, meeting_id = add_meeting(conn, storage, b"\x00\x01 definitely not media" * 10)
+    job = queue.enqueue(conn, user_id, meeting_id, {})
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("STORAGE_ROOT", str(tmp_path / "media"))
+    get_settings.cache_clear()
+    try:
+        assert main(["worker", "--once"]) == 0
+    finally:
+        get_settings.cache_clear()
+    assert queue.get_job(conn, job.id).error_code == "unsupported_media"
