@@ -1,0 +1,433 @@
+"""Meetings: CRUD, full-text search, streamed audio upload, transcription jobs, polling and transcripts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import uuid
+from typing import Annotated, Any, Literal
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+import msgspec
+from litestar import Request, Response, Router, delete, get, post, put
+from litestar.di import NamedDependency
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from iam_cluster.api.errors import APIError
+from iam_cluster.db.pool import convert_row
+from iam_cluster.db.queries import QUERIES
+from iam_cluster.db.rows import Meeting, User
+from iam_cluster.errors import MediaError
+from iam_cluster.settings import Settings
+from iam_cluster.storage import Storage
+
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\S")]
+Description = Annotated[str, msgspec.Meta(max_length=5000)]
+Language = Annotated[str, msgspec.Meta(max_length=16, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]+)?$")]
+Speakers = Annotated[int, msgspec.Meta(ge=1, le=64)]
+#: Models a client may ask for; None runs the server's configured model.
+Model = Literal["tiny.en", "base"]
+TranscriptFormat = Literal["json", "txt", "srt", "vtt", "rttm"]
+ACTIVE = ("queued", "processing")
+
+
+# --- API types -----------------------------------------------------------------------------------
+
+class MeetingCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    title: Title
+    description: Description | None = None
+    meeting_date: dt.datetime | None = None
+
+
+class MeetingUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Fields left out keep their value; ``null`` clears description or meeting_date."""
+
+    title: Title | msgspec.UnsetType = msgspec.UNSET
+    description: Description | None | msgspec.UnsetType = msgspec.UNSET
+    meeting_date: dt.datetime | None | msgspec.UnsetType = msgspec.UNSET
+
+
+class TranscribeRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    language: Language | None = None
+    diarize: bool = False
+    num_speakers: Speakers | None = None
+    min_speakers: Speakers | None = None
+    max_speakers: Speakers | None = None
+    model: Model | None = None
+    word_timestamps: bool = True
+
+
+class JobOut(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    status: str
+    progress: float = 0.0
+    error_code: str | None = None
+    error_message: str | None = None
+    attempts: int = 0
+    created_at: dt.datetime | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+
+
+class MeetingOut(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    title: str
+    description: str | None = None
+    meeting_date: dt.datetime | None = None
+    duration_seconds: float | None = None
+    audio_file_size: int | None = None
+    audio_format: str | None = None
+    original_filename: str | None = None
+    has_audio: bool = False
+    processing_status: str = "none"
+    processing_started_at: dt.datetime | None = None
+    processing_completed_at: dt.datetime | None = None
+    processing_error: str | None = None
+    model_used: str | None = None
+    language_detected: str | None = None
+    transcription_confidence: float | None = None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class MeetingDetail(MeetingOut, kw_only=True):
+    transcription_text: str | None = None
+    #: The latest job: status, progress and error while polling.
+    job: JobOut | None = None
+
+
+class MeetingPage(msgspec.Struct, kw_only=True):
+    items: list[MeetingOut]
+    total: int
+    limit: int
+    offset: int
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def _out(row: dict[str, Any], cls: type = MeetingOut) -> Any:
+    meeting = convert_row(row, Meeting)
+    fields = {f.name for f in msgspec.structs.fields(cls)} - {"has_audio", "job"}
+    out = {name: getattr(meeting, name) for name in fields}
+    return cls(**out, has_audio=meeting.audio_file_url is not None,
+               **({"job": _job_of(row)} if cls is MeetingDetail else {}))
+
+
+def _job_of(row: dict[str, Any]) -> JobOut | None:
+    if row.get("job_id") is None:
+        return None
+    return JobOut(id=row["job_id"], status=row["job_status"], progress=row["job_progress"],
+                  error_code=row["job_error_code"], error_message=row["job_error_message"],
+                  attempts=row["job_attempts"], created_at=row["job_created_at"],
+                  started_at=row["job_started_at"], finished_at=row["job_finished_at"])
+
+
+async def _one(conn: AsyncConnection, name: str, params: dict[str, Any]) -> dict[str, Any] | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(QUERIES[name], params)
+        return await cur.fetchone()
+
+
+async def _all(conn: AsyncConnection, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(QUERIES[name], params)
+        return await cur.fetchall()
+
+
+def _not_found() -> APIError:
+    return APIError("not_found", "meeting not found")
+
+
+def _busy() -> APIError:
+    return APIError("conflict", "a transcription job is queued or processing for this meeting")
+
+
+async def _locked(conn: AsyncConnection, meeting_id: uuid.UUID, user: User) -> dict[str, Any]:
+    row = await _one(conn, "meetings_api_lock", {"id": meeting_id, "user_id": user.id})
+    if row is None:
+        raise _not_found()
+    return row
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    """Naive datetimes are taken as UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
+
+
+def sanitise_filename(name: str | None) -> str | None:
+    """The last path component, with only safe characters, at most 200 of them (None if nothing is left)."""
+    if not name:
+        return None
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = _UNSAFE.sub("_", name).strip(" .")[:200]
+    return name or None
+
+
+def _filename(request: Request, query_name: str | None) -> str | None:
+    if query_name:
+        return sanitise_filename(query_name)
+    header = request.headers.get("content-disposition", "")
+    match = re.search(r"filename\*\s*=\s*[^']*'[^']*'([^;]+)", header) or re.search(
+        r'filename\s*=\s*"([^"]*)"', header) or re.search(r"filename\s*=\s*([^;\s]+)", header)
+    if not match:
+        return None
+    from urllib.parse import unquote
+
+    return sanitise_filename(unquote(match.group(1)))
+
+
+def _extension(filename: str | None) -> str:
+    if filename and "." in filename:
+        ext = filename.rsplit(".", 1)[-1].lower()
+        if re.fullmatch(r"[a-z0-9]{1,8}", ext):
+            return ext
+    return "bin"
+
+
+async def _store_stream(storage: Storage, key: str, request: Request, max_bytes: int) -> Any:
+    """Streams the request body into storage from a worker thread, one chunk at a time."""
+    stream = request.stream()
+
+    async def next_chunk() -> bytes | None:
+        try:
+            return await stream.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    def chunks():
+        while (chunk := anyio.from_thread.run(next_chunk)) is not None:
+            yield chunk
+
+    return await anyio.to_thread.run_sync(storage.put_stream, key, chunks(), max_bytes)
+
+
+def _probe_stored(storage: Storage, key: str, label: str):
+    from iam_cluster.pipeline.decode import probe
+
+    with storage.local_path(key) as path:
+        return probe(path, name=label)
+
+
+def request_hash(options: TranscribeRequest) -> str:
+    """SHA-256 of the options' canonical JSON (defaults filled in, keys sorted)."""
+    canonical = msgspec.json.encode(msgspec.to_builtins(options), order="sorted")
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def job_options(options: TranscribeRequest) -> dict[str, Any]:
+    """The job's options as the worker reads them (``pipeline.types.TranscribeOptions`` fields only).
+
+    ``model`` is left out: it was checked against the model this deployment serves.
+    """
+    return {k: v for k, v in msgspec.to_builtins(options).items() if k != "model"}
+
+
+def _job_response(row: dict[str, Any], replayed: bool) -> Response[JobOut]:
+    job = JobOut(id=row["id"], status=row["status"], progress=row["progress"],
+                 error_code=row["error_code"], error_message=row["error_message"],
+                 attempts=row["attempts"], created_at=row["created_at"],
+                 started_at=row["started_at"], finished_at=row["finished_at"])
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    return Response(job, status_code=HTTP_202_ACCEPTED, headers=headers)
+
+
+# --- routes --------------------------------------------------------------------------------------
+
+@get("/")
+async def list_meetings(
+    conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
+    q: Annotated[str | None, QueryParameter(max_length=200, description="full-text search")] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+    offset: Annotated[int, QueryParameter(ge=0, le=1_000_000)] = 0,
+) -> MeetingPage:
+    """The caller's meetings, newest first, or those matching ``q`` best first."""
+    params = {"user_id": current_user.id, "limit": limit, "offset": offset}
+    if q is not None and q.strip():
+        rows = await _all(conn, "meetings_api_search", {**params, "q": q})
+    else:
+        rows = await _all(conn, "meetings_api_list", params)
+    return MeetingPage(items=[_out(r) for r in rows], total=rows[0]["total"] if rows else 0,
+                       limit=limit, offset=offset)
+
+
+@post("/", status_code=HTTP_201_CREATED)
+async def create_meeting(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
+                         data: JSONBody[MeetingCreate]) -> MeetingDetail:
+    row = await _one(conn, "meetings_api_create", {
+        "user_id": current_user.id, "title": data.title, "description": data.description,
+        "meeting_date": _utc(data.meeting_date)})
+    return _out(row, MeetingDetail)
+
+
+@get("/{meeting_id:uuid}")
+async def get_meeting(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
+                      meeting_id: FromPath[uuid.UUID]) -> MeetingDetail:
+    """The meeting with its processing status and latest job (the polling endpoint)."""
+    return await _detail(conn, current_user, meeting_id)
+
+
+async def _detail(conn: AsyncConnection, user: User, meeting_id: uuid.UUID) -> MeetingDetail:
+    row = await _one(conn, "meetings_api_get", {"id": meeting_id, "user_id": user.id})
+    if row is None:
+        raise _not_found()
+    return _out(row, MeetingDetail)
+
+
+@put("/{meeting_id:uuid}")
+async def update_meeting(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
+                         meeting_id: FromPath[uuid.UUID], data: JSONBody[MeetingUpdate]) -> MeetingDetail:
+    row = await _one(conn, "meetings_api_update", {
+        "id": meeting_id, "user_id": current_user.id,
+        "set_title": data.title is not msgspec.UNSET,
+        "title": data.title if data.title is not msgspec.UNSET else None,
+        "set_description": data.description is not msgspec.UNSET,
+        "description": data.description if data.description is not msgspec.UNSET else None,
+        "set_meeting_date": data.meeting_date is not msgspec.UNSET,
+        "meeting_date": _utc(data.meeting_date) if data.meeting_date is not msgspec.UNSET else None,
+    })
+    if row is None:
+        raise _not_found()
+    return await _detail(conn, current_user, meeting_id)
+
+
+@delete("/{meeting_id:uuid}", status_code=HTTP_204_NO_CONTENT)
+async def delete_meeting(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
+                         storage: NamedDependency[Storage], meeting_id: FromPath[uuid.UUID]) -> None:
+    """Deletes the meeting, its jobs and its stored audio."""
+    row = await _one(conn, "meetings_api_delete", {"id": meeting_id, "user_id": current_user.id})
+    if row is None:
+        raise _not_found()
+    if row["audio_file_url"]:
+        # A failure here raises, so the row's deletion rolls back with it.
+        await anyio.to_thread.run_sync(storage.delete, row["audio_file_url"])
+
+
+@post("/{meeting_id:uuid}/upload", status_code=HTTP_200_OK)
+async def upload_audio(
+    request: Request, conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
+    settings: NamedDependency[Settings], storage: NamedDependency[Storage], meeting_id: FromPath[uuid.UUID],
+    filename: Annotated[str | None, QueryParameter(max_length=255, description="original file name")] = None,
+) -> MeetingDetail:
+    """Streams the body to storage, checks it is audio, and records it (replacing earlier audio)."""
+    current = await _one(conn, "meetings_api_get", {"id": meeting_id, "user_id": current_user.id})
+    if current is None:
+        raise _not_found()
+    if current["job_status"] in ACTIVE:  # refused before reading the body
+        raise _busy()
+    original = _filename(request, filename)
+    key = f"users/{current_user.id}/meetings/{meeting_id}/{uuid.uuid4().hex}.{_extension(original)}"
+    stored = await _store_stream(storage, key, request, settings.storage.max_upload_bytes)
+    try:
+        info = await anyio.to_thread.run_sync(_probe_stored, storage, key, original or "upload")
+        # Locked only now, not during a slow upload; a job queued meanwhile still wins.
+        meeting = await _locked(conn, meeting_id, current_user)
+        if meeting["job_active"]:
+            raise _busy()
+        await _one(conn, "meetings_api_set_audio", {
+            "id": meeting_id, "user_id": current_user.id, "key": key, "size": stored.size,
+            "format": info.format.split(",")[0], "filename": original, "duration": info.duration})
+    except MediaError as exc:
+        await anyio.to_thread.run_sync(storage.delete, key)
+        raise APIError(exc.code, exc.message) from None
+    except BaseException:
+        await anyio.to_thread.run_sync(storage.delete, key)
+        raise
+    previous = meeting["audio_file_url"]
+    if previous and previous != key:
+        await anyio.to_thread.run_sync(storage.delete, previous)
+    return await _detail(conn, current_user, meeting_id)
+
+
+@post("/{meeting_id:uuid}/transcribe", status_code=HTTP_202_ACCEPTED)
+async def transcribe(
+    conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
+    settings: NamedDependency[Settings], meeting_id: FromPath[uuid.UUID],
+    data: JSONBody[TranscribeRequest | None] = None,
+    idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key", min_length=1,
+                                                           max_length=200)] = None,
+) -> Response[JobOut]:
+    """Queues a transcription job (202). A replayed ``Idempotency-Key`` returns the same job."""
+    data = data or TranscribeRequest()  # no body: the default options
+    if data.min_speakers and data.max_speakers and data.min_speakers > data.max_speakers:
+        raise APIError("bad_request", "min_speakers is greater than max_speakers")
+    meeting = await _locked(conn, meeting_id, current_user)
+    digest = request_hash(data)
+    if idempotency_key is not None:
+        existing = await _one(conn, "meetings_api_job_by_key", {"user_id": current_user.id, "key": idempotency_key})
+        if existing is not None:
+            return _replay(existing, meeting_id, digest)
+    if data.model is not None and data.model != settings.models.name:
+        raise APIError("bad_request", f"model {data.model!r} is not served here (this server runs "
+                                      f"{settings.models.name!r})")
+    if meeting["audio_file_url"] is None:
+        raise APIError("conflict", "the meeting has no audio: upload it before transcribing")
+    if meeting["job_active"]:
+        raise _busy()
+    row = await _one(conn, "meetings_api_enqueue", {
+        "user_id": current_user.id, "meeting_id": meeting_id, "options": Jsonb(job_options(data)),
+        "key": idempotency_key, "request_hash": digest if idempotency_key is not None else None,
+        "max_attempts": settings.worker.max_attempts})
+    if row is None:  # a concurrent request with the same key committed first
+        existing = await _one(conn, "meetings_api_job_by_key", {"user_id": current_user.id, "key": idempotency_key})
+        return _replay(existing, meeting_id, digest)
+    return _job_response(row, replayed=False)
+
+
+def _replay(job: dict[str, Any], meeting_id: uuid.UUID, digest: str) -> Response[JobOut]:
+    if job["meeting_id"] != meeting_id or job["request_hash"] != digest:
+        raise APIError("idempotency_conflict", "this Idempotency-Key was used with a different request")
+    return _job_response(job, replayed=True)
+
+
+@get("/{meeting_id:uuid}/transcript")
+async def get_transcript(
+    conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
+    meeting_id: FromPath[uuid.UUID],
+    format: Annotated[TranscriptFormat, QueryParameter()] = "json",  # noqa: A002
+) -> Response[bytes]:
+    """The finished transcript as JSON, plain text, SRT, WebVTT or RTTM."""
+    from iam_cluster.pipeline.export import render
+
+    row = await _one(conn, "meetings_api_get", {"id": meeting_id, "user_id": current_user.id})
+    if row is None:
+        raise _not_found()
+    meeting = convert_row(row, Meeting)
+    if meeting.processing_status != "completed" or meeting.segments is None:
+        raise APIError("conflict", f"no transcript yet: processing status is {meeting.processing_status!r}")
+    text = render(_transcript(meeting), format)
+    media_type = "application/json" if format == "json" else "text/plain; charset=utf-8"
+    return Response(text.encode("utf-8"), media_type=media_type)
+
+
+def _transcript(meeting: Meeting):
+    """The stored ``segments`` JSONB (a list of segments or a whole transcript) as a ``Transcript``."""
+    from iam_cluster.pipeline.types import Transcript
+
+    defaults = {"source": str(meeting.id), "duration": meeting.duration_seconds or 0.0,
+                "language": meeting.language_detected or "", "language_probability": 0.0,
+                "model": meeting.model_used or ""}
+    stored = meeting.segments
+    doc = {**defaults, **stored} if isinstance(stored, dict) else {**defaults, "segments": stored}
+    doc.pop("text", None)
+    try:
+        return msgspec.convert(doc, Transcript)
+    except msgspec.ValidationError as exc:
+        raise APIError("internal", f"stored transcript is invalid: {exc}") from exc
+
+
+router = Router(path="/meetings", route_handlers=[
+    list_meetings, create_meeting, get_meeting, update_meeting, delete_meeting,
+    upload_audio, transcribe, get_transcript,
+], tags=["meetings"])
