@@ -11,6 +11,8 @@ from typing import Annotated
 
 import msgspec
 from litestar import Response, Router, post
+from litestar.params import JSONBody
+from litestar.di import NamedDependency
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
@@ -111,7 +113,7 @@ def _refused(message: str = _BAD_REFRESH) -> Response:
 
 
 @post("/register", status_code=HTTP_201_CREATED)
-async def register(data: RegisterRequest, conn: AsyncConnection) -> UserOut:
+async def register(data: JSONBody[RegisterRequest], conn: NamedDependency[AsyncConnection]) -> UserOut:
     """Create an account; an email already registered (in any case) is a 409 ``conflict``."""
     params = {"email": data.email, "password_hash": hash_password(data.password), "full_name": data.full_name,
               "is_admin": False, "tier": "free"}
@@ -126,7 +128,7 @@ async def register(data: RegisterRequest, conn: AsyncConnection) -> UserOut:
 
 
 @post("/login", status_code=HTTP_200_OK)
-async def login(data: LoginRequest, conn: AsyncConnection, settings: Settings) -> TokenPair:
+async def login(data: JSONBody[LoginRequest], conn: NamedDependency[AsyncConnection], settings: NamedDependency[Settings]) -> TokenPair:
     """Exchange email and password for an access token and a refresh token."""
     user = await get_user_by_email(conn, data.email)
     ok = verify_password(user.password_hash if user else _dummy_hash(), data.password)
@@ -137,7 +139,7 @@ async def login(data: LoginRequest, conn: AsyncConnection, settings: Settings) -
 
 
 @post("/refresh", status_code=HTTP_200_OK)
-async def refresh(data: RefreshRequest, conn: AsyncConnection, settings: Settings) -> Response[TokenPair]:
+async def refresh(data: JSONBody[RefreshRequest], conn: NamedDependency[AsyncConnection], settings: NamedDependency[Settings]) -> Response[TokenPair]:
     """Rotate a refresh token: new access and refresh tokens, the old one revoked.
 
     A token presented again after rotation or revocation means it leaked: it is refused and its
@@ -163,7 +165,7 @@ async def refresh(data: RefreshRequest, conn: AsyncConnection, settings: Setting
 
 
 @post("/logout", status_code=HTTP_204_NO_CONTENT)
-async def logout(data: RefreshRequest, conn: AsyncConnection) -> None:
+async def logout(data: JSONBody[RefreshRequest], conn: NamedDependency[AsyncConnection]) -> None:
     """Revoke the given refresh token and every token of its session; unknown tokens are ignored."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(QUERIES["get_refresh_token_for_update"], {"token_hash": hash_refresh_token(data.refresh_token)})

@@ -9,6 +9,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from litestar import Request
+from litestar.di import NamedDependency
 from psycopg import AsyncConnection
 
 from iam_cluster.api.errors import APIError
@@ -59,7 +60,7 @@ def decode_access_token(token: str, auth: AuthSettings) -> dict:
     return claims
 
 
-async def provide_current_user(request: Request, conn: AsyncConnection, settings: Settings) -> User:
+async def provide_current_user(request: Request, conn: NamedDependency[AsyncConnection], settings: NamedDependency[Settings]) -> User:
     """The active user named by the request's ``Authorization: Bearer`` access token."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")

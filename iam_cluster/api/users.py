@@ -6,6 +6,8 @@ import uuid
 
 import msgspec
 from litestar import Router, get, put
+from litestar.params import JSONBody, FromPath
+from litestar.di import NamedDependency
 from psycopg import AsyncConnection
 
 from iam_cluster.api.auth import Email, FullName, UserOut
@@ -24,12 +26,12 @@ class UserUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 @get("/me")
-async def get_me(current_user: User) -> UserOut:
+async def get_me(current_user: NamedDependency[User]) -> UserOut:
     return UserOut.of(current_user)
 
 
 @put("/me")
-async def update_me(data: UserUpdate, current_user: User, conn: AsyncConnection) -> UserOut:
+async def update_me(data: JSONBody[UserUpdate], current_user: NamedDependency[User], conn: NamedDependency[AsyncConnection]) -> UserOut:
     """Change the caller's name or email; an email another account holds (in any case) is a 409."""
     try:
         with translate_errors():
@@ -43,7 +45,7 @@ async def update_me(data: UserUpdate, current_user: User, conn: AsyncConnection)
 
 
 @get("/{user_id:uuid}")
-async def get_user(user_id: uuid.UUID, current_user: User, conn: AsyncConnection) -> UserOut:
+async def get_user(user_id: FromPath[uuid.UUID], current_user: NamedDependency[User], conn: NamedDependency[AsyncConnection]) -> UserOut:
     """A user's record: the caller's own, or anyone's for an admin; others read as 404 (no existence leak)."""
     if user_id != current_user.id and not current_user.is_admin:
         raise APIError("not_found", "user not found")
