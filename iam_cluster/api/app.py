@@ -10,16 +10,13 @@ from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
+from iam_cluster.api import auth, meetings, users
 from iam_cluster.api.deps import provide_conn, provide_redis, provide_settings, provide_storage
 from iam_cluster.api.errors import EXCEPTION_HANDLERS
 from iam_cluster.api.health import health, ready
 from iam_cluster.api.ratelimit import RateLimitMiddleware
 from iam_cluster.api.security import provide_current_user
 from iam_cluster.settings import Settings, get_settings
-
-#: Routers of /api/v1 register here (one module per resource).
-V1_ROUTES: list = []
-
 
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the API for ``settings`` (the environment's by default)."""
@@ -43,7 +40,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await redis.aclose()
 
     return Litestar(
-        route_handlers=[health, ready, Router("/api/v1", route_handlers=list(_v1_routes()))],
+        route_handlers=[health, ready, Router("/api/v1", route_handlers=[auth.router, users.router, meetings.router])],
         lifespan=[lifespan],
         middleware=[RateLimitMiddleware()],
         dependencies={
@@ -58,20 +55,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=OpenAPIConfig(title="IAM Cluster", version="0.1.0", path="/docs"),
         request_max_body_size=settings.storage.max_upload_bytes,
     )
-
-
-def _v1_routes():
-    """Resource routers, imported here so that each module stays independent of the others."""
-    import importlib
-
-    for name in ("auth", "users", "meetings"):
-        try:
-            module = importlib.import_module(f"iam_cluster.api.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"iam_cluster.api.{name}":
-                raise
-            continue
-        yield module.router
 
 
 def serve_api(host: str = "127.0.0.1", port: int = 8080) -> None:
