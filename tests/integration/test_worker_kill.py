@@ -59,7 +59,7 @@ def test_killed_worker_process_job_is_completed_once_by_another(
             assert j.status in ("queued", "processing"), j
             return j if j.status == "processing" and f":{proc.pid}:" in (j.lease_owner or "") else None
 
-        running = wait_for(claimed_by_proc, "the worker process to claim the job")
+        running = wait_for(claimed_by_proc, "the worker process to claim the job", step=0.05)
         dead_owner = running.lease_owner
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
