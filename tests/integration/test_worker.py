@@ -4,54 +4,18 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 
 from iam_cluster import queue
-from iam_cluster.db.queries import QUERIES
-from iam_cluster.settings import DatabaseSettings, Settings, StorageSettings, WorkerSettings
-from iam_cluster.storage import LocalStorage
+from iam_cluster.settings import Settings, WorkerSettings
 from iam_cluster.worker.heartbeat import progress_of
 from iam_cluster.worker.loop import Worker
 from tests.fixtures.audio import reference, wer
+from tests.fixtures.worker import add_meeting, meeting
 
 CLIP = "spk1_snt1.wav"
-
-
-@pytest.fixture
-def storage(tmp_path) -> LocalStorage:
-    return LocalStorage(tmp_path / "media")
-
-
-@pytest.fixture
-def settings(database_url, tmp_path) -> Settings:
-    return Settings(
-        database=DatabaseSettings(url=database_url),
-        storage=StorageSettings(root=tmp_path / "media"),
-        worker=WorkerSettings(lease_seconds=30, heartbeat_seconds=0.2, max_attempts=3, retry_base_seconds=0),
-    )
-
-
-def add_meeting(conn, storage: LocalStorage, content: bytes | None) -> tuple[uuid.UUID, uuid.UUID]:
-    """A user and a meeting whose audio (``content``) is stored; ``(user_id, meeting_id)``."""
-    user = conn.execute(QUERIES["insert_user"], dict(
-        email=f"{uuid.uuid4().hex[:10]}@example.com", password_hash="x", full_name=None,
-        is_admin=False, tier="free")).fetchone()
-    meeting = conn.execute(QUERIES["insert_meeting"], dict(
-        user_id=user[0], title="standup", description=None, meeting_date=None)).fetchone()
-    if content is not None:
-        key = f"meetings/{meeting[0]}/audio"
-        storage.put_stream(key, [content])
-        conn.execute("UPDATE meetings SET audio_file_url = %s WHERE id = %s", [key, meeting[0]])
-    return user[0], meeting[0]
-
-
-def meeting(conn, meeting_id) -> dict:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute("SELECT * FROM meetings WHERE id = %s", [meeting_id]).fetchone()
 
 
 def test_worker_transcribes_a_real_clip(conn, settings, storage, pipeline, data_dir):

@@ -17,7 +17,7 @@ from iam_cluster import queue
 from iam_cluster.settings import Settings, WorkerSettings
 from iam_cluster.worker import results
 from iam_cluster.worker.loop import Worker
-from tests.integration.test_worker import add_meeting, meeting, settings, storage  # noqa: F401 (fixtures)
+from tests.fixtures.worker import add_meeting, meeting
 
 LEASE, HEARTBEAT, WAIT = 3.0, 1.0, 60.0
 ROOT = Path(__file__).parents[2]
