@@ -18,6 +18,16 @@ from iam_cluster.api.ratelimit import RateLimitMiddleware
 from iam_cluster.api.security import provide_current_user
 from iam_cluster.settings import Settings, get_settings
 
+#: One router per resource module.
+V1_ROUTERS = [
+    auth.router,
+    users.router,
+    meetings.router,
+]
+V2_ROUTERS: list = [
+]
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the API for ``settings`` (the environment's by default)."""
     settings = settings or get_settings()
@@ -40,7 +50,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await redis.aclose()
 
     return Litestar(
-        route_handlers=[health, ready, Router("/api/v1", route_handlers=[auth.router, users.router, meetings.router])],
+        route_handlers=[health, ready, Router("/api/v1", route_handlers=V1_ROUTERS), Router("/api/v2", route_handlers=V2_ROUTERS)],
         lifespan=[lifespan],
         middleware=[RateLimitMiddleware()],
         dependencies={
