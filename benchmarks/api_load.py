@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shlex
 import socket
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import psycopg
 
-from common import cpu_name
+from common import command_line, cpu_name, save_report
 
 ADMIN_URL = os.environ.get("IAM_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BARE_APP = """
@@ -160,7 +159,7 @@ def main(argv=None) -> None:
         drop_database(name)
     bare, api = results.values()
     lines = [f"# API load: {args.label}", "",
-             "Command: `" + " ".join(shlex.quote(a) for a in ["python", *sys.argv]) + "`", "",
+             f"Command: `{command_line()}`", "",
              f"CPU {cpu_name()}, {os.cpu_count()} cores; {args.clients} concurrent clients for {args.seconds:.0f} s "
              "each; one uvicorn process per server; clients in this process (httpx)", "",
              "| endpoint | requests | req/s | errors | p50 ms | p95 ms |", "|---|---:|---:|---:|---:|---:|"]
@@ -169,10 +168,7 @@ def main(argv=None) -> None:
                      f"{1000 * r['p95']:.1f} |")
     lines += ["", f"API poll / bare handler throughput: **{api['rps'] / bare['rps']:.2f}x**, "
               f"errors {api['errors'] + bare['errors']}"]
-    report = "\n".join(lines) + "\n"
-    print(report)
-    out = Path(__file__).parent / "results" / f"api-load-{args.label}.md"
-    out.write_text(report)
+    save_report("\n".join(lines) + "\n", Path(__file__).parent / "results" / f"api-load-{args.label}.md")
 
 
 if __name__ == "__main__":

@@ -57,3 +57,20 @@ def code_version() -> str:
     for f in sorted((ROOT / "iam_cluster").rglob("*.py")):
         digest.update(f.read_bytes())
     return f"{head or 'unknown'}+dirty:{digest.hexdigest()[:8]}"
+
+
+def command_line() -> str:
+    """The command that ran this benchmark, for its report."""
+    import shlex
+    import sys
+
+    return " ".join(shlex.quote(a) for a in ["python", *sys.argv])
+
+
+def save_report(text: str, out: Path) -> Path:
+    """Print a Markdown report and write it to ``out`` (folders created)."""
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(f"[report] written {out}")
+    return out

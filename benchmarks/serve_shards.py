@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import io
-import shlex
-import sys
 import time
 from pathlib import Path
 
-from common import normalise
+from common import command_line, normalise, save_report
 
 import numpy as np
 
@@ -91,17 +89,14 @@ def main(argv=None) -> None:
     serve.shutdown()
     ray.shutdown()
     lines = [f"# Serve, one long recording: {args.label}", "",
-             "Command: `" + " ".join(shlex.quote(a) for a in ["python", *sys.argv]) + "`", "",
+             f"Command: `{command_line()}`", "",
              f"{seconds / 60:.1f} min recording; model {args.model}, device {args.device}, "
              f"{args.asr_replicas} ASR replicas x {args.threads} threads, Ray CPUs {args.num_cpus}", "",
              "| run | wall s | x real time | WER % |", "|---|---:|---:|---:|"]
     lines += [f"| {n} | {w:.2f} | {x:.1f} | {e:.2f} |" for n, w, x, e in rows]
     lines += ["", f"Sharded / whole speed: **{rows[0][1] / rows[1][1]:.2f}x**; "
               f"WER change {rows[1][3] - rows[0][3]:+.2f} points"]
-    report = "\n".join(lines) + "\n"
-    print(report)
-    out = Path(__file__).parent / "results" / f"serve-shards-{args.label}.md"
-    out.write_text(report)
+    save_report("\n".join(lines) + "\n", Path(__file__).parent / "results" / f"serve-shards-{args.label}.md")
 
 
 if __name__ == "__main__":

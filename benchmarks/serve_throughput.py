@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import shlex
 import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import collect_audio
+from common import collect_audio, command_line, save_report
 
 
 
@@ -119,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     lines = [
         f"# Serve throughput: {args.label}", "",
-        "Command: `" + " ".join(shlex.quote(a) for a in ["python", *sys.argv]) + "`", "",
+        f"Command: `{command_line()}`", "",
         f"{len(files)} recordings, {audio_seconds:.1f} s of audio; model {args.model}, device {args.device}, "
         f"threads {args.threads}, ASR replicas {args.asr_replicas}, Ray CPUs {args.num_cpus}", "",
         "| system | wall s | audio s / wall s | p50 latency s | p95 latency s |",
@@ -131,11 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     mean_batch = statistics.mean(batches) if batches else 0.0
     lines += ["", f"Serve / in-process throughput: **{local_wall / serve_wall:.2f}x**", "",
               f"ASR batches formed: {len(batches)}, mean size {mean_batch:.2f}, sizes {batches}"]
-    report = "\n".join(lines) + "\n"
-    print(report)
-    out = args.out or Path(__file__).parent / "results" / f"serve-{args.label}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report)
+    save_report("\n".join(lines) + "\n", args.out or Path(__file__).parent / "results" / f"serve-{args.label}.md")
 
 
 def _duration(path: Path) -> float:
