@@ -10,7 +10,7 @@ from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
-from iam_cluster.api import auth, meetings, users
+from iam_cluster.api import auth, meetings, messages, notifications, users, ws
 from iam_cluster.api.deps import provide_conn, provide_redis, provide_settings, provide_storage
 from iam_cluster.api.errors import EXCEPTION_HANDLERS
 from iam_cluster.api.health import health, ready
@@ -25,6 +25,9 @@ V1_ROUTERS = [
     meetings.router,
 ]
 V2_ROUTERS: list = [
+    messages.router,
+    notifications.router,
+    ws.messages_ws,
 ]
 
 
@@ -43,9 +46,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await pool.open(wait=False)
         redis = Redis.from_url(settings.redis.url)
         app.state.update(settings=settings, pool=pool, redis=redis, storage=make_storage(settings.storage))
+        await ws.start_hub(app)  # this process's one Redis subscriber for the WebSocket events
         try:
             yield
         finally:
+            await ws.stop_hub(app)
             await pool.close()
             await redis.aclose()
 

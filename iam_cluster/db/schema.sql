@@ -128,12 +128,25 @@ CREATE TABLE messages (
     sender_deleted    boolean NOT NULL DEFAULT false,
     recipient_deleted boolean NOT NULL DEFAULT false,
     created_at        timestamptz NOT NULL DEFAULT now(),
-    updated_at        timestamptz NOT NULL DEFAULT now()
+    updated_at        timestamptz NOT NULL DEFAULT now(),
+    -- Starred and archived, per side (0002; after updated_at, where ALTER TABLE put them).
+    sender_starred     boolean NOT NULL DEFAULT false,
+    sender_archived    boolean NOT NULL DEFAULT false,
+    recipient_starred  boolean NOT NULL DEFAULT false,
+    recipient_archived boolean NOT NULL DEFAULT false
 );
 CREATE INDEX messages_recipient_id_created_at_idx ON messages (recipient_id, created_at DESC)
     WHERE NOT recipient_deleted;
 CREATE INDEX messages_sender_id_created_at_idx ON messages (sender_id, created_at DESC)
     WHERE NOT sender_deleted;
+CREATE INDEX messages_recipient_starred_idx ON messages (recipient_id, created_at DESC)
+    WHERE recipient_starred AND NOT recipient_deleted;
+CREATE INDEX messages_recipient_archived_idx ON messages (recipient_id, created_at DESC)
+    WHERE recipient_archived AND NOT recipient_deleted;
+CREATE INDEX messages_sender_starred_idx ON messages (sender_id, created_at DESC)
+    WHERE sender_starred AND NOT sender_deleted;
+CREATE INDEX messages_sender_archived_idx ON messages (sender_id, created_at DESC)
+    WHERE sender_archived AND NOT sender_deleted;
 CREATE TRIGGER messages_set_updated_at BEFORE UPDATE ON messages
     FOR EACH ROW EXECUTE FUNCTION set_updated_at();
 

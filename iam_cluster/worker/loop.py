@@ -46,6 +46,7 @@ class Worker:
         self._pipeline = pipeline
         self.storage = storage or make_storage(self.settings.storage)
         self._conn: psycopg.Connection | None = None
+        self.events = results.register_events(self.worker_id, self.settings.redis)
 
     def connect(self) -> psycopg.Connection:
         """A new autocommit connection to the queue's database."""
@@ -133,7 +134,7 @@ class Worker:
             return
         try:
             with Heartbeat(self.connect, job.id, self.worker_id, w.lease_seconds, w.heartbeat_seconds) as hb:
-                transcript = self.transcribe(job, hb.hook)
+                transcript = self.transcribe(job, self._progress_hook(job, hb))
         except LeaseLost:
             log.warning("job %s: lease lost while running; another worker has it", job.id)
             return
@@ -150,6 +151,15 @@ class Worker:
             return
         if results.write_completion(self.conn, job, self.worker_id, transcript) is None:
             log.warning("job %s: finished after losing its lease; results discarded", job.id)
+
+    def _progress_hook(self, job: Job, hb: Heartbeat) -> ProgressHook:
+        """The heartbeat's hook, also publishing throttled ``job_progress`` events to the job's owner."""
+
+        def hook(step: str, completed: int, total: int) -> None:
+            hb.hook(step, completed, total)
+            self.events.progress(job, hb.progress)
+
+        return hook
 
     def transcribe(self, job: Job, hook: ProgressHook) -> Transcript:
         """Fetches the meeting's audio from storage and transcribes it with the job's options.

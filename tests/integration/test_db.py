@@ -38,6 +38,12 @@ CATALOGUE = {
 }
 
 
+def migration_files() -> list[str]:
+    """Every migration in ``iam_cluster/db/migrations/``, sorted, as ``NNNN_name`` (no ``.sql``)."""
+    folder = resources.files("iam_cluster.db") / "migrations"
+    return sorted(f.name.removesuffix(".sql") for f in folder.iterdir() if f.name.endswith(".sql"))
+
+
 def describe(url: str) -> dict[str, list[tuple]]:
     with psycopg.connect(url) as c:
         return {name: c.execute(query).fetchall() for name, query in CATALOGUE.items()}
@@ -51,7 +57,7 @@ def new_user(c, email="ada@example.com", **extra):
 
 def test_migrations_produce_schema_sql(create_database):
     migrated, loaded = create_database(), create_database()
-    assert apply_migrations(migrated) == ["0001_initial"]
+    assert apply_migrations(migrated) == migration_files()
     schema = (resources.files("iam_cluster.db") / "schema.sql").read_text()
     with psycopg.connect(loaded, autocommit=True) as c:
         c.execute(schema)
@@ -63,10 +69,12 @@ def test_migrations_produce_schema_sql(create_database):
 
 
 def test_migrating_twice_applies_nothing(empty_database_url):
-    assert apply_migrations(empty_database_url) == [m.label for m in load_migrations()]
+    assert [m.label for m in load_migrations()] == migration_files()
+    assert apply_migrations(empty_database_url) == migration_files()
     assert apply_migrations(empty_database_url) == []
     with psycopg.connect(empty_database_url) as c:
-        assert c.execute("SELECT version, name FROM schema_migrations").fetchall() == [("0001", "initial")]
+        rows = c.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
+    assert rows == [tuple(label.split("_", 1)) for label in migration_files()]
 
 
 def test_concurrent_migrators(empty_database_url):
@@ -85,12 +93,12 @@ def test_concurrent_migrators(empty_database_url):
     for t in threads:
         t.join(30)
     assert errors == []
-    assert sorted(results) == [[], [], [], ["0001_initial"]]
+    assert sorted(results) == [[], [], [], migration_files()]
 
 
 def test_migrate_cli(empty_database_url, capsys):
     assert main(["migrate", "--database-url", empty_database_url]) == 0
-    assert capsys.readouterr().out.splitlines() == ["applied 0001_initial"]
+    assert capsys.readouterr().out.splitlines() == [f"applied {label}" for label in migration_files()]
     assert main(["migrate", "--database-url", empty_database_url]) == 0
     assert "nothing to apply" in capsys.readouterr().out
 

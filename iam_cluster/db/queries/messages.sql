@@ -1,0 +1,156 @@
+-- Messages and notifications API (api/messages.py, api/notifications.py): every query is scoped to the caller.
+--
+-- Each side of a message keeps its own flags (migration 0002): read_at, recipient_deleted,
+-- recipient_starred and recipient_archived belong to the recipient; sender_deleted, sender_starred and
+-- sender_archived to the sender. The caller's side is the recipient's when recipient_id is theirs.
+
+-- name: messages_create
+INSERT INTO messages (sender_id, recipient_id, subject, body)
+VALUES (%(sender_id)s, %(recipient_id)s, %(subject)s, %(body)s)
+RETURNING *
+
+-- name: messages_notify
+INSERT INTO notifications (user_id, kind, payload)
+VALUES (%(user_id)s, %(kind)s, %(payload)s)
+RETURNING *
+
+-- name: messages_list
+-- The caller's view of their messages, newest first; ``folder`` is inbox, sent, starred or archived.
+-- Keyset pagination: rows strictly older than (cursor_at, cursor_id) when a cursor is given.
+SELECT * FROM (
+    SELECT m.id, m.sender_id, m.recipient_id, m.subject, m.body, m.created_at,
+           m.recipient_id = %(user_id)s AS incoming,
+           CASE WHEN m.recipient_id = %(user_id)s THEN m.read_at IS NOT NULL ELSE true END AS is_read,
+           CASE WHEN m.recipient_id = %(user_id)s THEN m.recipient_starred ELSE m.sender_starred END
+               AS is_starred,
+           CASE WHEN m.recipient_id = %(user_id)s THEN m.recipient_archived ELSE m.sender_archived END
+               AS is_archived
+    FROM messages AS m
+    WHERE ((m.recipient_id = %(user_id)s AND NOT m.recipient_deleted)
+           OR (m.sender_id = %(user_id)s AND NOT m.sender_deleted))
+      AND (%(q)s::text IS NULL OR m.subject ILIKE %(q)s ESCAPE '\' OR m.body ILIKE %(q)s ESCAPE '\')
+      AND (%(cursor_at)s::timestamptz IS NULL OR (m.created_at, m.id) < (%(cursor_at)s, %(cursor_id)s::uuid))
+) AS v
+WHERE CASE %(folder)s::text
+          WHEN 'inbox' THEN v.incoming AND NOT v.is_archived
+          WHEN 'sent' THEN NOT v.incoming AND NOT v.is_archived
+          WHEN 'starred' THEN v.is_starred
+          WHEN 'archived' THEN v.is_archived
+      END
+  AND (NOT %(unread)s OR NOT v.is_read)
+ORDER BY v.created_at DESC, v.id DESC
+LIMIT %(limit)s
+
+-- name: messages_get
+-- One message as the caller sees it; nothing when they are neither side or deleted it on their side.
+SELECT m.id, m.sender_id, m.recipient_id, m.subject, m.body, m.created_at,
+       m.recipient_id = %(user_id)s AS incoming,
+       CASE WHEN m.recipient_id = %(user_id)s THEN m.read_at IS NOT NULL ELSE true END AS is_read,
+       CASE WHEN m.recipient_id = %(user_id)s THEN m.recipient_starred ELSE m.sender_starred END AS is_starred,
+       CASE WHEN m.recipient_id = %(user_id)s THEN m.recipient_archived ELSE m.sender_archived END AS is_archived
+FROM messages AS m
+WHERE m.id = %(id)s
+  AND ((m.recipient_id = %(user_id)s AND NOT m.recipient_deleted)
+       OR (m.sender_id = %(user_id)s AND NOT m.sender_deleted))
+
+-- name: messages_visible_ids
+-- Which of ``ids`` the caller may act on.
+SELECT m.id FROM messages AS m
+WHERE m.id = ANY(%(ids)s::uuid[])
+  AND ((m.recipient_id = %(user_id)s AND NOT m.recipient_deleted)
+       OR (m.sender_id = %(user_id)s AND NOT m.sender_deleted))
+
+-- name: messages_set_read
+-- Recipient side only; counts the messages whose read state changed.
+UPDATE messages SET read_at = CASE WHEN %(read)s THEN now() ELSE NULL END
+WHERE id = ANY(%(ids)s::uuid[]) AND recipient_id = %(user_id)s AND NOT recipient_deleted
+  AND (read_at IS NULL) = %(read)s
+RETURNING id
+
+-- name: messages_set_starred
+-- Sets starred to ``value`` on the caller's side of ``ids`` (visible ones only); returns the messages whose
+-- flag changed. One UPDATE: concurrent writers to the same rows wait on the row locks.
+UPDATE messages SET
+    recipient_starred = CASE WHEN recipient_id = %(user_id)s THEN %(value)s::boolean ELSE recipient_starred END,
+    sender_starred = CASE WHEN recipient_id = %(user_id)s THEN sender_starred ELSE %(value)s::boolean END
+WHERE id = ANY(%(ids)s::uuid[])
+  AND ((recipient_id = %(user_id)s AND NOT recipient_deleted AND recipient_starred <> %(value)s::boolean)
+       OR (sender_id = %(user_id)s AND recipient_id <> %(user_id)s AND NOT sender_deleted
+           AND sender_starred <> %(value)s::boolean))
+RETURNING id
+
+-- name: messages_set_archived
+-- Sets archived to ``value`` on the caller's side of ``ids`` (visible ones only); returns the messages whose
+-- flag changed. One UPDATE: concurrent writers to the same rows wait on the row locks.
+UPDATE messages SET
+    recipient_archived = CASE WHEN recipient_id = %(user_id)s THEN %(value)s::boolean ELSE recipient_archived END,
+    sender_archived = CASE WHEN recipient_id = %(user_id)s THEN sender_archived ELSE %(value)s::boolean END
+WHERE id = ANY(%(ids)s::uuid[])
+  AND ((recipient_id = %(user_id)s AND NOT recipient_deleted AND recipient_archived <> %(value)s::boolean)
+       OR (sender_id = %(user_id)s AND recipient_id <> %(user_id)s AND NOT sender_deleted
+           AND sender_archived <> %(value)s::boolean))
+RETURNING id
+
+-- name: messages_delete_side
+-- Marks ``ids`` deleted on the caller's side (clearing that side's flags); returns the messages that changed.
+UPDATE messages SET
+    recipient_deleted = recipient_deleted OR recipient_id = %(user_id)s,
+    recipient_starred = recipient_starred AND recipient_id <> %(user_id)s,
+    recipient_archived = recipient_archived AND recipient_id <> %(user_id)s,
+    sender_deleted = sender_deleted OR sender_id IS NOT DISTINCT FROM %(user_id)s,
+    sender_starred = sender_starred AND sender_id IS DISTINCT FROM %(user_id)s,
+    sender_archived = sender_archived AND sender_id IS DISTINCT FROM %(user_id)s
+WHERE id = ANY(%(ids)s::uuid[])
+  AND ((recipient_id = %(user_id)s AND NOT recipient_deleted)
+       OR (sender_id = %(user_id)s AND NOT sender_deleted))
+RETURNING id
+
+-- name: messages_purge
+-- Removes the rows of ``ids`` both sides have deleted (a sender whose account is gone counts as deleted).
+DELETE FROM messages
+WHERE id = ANY(%(ids)s::uuid[]) AND recipient_deleted AND (sender_deleted OR sender_id IS NULL)
+RETURNING id
+
+-- name: messages_stats
+-- total: messages received (not deleted); unread: of those, unread; sent: messages sent (not deleted);
+-- starred, archived: either side, as the caller flagged them.
+SELECT count(*) FILTER (WHERE v.incoming) AS total,
+       count(*) FILTER (WHERE v.incoming AND NOT v.is_read) AS unread,
+       count(*) FILTER (WHERE v.is_starred) AS starred,
+       count(*) FILTER (WHERE v.is_archived) AS archived,
+       count(*) FILTER (WHERE NOT v.incoming) AS sent
+FROM (
+    SELECT m.recipient_id = %(user_id)s AS incoming,
+           CASE WHEN m.recipient_id = %(user_id)s THEN m.read_at IS NOT NULL ELSE true END AS is_read,
+           CASE WHEN m.recipient_id = %(user_id)s THEN m.recipient_starred ELSE m.sender_starred END
+               AS is_starred,
+           CASE WHEN m.recipient_id = %(user_id)s THEN m.recipient_archived ELSE m.sender_archived END
+               AS is_archived
+    FROM messages AS m
+    WHERE (m.recipient_id = %(user_id)s AND NOT m.recipient_deleted)
+       OR (m.sender_id = %(user_id)s AND NOT m.sender_deleted)
+) AS v
+
+-- name: notifications_list
+-- The caller's notifications, newest first.
+SELECT n.*, count(*) OVER () AS total
+FROM notifications AS n
+WHERE n.user_id = %(user_id)s
+  AND (NOT %(unread)s OR n.read_at IS NULL)
+ORDER BY n.created_at DESC, n.id DESC
+LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: notifications_unread_count
+SELECT count(*) AS unread FROM notifications
+WHERE user_id = %(user_id)s AND read_at IS NULL
+
+-- name: notifications_read
+-- Marks one read (keeping the first read time); nothing when it is not the caller's.
+UPDATE notifications SET read_at = coalesce(read_at, now())
+WHERE id = %(id)s AND user_id = %(user_id)s
+RETURNING *
+
+-- name: notifications_read_all
+UPDATE notifications SET read_at = now()
+WHERE user_id = %(user_id)s AND read_at IS NULL
+RETURNING id
