@@ -109,6 +109,21 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     serve_address: str | None = None
 
 
+class BillingSettings(msgspec.Struct, frozen=True):
+    """Stripe keys and prices; without a secret key, metering and quotas still work."""
+
+    stripe_secret_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    #: Override of the Stripe API base URL (tests point it at a local fake server).
+    stripe_api_base: str | None = None
+    price_pro: str | None = None
+    price_enterprise: str | None = None
+    #: Billing meter event name that usage is reported under.
+    meter_event_name: str = "transcription_minutes"
+    success_url: str = "http://127.0.0.1:8080/billing/success"
+    cancel_url: str = "http://127.0.0.1:8080/billing/cancel"
+
+
 class Settings(msgspec.Struct, frozen=True):
     models: ModelSettings = ModelSettings()
     audio: AudioSettings = AudioSettings()
@@ -119,6 +134,7 @@ class Settings(msgspec.Struct, frozen=True):
     auth: AuthSettings = AuthSettings()
     api: ApiSettings = ApiSettings()
     worker: WorkerSettings = WorkerSettings()
+    billing: BillingSettings = BillingSettings()
 
 
 def _get(env: Mapping[str, str], name: str, kind: type, default):
@@ -148,7 +164,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     a = AudioSettings()
     d = DiarizationSettings()
     db, r, st, au = DatabaseSettings(), RedisSettings(), StorageSettings(), AuthSettings()
-    ap, wk = ApiSettings(), WorkerSettings()
+    ap, wk, bi = ApiSettings(), WorkerSettings(), BillingSettings()
     origins = _get(env, "CORS_ORIGINS", str, "")
     return Settings(
         models=ModelSettings(
@@ -206,6 +222,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             max_attempts=_get(env, "WORKER_MAX_ATTEMPTS", int, wk.max_attempts),
             retry_base_seconds=_get(env, "WORKER_RETRY_BASE_SECONDS", float, wk.retry_base_seconds),
             serve_address=_get(env, "IAM_SERVE_ADDRESS", str, None),
+        ),
+        billing=BillingSettings(
+            stripe_secret_key=_get(env, "STRIPE_SECRET_KEY", str, None),
+            stripe_webhook_secret=_get(env, "STRIPE_WEBHOOK_SECRET", str, None),
+            stripe_api_base=_get(env, "STRIPE_API_BASE", str, None),
+            price_pro=_get(env, "STRIPE_PRICE_PRO", str, None),
+            price_enterprise=_get(env, "STRIPE_PRICE_ENTERPRISE", str, None),
+            meter_event_name=_get(env, "STRIPE_METER_EVENT_NAME", str, bi.meter_event_name),
+            success_url=_get(env, "STRIPE_SUCCESS_URL", str, bi.success_url),
+            cancel_url=_get(env, "STRIPE_CANCEL_URL", str, bi.cancel_url),
         ),
     )
 
