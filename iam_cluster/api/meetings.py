@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from iam_cluster.api.errors import APIError
+from iam_cluster.billing import quotas
 from iam_cluster.db.pool import convert_row
 from iam_cluster.db.queries import QUERIES
 from iam_cluster.db.rows import Meeting, User
@@ -375,6 +376,11 @@ async def transcribe(
         raise APIError("conflict", "the meeting has no audio: upload it before transcribing")
     if meeting["job_active"]:
         raise _busy()
+    # The user row is locked from here to the commit: concurrent submissions reserve one at a time.
+    try:
+        minutes = await quotas.check_quota(conn, current_user.id, meeting["duration_seconds"])
+    except quotas.QuotaExceeded as exc:
+        raise APIError("quota_exceeded", str(exc)) from None
     row = await _one(conn, "meetings_api_enqueue", {
         "user_id": current_user.id, "meeting_id": meeting_id, "options": Jsonb(job_options(data)),
         "key": idempotency_key, "request_hash": digest if idempotency_key is not None else None,
@@ -382,6 +388,7 @@ async def transcribe(
     if row is None:  # a concurrent request with the same key committed first
         existing = await _one(conn, "meetings_api_job_by_key", {"user_id": current_user.id, "key": idempotency_key})
         return _replay(existing, meeting_id, digest)
+    await quotas.reserve(conn, current_user.id, row["id"], minutes)
     return _job_response(row, replayed=False)
 
 

@@ -15,6 +15,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from iam_cluster import events
+from iam_cluster.billing import ledger
 
 from iam_cluster.db.errors import translate_errors
 from iam_cluster.db.queries import QUERIES
@@ -55,6 +56,12 @@ def on_job_finished(conn: psycopg.Connection, job: Job, outcome: Outcome) -> Non
         job: The job as it is now stored (``completed`` or ``failed``).
         outcome: What happened.
     """
+    if outcome.status == "completed":
+        model = outcome.transcript.model if outcome.transcript is not None else None
+        ledger.record_completion(conn, user_id=job.user_id, job_id=job.id, meeting_id=job.meeting_id,
+                                 audio_seconds=outcome.duration_seconds, model=model)
+    else:
+        ledger.release(conn, job.id)
     kind = "job_completed" if outcome.status == "completed" else "job_failed"
     payload: dict = {"meeting_id": str(job.meeting_id), "job_id": str(job.id)}
     if outcome.status == "failed":
