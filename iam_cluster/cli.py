@@ -174,6 +174,15 @@ def _run_worker(args: argparse.Namespace) -> int:
     return run_worker(once=args.once)
 
 
+def _run_billing_sync(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from iam_cluster.billing.usage_sync import run_sync
+    from iam_cluster.settings import get_settings
+
+    return asyncio.run(run_sync(get_settings(), once=args.once, interval=args.interval))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iam-cluster", description="IAM Cluster speech transcription")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -209,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="run a job worker (claims queued transcription jobs)")
     w.add_argument("--once", action="store_true", help="process the jobs queued now, then exit")
     w.set_defaults(func=lambda args: _run_worker(args))
+    b = sub.add_parser("billing-sync", help="report metered usage to Stripe (exactly once per ledger row)")
+    b.add_argument("--once", action="store_true", help="report what is there now, then exit")
+    b.add_argument("--interval", type=float, default=60.0, help="seconds between runs")
+    b.set_defaults(func=lambda args: _run_billing_sync(args))
     m = sub.add_parser("migrate", help="apply the database migrations not yet applied")
     m.add_argument("--database-url", help="PostgreSQL URL (default: DATABASE_URL from the environment)")
     m.set_defaults(func=_migrate)

@@ -80,7 +80,8 @@ class RateLimitMiddleware(ASGIMiddleware):
         self._last_warning = 0.0
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        if not scope["path"].startswith("/api/"):  # probes and docs are not limited
+        # Probes and docs are not limited; Stripe's webhook is authenticated by its signature.
+        if not scope["path"].startswith("/api/") or scope["path"] == "/api/v1/billing/webhook":
             await next_app(scope, receive, send)
             return
         state = scope["app"].state

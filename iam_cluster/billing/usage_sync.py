@@ -68,3 +68,32 @@ async def sync_usage(conn: AsyncConnection, client: stripe.StripeClient, batch: 
                 await conn.execute(QUERIES["stripe_usage_reported"], {"id": row["id"]})
                 result.reported.append(row["id"])
     return result
+
+
+async def run_sync(settings, once: bool = False, interval: float = 60.0, batch: int = 100) -> int:
+    """Report unreported usage to Stripe every ``interval`` seconds (``iam-cluster billing-sync``).
+
+    Returns the process exit status: 2 when no Stripe key is configured.
+    """
+    import asyncio
+    import logging
+
+    from psycopg import AsyncConnection
+
+    from iam_cluster.billing.stripe_client import make_client
+
+    log = logging.getLogger("iam_cluster.billing")
+    if not settings.billing.stripe_secret_key:
+        log.error("STRIPE_SECRET_KEY is not set: nothing to report usage to")
+        return 2
+    client = make_client(settings.billing)
+    while True:
+        async with await AsyncConnection.connect(settings.database.url) as conn:
+            while True:  # drain what is there, one batch (one transaction) at a time
+                result = await sync_usage(conn, client, batch, event_name=settings.billing.meter_event_name)
+                log.info("usage sync: %s", result)
+                if not result.reported or result.failed:
+                    break
+        if once:
+            return 0
+        await asyncio.sleep(interval)

@@ -265,3 +265,23 @@ async def test_concurrent_usage_syncs_skip_each_others_rows(database_url, fake_s
         assert (await sync_usage(b, client, 100)).reported == []
     identifiers = [e.form["identifier"] for e in fake_stripe.to("/v1/billing/meter_events")]
     assert sorted(identifiers) == sorted(ids)
+
+
+@pytest.mark.anyio
+async def test_billing_sync_command_reports_everything_once(database_url, fake_stripe):
+    import msgspec
+
+    from iam_cluster.billing.usage_sync import run_sync
+    from iam_cluster.settings import load_settings
+
+    ids = add_usage(database_url, 5)
+    base = load_settings({})
+    settings = msgspec.structs.replace(
+        base, database=msgspec.structs.replace(base.database, url=database_url),
+        billing=msgspec.structs.replace(base.billing, stripe_secret_key="sk_test_fake", stripe_api_base=fake_stripe.url),
+    )
+    assert await run_sync(settings, once=True, batch=2) == 0
+    assert await run_sync(settings, once=True, batch=2) == 0  # nothing left: nothing sent twice
+    identifiers = [e.form["identifier"] for e in fake_stripe.to("/v1/billing/meter_events")]
+    assert sorted(identifiers) == sorted(ids)
+    assert await run_sync(msgspec.structs.replace(settings, billing=base.billing), once=True) == 2  # no key
