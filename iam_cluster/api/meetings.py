@@ -17,13 +17,12 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from iam_cluster.api.errors import APIError
 from iam_cluster.billing import quotas
 from iam_cluster.db.pool import convert_row
-from iam_cluster.db.queries import QUERIES
+from iam_cluster.db.queries import fetch_all, fetch_one
 from iam_cluster.db.rows import Meeting, User
 from iam_cluster.errors import MediaError
 from iam_cluster.settings import Settings
@@ -130,18 +129,6 @@ def _job_of(row: dict[str, Any]) -> JobOut | None:
                   started_at=row["job_started_at"], finished_at=row["job_finished_at"])
 
 
-async def _one(conn: AsyncConnection, name: str, params: dict[str, Any]) -> dict[str, Any] | None:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(QUERIES[name], params)
-        return await cur.fetchone()
-
-
-async def _all(conn: AsyncConnection, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(QUERIES[name], params)
-        return await cur.fetchall()
-
-
 def _not_found() -> APIError:
     return APIError("not_found", "meeting not found")
 
@@ -151,7 +138,7 @@ def _busy() -> APIError:
 
 
 async def _locked(conn: AsyncConnection, meeting_id: uuid.UUID, user: User) -> dict[str, Any]:
-    row = await _one(conn, "meetings_api_lock", {"id": meeting_id, "user_id": user.id})
+    row = await fetch_one(conn, "meetings_api_lock", {"id": meeting_id, "user_id": user.id})
     if row is None:
         raise _not_found()
     return row
@@ -256,9 +243,9 @@ async def list_meetings(
     """The caller's meetings, newest first, or those matching ``q`` best first."""
     params = {"user_id": current_user.id, "limit": limit, "offset": offset}
     if q is not None and q.strip():
-        rows = await _all(conn, "meetings_api_search", {**params, "q": q})
+        rows = await fetch_all(conn, "meetings_api_search", {**params, "q": q})
     else:
-        rows = await _all(conn, "meetings_api_list", params)
+        rows = await fetch_all(conn, "meetings_api_list", params)
     return MeetingPage(items=[_out(r) for r in rows], total=rows[0]["total"] if rows else 0,
                        limit=limit, offset=offset)
 
@@ -266,7 +253,7 @@ async def list_meetings(
 @post("/", status_code=HTTP_201_CREATED)
 async def create_meeting(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
                          data: JSONBody[MeetingCreate]) -> MeetingDetail:
-    row = await _one(conn, "meetings_api_create", {
+    row = await fetch_one(conn, "meetings_api_create", {
         "user_id": current_user.id, "title": data.title, "description": data.description,
         "meeting_date": _utc(data.meeting_date)})
     return _out(row, MeetingDetail)
@@ -280,7 +267,7 @@ async def get_meeting(conn: NamedDependency[AsyncConnection], current_user: Name
 
 
 async def _detail(conn: AsyncConnection, user: User, meeting_id: uuid.UUID) -> MeetingDetail:
-    row = await _one(conn, "meetings_api_get", {"id": meeting_id, "user_id": user.id})
+    row = await fetch_one(conn, "meetings_api_get", {"id": meeting_id, "user_id": user.id})
     if row is None:
         raise _not_found()
     return _out(row, MeetingDetail)
@@ -289,7 +276,7 @@ async def _detail(conn: AsyncConnection, user: User, meeting_id: uuid.UUID) -> M
 @put("/{meeting_id:uuid}")
 async def update_meeting(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
                          meeting_id: FromPath[uuid.UUID], data: JSONBody[MeetingUpdate]) -> MeetingDetail:
-    row = await _one(conn, "meetings_api_update", {
+    row = await fetch_one(conn, "meetings_api_update", {
         "id": meeting_id, "user_id": current_user.id,
         "set_title": data.title is not msgspec.UNSET,
         "title": data.title if data.title is not msgspec.UNSET else None,
@@ -307,7 +294,7 @@ async def update_meeting(conn: NamedDependency[AsyncConnection], current_user: N
 async def delete_meeting(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
                          storage: NamedDependency[Storage], meeting_id: FromPath[uuid.UUID]) -> None:
     """Deletes the meeting, its jobs and its stored audio."""
-    row = await _one(conn, "meetings_api_delete", {"id": meeting_id, "user_id": current_user.id})
+    row = await fetch_one(conn, "meetings_api_delete", {"id": meeting_id, "user_id": current_user.id})
     if row is None:
         raise _not_found()
     if row["audio_file_url"]:
@@ -322,7 +309,7 @@ async def upload_audio(
     filename: Annotated[str | None, QueryParameter(max_length=255, description="original file name")] = None,
 ) -> MeetingDetail:
     """Streams the body to storage, checks it is audio, and records it (replacing earlier audio)."""
-    current = await _one(conn, "meetings_api_get", {"id": meeting_id, "user_id": current_user.id})
+    current = await fetch_one(conn, "meetings_api_get", {"id": meeting_id, "user_id": current_user.id})
     if current is None:
         raise _not_found()
     if current["job_status"] in ACTIVE:  # refused before reading the body
@@ -336,7 +323,7 @@ async def upload_audio(
         meeting = await _locked(conn, meeting_id, current_user)
         if meeting["job_active"]:
             raise _busy()
-        await _one(conn, "meetings_api_set_audio", {
+        await fetch_one(conn, "meetings_api_set_audio", {
             "id": meeting_id, "user_id": current_user.id, "key": key, "size": stored.size,
             "format": info.format.split(",")[0], "filename": original, "duration": info.duration})
     except MediaError as exc:
@@ -366,7 +353,7 @@ async def transcribe(
     meeting = await _locked(conn, meeting_id, current_user)
     digest = request_hash(data)
     if idempotency_key is not None:
-        existing = await _one(conn, "meetings_api_job_by_key", {"user_id": current_user.id, "key": idempotency_key})
+        existing = await fetch_one(conn, "meetings_api_job_by_key", {"user_id": current_user.id, "key": idempotency_key})
         if existing is not None:
             return _replay(existing, meeting_id, digest)
     if data.model is not None and data.model != settings.models.name:
@@ -381,12 +368,12 @@ async def transcribe(
         minutes = await quotas.check_quota(conn, current_user.id, meeting["duration_seconds"])
     except quotas.QuotaExceeded as exc:
         raise APIError("quota_exceeded", str(exc)) from None
-    row = await _one(conn, "meetings_api_enqueue", {
+    row = await fetch_one(conn, "meetings_api_enqueue", {
         "user_id": current_user.id, "meeting_id": meeting_id, "options": Jsonb(job_options(data)),
         "key": idempotency_key, "request_hash": digest if idempotency_key is not None else None,
         "max_attempts": settings.worker.max_attempts})
     if row is None:  # a concurrent request with the same key committed first
-        existing = await _one(conn, "meetings_api_job_by_key", {"user_id": current_user.id, "key": idempotency_key})
+        existing = await fetch_one(conn, "meetings_api_job_by_key", {"user_id": current_user.id, "key": idempotency_key})
         return _replay(existing, meeting_id, digest)
     await quotas.reserve(conn, current_user.id, row["id"], minutes)
     return _job_response(row, replayed=False)
@@ -407,7 +394,7 @@ async def get_transcript(
     """The finished transcript as JSON, plain text, SRT, WebVTT or RTTM."""
     from iam_cluster.pipeline.export import render
 
-    row = await _one(conn, "meetings_api_get", {"id": meeting_id, "user_id": current_user.id})
+    row = await fetch_one(conn, "meetings_api_get", {"id": meeting_id, "user_id": current_user.id})
     if row is None:
         raise _not_found()
     meeting = convert_row(row, Meeting)

@@ -20,13 +20,12 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from redis.asyncio import Redis
 
 from iam_cluster import events
 from iam_cluster.api.errors import APIError
-from iam_cluster.db.queries import QUERIES
+from iam_cluster.db.queries import fetch_all, fetch_one
 from iam_cluster.db.rows import User
 from iam_cluster.settings import Settings
 
@@ -105,18 +104,6 @@ class MessageStats(msgspec.Struct, kw_only=True):
 
 # --- helpers -------------------------------------------------------------------------------------
 
-async def _one(conn: AsyncConnection, name: str, params: dict[str, Any]) -> dict[str, Any] | None:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(QUERIES[name], params)
-        return await cur.fetchone()
-
-
-async def _all(conn: AsyncConnection, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(QUERIES[name], params)
-        return await cur.fetchall()
-
-
 def _not_found() -> APIError:
     return APIError("not_found", "message not found")
 
@@ -170,9 +157,9 @@ async def _recipient(conn: AsyncConnection, data: MessageCreate) -> dict[str, An
     if (data.recipient_id is None) == (data.recipient_email is None):
         raise APIError("bad_request", "give exactly one of recipient_id and recipient_email")
     if data.recipient_id is not None:
-        row = await _one(conn, "get_user_by_id", {"id": data.recipient_id})
+        row = await fetch_one(conn, "get_user_by_id", {"id": data.recipient_id})
     else:
-        row = await _one(conn, "get_user_by_email", {"email": data.recipient_email})
+        row = await fetch_one(conn, "get_user_by_email", {"email": data.recipient_email})
     # Inactive accounts answer like unknown ones: no way to probe which accounts exist.
     if row is None or not row["is_active"]:
         raise APIError("not_found", "recipient not found")
@@ -189,19 +176,19 @@ async def _publish_new_message(redis, prefix: str, recipient_id: uuid.UUID, mess
 async def _set_flag(conn: AsyncConnection, user_id: uuid.UUID, ids: list[uuid.UUID],
                     flag: Literal["starred", "archived"], value: bool) -> int:
     """Sets the caller's side of ``flag`` on ``ids``; counts the messages whose flag changed."""
-    rows = await _all(conn, f"messages_set_{flag}", {"user_id": user_id, "ids": ids, "value": value})
+    rows = await fetch_all(conn, f"messages_set_{flag}", {"user_id": user_id, "ids": ids, "value": value})
     return len(rows)
 
 
 async def _set_read(conn: AsyncConnection, user_id: uuid.UUID, ids: list[uuid.UUID], read: bool) -> int:
-    return len(await _all(conn, "messages_set_read", {"user_id": user_id, "ids": ids, "read": read}))
+    return len(await fetch_all(conn, "messages_set_read", {"user_id": user_id, "ids": ids, "read": read}))
 
 
 async def _delete(conn: AsyncConnection, user_id: uuid.UUID, ids: list[uuid.UUID]) -> int:
-    changed = await _all(conn, "messages_delete_side", {"user_id": user_id, "ids": ids})
+    changed = await fetch_all(conn, "messages_delete_side", {"user_id": user_id, "ids": ids})
     if changed:
         done = [r["id"] for r in changed]
-        await _all(conn, "messages_purge", {"ids": done})
+        await fetch_all(conn, "messages_purge", {"ids": done})
     return len(changed)
 
 
@@ -218,7 +205,7 @@ async def list_messages(
 ) -> MessagePage:
     """The caller's messages in ``folder``, newest first (archived ones leave inbox and sent)."""
     cursor_at, cursor_id = decode_cursor(cursor) if cursor else (None, None)
-    rows = await _all(conn, "messages_list", {
+    rows = await fetch_all(conn, "messages_list", {
         "user_id": current_user.id, "folder": folder, "unread": unread,
         "q": _like(q) if q is not None and q.strip() else None,
         "cursor_at": cursor_at, "cursor_id": cursor_id, "limit": limit + 1})
@@ -238,11 +225,11 @@ async def send_message(
     recipient = await _recipient(conn, data)
     if recipient["id"] == current_user.id:
         raise APIError("bad_request", "you cannot send a message to yourself")
-    row = await _one(conn, "messages_create", {"sender_id": current_user.id, "recipient_id": recipient["id"],
+    row = await fetch_one(conn, "messages_create", {"sender_id": current_user.id, "recipient_id": recipient["id"],
                                                "subject": data.subject, "body": data.body})
     payload = {"message_id": str(row["id"]), "sender_id": str(current_user.id),
                "sender_email": current_user.email, "subject": row["subject"]}
-    note = await _one(conn, "messages_notify", {"user_id": recipient["id"], "kind": "new_message",
+    note = await fetch_one(conn, "messages_notify", {"user_id": recipient["id"], "kind": "new_message",
                                                 "payload": Jsonb(payload)})
     message_event = {**payload, "id": str(row["id"]), "recipient_id": str(recipient["id"]),
                      "created_at": row["created_at"].isoformat()}
@@ -257,7 +244,7 @@ async def send_message(
 
 @get("/stats/summary")
 async def message_stats(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User]) -> MessageStats:
-    row = await _one(conn, "messages_stats", {"user_id": current_user.id})
+    row = await fetch_one(conn, "messages_stats", {"user_id": current_user.id})
     return MessageStats(**row)
 
 
@@ -283,7 +270,7 @@ async def bulk_action(conn: NamedDependency[AsyncConnection], current_user: Name
 async def get_message(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
                       message_id: FromPath[uuid.UUID]) -> MessageOut:
     """One message; reading it does not mark it read (PATCH ``is_read`` does)."""
-    row = await _one(conn, "messages_get", {"id": message_id, "user_id": current_user.id})
+    row = await fetch_one(conn, "messages_get", {"id": message_id, "user_id": current_user.id})
     if row is None:
         raise _not_found()
     return _out(row)
@@ -293,7 +280,7 @@ async def get_message(conn: NamedDependency[AsyncConnection], current_user: Name
 async def update_message(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
                          message_id: FromPath[uuid.UUID], data: JSONBody[MessageUpdate]) -> MessageOut:
     params = {"id": message_id, "user_id": current_user.id}
-    row = await _one(conn, "messages_get", params)
+    row = await fetch_one(conn, "messages_get", params)
     if row is None:
         raise _not_found()
     ids = [message_id]
@@ -303,7 +290,7 @@ async def update_message(conn: NamedDependency[AsyncConnection], current_user: N
         await _set_flag(conn, current_user.id, ids, "starred", data.is_starred)
     if data.is_archived is not None:
         await _set_flag(conn, current_user.id, ids, "archived", data.is_archived)
-    return _out(await _one(conn, "messages_get", params))
+    return _out(await fetch_one(conn, "messages_get", params))
 
 
 @delete("/{message_id:uuid}", status_code=HTTP_204_NO_CONTENT)

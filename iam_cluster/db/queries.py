@@ -56,3 +56,21 @@ def _package_files() -> list[tuple[str, str]]:
 
 #: Every named query of the package: ``QUERIES["get_user_by_email"]``.
 QUERIES: Mapping[str, str] = load_queries(_package_files())
+
+
+async def fetch_one(conn, name: str, params: dict) -> dict | None:
+    """Run the named query on an async connection; its first row as a dict (or None)."""
+    from psycopg.rows import dict_row
+
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(QUERIES[name], params)
+        return await cur.fetchone()
+
+
+async def fetch_all(conn, name: str, params: dict) -> list[dict]:
+    """Run the named query on an async connection; all rows as dicts."""
+    from psycopg.rows import dict_row
+
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(QUERIES[name], params)
+        return await cur.fetchall()
