@@ -217,6 +217,20 @@ class BillingSettings(msgspec.Struct, frozen=True):
     cancel_url: str = "http://127.0.0.1:8080/billing/cancel"
 
 
+class WebSettings(msgspec.Struct, frozen=True):
+    """The web app served by the API process: its cookie session."""
+
+    env_prefix: ClassVar[str] = "WEB_"
+
+    #: Serve the pages at ``/`` (the API works without them).
+    enabled: bool = True
+    #: Mark the session and CSRF cookies ``Secure`` (HTTPS only). Turn off only in development over
+    #: plain HTTP on another host than localhost (browsers accept Secure cookies from localhost).
+    cookie_secure: bool = True
+    #: A sign-in lasts this many days.
+    session_days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 14
+
+
 class Settings(msgspec.Struct, frozen=True):
     models: ModelSettings = ModelSettings()
     engine: EngineSettings = EngineSettings()
@@ -230,6 +244,7 @@ class Settings(msgspec.Struct, frozen=True):
     api: ApiSettings = ApiSettings()
     worker: WorkerSettings = WorkerSettings()
     billing: BillingSettings = BillingSettings()
+    web: WebSettings = WebSettings()
 
 
 def _dec_hook(kind: type, value):

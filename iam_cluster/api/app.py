@@ -11,19 +11,21 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from iam_cluster.api import auth, billing_stripe, meetings, messages, notifications, users, ws
-from iam_cluster.api import billing
+from iam_cluster.api import billing, meeting_media
 from iam_cluster.api.deps import provide_conn, provide_redis, provide_settings, provide_storage
 from iam_cluster.api.errors import EXCEPTION_HANDLERS
 from iam_cluster.api.health import health, ready
 from iam_cluster.api.ratelimit import RateLimitMiddleware
 from iam_cluster.api.security import provide_current_user
 from iam_cluster.settings import Settings, get_settings
+from iam_cluster.web import app as web
 
 #: One router per resource module.
 V1_ROUTERS = [
     auth.router,
     users.router,
     meetings.router,
+    meeting_media.router,
     billing.router,
     billing_stripe.router,
 ]
@@ -64,9 +66,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await redis.aclose()
 
     return Litestar(
-        route_handlers=[health, ready, Router("/api/v1", route_handlers=V1_ROUTERS), Router("/api/v2", route_handlers=V2_ROUTERS)],
+        route_handlers=[health, ready, Router("/api/v1", route_handlers=V1_ROUTERS), Router("/api/v2", route_handlers=V2_ROUTERS),
+                        *web.handlers(settings)],
         lifespan=[lifespan],
-        middleware=[RateLimitMiddleware()],
+        middleware=[RateLimitMiddleware(), web.protection(settings)],  # the web app's CSRF checks and page headers
+        template_config=web.template_config(),
         dependencies={
             "conn": Provide(provide_conn),
             "settings": Provide(provide_settings, sync_to_thread=False),

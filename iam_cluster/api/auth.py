@@ -9,6 +9,7 @@ import secrets
 import uuid
 from typing import Annotated
 
+import anyio.to_thread
 import msgspec
 from litestar import Response, Router, post
 from litestar.params import JSONBody
@@ -112,28 +113,47 @@ def _refused(message: str = _BAD_REFRESH) -> Response:
     return Response(body("invalid_token", message, 401), status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
 
-@post("/register", status_code=HTTP_201_CREATED)
-async def register(data: JSONBody[RegisterRequest], conn: NamedDependency[AsyncConnection]) -> UserOut:
-    """Create an account; an email already registered (in any case) is a 409 ``conflict``."""
-    params = {"email": data.email, "password_hash": hash_password(data.password), "full_name": data.full_name,
+async def create_user(conn: AsyncConnection, data: RegisterRequest) -> User:
+    """A new account (the API's register and the web app's sign-up).
+
+    Raises:
+        APIError: ``conflict`` (409) when the email is already registered, in any case.
+    """
+    password_hash = await anyio.to_thread.run_sync(hash_password, data.password)  # argon2 is slow on purpose
+    params = {"email": data.email, "password_hash": password_hash, "full_name": data.full_name,
               "is_admin": False, "tier": "free"}
     try:
         with translate_errors():
             async with conn.cursor(row_factory=struct_row(User)) as cur:
                 await cur.execute(QUERIES["insert_user"], params)
-                user = await cur.fetchone()
+                return await cur.fetchone()
     except Conflict as exc:
         raise APIError("conflict", "email already registered") from exc
-    return UserOut.of(user)
+
+
+async def check_login(conn: AsyncConnection, email: str, password: str) -> User:
+    """The active user with this email and password.
+
+    Raises:
+        APIError: ``unauthorized`` (401), the same for an unknown email and a wrong password.
+    """
+    user = await get_user_by_email(conn, email)
+    ok = await anyio.to_thread.run_sync(verify_password, user.password_hash if user else _dummy_hash(), password)
+    if user is None or not ok or not user.is_active:
+        raise APIError("unauthorized", _BAD_CREDENTIALS, {"WWW-Authenticate": "Bearer"})
+    return user
+
+
+@post("/register", status_code=HTTP_201_CREATED)
+async def register(data: JSONBody[RegisterRequest], conn: NamedDependency[AsyncConnection]) -> UserOut:
+    """Create an account; an email already registered (in any case) is a 409 ``conflict``."""
+    return UserOut.of(await create_user(conn, data))
 
 
 @post("/login", status_code=HTTP_200_OK)
 async def login(data: JSONBody[LoginRequest], conn: NamedDependency[AsyncConnection], settings: NamedDependency[Settings]) -> TokenPair:
     """Exchange email and password for an access token and a refresh token."""
-    user = await get_user_by_email(conn, data.email)
-    ok = verify_password(user.password_hash if user else _dummy_hash(), data.password)
-    if user is None or not ok or not user.is_active:
-        raise APIError("unauthorized", _BAD_CREDENTIALS, {"WWW-Authenticate": "Bearer"})
+    user = await check_login(conn, data.email, data.password)
     pair, _ = await issue_tokens(conn, user, settings)
     return pair
 

@@ -19,7 +19,7 @@ STATUS = {
     "forbidden": 403,
     "not_found": 404, "invalid_reference": 404, "model_not_found": 404,
     "conflict": 409, "idempotency_conflict": 409,
-    "too_large": 413,
+    "too_large": 413, "range_not_satisfiable": 416,
     "invalid_options": 422,
     "unsupported_media": 415, "empty_media": 422, "truncated_media": 422, "too_short": 422, "too_long": 422,
     "rate_limited": 429,

@@ -27,6 +27,7 @@ from iam_cluster.api.jobs import (
     replay,
     request_hash,
 )
+from iam_cluster.api.meeting_media import with_speaker_names
 from iam_cluster.api.uploads import extension, filename_of, probe_stored, store_stream
 from iam_cluster.billing import quotas
 from iam_cluster.db.errors import Conflict
@@ -84,6 +85,8 @@ class MeetingOut(msgspec.Struct, kw_only=True):
 
 class MeetingDetail(MeetingOut, kw_only=True):
     transcription_text: str | None = None
+    #: Display names of the transcript's speakers (``PUT .../speakers``).
+    speaker_names: dict[str, str] = {}
     #: The latest job: status, progress and error while polling.
     job: JobOut | None = None
 
@@ -301,7 +304,8 @@ async def get_transcript(
     meeting = convert_row(row, Meeting)
     if meeting.processing_status != "completed" or meeting.transcript is None:
         raise APIError("conflict", f"no transcript yet: processing status is {meeting.processing_status!r}")
-    text = render(msgspec.convert(meeting.transcript, Transcript), format)
+    transcript = with_speaker_names(msgspec.convert(meeting.transcript, Transcript), meeting.speaker_names)
+    text = render(transcript, format)
     media_type = "application/json" if format == "json" else "text/plain; charset=utf-8"
     return Response(text.encode("utf-8"), media_type=media_type)
 

@@ -17,6 +17,7 @@ from iam_cluster.db.pool import struct_row
 from iam_cluster.db.queries import QUERIES
 from iam_cluster.db.rows import User
 from iam_cluster.settings import AuthSettings, Settings
+from iam_cluster.web.session import SESSION_COOKIE, session_user
 
 _HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters
 
@@ -61,8 +62,10 @@ def decode_access_token(token: str, auth: AuthSettings) -> dict:
 
 
 async def provide_current_user(request: Request, conn: NamedDependency[AsyncConnection], settings: NamedDependency[Settings]) -> User:
-    """The active user named by the request's ``Authorization: Bearer`` access token."""
+    """The active user named by the request's ``Authorization: Bearer`` access token (or web session)."""
     header = request.headers.get("authorization", "")
+    if not header and SESSION_COOKIE in request.cookies:  # the web app's cookie session (CSRF-checked)
+        return await session_user(request, conn)
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise APIError("unauthorized", "missing bearer token", {"WWW-Authenticate": "Bearer"})

@@ -21,6 +21,7 @@ from iam_cluster import events
 from iam_cluster.api.errors import APIError
 from iam_cluster.api.security import decode_access_token
 from iam_cluster.db.queries import QUERIES
+from iam_cluster.web.session import socket_user_id
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +149,8 @@ async def _authenticate(socket: WebSocket) -> str | int:
     """The caller's user id, or the close code to refuse it with."""
     state = socket.app.state
     token = socket.query_params.get("token")
-    if not token:
-        return CLOSE_UNAUTHORIZED
+    if not token:  # a page of the web app: its session cookie, from our own origin
+        return await socket_user_id(socket) or CLOSE_UNAUTHORIZED
     try:
         claims = decode_access_token(token, state.settings.auth)
         user_id = uuid.UUID(claims["sub"])

@@ -41,6 +41,8 @@ class Meeting(msgspec.Struct, kw_only=True):
     transcription_text: str | None = None
     #: The whole transcript as the engine made it (JSON of ``pipeline.types.Transcript``).
     transcript: Any = None
+    #: Display names of the transcript's speakers (``{"SPEAKER_00": "Ada"}``), set by their owner.
+    speaker_names: dict[str, str] = {}
     processing_status: str = "none"
     processing_started_at: dt.datetime | None = None
     processing_completed_at: dt.datetime | None = None

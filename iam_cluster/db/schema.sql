@@ -215,3 +215,15 @@ ALTER TABLE meetings ADD CONSTRAINT meetings_processing_status_check
     CHECK (processing_status IN ('none', 'queued', 'processing', 'completed', 'failed', 'cancelled'));
 ALTER TABLE meetings ADD COLUMN transcript jsonb;
 ALTER TABLE meetings DROP COLUMN segments;
+
+-- 0006_web (appended: ALTER TABLE keeps the column order the migrations give).
+CREATE TABLE web_sessions (
+    id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id    uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    token_hash text NOT NULL UNIQUE,
+    user_agent text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL
+);
+CREATE INDEX web_sessions_user_id_idx ON web_sessions (user_id);
+ALTER TABLE meetings ADD COLUMN speaker_names jsonb NOT NULL DEFAULT '{}'::jsonb;

@@ -102,6 +102,15 @@ class Storage(Protocol):
         """
         ...
 
+    def open_range(self, key: str, start: int, end: int) -> BinaryIO:
+        """A readable stream starting at byte ``start`` of the object that holds at least the bytes up to
+        ``end`` (inclusive); the caller reads at most ``end - start + 1`` bytes and closes it.
+
+        Raises:
+            ObjectNotFound: no object has this key.
+        """
+        ...
+
     def local_path(self, key: str) -> AbstractContextManager[Path]:
         """A context manager giving a real file path holding the object (for decoders).
 

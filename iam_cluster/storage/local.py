@@ -91,6 +91,12 @@ class LocalStorage:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ObjectNotFound(f"no stored object {key!r}") from None
 
+    def open_range(self, key: str, start: int, end: int) -> BinaryIO:
+        """The object's file, positioned at ``start``."""
+        stream = self.open(key)
+        stream.seek(start)
+        return stream
+
     @contextlib.contextmanager
     def local_path(self, key: str) -> Iterator[Path]:
         """Yields the object's own file; nothing is copied or removed.

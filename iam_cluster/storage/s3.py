@@ -137,10 +137,17 @@ class S3Storage:
         Raises:
             ObjectNotFound: no object has this key.
         """
+        return self._get(key)
+
+    def open_range(self, key: str, start: int, end: int) -> BinaryIO:
+        """Only bytes ``start`` to ``end`` are fetched (a ranged GET)."""
+        return self._get(key, Range=f"bytes={start}-{end}")
+
+    def _get(self, key: str, **kwargs: Any) -> BinaryIO:
         from botocore.exceptions import ClientError
 
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=validate_key(key))["Body"]
+            return self.client.get_object(Bucket=self.bucket, Key=validate_key(key), **kwargs)["Body"]
         except ClientError as exc:
             if _error_code(exc) in _MISSING:
                 raise ObjectNotFound(f"no stored object {key!r}") from None

@@ -72,6 +72,7 @@ UPDATE meetings SET
     duration_seconds = %(duration)s,
     transcription_text = NULL,
     transcript = NULL,
+    speaker_names = '{}'::jsonb,
     processing_status = 'none',
     processing_started_at = NULL,
     processing_completed_at = NULL,
