@@ -4,72 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from iam_cluster import events
+from tests.fixtures.api import free_port, live_apis
 
 websockets = pytest.importorskip("websockets")
 from websockets.asyncio.client import connect  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 #: Every wait in this module is bounded by one of these (seconds).
 DELIVERY = 1.0
 QUIET = 0.5
-STARTUP = 20.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def two_apis(api_settings):
     """Two API processes (uvicorn) on the same database and Redis prefix; yields their base URLs."""
-    env = {**os.environ, "DATABASE_URL": api_settings.database.url,
-           "JWT_SECRET_KEY": api_settings.auth.jwt_secret_key,
-           "REDIS_URL": api_settings.redis.url, "REDIS_KEY_PREFIX": api_settings.redis.key_prefix,
-           "STORAGE_BACKEND": "local", "STORAGE_ROOT": str(api_settings.storage.root),
-           "DATABASE_POOL_MIN": "1", "DATABASE_POOL_MAX": "4"}
-    procs, urls = [], []
-    try:
-        for _ in range(2):
-            port = _free_port()
-            code = ("import uvicorn\nfrom iam_cluster.api.app import create_app\n"
-                    f"uvicorn.run(create_app(), host='127.0.0.1', port={port}, log_level='warning')")
-            procs.append(subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT))
-            urls.append(f"http://127.0.0.1:{port}")
-        deadline = time.monotonic() + STARTUP
-        for proc, url in zip(procs, urls):
-            while True:
-                assert proc.poll() is None, f"API process for {url} exited with {proc.returncode}"
-                assert time.monotonic() < deadline, f"API at {url} did not start in {STARTUP}s"
-                try:
-                    if httpx.get(url + "/health", timeout=1.0).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
+    with live_apis(api_settings, count=2) as urls:
         yield urls
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
 
 
 def ws_url(base: str, headers: dict, **query) -> str:
@@ -257,7 +213,7 @@ def test_failed_job_notifies_and_redis_outage_never_fails_a_job(conn, settings, 
     owner, meeting_id = add_meeting(conn, storage, b"this is not audio at all " * 40)
     job = enqueue(conn, owner, meeting_id, {})
     dead = msgspec.structs.replace(settings, redis=msgspec.structs.replace(
-        settings.redis, url=f"redis://127.0.0.1:{_free_port()}/0"))
+        settings.redis, url=f"redis://127.0.0.1:{free_port()}/0"))
     worker = Worker(dead, runner=runner, storage=storage)
     try:
         assert worker.run_once()
