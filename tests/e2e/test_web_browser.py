@@ -14,8 +14,10 @@ import threading
 
 import pytest
 
+from iam_cluster.web.render import clock
 from iam_cluster.worker.loop import Worker
 from tests.fixtures.api import live_apis
+from tests.fixtures.browser import synthetic_transcript
 
 pytestmark = pytest.mark.slow
 
@@ -26,17 +28,23 @@ PASSWORD = "correct horse 1"
 
 
 @pytest.fixture
-def site(api_settings, runner):
-    """A live API process and a worker thread on the test database; yields the base URL."""
+def api_url(api_settings):
+    """A live API process (uvicorn) on the test database; yields its base URL."""
     with live_apis(api_settings) as (url,):
-        worker, stop = Worker(api_settings, runner=runner), threading.Event()
-        thread = threading.Thread(target=worker.run, args=(stop,), kwargs={"poll_seconds": 1.0}, daemon=True)
-        thread.start()
-        try:
-            yield url
-        finally:
-            stop.set()
-            thread.join(timeout=60)
+        yield url
+
+
+@pytest.fixture
+def site(api_url, api_settings, runner):
+    """The live API and a worker thread on the test database; yields the base URL."""
+    worker, stop = Worker(api_settings, runner=runner), threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), kwargs={"poll_seconds": 1.0}, daemon=True)
+    thread.start()
+    try:
+        yield api_url
+    finally:
+        stop.set()
+        thread.join(timeout=60)
 
 
 def watched(context):
@@ -194,3 +202,32 @@ def test_a_person_uploads_reads_exports_and_messages(site, browser, screenshot, 
     assert alice.problems == [] and bob.problems == []
     alice_ctx.close()
     bob_ctx.close()
+
+
+def test_the_transcript_page_of_a_one_hour_meeting_works(api_url, api_settings, browser, screenshot):
+    """10,000 words in 3 speakers' turns (timed by benchmarks/web.py; here it must simply work)."""
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    context = browser.new_context()
+    page = watched(context)
+    sign_up(page, api_url, "long@example.com")
+    transcript = synthetic_transcript(words=10_000, seconds=3600.0, speakers=3)
+    with psycopg.connect(api_settings.database.url, autocommit=True) as conn:
+        (meeting_id,) = conn.execute(
+            "INSERT INTO meetings (user_id, title, duration_seconds, transcript, processing_status) "
+            "SELECT id, 'One hour', 3600, %s, 'completed' FROM users WHERE email = 'long@example.com' RETURNING id",
+            [Jsonb(transcript)]).fetchone()
+    page.goto(f"{api_url}/meetings/{meeting_id}")
+    assert page.locator("#transcript .seg p span").count() == 10_000
+    assert page.locator("#transcript .seg").count() == len(transcript["segments"])
+    assert page.locator("#speakers input").count() == 3
+    last = page.locator("#transcript .seg").last
+    last.scroll_into_view_if_needed()
+    assert last.locator(".ts").text_content() == clock(transcript["segments"][-1]["start"])
+    assert last.locator(".ts").is_visible()
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    screenshot(page, "13-one-hour-transcript-phone")
+    assert page.problems == []
+    context.close()
