@@ -187,6 +187,10 @@ class ApiSettings(msgspec.Struct, frozen=True):
     rate_limit_per_ip: Count = 300
     #: Tighter budget for login/register attempts per IP.
     auth_rate_limit_per_ip: Count = 20
+    #: An upload whose client sends nothing for this long is cut off (408).
+    upload_read_timeout_s: Positive = 30.0
+    #: Longest audio the synchronous OpenAI-compatible endpoint takes; longer goes to the job API (413).
+    sync_max_audio_seconds: Positive = 1800.0
 
 
 class WorkerSettings(msgspec.Struct, frozen=True):
@@ -198,6 +202,22 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     heartbeat_seconds: Positive = 15.0
     max_attempts: Count = 3
     retry_base_seconds: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+
+
+class WebhookSettings(msgspec.Struct, frozen=True):
+    """Webhook delivery: timeouts, backoff, and which targets are allowed."""
+
+    env_prefix: ClassVar[str] = "WEBHOOK_"
+
+    #: Allow loopback, private and link-local targets (tests; deployments that are all internal).
+    allow_private: bool = False
+    timeout_s: Positive = 10.0
+    #: Retries wait base * 2**(attempt-1), at most max, for retry_hours after the event.
+    base_delay_s: Positive = 5.0
+    max_delay_s: Positive = 3600.0
+    retry_hours: Positive = 24.0
+    #: Seconds a deliverer waits for a wake-up before looking for due retries anyway.
+    poll_s: Positive = 1.0
 
 
 class BillingSettings(msgspec.Struct, frozen=True):
@@ -229,6 +249,7 @@ class Settings(msgspec.Struct, frozen=True):
     auth: AuthSettings = AuthSettings()
     api: ApiSettings = ApiSettings()
     worker: WorkerSettings = WorkerSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     billing: BillingSettings = BillingSettings()
 
 

@@ -10,7 +10,19 @@ from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
-from iam_cluster.api import auth, billing_stripe, meetings, messages, notifications, users, ws
+from iam_cluster.api import (
+    api_keys,
+    auth,
+    billing_stripe,
+    jobs,
+    meetings,
+    messages,
+    notifications,
+    openai,
+    users,
+    webhooks,
+    ws,
+)
 from iam_cluster.api import billing
 from iam_cluster.api.deps import provide_conn, provide_redis, provide_settings, provide_storage
 from iam_cluster.api.errors import EXCEPTION_HANDLERS
@@ -24,6 +36,9 @@ V1_ROUTERS = [
     auth.router,
     users.router,
     meetings.router,
+    jobs.router,
+    api_keys.router,
+    webhooks.router,
     billing.router,
     billing_stripe.router,
 ]
@@ -34,8 +49,11 @@ V2_ROUTERS: list = [
 ]
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+def create_app(settings: Settings | None = None, runner=None) -> Litestar:
     """Build the API for ``settings`` (the environment's by default).
+
+    ``runner`` serves the synchronous ``/v1/audio`` routes; by default ``make_runner(settings)``,
+    built on the first such request.
 
     Raises:
         ConfigError: ``JWT_SECRET_KEY`` is missing or too short, or ``DATABASE_URL`` is missing.
@@ -54,7 +72,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         pool = make_pool(settings.database)
         await pool.open(wait=False)
         redis = Redis.from_url(settings.redis.url)
-        app.state.update(settings=settings, pool=pool, redis=redis, storage=make_storage(settings.storage))
+        app.state.update(settings=settings, pool=pool, redis=redis, storage=make_storage(settings.storage),
+                         runner=runner)
         await ws.start_hub(app)  # this process's one Redis subscriber for the WebSocket events
         try:
             yield
@@ -64,7 +83,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await redis.aclose()
 
     return Litestar(
-        route_handlers=[health, ready, Router("/api/v1", route_handlers=V1_ROUTERS), Router("/api/v2", route_handlers=V2_ROUTERS)],
+        route_handlers=[health, ready, Router("/api/v1", route_handlers=V1_ROUTERS),
+                        Router("/api/v2", route_handlers=V2_ROUTERS), openai.router],
         lifespan=[lifespan],
         middleware=[RateLimitMiddleware()],
         dependencies={

@@ -18,6 +18,7 @@ STATUS = {
     "payment_required": 402, "quota_exceeded": 402,
     "forbidden": 403,
     "not_found": 404, "invalid_reference": 404, "model_not_found": 404,
+    "request_timeout": 408,
     "conflict": 409, "idempotency_conflict": 409,
     "too_large": 413,
     "invalid_options": 422,

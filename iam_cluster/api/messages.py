@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 
 from iam_cluster import events
 from iam_cluster.api.errors import APIError
+from iam_cluster.api.security import SESSION_ONLY
 from iam_cluster.db.queries import QUERIES, fetch_all, fetch_one
 from iam_cluster.db.rows import User
 from iam_cluster.settings import Settings
@@ -305,4 +306,4 @@ async def delete_message(conn: NamedDependency[AsyncConnection], current_user: N
 
 router = Router(path="/messages", route_handlers=[
     list_messages, send_message, message_stats, bulk_action, get_message, update_message, delete_message,
-], tags=["messages"])
+], tags=["messages"], opt={"write_scope": SESSION_ONLY})

@@ -12,7 +12,7 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from iam_cluster.api.errors import APIError
-from iam_cluster.api.security import decode_access_token
+from iam_cluster.api.security import API_KEY_START, decode_access_token
 from iam_cluster.settings import Settings
 
 log = logging.getLogger("iam_cluster.api.ratelimit")
@@ -31,14 +31,18 @@ def _client_ip(scope: Scope) -> str:
 
 
 def _user_id(scope: Scope, settings: Settings) -> str | None:
-    """The ``sub`` of a valid bearer access token (signature and expiry only: no database round trip)."""
+    """Whose budget a request spends: the ``sub`` of a valid access token (signature and expiry only,
+    no database round trip), or an API key's visible prefix (checked by the route)."""
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
+            token = token.strip()
+            if scheme.lower() != "bearer" or not token:
                 return None
+            if token.startswith(API_KEY_START):
+                return "key-" + token[: len(API_KEY_START) + 8]
             try:
-                return str(decode_access_token(token.strip(), settings.auth)["sub"])
+                return str(decode_access_token(token, settings.auth)["sub"])
             except APIError:
                 return None  # the route answers 401; the IP budget still counts it
     return None
@@ -81,7 +85,7 @@ class RateLimitMiddleware(ASGIMiddleware):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         # Probes and docs are not limited; Stripe's webhook is authenticated by its signature.
-        if not scope["path"].startswith("/api/") or scope["path"] == "/api/v1/billing/webhook":
+        if not scope["path"].startswith(("/api/", "/v1/")) or scope["path"] == "/api/v1/billing/webhook":
             await next_app(scope, receive, send)
             return
         state = scope["app"].state

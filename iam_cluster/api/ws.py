@@ -155,7 +155,7 @@ async def _authenticate(socket: WebSocket) -> str | int:
         user_id = uuid.UUID(claims["sub"])
     except (APIError, ValueError, KeyError):
         return CLOSE_UNAUTHORIZED
-    asked = socket.query_params.get("user_id")
+    asked = socket.path_params.get("user_id") or socket.query_params.get("user_id")
     if asked is not None and asked.strip().lower() != str(user_id):
         return CLOSE_FORBIDDEN
     async with state.pool.connection() as conn:
@@ -167,9 +167,10 @@ async def _authenticate(socket: WebSocket) -> str | int:
     return str(user_id) if active else CLOSE_UNAUTHORIZED
 
 
-@websocket("/messages/ws")
+@websocket(["/messages/ws", "/messages/ws/{user_id:str}"])
 async def messages_ws(socket: WebSocket) -> None:
-    """Live events for the caller: ``?token=<access token>`` (``&user_id=`` must then be its own)."""
+    """Live events for the caller: ``?token=<access token>``; a user id in the path (the product
+    spec's ``/messages/ws/{user_id}``) or in ``?user_id=`` must be the caller's own."""
     await socket.accept()
     who = await _authenticate(socket)
     if isinstance(who, int):

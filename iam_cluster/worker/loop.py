@@ -40,11 +40,13 @@ class Worker:
         runner: How transcriptions run; default ``make_runner(settings)``, built on first use.
         storage: Where the meetings' audio lives; default ``make_storage(settings.storage)``.
         worker_id: This worker's lease owner name; default host, pid and a random suffix.
+        deliver_webhooks: Run the webhook deliverer beside the job loop in ``run``.
     """
 
     def __init__(self, settings: Settings, runner: Runner | None = None, storage: Storage | None = None,
-                 worker_id: str | None = None) -> None:
+                 worker_id: str | None = None, deliver_webhooks: bool = True) -> None:
         self.settings = settings
+        self.deliver_webhooks = deliver_webhooks
         self.database_url = settings.database.require_url()
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._runner = runner
@@ -96,6 +98,7 @@ class Worker:
         stop_event = stop_event or threading.Event()
         listener: psycopg.Connection | None = None
         backoff = 0.0
+        deliverer = self._start_deliverer(stop_event) if self.deliver_webhooks else None
         try:
             while not stop_event.is_set():
                 try:
@@ -107,6 +110,7 @@ class Worker:
                         backoff = 0.0
                     if self.run_once():
                         continue
+                    JobEnd(self.conn, self.worker_id, self.events).reap_sync()
                     waited = 0.0
                     while waited < poll_seconds and not stop_event.is_set():
                         step = min(0.5, poll_seconds - waited)
@@ -129,7 +133,25 @@ class Worker:
         finally:
             if listener is not None:
                 listener.close()
+            if deliverer is not None:
+                deliverer.join(timeout=30)
             self.close()
+
+    def _start_deliverer(self, stop: threading.Event) -> threading.Thread:
+        """The webhook deliverer, beside the job loop (deliveries never wait for a transcription)."""
+        from iam_cluster.webhooks.deliver import Deliverer
+
+        deliverer = Deliverer(self.database_url, self.settings.webhooks)
+
+        def run() -> None:
+            try:
+                deliverer.run(stop)
+            finally:
+                deliverer.close()
+
+        thread = threading.Thread(target=run, name="iam-webhooks", daemon=True)
+        thread.start()
+        return thread
 
     def process(self, job: Job) -> None:
         """Runs a claimed job and records how it ended (completed, failed, cancelled, or retried later)."""
