@@ -119,6 +119,10 @@ class DatabaseSettings(msgspec.Struct, frozen=True):
     url: str | None = None
     pool_min: Annotated[int, msgspec.Meta(ge=0)] = 1
     pool_max: Count = 10
+    #: Longest a request waits for a pooled connection: past it, 503 ``database_unavailable``.
+    pool_timeout_s: Positive = 0.8
+    #: Longest a new connection may take to open.
+    connect_timeout_s: Positive = 2.0
 
     def require_url(self) -> str:
         """The URL, or a ConfigError naming ``DATABASE_URL``."""
@@ -134,6 +138,10 @@ class RedisSettings(msgspec.Struct, frozen=True):
 
     url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = "iam:"
+    #: Connections per API process (requests wait for one rather than fail).
+    max_connections: Count = 256
+    #: Longest any Redis call may take; past it, Redis counts as down for a few seconds.
+    timeout_s: Positive = 0.5
 
 
 class StorageSettings(msgspec.Struct, frozen=True):
@@ -189,6 +197,12 @@ class ApiSettings(msgspec.Struct, frozen=True):
     auth_rate_limit_per_ip: Count = 20
     #: An upload whose client sends nothing for this long is cut off (408).
     upload_read_timeout_s: Positive = 30.0
+    #: Uploads one account may stream at the same time.
+    max_concurrent_uploads: Count = 4
+    #: Failed sign-ins of one account before each next try must wait (1, 2, 4... s, up to 15 min).
+    login_free_failures: Count = 5
+    #: Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or CIDRs); none by default.
+    trusted_proxies: tuple[str, ...] = ()
     #: Longest audio the synchronous OpenAI-compatible endpoint takes; longer goes to the job API (413).
     sync_max_audio_seconds: Positive = 1800.0
 

@@ -20,6 +20,7 @@ from psycopg import AsyncConnection
 from iam_cluster.api.errors import APIError, invalid_options
 from iam_cluster.api.jobs import JobOut, TranscribeRequest, check_request, job_options, queue_job, replay, request_hash
 from iam_cluster.api.deps import transaction
+from iam_cluster.api.limits import upload_slot
 from iam_cluster.api.uploads import extension, probe_stored, receive_upload, upload_operation
 from iam_cluster.db.errors import Conflict
 from iam_cluster.db.pool import convert_row
@@ -218,10 +219,15 @@ async def upload_audio(
     if current["job_status"] in ACTIVE:  # refused before reading the body
         raise _busy()
     prefix = f"users/{current_user.id}/meetings/{meeting_id}/{uuid.uuid4().hex}"
-    received = await receive_upload(request, storage, lambda name: f"{prefix}.{extension(name)}",
-                                    settings.storage.max_upload_bytes, settings.api.upload_read_timeout_s, filename)
+    state = request.app.state
+    async with upload_slot(state.redis_gate, state.redis, settings.redis.key_prefix, current_user.id,
+                           settings.api.max_concurrent_uploads):
+        received = await receive_upload(request, storage, lambda name: f"{prefix}.{extension(name)}",
+                                        settings.storage.max_upload_bytes, settings.api.upload_read_timeout_s,
+                                        filename)
     try:
-        info = await anyio.to_thread.run_sync(probe_stored, storage, received.key, received.filename or "upload")
+        info = await anyio.to_thread.run_sync(probe_stored, storage, received.key, received.filename or "upload",
+                                              received.size, settings.audio)
         async with transaction(pool) as conn:
             # Locked only now, not during a slow upload; a job queued meanwhile still wins.
             meeting = await _locked(conn, meeting_id, current_user)

@@ -24,6 +24,7 @@ from litestar.response import ServerSentEvent
 
 from iam_cluster.api.errors import STATUS, APIError, log
 from iam_cluster.api.jobs import OPENAI_MODEL_ALIAS
+from iam_cluster.api.limits import upload_slot
 from iam_cluster.api.sync import transcribe_now, upload_key
 from iam_cluster.api.uploads import probe_stored, receive_upload, upload_operation
 from iam_cluster.db.rows import User
@@ -134,12 +135,16 @@ def events(transcript: Transcript) -> AsyncIterator[str]:
 
 
 async def _audio(request: Request, settings: Settings, storage: Storage, user: User, task: str) -> Response:
-    received = await receive_upload(request, storage, lambda name: upload_key(user.id, name),
-                                    settings.storage.max_upload_bytes, settings.api.upload_read_timeout_s)
+    state = request.app.state
+    async with upload_slot(state.redis_gate, state.redis, settings.redis.key_prefix, user.id,
+                           settings.api.max_concurrent_uploads):
+        received = await receive_upload(request, storage, lambda name: upload_key(user.id, name),
+                                        settings.storage.max_upload_bytes, settings.api.upload_read_timeout_s)
     try:
         form, options = parse_form(received.fields, task, settings)
         name = received.filename or "upload"
-        info = await anyio.to_thread.run_sync(probe_stored, storage, received.key, name)
+        info = await anyio.to_thread.run_sync(probe_stored, storage, received.key, name, received.size,
+                                              settings.audio)
         limit = settings.api.sync_max_audio_seconds
         if info.duration is not None and info.duration > limit:
             raise APIError("too_large", f"audio of {info.duration:.0f} s is longer than this endpoint takes "

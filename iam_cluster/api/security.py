@@ -29,6 +29,26 @@ def hash_password(password: str) -> str:
     return _HASHER.hash(password)
 
 
+#: zxcvbn's score (0-4) a new password must reach: 3 is "safely unguessable" by an online attack.
+MIN_PASSWORD_SCORE = 3
+
+
+def check_password(password: str, *user_inputs: str | None) -> None:
+    """Refuse a guessable password (common, short, a keyboard walk, the email itself...).
+
+    Raises:
+        APIError: ``weak_password`` (422) naming the field, with zxcvbn's advice.
+    """
+    from zxcvbn import zxcvbn
+
+    verdict = zxcvbn(password[:100], user_inputs=[u for u in user_inputs if u])
+    if verdict["score"] < MIN_PASSWORD_SCORE:
+        advice = " ".join(filter(None, [verdict["feedback"].get("warning"), *verdict["feedback"].get("suggestions", [])]))
+        error = APIError("weak_password", f"this password is too easy to guess. {advice}".strip())
+        error.field = "password"
+        raise error
+
+
 def verify_password(password_hash: str, password: str) -> bool:
     try:
         return _HASHER.verify(password_hash, password)

@@ -24,6 +24,8 @@ from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Sche
 from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 
 from iam_cluster.api.errors import APIError
+from iam_cluster.errors import MediaError
+from iam_cluster.settings import AudioSettings
 from iam_cluster.storage import Storage, StoredObject
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
@@ -200,8 +202,28 @@ class _Form:
                 await self._text(event)
 
 
-def probe_stored(storage: Storage, key: str, label: str):
+#: Below this many stored bytes per second of declared duration a file cannot hold sound: even the
+#: leanest speech codecs need several hundred (a 3.5-hour FLAC of digital silence is about 30 KB).
+MIN_BYTES_PER_SECOND = 100
+
+
+def probe_stored(storage: Storage, key: str, label: str, size: int, audio: AudioSettings):
+    """Probe an upload's header and refuse, before any job exists, what a worker would only refuse
+    after decoding hours of it: too long (422 ``too_long``), or too small to hold any sound for its
+    declared length (422 ``empty_media``).
+
+    Raises:
+        MediaError: with its code.
+    """
     from iam_cluster.pipeline.decode import probe
 
     with storage.local_path(key) as path:
-        return probe(path, name=label)
+        info = probe(path, name=label)
+    if info.duration is not None:
+        if info.duration > audio.max_duration_s:
+            raise MediaError(label, f"{info.duration / 60:.0f} minutes is longer than the "
+                                    f"{audio.max_duration_s / 60:.0f} minutes accepted", "too_long")
+        if info.duration >= 60 and size / info.duration < MIN_BYTES_PER_SECOND:
+            raise MediaError(label, f"{size} bytes cannot hold {info.duration / 60:.0f} minutes of sound: "
+                                    "the recording is silent", "empty_media")
+    return info

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
 
 import psycopg
@@ -162,6 +163,8 @@ class Worker:
             return
         if not end.mark_processing(job):
             return
+        log.info("job %s: started (attempt %d of %d)", job.id, job.attempts, job.max_attempts)
+        started = time.monotonic()
         try:
             with Heartbeat(self.connect, job.id, self.worker_id, w.lease_seconds, w.heartbeat_seconds) as hb:
                 transcript = self.transcribe(job, self._progress_hook(job, hb))
@@ -169,6 +172,7 @@ class Worker:
             log.warning("job %s: lease lost while running; another worker has it", job.id)
             return
         except (MediaError, OptionsError, JobCancelled) as exc:  # never worth retrying; never billed
+            log.info("job %s: %s (%s)", job.id, "cancelled" if exc.code == "cancelled" else "failed", exc.code)
             end.fail(job, exc.code, exc.message)
             return
         except Exception as exc:
@@ -177,6 +181,10 @@ class Worker:
             return
         if end.complete(job, transcript) is None:
             log.warning("job %s: finished after losing its lease; results discarded", job.id)
+            return
+        took = time.monotonic() - started
+        log.info("job %s: completed, %.1f s of audio in %.1f s (%.1fx real time), %d segments", job.id,
+                 transcript.duration, took, transcript.duration / took if took else 0.0, len(transcript.segments))
 
     def _progress_hook(self, job: Job, hb: Heartbeat) -> ProgressHook:
         """The heartbeat's hook, also publishing throttled ``job_progress`` events to the job's owner."""
@@ -214,7 +222,10 @@ def run_worker(once: bool = False) -> int:
     Returns:
         The process exit status.
     """
+    if not logging.getLogger().handlers or logging.getLogger().level > logging.INFO:
+        logging.getLogger("iam_cluster").setLevel(logging.INFO)  # say what it does, job by job
     worker = Worker(get_settings())
+    log.info("worker %s: waiting for jobs", worker.worker_id)
     if once:
         try:
             while worker.run_once():
@@ -225,6 +236,5 @@ def run_worker(once: bool = False) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    log.info("worker %s started", worker.worker_id)
     worker.run(stop)
     return 0

@@ -17,6 +17,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from iam_cluster.billing import ledger
+from iam_cluster.billing.plans import billable_seconds
 from iam_cluster.db.errors import translate_errors
 from iam_cluster.db.queries import QUERIES
 from iam_cluster.pipeline.types import Transcript
@@ -64,7 +65,7 @@ class JobEnd:
             if done is None:
                 return None
             ledger.record_completion(self.conn, user_id=job.user_id, job_id=job.id, meeting_id=job.meeting_id,
-                                     audio_seconds=transcript.duration, model=transcript.model)
+                                     audio_seconds=billable_seconds(transcript), model=transcript.model)
             if done.kind == "meeting":
                 with translate_errors():
                     self.conn.execute(QUERIES["write_meeting_results"], params)

@@ -149,6 +149,10 @@ def test_ping_pong_typing_and_presence(two_apis, make_user):
     a_url, b_url = two_apis
     alice, _, _, alice_h = make_user()
     bob, _, _, bob_h = make_user()
+    carol, _, _, _ = make_user()
+    sent = httpx.post(f"{a_url}/api/v2/messages", json={"recipient_id": str(bob), "subject": "hi", "body": "x"},
+                      headers=alice_h)
+    assert sent.status_code == 201, sent.text  # alice and bob now share a conversation
 
     async def scenario() -> None:
         async with connect(ws_url(a_url, alice_h), open_timeout=5) as alice_ws:
@@ -159,11 +163,17 @@ def test_ping_pong_typing_and_presence(two_apis, make_user):
                 await alice_ws.send(json.dumps({"type": "typing", "data": {"to": str(bob)}}))
                 typing = await next_event(bob_ws, {"typing"})
                 assert typing["data"]["from"] == str(alice)
+                # No typing events to someone alice has never written to (nor been written by).
+                await alice_ws.send(json.dumps({"type": "typing", "data": {"to": str(carol)}}))
+                assert (await next_event(alice_ws, {"error"}))["data"]["code"] == "forbidden"
                 # Alice's second device (on the other process) sees her come online and go.
                 async with connect(ws_url(b_url, alice_h), open_timeout=5):
                     online = await next_event(alice_ws, {"presence"})
                     assert online["data"]["status"] == "online" and online["data"]["user_id"] == str(alice)
+                # An earlier "online" (this socket's own, fanned out late) may come first: skip to "offline".
                 offline = await next_event(alice_ws, {"presence"})
+                while offline["data"]["status"] == "online":
+                    offline = await next_event(alice_ws, {"presence"})
                 assert offline["data"]["status"] == "offline"
             await alice_ws.send("not json")
             assert (await next_event(alice_ws, {"error"}))["data"]["code"] == "invalid_message"
