@@ -11,15 +11,16 @@ from typing import Annotated
 
 import anyio.to_thread
 import msgspec
-from litestar import Response, Router, post
+from litestar import Request, Response, Router, post
 from litestar.params import JSONBody
 from litestar.di import NamedDependency
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from iam_cluster.api import limits
 from iam_cluster.api.errors import APIError, body
-from iam_cluster.api.security import create_access_token, hash_password, verify_password
+from iam_cluster.api.security import check_password, create_access_token, hash_password, verify_password
 from iam_cluster.db.errors import Conflict, translate_errors
 from iam_cluster.db.pool import struct_row
 from iam_cluster.db.queries import QUERIES
@@ -117,8 +118,10 @@ async def create_user(conn: AsyncConnection, data: RegisterRequest) -> User:
     """A new account (the API's register and the web app's sign-up).
 
     Raises:
-        APIError: ``conflict`` (409) when the email is already registered, in any case.
+        APIError: ``conflict`` (409) when the email is already registered (in any case), ``weak_password``
+            (422) for a guessable password.
     """
+    check_password(data.password, data.email, data.full_name)
     password_hash = await anyio.to_thread.run_sync(hash_password, data.password)  # argon2 is slow on purpose
     params = {"email": data.email, "password_hash": password_hash, "full_name": data.full_name,
               "is_admin": False, "tier": "free"}
@@ -131,29 +134,40 @@ async def create_user(conn: AsyncConnection, data: RegisterRequest) -> User:
         raise APIError("conflict", "email already registered") from exc
 
 
-async def check_login(conn: AsyncConnection, email: str, password: str) -> User:
-    """The active user with this email and password.
+async def check_login(request: Request, conn: AsyncConnection, settings: Settings, email: str, password: str) -> User:
+    """The active user with this email and password (the API's login and the web app's sign-in).
+
+    After ``LOGIN_FREE_FAILURES`` failed sign-ins an account must wait before the next try (1, 2,
+    4... seconds, up to 15 minutes; 429 with ``Retry-After``), whichever address they come from.
 
     Raises:
-        APIError: ``unauthorized`` (401), the same for an unknown email and a wrong password.
+        APIError: ``unauthorized`` (401), the same for an unknown email and a wrong password;
+            ``rate_limited`` (429) while the account must wait.
     """
+    state = request.app.state
+    prefix, free = settings.redis.key_prefix, settings.api.login_free_failures
+    await limits.login_wait(state.redis_gate, state.redis, prefix, email, free)
     user = await get_user_by_email(conn, email)
     ok = await anyio.to_thread.run_sync(verify_password, user.password_hash if user else _dummy_hash(), password)
-    if user is None or not ok or not user.is_active:
+    good = user is not None and ok and user.is_active
+    await limits.login_result(state.redis_gate, state.redis, prefix, email, good)
+    if not good:
         raise APIError("unauthorized", _BAD_CREDENTIALS, {"WWW-Authenticate": "Bearer"})
     return user
 
 
 @post("/register", status_code=HTTP_201_CREATED)
 async def register(data: JSONBody[RegisterRequest], conn: NamedDependency[AsyncConnection]) -> UserOut:
-    """Create an account; an email already registered (in any case) is a 409 ``conflict``."""
+    """Create an account; an email already registered (in any case) is a 409 ``conflict``, a
+    guessable password a 422 ``weak_password``."""
     return UserOut.of(await create_user(conn, data))
 
 
 @post("/login", status_code=HTTP_200_OK)
-async def login(data: JSONBody[LoginRequest], conn: NamedDependency[AsyncConnection], settings: NamedDependency[Settings]) -> TokenPair:
-    """Exchange email and password for an access token and a refresh token."""
-    user = await check_login(conn, data.email, data.password)
+async def login(request: Request, data: JSONBody[LoginRequest], conn: NamedDependency[AsyncConnection],
+                settings: NamedDependency[Settings]) -> TokenPair:
+    """Exchange email and password for an access token and a refresh token (see ``check_login``)."""
+    user = await check_login(request, conn, settings, data.email, data.password)
     pair, _ = await issue_tokens(conn, user, settings)
     return pair
 

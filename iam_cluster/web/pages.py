@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from urllib.parse import quote
 
 import msgspec
@@ -14,9 +13,8 @@ from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.datastructures import CacheControlHeader
 from psycopg import AsyncConnection
-from redis.asyncio import Redis
 
-from iam_cluster.api import ratelimit
+from iam_cluster.api import limits, ratelimit
 from iam_cluster.api.auth import RegisterRequest, check_login, create_user
 from iam_cluster.api.errors import STATUS, APIError
 from iam_cluster.db.queries import fetch_one
@@ -51,13 +49,19 @@ def safe_next(target: str | None) -> str:
     return "/meetings"
 
 
-async def _over_budget(request: Request, redis: Redis, settings: Settings) -> int | None:
-    """Counts a sign-in attempt against the per-IP budget the API's login shares; seconds to wait if spent."""
-    ip = request.client.host if request.client else "unknown"
-    with contextlib.suppress(Exception):  # Redis down: availability first, as in the API
-        return await ratelimit.hit(redis, settings.redis.key_prefix,
-                                   [(f"auth:{ip}", settings.api.auth_rate_limit_per_ip)])
-    return None
+async def _over_budget(request: Request, settings: Settings) -> int | None:
+    """Counts a sign-in attempt against the per-IP budget the API's login shares; seconds to wait if spent.
+
+    Raises:
+        APIError: ``unavailable`` (503) without Redis: the budgets are what stops password guessing.
+    """
+    state, ip = request.app.state, request.client.host if request.client else "unknown"
+    try:
+        return await state.redis_gate.call(lambda: limits.hit(
+            state.redis, settings.redis.key_prefix, [(f"auth:{ip}", settings.api.auth_rate_limit_per_ip)],
+            ratelimit.WINDOW_S))
+    except limits.RedisDown:
+        raise limits.unavailable("signing in") from None
 
 
 async def _signed_in(conn: AsyncConnection, request: Request, user: User, settings: Settings, target: str) -> Redirect:
@@ -77,17 +81,17 @@ async def login_page(request: Request, next: FromQuery[str | None] = None) -> Te
 
 
 @post("/login")
-async def login(request: Request, conn: NamedDependency[AsyncConnection], settings: NamedDependency[Settings],
-                redis: NamedDependency[Redis]) -> Response:
+async def login(request: Request, conn: NamedDependency[AsyncConnection], settings: NamedDependency[Settings]) -> Response:
     form = await request.form()
     email, target = str(form.get("email", ""))[:254], safe_next(form.get("next"))
-    if (wait := await _over_budget(request, redis, settings)) is not None:
+    if (wait := await _over_budget(request, settings)) is not None:
         return page("login.html", request, 429, email=email, next=target,
                     error=f"Too many sign-in attempts. Try again in {wait} seconds.")
     try:
-        user = await check_login(conn, email, str(form.get("password", ""))[:128])
+        user = await check_login(request, conn, settings, email, str(form.get("password", ""))[:128])
     except APIError as exc:
-        return page("login.html", request, 401, email=email, next=target, error=exc.message.capitalize() + ".")
+        return page("login.html", request, STATUS.get(exc.code, 400), email=email, next=target,
+                    error=exc.message[:1].upper() + exc.message[1:] + ".")
     return await _signed_in(conn, request, user, settings, target)
 
 
@@ -97,11 +101,10 @@ async def signup_page(request: Request) -> Template:
 
 
 @post("/signup")
-async def signup(request: Request, conn: NamedDependency[AsyncConnection], settings: NamedDependency[Settings],
-                 redis: NamedDependency[Redis]) -> Response:
+async def signup(request: Request, conn: NamedDependency[AsyncConnection], settings: NamedDependency[Settings]) -> Response:
     form = await request.form()
     fields = {k: str(form.get(k, "")).strip() for k in ("email", "full_name")}
-    if (wait := await _over_budget(request, redis, settings)) is not None:
+    if (wait := await _over_budget(request, settings)) is not None:
         return page("signup.html", request, 429, **fields, error=f"Too many attempts. Try again in {wait} seconds.")
     try:
         data = msgspec.convert({"email": fields["email"], "password": str(form.get("password", "")),
@@ -110,8 +113,9 @@ async def signup(request: Request, conn: NamedDependency[AsyncConnection], setti
     except msgspec.ValidationError as exc:
         message = "Enter a valid email address." if "email" in str(exc) else "Choose a password of 8 to 128 characters."
         return page("signup.html", request, 400, **fields, error=message)
-    except APIError:
-        return page("signup.html", request, 409, **fields, error="That email is already registered. Sign in instead?")
+    except APIError as exc:
+        message = "That email is already registered. Sign in instead?" if exc.code == "conflict" else exc.message
+        return page("signup.html", request, STATUS.get(exc.code, 400), **fields, error=message)
     return await _signed_in(conn, request, user, settings, "/meetings/new")
 
 

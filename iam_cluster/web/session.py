@@ -11,7 +11,6 @@ import hashlib
 import secrets
 from urllib.parse import urlsplit
 
-from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
 from psycopg import AsyncConnection
@@ -71,16 +70,17 @@ async def user_of(conn: AsyncConnection, token: str | None) -> User | None:
         return await cur.fetchone()
 
 
-async def session_user(request: Request, conn: AsyncConnection) -> User:
-    """The caller of a cookie-authenticated API request (the hook in ``api/security.py``).
+async def session_user(request: ASGIConnection, pool) -> User:
+    """The caller of a cookie-authenticated API request (the hook in ``api/security.py``); a pooled
+    connection is held only for the lookup.
 
     Raises:
         APIError: ``unauthorized`` (401) when the session is unknown, expired or its user inactive.
     """
-    user = await user_of(conn, request.cookies.get(SESSION_COOKIE))
+    async with pool.connection() as conn:
+        user = await user_of(conn, request.cookies.get(SESSION_COOKIE))
     if user is None:
         raise APIError("unauthorized", "session expired or signed out: sign in again")
-    request.state.user_id = user.id
     return user
 
 
@@ -95,6 +95,8 @@ async def socket_user_id(connection: ASGIConnection) -> str | None:
     """The user id of a WebSocket opened by one of our pages with the session cookie, else None."""
     if SESSION_COOKIE not in connection.cookies or not same_origin(connection):
         return None
-    async with connection.app.state.pool.connection() as conn:
-        user = await user_of(conn, connection.cookies.get(SESSION_COOKIE))
-    return str(user.id) if user is not None else None
+    try:
+        user = await session_user(connection, connection.app.state.pool)
+    except APIError:
+        return None
+    return str(user.id)
