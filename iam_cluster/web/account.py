@@ -1,4 +1,4 @@
-"""Account pages: the plan, this month's minutes, and upgrades through Stripe Checkout."""
+"""Account pages: the plan, this month's minutes, upgrades through Stripe Checkout; API keys."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from psycopg import AsyncConnection
 
 from iam_cluster.api import billing as api
 from iam_cluster.api.errors import APIError
+from iam_cluster.api.security import SCOPES
 from iam_cluster.billing.plans import PLANS, plan_for
 from iam_cluster.db.rows import User
 from iam_cluster.settings import Settings
@@ -50,4 +51,14 @@ async def billing_return(request: Request, conn: NamedDependency[AsyncConnection
     return await _billing(request, conn, viewer, settings, outcome)
 
 
-handlers = [billing_page, billing_return]
+@get("/api-keys")
+async def api_keys_page(request: Request, conn: NamedDependency[AsyncConnection], viewer: NamedDependency[User]) -> Template:
+    """The viewer's API keys; creating and revoking go to the REST API from ``api_keys.js``."""
+    from iam_cluster.api import api_keys
+    from iam_cluster.web.render import page
+
+    keys = await api_keys.list_api_keys.fn(conn=conn, current_user=viewer)
+    return page("api_keys.html", request, keys=keys, scopes=SCOPES)
+
+
+handlers = [billing_page, billing_return, api_keys_page]

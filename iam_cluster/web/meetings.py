@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import uuid
 from typing import Annotated, Any
 
@@ -66,9 +67,14 @@ async def meeting_page(request: Request, conn: NamedDependency[AsyncConnection],
                 exports=EXPORTS, insights=insights, title_slug=_slug(row["title"]))
 
 
-async def _insights(conn: AsyncConnection, meeting_id: uuid.UUID, viewer: User) -> dict[str, Any] | None:
-    """The meeting's insights when the deployment computes them (none yet: shown once they exist)."""
-    return None
+async def _insights(conn: AsyncConnection, meeting_id: uuid.UUID, viewer: User) -> Any:
+    """The meeting's stored insights (issue 18's ``iam_cluster.insights``), where this build has them."""
+    if importlib.util.find_spec("iam_cluster.insights") is None:
+        return None
+    from iam_cluster.insights import store
+
+    stored = await store.load(conn, meeting_id, viewer.id)
+    return stored.insights if stored is not None and stored.status == "completed" else None
 
 
 def _slug(title: str) -> str:

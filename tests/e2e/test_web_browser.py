@@ -165,6 +165,22 @@ def test_a_person_uploads_reads_exports_and_messages(site, browser, screenshot, 
     assert alice.locator("#minutes-used").inner_text() != "0"
     screenshot(alice, "08-billing")
 
+    # An API key: created on its page (shown once), usable as a bearer credential, then revoked.
+    alice.goto(f"{site}/api-keys")
+    alice.get_by_label("Name").fill("archive uploader")
+    alice.get_by_role("button", name="Create key").click()
+    alice.wait_for_selector("#new-key-shown:not([hidden])")
+    key = alice.locator("#new-key-value").input_value()
+    assert key.startswith("iam_")
+    assert unlabelled(alice) == []
+    screenshot(alice, "09-api-keys")
+    listed = alice.request.get(f"{site}/api/v1/meetings", headers={"Authorization": f"Bearer {key}"})
+    assert listed.status == 200 and listed.json()["total"] == 1
+    alice.reload()
+    alice.get_by_role("button", name="Revoke the key archive uploader").click()
+    alice.wait_for_selector(".keys .status-failed:has-text('revoked')")
+    assert alice.request.get(f"{site}/api/v1/meetings", headers={"Authorization": f"Bearer {key}"}).status == 401
+
     # Bob's open inbox shows Alice's message without reloading, with the unread badge.
     sign_up(bob, site, "bob@example.com")
     bob.goto(f"{site}/inbox")
@@ -177,12 +193,12 @@ def test_a_person_uploads_reads_exports_and_messages(site, browser, screenshot, 
     alice.get_by_label("Message", exact=True).fill("The transcript is ready.")
     alice.get_by_role("button", name="Send").click()
     alice.wait_for_selector("#compose-status:has-text('Sent to bob@example.com')")
-    screenshot(alice, "09-inbox-sent")
+    screenshot(alice, "10-inbox-sent")
     bob.wait_for_selector(".messages .message.unread:has-text('Minutes of the call')")
     bob.wait_for_selector("#unread-badge:not([hidden]):has-text('1')")
     assert bob.evaluate("window.__sameDocument") is True
     assert unlabelled(bob) == []
-    screenshot(bob, "10-inbox-live")
+    screenshot(bob, "11-inbox-live")
 
     # Star it from the list, then open it (marks it read).
     bob.locator(".messages .star").first.click()
@@ -190,13 +206,13 @@ def test_a_person_uploads_reads_exports_and_messages(site, browser, screenshot, 
     bob.get_by_role("link", name=re.compile("Minutes of the call")).click()
     bob.wait_for_selector("h1:has-text('Minutes of the call')")
     assert bob.locator("#unread-badge").is_hidden()
-    screenshot(bob, "11-message")
+    screenshot(bob, "12-message")
 
     # Alice's meeting is not Bob's to see: a 404 page, and no audio.
     response = bob.goto(meeting_url)
     assert response.status == 404 and bob.get_by_role("heading", name="Not found").is_visible()
     assert "Two speakers" not in bob.content()
-    screenshot(bob, "12-not-found")
+    screenshot(bob, "13-not-found")
     assert bob.request.get(meeting_url.replace("/meetings/", "/api/v1/meetings/") + "/audio").status == 404
 
     assert alice.problems == [] and bob.problems == []
@@ -228,6 +244,6 @@ def test_the_transcript_page_of_a_one_hour_meeting_works(api_url, api_settings, 
     assert last.locator(".ts").is_visible()
     page.set_viewport_size({"width": 390, "height": 844})
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
-    screenshot(page, "13-one-hour-transcript-phone")
+    screenshot(page, "14-one-hour-transcript-phone")
     assert page.problems == []
     context.close()

@@ -121,3 +121,28 @@ def test_byte_range(header, expected):
     from iam_cluster.api.meeting_media import byte_range
 
     assert byte_range(header, 100) == expected
+
+
+def test_the_insights_panel_renders_what_the_insights_store_holds():
+    """The panel the transcript page shows once a meeting has insights (issue 18's ``Insights`` shape)."""
+    from litestar.plugins.jinja import JinjaTemplateEngine
+
+    from iam_cluster.web.render import TEMPLATES, _configure
+
+    engine = JinjaTemplateEngine(directory=TEMPLATES)
+    _configure(engine)
+    insights = {
+        "abstract": "We agreed to ship on Friday.", "sentiment_label": "positive", "questions": [{"text": "When?"}],
+        "summary": [{"start": 65.2, "speaker": "SPEAKER_00", "text": "Let's ship on Friday."}],
+        "action_items": [{"start": 70.0, "speaker": "SPEAKER_01", "text": "I'll send the report.",
+                          "owner": "SPEAKER_01", "due": "by Friday"}],
+        "keywords": [{"text": "release"}, {"text": "<script>"}],
+        "speakers": [{"speaker": "SPEAKER_00", "talk_share": 0.6, "words_per_minute": 151.2,
+                      "sentiment_label": "neutral"}],
+    }
+    html = engine.get_template("_insights.html").render(
+        insights=insights, view={"names": {"SPEAKER_00": "Ada", "SPEAKER_01": "SPEAKER_01"}})
+    assert "We agreed to ship on Friday." in html and 'data-t="65.2"' in html and "1:05" in html
+    assert "<strong>Ada:</strong>" in html and "(SPEAKER_01, by Friday)" in html and "60%" in html
+    assert "&lt;script&gt;" in html and "<script>" not in html  # autoescaped
+    assert "1 question asked" in html

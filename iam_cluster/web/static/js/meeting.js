@@ -7,9 +7,10 @@ const audio = document.getElementById("audio");
 const list = document.getElementById("transcript");
 
 if (audio && list) {
-  list.addEventListener("click", (e) => {
-    const target = e.target.closest("[data-t]");
-    if (!target || !list.contains(target)) return;
+  // A word, a segment, or a time in the transcript or the insights: play from there.
+  document.addEventListener("click", (e) => {
+    const target = e.target.closest("#transcript [data-t], #insights [data-t]");
+    if (!target) return;
     audio.currentTime = Number(target.dataset.t);
     audio.play().catch(() => {}); // a browser may refuse to play; the position still moved
   });
