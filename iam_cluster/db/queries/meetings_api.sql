@@ -6,8 +6,13 @@ VALUES (%(user_id)s, %(title)s, %(description)s, %(meeting_date)s)
 RETURNING *
 
 -- name: meetings_api_list
--- Newest first; ``total`` counts every match, not only this page.
-SELECT m.*, count(*) OVER () AS total
+-- Newest first; ``total`` counts every match, not only this page. Not the transcripts: a page of
+-- one-hour meetings would read megabytes of JSON to show titles.
+SELECT m.id, m.user_id, m.title, m.description, m.meeting_date, m.duration_seconds, m.audio_file_url,
+       m.audio_file_size, m.audio_format, m.original_filename, m.processing_status, m.processing_started_at,
+       m.processing_completed_at, m.processing_error, m.model_used, m.provider_used, m.language_detected,
+       m.transcription_confidence, m.transcription_cost, m.created_at, m.updated_at,
+       count(*) OVER () AS total
 FROM meetings AS m
 WHERE m.user_id = %(user_id)s
 ORDER BY m.created_at DESC, m.id DESC
@@ -15,7 +20,11 @@ LIMIT %(limit)s OFFSET %(offset)s
 
 -- name: meetings_api_search
 -- Full-text search on the generated ``search`` column (GIN), best matches first.
-SELECT m.*, ts_rank(m.search, q) AS rank, count(*) OVER () AS total
+SELECT m.id, m.user_id, m.title, m.description, m.meeting_date, m.duration_seconds, m.audio_file_url,
+       m.audio_file_size, m.audio_format, m.original_filename, m.processing_status, m.processing_started_at,
+       m.processing_completed_at, m.processing_error, m.model_used, m.provider_used, m.language_detected,
+       m.transcription_confidence, m.transcription_cost, m.created_at, m.updated_at,
+       ts_rank(m.search, q) AS rank, count(*) OVER () AS total
 FROM meetings AS m, plainto_tsquery('simple', %(q)s) AS q
 WHERE m.user_id = %(user_id)s AND m.search @@ q
 ORDER BY rank DESC, m.created_at DESC, m.id DESC
