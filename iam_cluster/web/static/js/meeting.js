@@ -58,3 +58,16 @@ if (section && section.dataset.meeting) {
     location.reload(),
   );
 }
+
+const again = document.getElementById("transcribe");
+if (again) {
+  again.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      await api("POST", `/api/v1/meetings/${again.dataset.meeting}/transcribe`, { diarize: again.elements.diarize.checked });
+      location.reload(); // the page then follows the new job live
+    } catch (err) {
+      document.getElementById("transcribe-status").textContent = err.message;
+    }
+  });
+}
