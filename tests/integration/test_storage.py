@@ -103,6 +103,18 @@ def test_missing_objects_raise_not_found(storage):
             pass
 
 
+def test_open_range_reads_from_an_offset(storage):
+    """What the audio route serves for ``Range: bytes=START-END`` (S3: a ranged GET, not the whole object)."""
+    data = bytes(range(256)) * 40
+    storage.put_stream("r/a.wav", [data])
+    with storage.open_range("r/a.wav", 1000, 1099) as stream:
+        assert stream.read(100) == data[1000:1100]
+    with storage.open_range("r/a.wav", len(data) - 7, len(data) - 1) as stream:
+        assert stream.read(7) == data[-7:]
+    with pytest.raises(ObjectNotFound):
+        storage.open_range("nope.wav", 0, 10)
+
+
 def test_local_path_is_decodable_and_temporary_copies_are_removed(storage):
     from iam_cluster.pipeline.decode import decode_audio
 
