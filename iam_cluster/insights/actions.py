@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from iam_cluster.insights.keywords import stopwords
 from iam_cluster.insights.types import ActionItem, Sentence
 
 #: Languages the rules are written for.
@@ -88,10 +89,8 @@ _OWNERLESS = {"we", "someone", "somebody", "anyone", "everyone", "everybody", "e
 
 def _is_name(word: str) -> bool:
     """A capitalised word that is no common English word (sentence starts are capitalised too)."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
     lower = word.lower()
-    return word not in _NOT_NAMES and lower not in ENGLISH_STOP_WORDS and not re.fullmatch(_IMPERATIVE, lower)
+    return word not in _NOT_NAMES and lower not in stopwords("en") and not re.fullmatch(_IMPERATIVE, lower)
 
 
 def _normalise(text: str) -> str:

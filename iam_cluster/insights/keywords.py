@@ -24,13 +24,22 @@ MIN_SPEAKER_WORDS = 40
 
 
 @functools.cache
+def stopwords(language: str) -> frozenset[str]:
+    """YAKE's stop words for the language (with spoken fillers for English); empty if it has none."""
+    if not supported(language):
+        return frozenset()
+    from yake_rust import Yake
+
+    words = frozenset(Yake(language=language).stopwords)
+    return words | SPOKEN_EN if language == "en" else words
+
+
+@functools.cache
 def _extractor(language: str, ngrams: int):
     from yake_rust import Yake
 
-    if language == "en":
-        stopwords = set(Yake(language="en").stopwords) | SPOKEN_EN
-        return Yake(stopwords=stopwords, ngrams=ngrams, only_alphanumeric_and_hyphen=True, minimum_chars=3)
-    return Yake(language=language, ngrams=ngrams, only_alphanumeric_and_hyphen=True, minimum_chars=2)
+    return Yake(stopwords=set(stopwords(language)), ngrams=ngrams, only_alphanumeric_and_hyphen=True,
+                minimum_chars=3 if language == "en" else 2)
 
 
 def supported(language: str) -> bool:
@@ -40,6 +49,22 @@ def supported(language: str) -> bool:
 def _count(phrase: str, text: str) -> int:
     return len(re.findall(r"(?<!\w)" + r"\s+".join(map(re.escape, phrase.split())) + r"(?!\w)", text,
                           flags=re.IGNORECASE))
+
+
+def _distinct(ranked: list[tuple[str, float]], n: int) -> list[tuple[str, float]]:
+    """The first ``n`` phrases none of whose words all lie inside a phrase ranked above, or vice versa
+    ("ready", "begin" after "ready to begin")."""
+    kept: list[tuple[str, float]] = []
+    seen: list[set[str]] = []
+    for phrase, score in ranked:
+        words = set(phrase.lower().split())
+        if any(words <= other or other <= words for other in seen):
+            continue
+        kept.append((phrase, score))
+        seen.append(words)
+        if len(kept) == n:
+            break
+    return kept
 
 
 def extract(text: str, language: str, n: int, ngrams: int = 3) -> list[Keyword]:
@@ -56,7 +81,7 @@ def extract(text: str, language: str, n: int, ngrams: int = 3) -> list[Keyword]:
     """
     if n <= 0 or not text.strip() or not supported(language):
         return []
-    best = _extractor(language, ngrams).get_n_best(text, n=n)
+    best = _distinct(_extractor(language, ngrams).get_n_best(text, n=3 * n), n)
     if not best:
         return []
     top = max(best[0][1], 1e-12)

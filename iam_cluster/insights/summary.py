@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import re
+from collections import Counter
+
 import numpy as np
 
+from iam_cluster.insights.keywords import stopwords
 from iam_cluster.insights.types import Sentence, SummarySentence
 
 #: Sentences with fewer content words than this ("Yeah, okay.") are never picked.
@@ -16,20 +21,33 @@ MMR_LAMBDA = 0.7
 
 #: Languages written without spaces between words: compared by character bigrams.
 UNSPACED = frozenset({"zh", "ja", "th", "lo", "km", "my", "bo"})
+_TOKEN = re.compile(r"[^\W\d_](?:[\w'-]*\w)?")
 
 
-def _vectors(texts: list[str], language: str) -> np.ndarray:
-    """L2-normalised TF-IDF rows (English stop words dropped for English)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
+def _terms(text: str, language: str, stopwords: frozenset[str]) -> list[str]:
     if language in UNSPACED:
-        vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(2, 2), sublinear_tf=True)
-    else:
-        vectorizer = TfidfVectorizer(stop_words="english" if language == "en" else None, sublinear_tf=True)
-    try:
-        return vectorizer.fit_transform(texts).toarray()
-    except ValueError:  # nothing but stop words
-        return np.zeros((len(texts), 1))
+        chars = [c for c in text if c.isalnum()]
+        return [a + b for a, b in zip(chars, chars[1:])]
+    return [t for t in _TOKEN.findall(text.lower()) if t not in stopwords and len(t) > 1]
+
+
+def tfidf(texts: list[str], language: str = "en") -> np.ndarray:
+    """L2-normalised TF-IDF rows, one per text: sublinear term frequency, smoothed IDF.
+
+    Stop words (the keyword extractor's, with spoken fillers) are dropped, so sentences are
+    compared on what they are about. A few hundred sentences need no sparse matrices.
+    """
+    stop = stopwords(language)
+    docs = [_terms(t, language, stop) for t in texts]
+    vocab = {term: i for i, term in enumerate(sorted({t for d in docs for t in d}))}
+    matrix = np.zeros((len(texts), max(1, len(vocab))))
+    for row, doc in enumerate(docs):
+        for term, count in Counter(doc).items():
+            matrix[row, vocab[term]] = 1.0 + math.log(count)
+    df = np.count_nonzero(matrix, axis=0)
+    matrix *= np.log((1 + len(texts)) / (1 + df)) + 1.0
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms > 0, norms, 1.0)
 
 
 def lexrank(sim: np.ndarray, iterations: int = 100, tol: float = 1e-8) -> np.ndarray:
@@ -66,7 +84,7 @@ def summarize(sentences: list[Sentence], n: int, language: str = "en") -> list[S
     """
     if n <= 0 or not sentences:
         return []
-    vectors = _vectors([s.text for s in sentences], language)
+    vectors = tfidf([s.text for s in sentences], language)
     eligible = np.array([np.count_nonzero(v) >= MIN_CONTENT_WORDS for v in vectors])
     if not eligible.any():  # a very short meeting: take what has any content at all
         eligible = np.array([np.count_nonzero(v) > 0 for v in vectors])
