@@ -96,7 +96,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     files_bar = tqdm(total=len(media), desc="files", unit="file", disable=quiet, position=0)
     chunks_bar = tqdm(total=0, desc="chunks", unit="chunk", disable=quiet, position=1)
 
-    failed = 0
+    failed = insights_failed = 0
     last_done = {"n": 0}
 
     def chunk_hook(step: str, completed: int, total: int) -> None:
@@ -117,13 +117,15 @@ def _transcribe(args: argparse.Namespace) -> int:
             continue
         for fmt in formats:
             write(result, fmt, stems[path].with_suffix(stems[path].suffix + f".{fmt}"))
+        if args.insights and not _write_insights(result, stems[path]):
+            insights_failed += 1
         if quiet and not args.quiet:
             print(f"{path}: {len(result.segments)} segments, {result.duration:.1f} s", file=sys.stderr)
     files_bar.close()
     chunks_bar.close()
     ok = len(media) - failed
     print(f"{ok} transcribed, {failed} failed; outputs in {output_dir}", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed or insights_failed else 0
 
 
 def _transcribe_on_cluster(args, media, options, formats, stems, output_dir) -> int:
@@ -133,7 +135,7 @@ def _transcribe_on_cluster(args, media, options, formats, stems, output_dir) -> 
     from iam_cluster.pipeline.export import write
     from iam_cluster.serve.client import transcribe_remote
 
-    failed = 0
+    failed = insights_failed = 0
     with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
         futures = {f: pool.submit(transcribe_remote, f, options, args.cluster) for f, _ in media}
         for path, future in futures.items():
@@ -145,8 +147,30 @@ def _transcribe_on_cluster(args, media, options, formats, stems, output_dir) -> 
                 continue
             for fmt in formats:
                 write(result, fmt, stems[path].with_suffix(stems[path].suffix + f".{fmt}"))
+            if args.insights and not _write_insights(result, stems[path]):
+                insights_failed += 1
     print(f"{len(media) - failed} transcribed, {failed} failed; outputs in {output_dir}", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed or insights_failed else 0
+
+
+def _write_insights(transcript, stem: Path) -> bool:
+    """Writes ``STEM.insights.json`` and the Markdown report ``STEM.insights.md``; False if they failed."""
+    import msgspec
+
+    from iam_cluster.insights import service
+    from iam_cluster.insights.report import to_json, to_markdown
+    from iam_cluster.settings import get_settings
+
+    outcome = service.compute(transcript, msgspec.structs.replace(get_settings().insights, enabled=True))
+    if outcome.insights is None:
+        print(f"error: insights of {transcript.source} failed: {outcome.error}", file=sys.stderr)
+        return False
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(stem.suffix + ".insights.json").write_text(to_json(outcome.insights), encoding="utf-8")
+    title = f"Meeting insights: {Path(transcript.source).name}"
+    stem.with_suffix(stem.suffix + ".insights.md").write_text(to_markdown(outcome.insights, title),
+                                                             encoding="utf-8")
+    return True
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -206,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--num-speakers", type=int, help="exact number of speakers, when known")
     d.add_argument("--min-speakers", type=int)
     d.add_argument("--max-speakers", type=int)
+    t.add_argument("--insights", action="store_true",
+                   help="also write NAME.insights.json and a Markdown report NAME.insights.md (summary, "
+                        "action items, keywords, sentiment, speakers)")
     t.add_argument("--cluster", nargs="?", const="http://127.0.0.1:8000", metavar="ADDRESS",
                    help="send files to a running Serve application (default address http://127.0.0.1:8000)")
     t.add_argument("--concurrency", type=int, default=8, help="files in flight with --cluster")

@@ -124,6 +124,22 @@ class BillingSettings(msgspec.Struct, frozen=True):
     cancel_url: str = "http://127.0.0.1:8080/billing/cancel"
 
 
+class InsightsSettings(msgspec.Struct, frozen=True):
+    """Meeting insights computed after each transcription; the chat endpoint is optional."""
+
+    enabled: bool = True
+    summary_sentences: int = 5
+    keywords: int = 10
+    timeline_seconds: float = 60.0
+    #: OpenAI-compatible API root (``http://vllm:8000/v1``); unset keeps insights offline.
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: str | None = None
+    llm_timeout_seconds: float = 30.0
+    #: Longest transcript sent to the endpoint, in characters (longer ones are cut).
+    llm_max_input_chars: int = 48_000
+
+
 class Settings(msgspec.Struct, frozen=True):
     models: ModelSettings = ModelSettings()
     audio: AudioSettings = AudioSettings()
@@ -135,6 +151,7 @@ class Settings(msgspec.Struct, frozen=True):
     api: ApiSettings = ApiSettings()
     worker: WorkerSettings = WorkerSettings()
     billing: BillingSettings = BillingSettings()
+    insights: InsightsSettings = InsightsSettings()
 
 
 def _get(env: Mapping[str, str], name: str, kind: type, default):
@@ -164,8 +181,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     a = AudioSettings()
     d = DiarizationSettings()
     db, r, st, au = DatabaseSettings(), RedisSettings(), StorageSettings(), AuthSettings()
-    ap, wk, bi = ApiSettings(), WorkerSettings(), BillingSettings()
+    ap, wk, bi, ins = ApiSettings(), WorkerSettings(), BillingSettings(), InsightsSettings()
     origins = _get(env, "CORS_ORIGINS", str, "")
+    llm_url, llm_model = _get(env, "IAM_LLM_BASE_URL", str, None), _get(env, "IAM_LLM_MODEL", str, None)
+    if llm_url and not llm_model:
+        raise ConfigError("IAM_LLM_MODEL must name the model when IAM_LLM_BASE_URL is set")
     return Settings(
         models=ModelSettings(
             name=_get(env, "IAM_MODEL", str, m.name),
@@ -232,6 +252,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             meter_event_name=_get(env, "STRIPE_METER_EVENT_NAME", str, bi.meter_event_name),
             success_url=_get(env, "STRIPE_SUCCESS_URL", str, bi.success_url),
             cancel_url=_get(env, "STRIPE_CANCEL_URL", str, bi.cancel_url),
+        ),
+        insights=InsightsSettings(
+            enabled=_get(env, "IAM_INSIGHTS", bool, ins.enabled),
+            summary_sentences=_get(env, "IAM_INSIGHTS_SUMMARY_SENTENCES", int, ins.summary_sentences),
+            keywords=_get(env, "IAM_INSIGHTS_KEYWORDS", int, ins.keywords),
+            timeline_seconds=_get(env, "IAM_INSIGHTS_TIMELINE_SECONDS", float, ins.timeline_seconds),
+            llm_base_url=llm_url,
+            llm_model=llm_model,
+            llm_api_key=_get(env, "IAM_LLM_API_KEY", str, None),
+            llm_timeout_seconds=_get(env, "IAM_LLM_TIMEOUT_SECONDS", float, ins.llm_timeout_seconds),
+            llm_max_input_chars=_get(env, "IAM_LLM_MAX_INPUT_CHARS", int, ins.llm_max_input_chars),
         ),
     )
 

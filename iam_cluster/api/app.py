@@ -10,7 +10,7 @@ from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
-from iam_cluster.api import auth, billing_stripe, meetings, messages, notifications, users, ws
+from iam_cluster.api import auth, billing_stripe, insights, meetings, messages, notifications, users, ws
 from iam_cluster.api import billing
 from iam_cluster.api.deps import provide_conn, provide_redis, provide_settings, provide_storage
 from iam_cluster.api.errors import EXCEPTION_HANDLERS
@@ -24,6 +24,7 @@ V1_ROUTERS = [
     auth.router,
     users.router,
     meetings.router,
+    insights.router,
     billing.router,
     billing_stripe.router,
 ]

@@ -15,6 +15,7 @@ from psycopg.rows import dict_row
 
 from iam_cluster.db.queries import QUERIES
 from iam_cluster.errors import MediaError
+from iam_cluster.insights import service
 from iam_cluster.pipeline.types import ProgressHook, TranscribeOptions, Transcript
 from iam_cluster.queue import claim, wait_for_jobs
 from iam_cluster.queue.jobs import Job
@@ -134,7 +135,10 @@ class Worker:
             return
         try:
             with Heartbeat(self.connect, job.id, self.worker_id, w.lease_seconds, w.heartbeat_seconds) as hb:
-                transcript = self.transcribe(job, self._progress_hook(job, hb))
+                hook = self._progress_hook(job, hb)
+                transcript = self.transcribe(job, hook)
+                # Its own stage; an error is recorded with the meeting, never fails the job.
+                insights = service.compute(transcript, self.settings.insights, hook, reraise=(LeaseLost,))
         except LeaseLost:
             log.warning("job %s: lease lost while running; another worker has it", job.id)
             return
@@ -149,7 +153,7 @@ class Worker:
             results.write_retry(self.conn, job, self.worker_id, w.retry_base_seconds,
                                 f"{type(exc).__name__}: {exc}")
             return
-        if results.write_completion(self.conn, job, self.worker_id, transcript) is None:
+        if results.write_completion(self.conn, job, self.worker_id, transcript, insights) is None:
             log.warning("job %s: finished after losing its lease; results discarded", job.id)
 
     def _progress_hook(self, job: Job, hb: Heartbeat) -> ProgressHook:

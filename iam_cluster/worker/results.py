@@ -19,6 +19,8 @@ from iam_cluster.billing import ledger
 
 from iam_cluster.db.errors import translate_errors
 from iam_cluster.db.queries import QUERIES
+from iam_cluster.insights import store as insights_store
+from iam_cluster.insights.service import Outcome as InsightsOutcome
 from iam_cluster.pipeline.types import Transcript
 from iam_cluster.queue import jobs
 from iam_cluster.queue.jobs import Job
@@ -169,8 +171,9 @@ def mark_processing(conn: psycopg.Connection, job: Job, worker_id: str) -> bool:
         return conn.execute(QUERIES["mark_meeting_processing"], params).rowcount == 1
 
 
-def write_completion(conn: psycopg.Connection, job: Job, worker_id: str, transcript: Transcript) -> Job | None:
-    """Writes the transcript into the meeting and completes the job, in one transaction.
+def write_completion(conn: psycopg.Connection, job: Job, worker_id: str, transcript: Transcript,
+                     insights: InsightsOutcome | None = None) -> Job | None:
+    """Writes the transcript (and its insights, if any) into the meeting and completes the job, in one transaction.
 
     The job's transition comes first and is guarded by the lease: when another worker has taken
     the job over (or it is already terminal) nothing at all is written.
@@ -194,6 +197,8 @@ def write_completion(conn: psycopg.Connection, job: Job, worker_id: str, transcr
             return None
         with translate_errors():
             conn.execute(QUERIES["write_meeting_results"], params)
+        if insights is not None:
+            insights_store.save(conn, job.meeting_id, insights)
         on_job_finished(conn, done, Outcome(status="completed", duration_seconds=transcript.duration,
                                             transcript=transcript))
     return done
