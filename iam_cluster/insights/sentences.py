@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from collections.abc import Iterator
@@ -11,6 +12,10 @@ from iam_cluster.pipeline.types import Segment, Transcript
 
 #: Segments of one speaker further apart than this (seconds) never share a sentence.
 MAX_GAP = 2.0
+#: A block handed to pysbd closes at the first segment ending a sentence past this many characters
+#: (pysbd's abbreviation pass grows faster than linearly with its input's length).
+BLOCK_CHARS = 600
+_ENDS = (".", "?", "!", "…", "。", "？", "！")
 #: pysbd's languages; others are split with the English rules (punctuation still ends sentences).
 PYSBD_LANGUAGES = frozenset(
     "am ar bg da de el en es fa fr hi hy it ja kk mr my nl pl ru sk ur zh".split()
@@ -29,15 +34,23 @@ def speaker_of(segment: Segment) -> str:
 
 
 def runs(transcript: Transcript, max_gap: float = MAX_GAP) -> Iterator[list[Segment]]:
-    """Consecutive text-bearing segments of one speaker, split where the speaker changes or at a pause."""
+    """Blocks of consecutive text-bearing segments of one speaker.
+
+    A block ends where the speaker changes, at a pause longer than ``max_gap``, and after a
+    segment that ends a sentence once the block holds ``BLOCK_CHARS`` characters.
+    """
     run: list[Segment] = []
+    size = 0
     for seg in transcript.segments:
-        if not seg.text.strip():
+        text = seg.text.strip()
+        if not text:
             continue
-        if run and (speaker_of(seg) != speaker_of(run[-1]) or seg.start - run[-1].end > max_gap):
+        if run and (speaker_of(seg) != speaker_of(run[-1]) or seg.start - run[-1].end > max_gap
+                    or (size >= BLOCK_CHARS and run[-1].text.rstrip().endswith(_ENDS))):
             yield run
-            run = []
+            run, size = [], 0
         run.append(seg)
+        size += len(text) + 1
     if run:
         yield run
 
@@ -91,11 +104,15 @@ def _spans(text: str, language: str) -> Iterator[tuple[int, int]]:
         yield at, cursor
 
 
-def _time_span(pieces: list[_Piece], a: int, b: int) -> tuple[float, float]:
-    inside = [p for p in pieces if p.b > a and p.a < b]
-    if not inside:
-        return pieces[0].start, pieces[-1].end
-    first, last = inside[0], inside[-1]
+def _time_span(pieces: list[_Piece], ends: list[int], a: int, b: int) -> tuple[float, float]:
+    """Start and end time of the characters ``[a, b)``; ``ends`` are the pieces' ends, ascending."""
+    i = bisect.bisect_right(ends, a)  # the first piece ending after a
+    j = i
+    while j < len(pieces) and pieces[j].a < b:
+        j += 1
+    if j == i:
+        return pieces[-1].start, pieces[-1].end
+    first, last = pieces[i], pieces[j - 1]
     start = first.start if first.exact or first.a >= a else first.time_at(a)
     end = last.end if last.exact or last.b <= b else last.time_at(b)
     return round(start, 3), round(max(start, end), 3)
@@ -120,9 +137,10 @@ def split_sentences(transcript: Transcript) -> list[Sentence]:
     out: list[Sentence] = []
     for run in runs(transcript):
         text, pieces = _layout(run)
+        ends = [p.b for p in pieces]
         speaker = speaker_of(run[0])
         for a, b in _spans(text, language):
-            start, end = _time_span(pieces, a, b)
+            start, end = _time_span(pieces, ends, a, b)
             out.append(Sentence(index=len(out), start=start, end=end, speaker=speaker,
                                 text=_SPACES.sub(" ", text[a:b]).strip()))
     return out
