@@ -71,7 +71,7 @@ def compute_insights(transcript: Transcript, options: InsightsOptions = Insights
         try:
             reply = llm.complete(sentences)
         except LLMError as exc:
-            log.warning("insights: %s; keeping the offline summary and action items", exc.message)
+            log.warning("insights: chat endpoint failed (%s; %s); offline results kept", exc.message, exc.detail)
             result.warnings.append(f"abstractive backend failed, offline results kept: {exc.message}")
         else:
             result.abstract = reply.summary.strip() or None

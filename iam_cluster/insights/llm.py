@@ -23,9 +23,16 @@ Use only what the transcript says. Write in the transcript's language."""
 
 
 class LLMError(IAMError):
-    """The chat endpoint gave no usable answer."""
+    """The chat endpoint gave no usable answer.
+
+    ``message`` is shown to users (no address, no server text); ``detail`` is for the log.
+    """
 
     code = "llm_unavailable"
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        self.detail = detail
+        super().__init__(message)
 
 
 class LLMAction(msgspec.Struct, frozen=True):
@@ -82,11 +89,11 @@ class ChatClient:
             response = httpx.post(self.url, json=body, headers=headers, timeout=self.timeout)
             response.raise_for_status()
         except httpx.TimeoutException:
-            raise LLMError(f"{self.url}: no answer within {self.timeout:g} s") from None
+            raise LLMError(f"no answer within {self.timeout:g} s", self.url) from None
         except httpx.HTTPStatusError as exc:
-            raise LLMError(f"{self.url}: HTTP {exc.response.status_code}: {exc.response.text[:200]}") from None
+            raise LLMError(f"HTTP {exc.response.status_code}", f"{self.url}: {exc.response.text[:300]}") from None
         except httpx.HTTPError as exc:
-            raise LLMError(f"{self.url}: {type(exc).__name__}: {exc}") from None
+            raise LLMError(f"cannot reach the endpoint ({type(exc).__name__})", f"{self.url}: {exc}") from None
         return parse_reply(response.content, self.url)
 
 
@@ -120,7 +127,7 @@ def parse_reply(raw: bytes, source: str) -> LLMReply:
         fenced = _FENCE.match(content)
         return msgspec.json.decode((fenced.group(1) if fenced else content).encode(), type=LLMReply)
     except (msgspec.DecodeError, msgspec.ValidationError, KeyError, IndexError, TypeError) as exc:
-        raise LLMError(f"{source}: unusable reply: {exc}") from None
+        raise LLMError("unusable reply (not the JSON asked for)", f"{source}: {exc}") from None
 
 
 def _words(text: str) -> set[str]:

@@ -46,6 +46,7 @@ def test_http_errors_fall_back_to_offline(fake_llm, status):
     assert ins.backend == "offline" and ins.abstract is None
     assert [a.text for a in ins.action_items] == OFFLINE_ITEMS
     assert any(f"HTTP {status}" in w for w in ins.warnings)
+    assert not any("127.0.0.1" in w or "overloaded" in w for w in ins.warnings)  # for the log, not users
 
 
 def test_timeout_falls_back_within_the_timeout(fake_llm):
@@ -73,7 +74,7 @@ def test_not_a_completion_falls_back(fake_llm):
 
 def test_unreachable_endpoint_falls_back():
     ins = compute_insights(PLANNING, llm=ChatClient("http://127.0.0.1:9/v1", "m", timeout=1))
-    assert ins.backend == "offline" and any("ConnectError" in w for w in ins.warnings)
+    assert ins.backend == "offline" and any("cannot reach the endpoint (ConnectError)" in w for w in ins.warnings)
 
 
 def test_abstractive_off_sends_nothing(fake_llm):
@@ -99,3 +100,20 @@ def test_parse_reply_errors():
         parse_reply(b'{"choices": []}', "x")
     with pytest.raises(LLMError):
         parse_reply(b'{"choices": [{"message": {"content": null}}]}', "x")
+
+
+def test_settings_from_the_environment():
+    from iam_cluster.errors import ConfigError
+    from iam_cluster.insights.service import client_from, options_from
+    from iam_cluster.settings import load_settings
+
+    s = load_settings({"IAM_INSIGHTS": "off", "IAM_INSIGHTS_SUMMARY_SENTENCES": "3",
+                       "IAM_LLM_BASE_URL": "http://vllm:8000/v1", "IAM_LLM_MODEL": "qwen",
+                       "IAM_LLM_API_KEY": "k", "IAM_LLM_TIMEOUT_SECONDS": "12.5"}).insights
+    assert (s.enabled, s.summary_sentences, s.llm_model, s.llm_timeout_seconds) == (False, 3, "qwen", 12.5)
+    assert options_from(s, keywords=4) == InsightsOptions(summary_sentences=3, keywords=4)
+    client = client_from(s)
+    assert (client.url, client.model, client.api_key) == ("http://vllm:8000/v1/chat/completions", "qwen", "k")
+    assert client_from(load_settings({}).insights) is None
+    with pytest.raises(ConfigError, match="IAM_LLM_MODEL"):
+        load_settings({"IAM_LLM_BASE_URL": "http://vllm:8000/v1"})
