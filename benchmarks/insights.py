@@ -66,22 +66,20 @@ def build_recording(paths: list[Path], repeat: int):
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from iam_cluster.pipeline.asr import WhisperASR
     from iam_cluster.pipeline.merge import merge
-    from iam_cluster.pipeline.run import Pipeline
-    from iam_cluster.pipeline.types import Diarization, TranscribeOptions
+    from iam_cluster.pipeline.types import SAMPLE_RATE, Audio, Diarization, TranscribeOptions
+    from iam_cluster.runner import make_runner
+    from iam_cluster.settings import ModelSettings, Settings
 
     audio, turns, duration = build_recording([Path(a) for a in args.audio], args.repeat)
-    diarizer = None
-    if args.diarize:
-        from iam_cluster.pipeline.diarize import make_diarizer
-
-        diarizer = make_diarizer("embedded")
-    pipe = Pipeline(WhisperASR(args.model, device="cpu", compute_type="int8", cpu_threads=args.threads),
-                    diarizer=diarizer)
+    # The worker's path: the runner its settings build (in process here), the job's options.
+    runner = make_runner(Settings(models=ModelSettings(name=args.model, device="cpu", compute_type="int8",
+                                                       cpu_threads=args.threads)))
     options = TranscribeOptions(diarize=args.diarize)
+    # Loads the model (and the diarizer) on 20 s of the recording: not timed, as in a running worker.
+    runner.run(Audio("warm-up", audio.samples[: 20 * SAMPLE_RATE]), options)
     t0 = time.perf_counter()
-    transcript = pipe.transcribe(audio, options)
+    transcript = runner.run(audio, options)
     transcribe_s = time.perf_counter() - t0
     if not args.diarize and turns:
         transcript = merge(transcript, Diarization(turns=turns))

@@ -15,12 +15,12 @@ from litestar.status_codes import HTTP_200_OK
 from psycopg import AsyncConnection
 
 from iam_cluster.api.errors import APIError
-from iam_cluster.api.meetings import _transcript
 from iam_cluster.db.pool import convert_row
 from iam_cluster.db.queries import fetch_one
 from iam_cluster.db.rows import Meeting, User
 from iam_cluster.insights import service, store
 from iam_cluster.insights.types import Insights
+from iam_cluster.pipeline.types import Transcript
 from iam_cluster.settings import Settings
 
 
@@ -50,7 +50,7 @@ def _out(row: store.StoredInsights) -> InsightsOut:
 
 
 async def _meeting(conn: AsyncConnection, meeting_id: uuid.UUID, user: User) -> Meeting:
-    row = await fetch_one(conn, "get_meeting", {"id": meeting_id, "user_id": user.id})
+    row = await fetch_one(conn, "meetings_api_get", {"id": meeting_id, "user_id": user.id})
     if row is None:
         raise APIError("not_found", "meeting not found")
     return convert_row(row, Meeting)
@@ -76,9 +76,9 @@ async def compute_insights(conn: NamedDependency[AsyncConnection], current_user:
     """Computes the insights again from the stored transcript (no re-transcription) and stores them."""
     data = data or InsightsRequest()
     meeting = await _meeting(conn, meeting_id, current_user)
-    if meeting.processing_status != "completed" or meeting.segments is None:
+    if meeting.processing_status != "completed" or meeting.transcript is None:
         raise APIError("conflict", f"no transcript yet: processing status is {meeting.processing_status!r}")
-    transcript = _transcript(meeting)
+    transcript = msgspec.convert(meeting.transcript, Transcript)
     options = service.options_from(settings.insights, summary_sentences=data.summary_sentences,
                                    keywords=data.keywords, timeline_seconds=data.timeline_seconds,
                                    abstractive=data.abstractive)

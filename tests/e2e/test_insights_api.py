@@ -16,12 +16,12 @@ from tests.e2e.test_meetings import BASE, DATA, create, upload
 RECORDING = DATA / "dev00.wav"
 
 
-def transcribed(client, headers, settings, pipeline) -> str:
+def transcribed(client, headers, settings, runner) -> str:
     """A meeting whose dev00.wav went through upload, a transcription job and the real worker."""
     mid = create(client, headers, title="Design review")["id"]
     assert upload(client, headers, mid, path=RECORDING).status_code == 200
     assert client.post(f"{BASE}/{mid}/transcribe", json={"language": "en"}, headers=headers).status_code == 202
-    worker = Worker(settings, pipeline=pipeline)
+    worker = Worker(settings, runner=runner)
     try:
         assert worker.run_once()
     finally:
@@ -29,9 +29,9 @@ def transcribed(client, headers, settings, pipeline) -> str:
     return mid
 
 
-def test_worker_insights_are_served_recomputed_and_exported(client, make_user, api_settings, pipeline):
+def test_worker_insights_are_served_recomputed_and_exported(client, make_user, api_settings, runner):
     _, _, _, headers = make_user()
-    mid = transcribed(client, headers, api_settings, pipeline)
+    mid = transcribed(client, headers, api_settings, runner)
 
     r = client.get(f"{BASE}/{mid}/insights", headers=headers)
     assert r.status_code == 200, r.text
@@ -74,10 +74,10 @@ def test_insights_are_scoped_and_wait_for_a_transcript(client, make_user, api_se
     assert r.status_code == 400
 
 
-def test_another_user_never_sees_stored_insights(client, make_user, api_settings, pipeline):
+def test_another_user_never_sees_stored_insights(client, make_user, api_settings, runner):
     _, _, _, owner = make_user()
     _, _, _, other = make_user()
-    mid = transcribed(client, owner, api_settings, pipeline)
+    mid = transcribed(client, owner, api_settings, runner)
     assert client.get(f"{BASE}/{mid}/insights", headers=owner).status_code == 200
     for method in ("GET", "POST"):
         r = client.request(method, f"{BASE}/{mid}/insights", headers=other)
@@ -86,14 +86,14 @@ def test_another_user_never_sees_stored_insights(client, make_user, api_settings
 
 
 @pytest.mark.parametrize("failing", [False, True])
-def test_recompute_with_the_chat_endpoint(api_settings, make_user, pipeline, fake_llm, failing):
+def test_recompute_with_the_chat_endpoint(api_settings, make_user, runner, fake_llm, failing):
     settings = msgspec.structs.replace(api_settings, insights=InsightsSettings(
         llm_base_url=fake_llm.url, llm_model="meeting-model", llm_api_key="sk-1", llm_timeout_seconds=2))
     if failing:
         fake_llm.fail_with(503)
     with TestClient(create_app(settings)) as client:
         _, _, _, headers = make_user()
-        mid = transcribed(client, headers, msgspec.structs.replace(settings, insights=InsightsSettings()), pipeline)
+        mid = transcribed(client, headers, msgspec.structs.replace(settings, insights=InsightsSettings()), runner)
         r = client.post(f"{BASE}/{mid}/insights", headers=headers)
         assert r.status_code == 200, r.text
         ins = r.json()["insights"]

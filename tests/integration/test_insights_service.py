@@ -9,17 +9,16 @@ import msgspec
 import pytest
 from psycopg.rows import dict_row
 
-from iam_cluster import queue
 from iam_cluster.cli import main
 from iam_cluster.insights import InsightsOptions, compute_insights
 from iam_cluster.insights.sentences import split_sentences
 from iam_cluster.insights.types import Insights
-from iam_cluster.pipeline.decode import decode_audio
 from iam_cluster.pipeline.merge import merge
 from iam_cluster.pipeline.types import Diarization, TranscribeOptions, Turn
+from iam_cluster.queue import Jobs
 from iam_cluster.settings import InsightsSettings
 from iam_cluster.worker.loop import Worker
-from tests.fixtures.worker import add_meeting
+from tests.fixtures.worker import add_meeting, enqueue
 
 RECORDINGS = ["dev00.wav", "dev01.wav", "sample.wav"]
 
@@ -33,12 +32,12 @@ def rttm_turns(path) -> list[Turn]:
 
 
 @pytest.fixture(scope="session")
-def real_transcripts(pipeline, data_dir):
+def real_transcripts(runner, data_dir):
     """The dev recordings transcribed by tiny.en, words given the reference speakers."""
     out = {}
     for name in RECORDINGS:
         path = data_dir / name
-        transcript = pipeline.transcribe(decode_audio(path), TranscribeOptions(language="en"))
+        transcript = runner.run(path, TranscribeOptions(language="en"))
         out[name] = merge(transcript, Diarization(turns=rttm_turns(path)))
     return out
 
@@ -84,23 +83,23 @@ def _row(conn, meeting_id) -> dict | None:
         return cur.execute("SELECT * FROM meeting_insights WHERE meeting_id = %s", [meeting_id]).fetchone()
 
 
-def _run_job(conn, settings, storage, pipeline, data_dir, name="dev00.wav"):
+def _run_job(conn, settings, storage, runner, data_dir, name="dev00.wav"):
     user_id, meeting_id = add_meeting(conn, storage, (data_dir / name).read_bytes())
-    job = queue.enqueue(conn, user_id, meeting_id, {"language": "en", "beam_size": 1})
+    job = enqueue(conn, user_id, meeting_id, {"language": "en", "beam_size": 1})
     steps = []
-    worker = Worker(settings, pipeline=pipeline, storage=storage)
+    worker = Worker(settings, runner=runner, storage=storage)
     hook = worker._progress_hook
     worker._progress_hook = lambda job, hb: (lambda s, d, t: (steps.append(s), hook(job, hb)(s, d, t)))
     try:
         assert worker.run_once()
     finally:
         worker.close()
-    assert queue.get_job(conn, job.id).status == "completed"
+    assert Jobs(conn).get(job.id).status == "completed"
     return meeting_id, steps
 
 
-def test_worker_stores_insights_with_the_transcript(conn, settings, storage, pipeline, data_dir):
-    meeting_id, steps = _run_job(conn, settings, storage, pipeline, data_dir)
+def test_worker_stores_insights_with_the_transcript(conn, settings, storage, runner, data_dir):
+    meeting_id, steps = _run_job(conn, settings, storage, runner, data_dir)
     assert "insights" in steps and steps.index("insights") > steps.index("asr")
     row = _row(conn, meeting_id)
     assert (row["status"], row["backend"], row["error"]) == ("completed", "offline", None)
@@ -110,9 +109,9 @@ def test_worker_stores_insights_with_the_transcript(conn, settings, storage, pip
     assert all(s.text in text for s in ins.summary)
 
 
-def test_an_insights_error_is_recorded_and_the_job_still_completes(conn, settings, storage, pipeline, data_dir):
+def test_an_insights_error_is_recorded_and_the_job_still_completes(conn, settings, storage, runner, data_dir):
     broken = msgspec.structs.replace(settings, insights=InsightsSettings(summary_sentences=0))  # out of range
-    meeting_id, _ = _run_job(conn, broken, storage, pipeline, data_dir)
+    meeting_id, _ = _run_job(conn, broken, storage, runner, data_dir)
     row = _row(conn, meeting_id)
     assert row["status"] == "failed" and row["insights"] is None and "summary_sentences" in row["error"]
     m = conn.execute("SELECT processing_status, transcription_text FROM meetings WHERE id = %s",
@@ -120,17 +119,17 @@ def test_an_insights_error_is_recorded_and_the_job_still_completes(conn, setting
     assert m[0] == "completed" and m[1]
 
 
-def test_disabled_insights_store_nothing(conn, settings, storage, pipeline, data_dir):
+def test_disabled_insights_store_nothing(conn, settings, storage, runner, data_dir):
     off = msgspec.structs.replace(settings, insights=InsightsSettings(enabled=False))
-    meeting_id, steps = _run_job(conn, off, storage, pipeline, data_dir)
+    meeting_id, steps = _run_job(conn, off, storage, runner, data_dir)
     assert _row(conn, meeting_id) is None and "insights" not in steps
 
 
-def test_worker_falls_back_when_the_chat_endpoint_times_out(conn, settings, storage, pipeline, data_dir,
+def test_worker_falls_back_when_the_chat_endpoint_times_out(conn, settings, storage, runner, data_dir,
                                                           fake_llm):
     fake_llm.delay(2.0)
     llm = InsightsSettings(llm_base_url=fake_llm.url, llm_model="m", llm_timeout_seconds=0.3)
-    meeting_id, _ = _run_job(conn, msgspec.structs.replace(settings, insights=llm), storage, pipeline, data_dir)
+    meeting_id, _ = _run_job(conn, msgspec.structs.replace(settings, insights=llm), storage, runner, data_dir)
     row = _row(conn, meeting_id)
     assert (row["status"], row["backend"]) == ("completed", "offline")
     assert any("no answer within 0.3 s" in w for w in row["insights"]["warnings"])

@@ -107,7 +107,7 @@ def test_settings_from_the_environment():
     from iam_cluster.insights.service import client_from, options_from
     from iam_cluster.settings import load_settings
 
-    s = load_settings({"IAM_INSIGHTS": "off", "IAM_INSIGHTS_SUMMARY_SENTENCES": "3",
+    s = load_settings({"IAM_INSIGHTS": "false", "IAM_INSIGHTS_SUMMARY_SENTENCES": "3",
                        "IAM_LLM_BASE_URL": "http://vllm:8000/v1", "IAM_LLM_MODEL": "qwen",
                        "IAM_LLM_API_KEY": "k", "IAM_LLM_TIMEOUT_SECONDS": "12.5"}).insights
     assert (s.enabled, s.summary_sentences, s.llm_model, s.llm_timeout_seconds) == (False, 3, "qwen", 12.5)
