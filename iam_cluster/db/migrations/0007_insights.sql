@@ -1,4 +1,4 @@
--- 0006_insights: one row of meeting insights per meeting (summary, action items, sentiment...).
+-- 0007_insights: one row of meeting insights per meeting (summary, action items, sentiment...).
 
 -- Written by the worker in the job's final transaction, or again on demand; a failed computation
 -- keeps its error here while the transcript itself completes.
