@@ -119,8 +119,11 @@ class DatabaseSettings(msgspec.Struct, frozen=True):
     url: str | None = None
     pool_min: Annotated[int, msgspec.Meta(ge=0)] = 1
     pool_max: Count = 10
-    #: Longest a request waits for a pooled connection: past it, 503 ``database_unavailable``.
-    pool_timeout_s: Positive = 0.8
+    #: Longest a request waits for a pooled connection while the database is busy: past it, 503
+    #: ``database_unavailable`` (load is shed, never queued without end).
+    pool_timeout_s: Positive = 5.0
+    #: The same while the pool holds no connection at all (the database is unreachable).
+    down_timeout_s: Positive = 0.5
     #: Longest a new connection may take to open.
     connect_timeout_s: Positive = 2.0
 
@@ -141,7 +144,7 @@ class RedisSettings(msgspec.Struct, frozen=True):
     #: Connections per API process (requests wait for one rather than fail).
     max_connections: Count = 256
     #: Longest any Redis call may take; past it, Redis counts as down for a few seconds.
-    timeout_s: Positive = 0.5
+    timeout_s: Positive = 2.0
 
 
 class StorageSettings(msgspec.Struct, frozen=True):
