@@ -297,6 +297,10 @@ async def get_transcript(
         raise APIError("conflict", f"no transcript yet: processing status is {meeting.processing_status!r}")
     transcript = with_speaker_names(msgspec.convert(meeting.transcript, Transcript), meeting.speaker_names)
     text = render(transcript, format)
+    if format == "json":  # the export carries the meeting's insights too
+        from iam_cluster.api.insights import attach_to_export
+
+        text = await attach_to_export(conn, meeting_id, current_user, text)
     media_type = "application/json" if format == "json" else "text/plain; charset=utf-8"
     return Response(text.encode("utf-8"), media_type=media_type)
 

@@ -125,6 +125,9 @@ def test_a_person_uploads_reads_exports_and_messages(site, browser, screenshot, 
         "#transcript .seg", "els => [...new Set(els.map(e => getComputedStyle(e).borderLeftColor))]")
     assert len(colours) == 2
     assert unlabelled(alice) == []
+    # The worker computed the meeting's insights after transcribing it: the panel shows them.
+    assert alice.get_by_role("heading", name="Insights").is_visible()
+    assert alice.locator("#insights").inner_text().strip()
     screenshot(alice, "05-transcript")
 
     # Click a segment (a later one), then a word: the audio element's position moves there.

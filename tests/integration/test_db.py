@@ -93,7 +93,10 @@ def test_concurrent_migrators(empty_database_url):
     for t in threads:
         t.join(120)
     assert not any(t.is_alive() for t in threads) and errors == []
-    assert sorted(results) == [[], [], [], migration_files()]
+    # Each migration is applied exactly once, in order; which migrator applies which one is a race
+    # (every migration takes the lock in its own transaction).
+    assert len(results) == 4 and sorted(label for r in results for label in r) == migration_files()
+    assert all(r == sorted(r) for r in results)
 
 
 def test_migrate_cli(empty_database_url, capsys):
@@ -159,8 +162,9 @@ def test_full_text_search(conn):
         found = cur.execute(QUERIES["meetings_api_search"], {"user_id": user.id, "q": "quarterly hiring",
                                                              "limit": 10, "offset": 0}).fetchall()
         assert [m.id for m in found] == [rows["Budget review"]]
-        assert found[0].transcription_text.startswith("We discussed")
-        assert str(found[0].transcription_cost) == "0.012500" and found[0].transcript["segments"][0]["text"] == "hi"
+        # A listing: no transcript is read (a page of long meetings would read megabytes of JSON).
+        assert found[0].transcription_text is None and found[0].transcript is None
+        assert str(found[0].transcription_cost) == "0.012500"
         found = cur.execute(QUERIES["meetings_api_search"],
                             {"user_id": user.id, "q": "BUDGET", "limit": 10, "offset": 0}).fetchall()
         assert [m.id for m in found] == [rows["Budget review"]]  # the other user's meeting stays hidden

@@ -1,4 +1,4 @@
--- 0007_web: the web app's cookie sessions, and speakers' display names per meeting.
+-- 0008_web: the web app's cookie sessions, and speakers' display names per meeting.
 
 -- A browser session: the cookie holds a random token, only its SHA-256 is stored.
 CREATE TABLE web_sessions (
