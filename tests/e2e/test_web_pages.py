@@ -143,6 +143,6 @@ def test_the_insights_panel_renders_what_the_insights_store_holds():
     html = engine.get_template("_insights.html").render(
         insights=insights, view={"names": {"SPEAKER_00": "Ada", "SPEAKER_01": "SPEAKER_01"}})
     assert "We agreed to ship on Friday." in html and 'data-t="65.2"' in html and "1:05" in html
-    assert "<strong>Ada:</strong>" in html and "(SPEAKER_01, by Friday)" in html and "60%" in html
+    assert "<strong>Ada:</strong>" in html and "(SPEAKER_01, by Friday)" in html and "60%" in html and "WPM" in html
     assert "&lt;script&gt;" in html and "<script>" not in html  # autoescaped
     assert "1 question asked" in html
