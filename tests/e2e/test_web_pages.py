@@ -146,3 +146,21 @@ def test_the_insights_panel_renders_what_the_insights_store_holds():
     assert "<strong>Ada:</strong>" in html and "(SPEAKER_01, by Friday)" in html and "60%" in html and "WPM" in html
     assert "&lt;script&gt;" in html and "<script>" not in html  # autoescaped
     assert "1 question asked" in html
+
+
+def test_the_live_socket_takes_the_session_cookie_from_our_own_pages_only(client):
+    from litestar.exceptions import WebSocketDisconnect
+
+    sign_up(client)
+    cookie = f"{SESSION_COOKIE}={client.cookies.get(SESSION_COOKIE)}"  # the test client's sockets carry no jar
+    with client.websocket_connect("/api/v2/messages/ws",
+                                  headers={"cookie": cookie, "origin": "https://testserver.local"}) as ws:
+        ws.send_text('{"type": "ping"}')
+        while (event := ws.receive_json())["type"] != "pong":
+            assert event["type"] == "presence"
+    for origin in ("https://evil.example", None):  # another site's page (or no Origin): no ambient login
+        headers = {"cookie": cookie, **({"origin": origin} if origin else {})}
+        with client.websocket_connect("/api/v2/messages/ws", headers=headers) as ws:
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_text()
+            assert closed.value.code == 4401
