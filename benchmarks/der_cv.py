@@ -160,6 +160,7 @@ def run_cv(args, files) -> str:
     from der import environment
 
     grid = settings(GRID)
+    files = [f for f in files if f[1] is not None]  # scored files need an RTTM
     sections = []
     for encoder in args.encoders:
         analysed = analyse_all(encoder, files, args.segmentation_step)

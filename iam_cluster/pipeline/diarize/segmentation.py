@@ -88,8 +88,10 @@ class Segmenter:
         hop = int(self.step * SAMPLE_RATE)
         last = max(0, len(samples) - size)
         starts = list(range(0, last + 1, hop))
-        if starts[-1] != last:
+        if last - starts[-1] > min(hop // 2, size - hop):
             starts.append(last)  # the tail gets a chunk of its own, aligned to the end
+        else:
+            starts[-1] = last  # a few samples past the grid: shift the last chunk, don't repeat it
         padded = np.pad(samples, (0, max(0, size - len(samples))))
         probs = []
         hook("segmentation", 0, len(starts))
