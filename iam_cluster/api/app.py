@@ -35,8 +35,14 @@ V2_ROUTERS: list = [
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
-    """Build the API for ``settings`` (the environment's by default)."""
+    """Build the API for ``settings`` (the environment's by default).
+
+    Raises:
+        ConfigError: ``JWT_SECRET_KEY`` is missing or too short, or ``DATABASE_URL`` is missing.
+    """
     settings = settings or get_settings()
+    settings.auth.require_secret()
+    settings.database.require_url()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
