@@ -97,8 +97,12 @@ class CamppEncoder:
 
 
 class ResemblyzerEncoder:
-    """resemblyzer's d-vectors: each clip at -30 dBFS RMS (the level it was trained on), 40-band
-    mel frames, 1.6-s partials every 0.8 s averaged (resemblyzer's ``embed_utterance``)."""
+    """resemblyzer's d-vectors of each clip's first 1.6 s (one partial; a shorter clip is looped).
+
+    Clips keep the recording's level (normalised once for the whole recording), not resemblyzer's
+    per-utterance -30 dBFS, and are not averaged over partials: both were measured and lost
+    (cross-validated DER 28.0 % against 19.1 %; far-field voices differ in level too).
+    """
 
     dim = 256
     _PARTIAL = 160  # frames of 10 ms
@@ -119,15 +123,17 @@ class ResemblyzerEncoder:
         self.model, self._mel_basis = _cached(("resemblyzer", device), build)
 
     def mels(self, clips: list[np.ndarray]) -> list[np.ndarray]:
-        """librosa's ``melspectrogram`` (power, Hann, centred, zero-padded) as resemblyzer calls it,
+        """resemblyzer's ``wav_to_mel_spectrogram`` (librosa power mel: Hann, centred, zero-padded),
         computed in torch for clips of equal length at once."""
         import torch
 
         out: list[np.ndarray] = [None] * len(clips)  # type: ignore[list-item]
         basis = torch.from_numpy(self._mel_basis)
         window = torch.hann_window(400)
-        for length, idx in _by_length(clips).items():
-            wav = torch.from_numpy(np.stack([_rms_to(clips[i], -30.0) for i in idx]))
+        # Past the first partial only half a window is needed (the last frame's right half).
+        clips = [clip[: self._PARTIAL * 160 + 200] for clip in clips]
+        for idx in _by_length(clips).values():
+            wav = torch.from_numpy(np.stack([clips[i] for i in idx]))
             spec = torch.stft(wav, 400, 160, window=window, center=True, pad_mode="constant", return_complex=True)
             mel = (basis @ spec.abs().pow(2)).transpose(1, 2).numpy()
             for k, i in enumerate(idx):
@@ -137,24 +143,14 @@ class ResemblyzerEncoder:
     def __call__(self, clips: list[np.ndarray], batch_size: int = 128) -> np.ndarray:
         import torch
 
-        partials, owner = [], []
-        for i, mel in enumerate(self.mels(clips)):
-            n = len(mel)
-            if n <= self._PARTIAL:
-                partials.append(np.resize(mel, (self._PARTIAL, mel.shape[1])))  # loop a short clip
-                owner.append(i)
-                continue
-            starts = list(range(0, n - self._PARTIAL + 1, self._PARTIAL // 2))
-            if starts[-1] != n - self._PARTIAL:
-                starts.append(n - self._PARTIAL)
-            partials += [mel[s : s + self._PARTIAL] for s in starts]
-            owner += [i] * len(starts)
-        out = np.zeros((len(clips), self.dim), np.float32)
+        partials = [np.resize(m, (self._PARTIAL, m.shape[1])) if len(m) < self._PARTIAL else m[: self._PARTIAL]
+                    for m in self.mels(clips)]
+        out = []
         with torch.inference_mode():
             for b in range(0, len(partials), batch_size):
                 batch = torch.from_numpy(np.stack(partials[b : b + batch_size])).to(self.model.device)
-                np.add.at(out, owner[b : b + batch_size], self.model(batch).cpu().numpy())
-        return _unit(out)
+                out.append(self.model(batch).cpu().numpy())
+        return _unit(np.concatenate(out)) if out else np.zeros((0, self.dim), np.float32)
 
 
 def _by_length(clips: list[np.ndarray]) -> dict[int, list[int]]:
@@ -162,11 +158,6 @@ def _by_length(clips: list[np.ndarray]) -> dict[int, list[int]]:
     for i, clip in enumerate(clips):
         groups.setdefault(len(clip), []).append(i)
     return groups
-
-
-def _rms_to(clip: np.ndarray, dbfs: float) -> np.ndarray:
-    rms = float(np.sqrt(np.mean(clip.astype(np.float64) ** 2)))
-    return clip if rms == 0 else (clip * (10 ** (dbfs / 20) / rms)).astype(np.float32)
 
 
 def make_encoder(name: str, device: str = "cpu"):
