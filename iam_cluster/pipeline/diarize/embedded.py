@@ -91,7 +91,7 @@ class EmbeddedDiarizer:
         piece_seconds: longest stretch of one local speaker embedded at once (a chunk's local
             speaker can hide a change of voice the segmentation missed).
         segmentation_step: seconds between the 10-s segmentation chunks.
-        device: torch device for the models.
+        device: torch device for the models (``auto``: CUDA when torch sees it).
     """
 
     def __init__(
@@ -106,10 +106,11 @@ class EmbeddedDiarizer:
         segmentation_step: float = 5.0,
         device: str = "cpu",
     ) -> None:
-        from iam_cluster.pipeline.diarize.models import make_encoder
+        from iam_cluster.pipeline.diarize.models import make_encoder, torch_device
 
         self.decision = Decision(speech_threshold, method, similarity, min_cluster_seconds, overlap)
         self.piece_seconds = piece_seconds
+        device = torch_device(device)
         self.encoder = make_encoder(encoder, device)
         self.segmenter = Segmenter(segmentation_step, device)
 

@@ -169,6 +169,15 @@ def make_encoder(name: str, device: str = "cpu"):
     raise ConfigError(f"unknown speaker encoder {name!r}; choose from {', '.join(ENCODERS)}")
 
 
+def torch_device(device: str) -> str:
+    """``device`` itself, or for ``auto`` CUDA when torch sees a GPU, else the CPU."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-9)
 
