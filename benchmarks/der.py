@@ -52,11 +52,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--audio", nargs="+", required=True, help="audio files and/or folders (recursive)")
     p.add_argument("--diarizer", default="embedded", choices=("embedded", "pyannote"))
     p.add_argument("--pipeline", help="pyannote pipeline folder or hub id (pyannote diarizer only)")
-    p.add_argument("--encoder", default="campp", help="speaker encoder of the embedded diarizer")
+    p.add_argument("--encoder", default="resemblyzer", help="speaker encoder of the embedded diarizer")
     p.add_argument("--cv", action="store_true",
                    help="cross-validate the embedded diarizer's settings (leave one file, and every "
                         "file sharing a speaker with it, out); no transcription")
-    p.add_argument("--encoders", nargs="+", default=["campp"], help="encoders compared by --cv")
+    p.add_argument("--encoders", nargs="+", default=["resemblyzer"], help="encoders compared by --cv")
     p.add_argument("--segmentation-step", type=float, default=5.0, help="seconds between 10-s chunks")
     p.add_argument("--model", default="tiny.en", help="Whisper model: tiny.en, base or a folder")
     p.add_argument("--device", default="auto", help="ASR device: auto, cpu or cuda")

