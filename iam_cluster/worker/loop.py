@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
 
 import psycopg
@@ -40,11 +41,13 @@ class Worker:
         runner: How transcriptions run; default ``make_runner(settings)``, built on first use.
         storage: Where the meetings' audio lives; default ``make_storage(settings.storage)``.
         worker_id: This worker's lease owner name; default host, pid and a random suffix.
+        deliver_webhooks: Run the webhook deliverer beside the job loop in ``run``.
     """
 
     def __init__(self, settings: Settings, runner: Runner | None = None, storage: Storage | None = None,
-                 worker_id: str | None = None) -> None:
+                 worker_id: str | None = None, deliver_webhooks: bool = True) -> None:
         self.settings = settings
+        self.deliver_webhooks = deliver_webhooks
         self.database_url = settings.database.require_url()
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._runner = runner
@@ -96,6 +99,7 @@ class Worker:
         stop_event = stop_event or threading.Event()
         listener: psycopg.Connection | None = None
         backoff = 0.0
+        deliverer = self._start_deliverer(stop_event) if self.deliver_webhooks else None
         try:
             while not stop_event.is_set():
                 try:
@@ -107,6 +111,7 @@ class Worker:
                         backoff = 0.0
                     if self.run_once():
                         continue
+                    JobEnd(self.conn, self.worker_id, self.events).reap_sync()
                     waited = 0.0
                     while waited < poll_seconds and not stop_event.is_set():
                         step = min(0.5, poll_seconds - waited)
@@ -129,7 +134,25 @@ class Worker:
         finally:
             if listener is not None:
                 listener.close()
+            if deliverer is not None:
+                deliverer.join(timeout=30)
             self.close()
+
+    def _start_deliverer(self, stop: threading.Event) -> threading.Thread:
+        """The webhook deliverer, beside the job loop (deliveries never wait for a transcription)."""
+        from iam_cluster.webhooks.deliver import Deliverer
+
+        deliverer = Deliverer(self.database_url, self.settings.webhooks)
+
+        def run() -> None:
+            try:
+                deliverer.run(stop)
+            finally:
+                deliverer.close()
+
+        thread = threading.Thread(target=run, name="iam-webhooks", daemon=True)
+        thread.start()
+        return thread
 
     def process(self, job: Job) -> None:
         """Runs a claimed job and records how it ended (completed, failed, cancelled, or retried later)."""
@@ -140,6 +163,8 @@ class Worker:
             return
         if not end.mark_processing(job):
             return
+        log.info("job %s: started (attempt %d of %d)", job.id, job.attempts, job.max_attempts)
+        started = time.monotonic()
         try:
             with Heartbeat(self.connect, job.id, self.worker_id, w.lease_seconds, w.heartbeat_seconds) as hb:
                 transcript = self.transcribe(job, self._progress_hook(job, hb))
@@ -147,6 +172,7 @@ class Worker:
             log.warning("job %s: lease lost while running; another worker has it", job.id)
             return
         except (MediaError, OptionsError, JobCancelled) as exc:  # never worth retrying; never billed
+            log.info("job %s: %s (%s)", job.id, "cancelled" if exc.code == "cancelled" else "failed", exc.code)
             end.fail(job, exc.code, exc.message)
             return
         except Exception as exc:
@@ -155,6 +181,10 @@ class Worker:
             return
         if end.complete(job, transcript) is None:
             log.warning("job %s: finished after losing its lease; results discarded", job.id)
+            return
+        took = time.monotonic() - started
+        log.info("job %s: completed, %.1f s of audio in %.1f s (%.1fx real time), %d segments", job.id,
+                 transcript.duration, took, transcript.duration / took if took else 0.0, len(transcript.segments))
 
     def _progress_hook(self, job: Job, hb: Heartbeat) -> ProgressHook:
         """The heartbeat's hook, also publishing throttled ``job_progress`` events to the job's owner."""
@@ -192,7 +222,10 @@ def run_worker(once: bool = False) -> int:
     Returns:
         The process exit status.
     """
+    if not logging.getLogger().handlers or logging.getLogger().level > logging.INFO:
+        logging.getLogger("iam_cluster").setLevel(logging.INFO)  # say what it does, job by job
     worker = Worker(get_settings())
+    log.info("worker %s: waiting for jobs", worker.worker_id)
     if once:
         try:
             while worker.run_once():
@@ -203,6 +236,5 @@ def run_worker(once: bool = False) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    log.info("worker %s started", worker.worker_id)
     worker.run(stop)
     return 0
