@@ -50,7 +50,7 @@ def _out(row: store.StoredInsights) -> InsightsOut:
 
 
 async def _meeting(conn: AsyncConnection, meeting_id: uuid.UUID, user: User) -> Meeting:
-    row = await fetch_one(conn, "meetings_api_get", {"id": meeting_id, "user_id": user.id})
+    row = await fetch_one(conn, "meetings_api_whole", {"id": meeting_id, "user_id": user.id})
     if row is None:
         raise APIError("not_found", "meeting not found")
     return convert_row(row, Meeting)

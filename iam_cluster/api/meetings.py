@@ -289,7 +289,7 @@ async def get_transcript(
     """The finished transcript as JSON, plain text, SRT, WebVTT or RTTM."""
     from iam_cluster.pipeline.export import render
 
-    row = await fetch_one(conn, "meetings_api_get", {"id": meeting_id, "user_id": current_user.id})
+    row = await fetch_one(conn, "meetings_api_whole", {"id": meeting_id, "user_id": current_user.id})
     if row is None:
         raise _not_found()
     meeting = convert_row(row, Meeting)

@@ -306,3 +306,11 @@ CREATE TABLE web_sessions (
 );
 CREATE INDEX web_sessions_user_id_idx ON web_sessions (user_id);
 ALTER TABLE meetings ADD COLUMN speaker_names jsonb NOT NULL DEFAULT '{}'::jsonb;
+
+-- 0009_meeting_cards
+CREATE VIEW meeting_cards AS
+SELECT id, user_id, title, description, meeting_date, duration_seconds, audio_file_url, audio_file_size,
+       audio_format, original_filename, processing_status, processing_started_at, processing_completed_at,
+       processing_error, model_used, provider_used, language_detected, transcription_confidence,
+       transcription_cost, speaker_names, created_at, updated_at
+FROM meetings;

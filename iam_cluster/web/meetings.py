@@ -61,6 +61,8 @@ async def meeting_page(request: Request, conn: NamedDependency[AsyncConnection],
     row = await fetch_one(conn, "meetings_api_get", {"id": meeting_id, "user_id": viewer.id})
     if row is None:
         raise APIError("not_found", "meeting not found")
+    whole = await fetch_one(conn, "meetings_api_whole", {"id": meeting_id, "user_id": viewer.id})
+    row = {**row, "transcript": whole["transcript"] if whole else None}
     insights = await _insights(conn, meeting_id, viewer)
     return page("meeting.html", request, meeting=row, view=transcript_view(row["transcript"], row["speaker_names"]),
                 exports=EXPORTS, insights=insights, title_slug=_slug(row["title"]))

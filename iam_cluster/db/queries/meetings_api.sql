@@ -6,38 +6,32 @@ VALUES (%(user_id)s, %(title)s, %(description)s, %(meeting_date)s)
 RETURNING *
 
 -- name: meetings_api_list
--- Newest first; ``total`` counts every match, not only this page. Not the transcripts: a page of
+-- Newest first; ``total`` counts every match, not only this page. Cards, not transcripts: a page of
 -- one-hour meetings would read megabytes of JSON to show titles.
-SELECT m.id, m.user_id, m.title, m.description, m.meeting_date, m.duration_seconds, m.audio_file_url,
-       m.audio_file_size, m.audio_format, m.original_filename, m.processing_status, m.processing_started_at,
-       m.processing_completed_at, m.processing_error, m.model_used, m.provider_used, m.language_detected,
-       m.transcription_confidence, m.transcription_cost, m.created_at, m.updated_at,
-       count(*) OVER () AS total
-FROM meetings AS m
+SELECT m.*, count(*) OVER () AS total
+FROM meeting_cards AS m
 WHERE m.user_id = %(user_id)s
 ORDER BY m.created_at DESC, m.id DESC
 LIMIT %(limit)s OFFSET %(offset)s
 
 -- name: meetings_api_search
 -- Full-text search on the generated ``search`` column (GIN), best matches first.
-SELECT m.id, m.user_id, m.title, m.description, m.meeting_date, m.duration_seconds, m.audio_file_url,
-       m.audio_file_size, m.audio_format, m.original_filename, m.processing_status, m.processing_started_at,
-       m.processing_completed_at, m.processing_error, m.model_used, m.provider_used, m.language_detected,
-       m.transcription_confidence, m.transcription_cost, m.created_at, m.updated_at,
-       ts_rank(m.search, q) AS rank, count(*) OVER () AS total
-FROM meetings AS m, plainto_tsquery('simple', %(q)s) AS q
-WHERE m.user_id = %(user_id)s AND m.search @@ q
+SELECT m.*, ts_rank(f.search, q) AS rank, count(*) OVER () AS total
+FROM meeting_cards AS m JOIN meetings AS f USING (id), plainto_tsquery('simple', %(q)s) AS q
+WHERE m.user_id = %(user_id)s AND f.search @@ q
 ORDER BY rank DESC, m.created_at DESC, m.id DESC
 LIMIT %(limit)s OFFSET %(offset)s
 
 -- name: meetings_api_get
--- The polling query: the meeting and its latest job in one round trip.
-SELECT m.*,
+-- The polling query: the meeting (its card and plain text, not the stored transcript) and its latest
+-- job in one round trip.
+SELECT m.*, f.transcription_text,
        j.id AS job_id, j.status AS job_status, j.progress AS job_progress,
        j.error_code AS job_error_code, j.error_message AS job_error_message,
        j.attempts AS job_attempts, j.created_at AS job_created_at,
        j.started_at AS job_started_at, j.finished_at AS job_finished_at
-FROM meetings AS m
+FROM meeting_cards AS m
+JOIN meetings AS f USING (id)
 LEFT JOIN LATERAL (
     SELECT * FROM jobs
     WHERE jobs.meeting_id = m.id
@@ -45,6 +39,10 @@ LEFT JOIN LATERAL (
     LIMIT 1
 ) AS j ON true
 WHERE m.id = %(id)s AND m.user_id = %(user_id)s
+
+-- name: meetings_api_whole
+-- The whole meeting, stored transcript included (the transcript, its export and insights).
+SELECT * FROM meetings WHERE id = %(id)s AND user_id = %(user_id)s
 
 -- name: meetings_api_lock
 -- The meeting, locked until the request's transaction ends (upload and transcribe serialise on it),
