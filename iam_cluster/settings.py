@@ -124,6 +124,31 @@ class BillingSettings(msgspec.Struct, frozen=True):
     cancel_url: str = "http://127.0.0.1:8080/billing/cancel"
 
 
+class ObservabilitySettings(msgspec.Struct, frozen=True):
+    """Logs, metrics and error reporting for the API, the worker and the Serve replicas."""
+
+    #: ``json`` (one object per line: production), ``console`` (readable: development), or ``auto``:
+    #: console on a terminal, JSON otherwise.
+    log_format: str = "auto"
+    log_level: str = "INFO"
+    #: One structured line per HTTP request (method, route, status, duration; never the query string).
+    access_log: bool = True
+    #: Prometheus metrics: the API's ``/metrics`` route and the worker's metrics server.
+    metrics_enabled: bool = True
+    #: Port of the worker's ``/metrics`` and ``/healthz`` server; 0 turns it off.
+    metrics_port: int = 9400
+    sentry_dsn: str | None = None
+    #: ``development``, ``staging``, ``production``...: Sentry's environment, and the log default.
+    environment: str = "development"
+    #: Sentry release; default ``iam-cluster@<package version>``.
+    release: str | None = None
+    sentry_traces_sample_rate: float = 0.0
+
+
+#: Accepted ``LOG_FORMAT`` values.
+LOG_FORMATS = ("auto", "json", "console")
+
+
 class Settings(msgspec.Struct, frozen=True):
     models: ModelSettings = ModelSettings()
     audio: AudioSettings = AudioSettings()
@@ -135,6 +160,7 @@ class Settings(msgspec.Struct, frozen=True):
     api: ApiSettings = ApiSettings()
     worker: WorkerSettings = WorkerSettings()
     billing: BillingSettings = BillingSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
 
 
 def _get(env: Mapping[str, str], name: str, kind: type, default):
@@ -164,7 +190,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     a = AudioSettings()
     d = DiarizationSettings()
     db, r, st, au = DatabaseSettings(), RedisSettings(), StorageSettings(), AuthSettings()
-    ap, wk, bi = ApiSettings(), WorkerSettings(), BillingSettings()
+    ap, wk, bi, ob = ApiSettings(), WorkerSettings(), BillingSettings(), ObservabilitySettings()
+    log_format = _get(env, "LOG_FORMAT", str, ob.log_format).lower()
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT={log_format!r} is not one of {', '.join(LOG_FORMATS)}")
     origins = _get(env, "CORS_ORIGINS", str, "")
     return Settings(
         models=ModelSettings(
@@ -232,6 +261,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             meter_event_name=_get(env, "STRIPE_METER_EVENT_NAME", str, bi.meter_event_name),
             success_url=_get(env, "STRIPE_SUCCESS_URL", str, bi.success_url),
             cancel_url=_get(env, "STRIPE_CANCEL_URL", str, bi.cancel_url),
+        ),
+        observability=ObservabilitySettings(
+            log_format=log_format,
+            log_level=_get(env, "LOG_LEVEL", str, ob.log_level).upper(),
+            access_log=_get(env, "ACCESS_LOG", bool, ob.access_log),
+            metrics_enabled=_get(env, "METRICS_ENABLED", bool, ob.metrics_enabled),
+            metrics_port=_get(env, "METRICS_PORT", int, ob.metrics_port),
+            sentry_dsn=_get(env, "SENTRY_DSN", str, None),
+            environment=_get(env, "IAM_ENVIRONMENT", str, None) or _get(env, "SENTRY_ENVIRONMENT", str, ob.environment),
+            release=_get(env, "IAM_RELEASE", str, None) or _get(env, "SENTRY_RELEASE", str, None),
+            sentry_traces_sample_rate=_get(env, "SENTRY_TRACES_SAMPLE_RATE", float, ob.sentry_traces_sample_rate),
         ),
     )
 

@@ -17,6 +17,7 @@ from iam_cluster.api.errors import EXCEPTION_HANDLERS
 from iam_cluster.api.health import health, ready
 from iam_cluster.api.ratelimit import RateLimitMiddleware
 from iam_cluster.api.security import provide_current_user
+from iam_cluster.observability.asgi import api_observability
 from iam_cluster.settings import Settings, get_settings
 
 #: One router per resource module.
@@ -57,10 +58,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await pool.close()
             await redis.aclose()
 
+    observability = api_observability(settings.observability)  # request ids, access lines, /metrics
     return Litestar(
-        route_handlers=[health, ready, Router("/api/v1", route_handlers=V1_ROUTERS), Router("/api/v2", route_handlers=V2_ROUTERS)],
+        route_handlers=[health, ready, *observability.route_handlers,
+                        Router("/api/v1", route_handlers=V1_ROUTERS), Router("/api/v2", route_handlers=V2_ROUTERS)],
         lifespan=[lifespan],
-        middleware=[RateLimitMiddleware()],
+        middleware=[*observability.middleware, RateLimitMiddleware()],
         dependencies={
             "conn": Provide(provide_conn),
             "settings": Provide(provide_settings, sync_to_thread=False),
@@ -76,7 +79,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
 
 def serve_api(host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Run the API with uvicorn (``iam-cluster api``)."""
+    """Run the API with uvicorn (``iam-cluster api``): structured logs, Sentry when configured."""
     import uvicorn
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    from iam_cluster.api.errors import is_client_error
+    from iam_cluster.observability.asgi import setup_api_process
+
+    settings = get_settings()
+    setup_api_process(settings.observability, is_expected=is_client_error)
+    # log_config=None: uvicorn's loggers go through ours; the access line is our middleware's.
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False,
+                log_level=settings.observability.log_level.lower())

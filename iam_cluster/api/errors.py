@@ -68,6 +68,13 @@ def unhandled_error_handler(request: Request, exc: Exception) -> Response:
     return Response(body("internal", "internal error", 500), status_code=500)
 
 
+def is_client_error(exc: BaseException) -> bool:
+    """Whether ``exc`` answers a 4xx: the caller's mistake, not worth an error report."""
+    if isinstance(exc, IAMError):
+        return STATUS.get(exc.code, 500) < 500
+    return isinstance(exc, HTTPException) and exc.status_code < 500
+
+
 EXCEPTION_HANDLERS = {
     IAMError: iam_error_handler,
     HTTPException: http_error_handler,

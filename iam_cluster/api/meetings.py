@@ -25,6 +25,8 @@ from iam_cluster.db.pool import convert_row
 from iam_cluster.db.queries import fetch_all, fetch_one
 from iam_cluster.db.rows import Meeting, User
 from iam_cluster.errors import MediaError
+from iam_cluster.observability import context
+from iam_cluster.observability.jobs import job_queued
 from iam_cluster.settings import Settings
 from iam_cluster.storage import Storage
 
@@ -371,11 +373,12 @@ async def transcribe(
     row = await fetch_one(conn, "meetings_api_enqueue", {
         "user_id": current_user.id, "meeting_id": meeting_id, "options": Jsonb(job_options(data)),
         "key": idempotency_key, "request_hash": digest if idempotency_key is not None else None,
-        "max_attempts": settings.worker.max_attempts})
+        "max_attempts": settings.worker.max_attempts, "request_id": context.get("request_id")})
     if row is None:  # a concurrent request with the same key committed first
         existing = await fetch_one(conn, "meetings_api_job_by_key", {"user_id": current_user.id, "key": idempotency_key})
         return _replay(existing, meeting_id, digest)
     await quotas.reserve(conn, current_user.id, row["id"], minutes)
+    job_queued(row["id"], meeting_id, row["options"])
     return _job_response(row, replayed=False)
 
 

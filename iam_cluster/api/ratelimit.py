@@ -13,6 +13,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from iam_cluster.api.errors import APIError
 from iam_cluster.api.security import decode_access_token
+from iam_cluster.observability.asgi import RATE_LIMIT_REJECTIONS
 from iam_cluster.settings import Settings
 
 log = logging.getLogger("iam_cluster.api.ratelimit")
@@ -56,8 +57,14 @@ def limits_for(scope: Scope, settings: Settings) -> list[tuple[str, int]]:
     return limits
 
 
-async def hit(redis, prefix: str, limits: list[tuple[str, int]], now: float | None = None) -> int | None:
-    """Count one request against every counter; seconds to wait when one is over its limit, else None."""
+async def hit(redis, prefix: str, limits: list[tuple[str, int]], now: float | None = None
+              ) -> tuple[int, str] | None:
+    """Count one request against every counter.
+
+    Returns:
+        ``(seconds to wait, kind of the limit passed: ip, auth or user)`` when a counter is over
+        its limit, else None.
+    """
     now = time.time() if now is None else now
     window = int(now // WINDOW_S)
     keys = [f"{prefix}rl:{name}:{window}" for name, _ in limits]
@@ -66,8 +73,9 @@ async def hit(redis, prefix: str, limits: list[tuple[str, int]], now: float | No
         pipe.incr(key)
         pipe.expire(key, WINDOW_S + 1)
     counts = (await pipe.execute())[::2]
-    if any(count > limit for count, (_, limit) in zip(counts, limits)):
-        return max(1, int((window + 1) * WINDOW_S - now + 0.999))
+    for count, (name, limit) in zip(counts, limits):
+        if count > limit:
+            return max(1, int((window + 1) * WINDOW_S - now + 0.999)), name.partition(":")[0]
     return None
 
 
@@ -88,15 +96,17 @@ class RateLimitMiddleware(ASGIMiddleware):
         settings: Settings = state.settings
         try:
             async with asyncio.timeout(REDIS_TIMEOUT_S):
-                retry_after = await hit(state.redis, settings.redis.key_prefix, limits_for(scope, settings))
+                refused = await hit(state.redis, settings.redis.key_prefix, limits_for(scope, settings))
         except Exception as exc:  # noqa: BLE001 - counters are rebuildable; availability comes first
-            retry_after = None
+            refused = None
             if time.monotonic() - self._last_warning > 30:
                 self._last_warning = time.monotonic()
                 log.warning("rate limiting skipped: Redis unavailable (%s)", exc)
-        if retry_after is None:
+        if refused is None:
             await next_app(scope, receive, send)
             return
+        retry_after, limit = refused
+        RATE_LIMIT_REJECTIONS.labels(limit=limit).inc()
         payload = {"error": {"code": "rate_limited", "message": "too many requests; retry later", "status": 429,
                              "retry_after": retry_after}}
         content = json.dumps(payload).encode()

@@ -16,6 +16,7 @@ from iam_cluster.api.errors import APIError
 from iam_cluster.db.pool import struct_row
 from iam_cluster.db.queries import QUERIES
 from iam_cluster.db.rows import User
+from iam_cluster.observability import context
 from iam_cluster.settings import AuthSettings, Settings
 
 _HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters
@@ -77,4 +78,5 @@ async def provide_current_user(request: Request, conn: NamedDependency[AsyncConn
     if user is None or not user.is_active:
         raise APIError("unauthorized", "user not found or inactive", {"WWW-Authenticate": "Bearer"})
     request.state.user_id = user.id  # the per-user rate limit reads it
+    context.update(user_id=str(user.id))  # on every log line of this request
     return user

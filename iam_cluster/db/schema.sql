@@ -204,3 +204,8 @@ CREATE TABLE stripe_events (
     received_at  timestamptz NOT NULL DEFAULT now(),
     processed_at timestamptz
 );
+
+-- 0005_observability (appended: ALTER TABLE keeps the column order the migrations give).
+ALTER TABLE jobs ADD COLUMN request_id text;
+-- Metrics scrapes: the age of the oldest queued job without reading the queue.
+CREATE INDEX jobs_queued_created_at_idx ON jobs (created_at) WHERE status = 'queued';

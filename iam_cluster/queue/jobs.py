@@ -14,6 +14,7 @@ from psycopg.types.json import Jsonb
 from iam_cluster.db.errors import Conflict, translate_errors
 from iam_cluster.db.pool import struct_row
 from iam_cluster.db.queries import QUERIES
+from iam_cluster.observability import context
 
 #: The channel ``enqueue`` notifies and workers LISTEN on; the payload is the job id.
 CHANNEL = "iam_jobs"
@@ -45,6 +46,8 @@ class Job(msgspec.Struct, kw_only=True):
     error_code: str | None = None
     error_message: str | None = None
     progress: float = 0.0
+    #: Id of the API request that queued the job (its log lines and the worker's share it).
+    request_id: str | None = None
     created_at: dt.datetime
     updated_at: dt.datetime
     started_at: dt.datetime | None = None
@@ -79,6 +82,9 @@ def enqueue(
         request_hash: A digest of the request body, to detect a key reused with another body.
         max_attempts: Attempts before the job fails for good; default the worker settings'.
 
+    The request id bound in the log context (``observability.context``) is stored with the job, so
+    the worker's lines about it carry the id of the request that queued it.
+
     Raises:
         Conflict: the key was used before with a different request body.
         InvalidReference: the user or meeting does not exist.
@@ -88,7 +94,8 @@ def enqueue(
 
         max_attempts = get_settings().worker.max_attempts
     params = dict(user_id=user_id, meeting_id=meeting_id, options=Jsonb(options),
-                  idempotency_key=idempotency_key, request_hash=request_hash, max_attempts=max_attempts)
+                  idempotency_key=idempotency_key, request_hash=request_hash, max_attempts=max_attempts,
+                  request_id=context.get("request_id"))
     with conn.transaction():
         job = _one(conn, "insert_job", params)
         if job is None:  # the idempotency key exists already: a replay or a conflict

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 
 import msgspec
 from ray import serve
 
-from iam_cluster.pipeline.types import TranscribeOptions
+from iam_cluster.pipeline.types import SAMPLE_RATE, TranscribeOptions
 
 
 class WindowJob(msgspec.Struct, frozen=True):
@@ -18,6 +19,8 @@ class WindowJob(msgspec.Struct, frozen=True):
     language: str
     options: TranscribeOptions
     align: bool
+    #: ``time.time()`` when the window was sent (its wait until decoding is a metric).
+    submitted_at: float = 0.0
 
 
 @serve.deployment(max_ongoing_requests=64)
@@ -29,14 +32,19 @@ class ASR:
     """
 
     def __init__(self, model: str, device: str, compute_type: str, cpu_threads: int) -> None:
+        from iam_cluster.observability import setup_from_env
+        from iam_cluster.observability.serve_metrics import AsrMetrics
         from iam_cluster.pipeline.asr import WhisperASR
 
+        setup_from_env("serve")
+        self.metrics = AsrMetrics()
         self.asr = WhisperASR(model, device, compute_type, cpu_threads)
         self.beam_size: int | None = None
         self.batch_sizes: list[int] = []
 
     def reconfigure(self, config: dict) -> None:
         self.decode_window.set_max_batch_size(int(config.get("max_batch_size", 8)))
+        self.metrics.max_batch_size.set(int(config.get("max_batch_size", 8)))
         self.decode_window.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.05)))
         self.beam_size = config.get("beam_size")
 
@@ -57,6 +65,7 @@ class ASR:
         a group that fails yields its exception for each of its windows only.
         """
         self.batch_sizes.append(len(jobs))
+        started, t0 = time.time(), time.perf_counter()
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, job in enumerate(jobs):
             options = job.options
@@ -73,6 +82,8 @@ class ASR:
                 texts = [exc] * len(idx)
             for i, text in zip(idx, texts):
                 results[i] = text
+        self.metrics.batch(len(jobs), [started - j.submitted_at for j in jobs if j.submitted_at],
+                           sum(len(j.audio) for j in jobs) / SAMPLE_RATE, time.perf_counter() - t0)
         return results
 
 
@@ -108,7 +119,7 @@ class RemoteASR:
 
     def decode(self, audios, language: str, options: TranscribeOptions, align: bool = True):
         responses = [
-            self.handle.decode_window.remote(WindowJob(a, language, options, align)) for a in audios
+            self.handle.decode_window.remote(WindowJob(a, language, options, align, time.time())) for a in audios
         ]
         out = [r.result() for r in responses]
         for item in out:

@@ -11,6 +11,7 @@ from pathlib import Path
 import msgspec
 
 from iam_cluster.errors import IAMError, MediaError
+from iam_cluster.observability import context
 from iam_cluster.pipeline.types import TranscribeOptions, Transcript
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8000"
@@ -31,7 +32,7 @@ def transcribe_remote(path: str | Path, options: TranscribeOptions | None = None
     })
     request = urllib.request.Request(
         f"{address.rstrip('/')}/transcribe?{query}", data=path.read_bytes(), method="POST",
-        headers={"Content-Type": "application/octet-stream"},
+        headers={"Content-Type": "application/octet-stream", **context.headers()},  # the job's ids
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
+import time
 from pathlib import Path
 
 import msgspec
@@ -14,13 +14,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from iam_cluster.errors import IAMError, MediaError
+from iam_cluster.observability import context
+from iam_cluster.observability.logging import get_logger
 from iam_cluster.pipeline.merge import join_shards, merge
 from iam_cluster.pipeline.run import Pipeline
 from iam_cluster.pipeline.shard import Shard, join_transcripts
 from iam_cluster.pipeline.types import TranscribeOptions, Transcript
 from iam_cluster.serve.asr import RemoteASR
 
-log = logging.getLogger("iam_cluster.serve")
+log = get_logger("iam_cluster.serve")
 
 
 class JobError(msgspec.Struct):
@@ -35,6 +37,11 @@ class Ingress:
 
     def __init__(self, preprocess, asr, diarize, shard_seconds: float, max_upload_bytes: int,
                  media_root: str | None) -> None:
+        from iam_cluster.observability import setup_from_env
+        from iam_cluster.observability.serve_metrics import IngressMetrics
+
+        setup_from_env("serve")
+        self.metrics = IngressMetrics()
         self.preprocess, self.diarize_handle = preprocess, diarize
         self.pipeline = Pipeline(RemoteASR(asr), vad=_NoVad())
         self.shard_seconds = shard_seconds
@@ -50,7 +57,9 @@ class Ingress:
         opts = msgspec.convert(options or {}, TranscribeOptions)
         if isinstance(audio, str):
             audio = self._local_path(audio)
+        started = time.perf_counter()
         shards: list[Shard] = await self.preprocess.remote(audio, name, opts, self.shard_seconds)
+        self.metrics.shards.observe(len(shards))
         plain = msgspec.structs.replace(opts, diarize=False)
         asr_parts = [asyncio.to_thread(self.pipeline.transcribe_regions, [s.audio], [s.regions], plain) for s in shards]
         diar_parts = [
@@ -63,9 +72,20 @@ class Ingress:
         if opts.diarize:
             diarizations = await asyncio.gather(*diar_parts)
             transcript = merge(transcript, join_shards([(s.offset, d) for s, d in zip(shards, diarizations)]))
+        wall = time.perf_counter() - started
+        log.info("transcribed", shards=len(shards), audio_s=round(duration, 3), wall_s=round(wall, 3),
+                 x_real_time=round(duration / wall, 2) if wall > 0 else None)
         return msgspec.to_builtins(transcript)
 
     async def __call__(self, request: Request) -> Response:
+        # The caller's ids (the worker sends its job's) go on every line about this request.
+        with context.scope(**context.from_headers(request.headers)):
+            response = await self._handle(request)
+        outcome = "ok" if response.status_code < 400 else "client_error" if response.status_code < 500 else "error"
+        self.metrics.requests.inc(tags={"outcome": outcome})
+        return response
+
+    async def _handle(self, request: Request) -> Response:
         if request.method != "POST" or request.url.path.rstrip("/").split("/")[-1] != "transcribe":
             return _error(404, "not_found", "POST audio to /transcribe")
         try:

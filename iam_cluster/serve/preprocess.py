@@ -6,6 +6,7 @@ import asyncio
 
 from ray import serve
 
+from iam_cluster.observability import setup_from_env
 from iam_cluster.pipeline.decode import decode_audio
 from iam_cluster.pipeline.run import window_limit
 from iam_cluster.pipeline.shard import Shard, shard
@@ -18,6 +19,7 @@ class Preprocess:
     """decode → VAD → shards; a bad file raises ``MediaError`` for its own request only."""
 
     def __init__(self, max_duration_s: float) -> None:
+        setup_from_env("serve")
         self.vad = SileroVad(workers=1)  # replicas, not threads, give parallelism here
         self.max_duration_s = max_duration_s
 

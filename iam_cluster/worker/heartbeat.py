@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -10,6 +11,7 @@ from collections.abc import Callable
 
 import psycopg
 
+from iam_cluster.observability.worker import lease_renewed
 from iam_cluster.queue import jobs
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,9 @@ class Heartbeat:
 
     def __enter__(self) -> Heartbeat:
         self._conn = self._connect()
-        self._thread = threading.Thread(target=self._run, name=f"iam-heartbeat-{self.job_id}", daemon=True)
+        # In the job's log context, so the beats' warnings carry its ids.
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,),
+                                        name=f"iam-heartbeat-{self.job_id}", daemon=True)
         self._thread.start()
         return self
 
@@ -91,6 +95,8 @@ class Heartbeat:
         if not ok:
             log.warning("job %s: lease lost by %s", self.job_id, self.worker_id)
             self.lost.set()
+        else:
+            lease_renewed()
         return ok
 
     def hook(self, step: str, completed: int, total: int) -> None:

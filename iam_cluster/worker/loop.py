@@ -13,8 +13,11 @@ import msgspec
 import psycopg
 from psycopg.rows import dict_row
 
+from iam_cluster import observability
 from iam_cluster.db.queries import QUERIES
 from iam_cluster.errors import MediaError
+from iam_cluster.observability.jobs import JobRun, observe_job
+from iam_cluster.observability.worker import alive, start_metrics_server
 from iam_cluster.pipeline.types import ProgressHook, TranscribeOptions, Transcript
 from iam_cluster.queue import claim, wait_for_jobs
 from iam_cluster.queue.jobs import Job
@@ -96,6 +99,7 @@ class Worker:
         listener: psycopg.Connection | None = None
         try:
             while not stop_event.is_set():
+                alive()  # liveness: the loop turns (a running job's heartbeat counts too)
                 try:
                     if listener is None or listener.closed:
                         listener = self.connect()
@@ -123,34 +127,41 @@ class Worker:
                 listener.close()
             self.close()
 
-    def process(self, job: Job) -> None:
-        """Runs a claimed job and records how it ended (completed, failed, or queued for a retry)."""
+    def process(self, job: Job) -> Job | None:
+        """Runs a claimed job and records how it ended (completed, failed, or queued for a retry).
+
+        Returns:
+            The job as stored after it, or None when the lease was lost to another worker.
+        """
+        with observe_job(job, self.worker_id) as run:  # the job's ids on every line; its metrics
+            return run.finished(self._process(job, run))
+
+    def _process(self, job: Job, run: JobRun) -> Job | None:
         w = self.settings.worker
         if job.attempts > job.max_attempts:  # taken again after its workers died too often
-            results.write_failure(self.conn, job, self.worker_id, "internal",
-                                  f"the job was abandoned by its worker {job.attempts - 1} times")
-            return
+            return results.write_failure(self.conn, job, self.worker_id, "internal",
+                                         f"the job was abandoned by its worker {job.attempts - 1} times")
         if not results.mark_processing(self.conn, job, self.worker_id):
-            return
+            return None
         try:
             with Heartbeat(self.connect, job.id, self.worker_id, w.lease_seconds, w.heartbeat_seconds) as hb:
                 transcript = self.transcribe(job, self._progress_hook(job, hb))
         except LeaseLost:
             log.warning("job %s: lease lost while running; another worker has it", job.id)
-            return
+            return None
         except MediaError as exc:  # the media will never decode: fail now, never retry, never bill
-            results.write_failure(self.conn, job, self.worker_id, exc.code, exc.message)
-            return
+            return results.write_failure(self.conn, job, self.worker_id, exc.code, exc.message)
         except msgspec.ValidationError as exc:
-            results.write_failure(self.conn, job, self.worker_id, "internal", f"invalid job options: {exc}")
-            return
+            return results.write_failure(self.conn, job, self.worker_id, "internal", f"invalid job options: {exc}")
         except Exception as exc:
             log.exception("job %s failed (attempt %d of %d)", job.id, job.attempts, job.max_attempts)
-            results.write_retry(self.conn, job, self.worker_id, w.retry_base_seconds,
-                                f"{type(exc).__name__}: {exc}")
-            return
-        if results.write_completion(self.conn, job, self.worker_id, transcript) is None:
+            return results.write_retry(self.conn, job, self.worker_id, w.retry_base_seconds,
+                                       f"{type(exc).__name__}: {exc}")
+        run.transcribed(transcript.duration)
+        done = results.write_completion(self.conn, job, self.worker_id, transcript)
+        if done is None:
             log.warning("job %s: finished after losing its lease; results discarded", job.id)
+        return done
 
     def _progress_hook(self, job: Job, hb: Heartbeat) -> ProgressHook:
         """The heartbeat's hook, also publishing throttled ``job_progress`` events to the job's owner."""
@@ -196,7 +207,9 @@ def run_worker(once: bool = False) -> int:
     Returns:
         The process exit status.
     """
-    worker = Worker()
+    settings = get_settings()
+    observability.setup(settings.observability, "worker")
+    worker = Worker(settings)
     if once:
         try:
             while worker.run_once():
@@ -207,6 +220,11 @@ def run_worker(once: bool = False) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    server = start_metrics_server(settings, worker.connect)  # /metrics and /healthz; None when off
     log.info("worker %s started", worker.worker_id)
-    worker.run(stop)
+    try:
+        worker.run(stop)
+    finally:
+        if server is not None:
+            server.stop()
     return 0

@@ -4,7 +4,7 @@
 def test_health_ready_and_docs(client):
     assert client.get("/health").json() == {"status": "ok"}
     ready = client.get("/ready")
-    assert ready.status_code == 200 and ready.json()["checks"] == {"postgres": "ok", "redis": "ok"}
+    assert ready.status_code == 200 and ready.json()["checks"] == {"postgres": "ok", "redis": "ok", "storage": "ok"}
     assert client.get("/docs/openapi.json").status_code == 200
 
 

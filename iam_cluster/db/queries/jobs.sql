@@ -2,8 +2,9 @@
 
 -- name: insert_job
 -- A replay with the same (user_id, idempotency_key) inserts nothing and returns no row.
-INSERT INTO jobs (user_id, meeting_id, options, idempotency_key, request_hash, max_attempts)
-VALUES (%(user_id)s, %(meeting_id)s, %(options)s, %(idempotency_key)s, %(request_hash)s, %(max_attempts)s)
+INSERT INTO jobs (user_id, meeting_id, options, idempotency_key, request_hash, max_attempts, request_id)
+VALUES (%(user_id)s, %(meeting_id)s, %(options)s, %(idempotency_key)s, %(request_hash)s, %(max_attempts)s,
+        %(request_id)s)
 ON CONFLICT (user_id, idempotency_key) DO NOTHING
 RETURNING *
 
@@ -105,3 +106,13 @@ SET processing_status = %(status)s,
     processing_error = %(error)s,
     processing_completed_at = CASE WHEN %(status)s::text = 'failed' THEN now() ELSE processing_completed_at END
 WHERE id = %(meeting_id)s
+
+-- name: queue_stats
+-- Read at every metrics scrape, so it touches only queued and processing jobs, through partial indexes.
+SELECT
+    (SELECT count(*) FROM jobs WHERE status = 'queued') AS queued,
+    (SELECT count(*) FROM jobs WHERE status = 'queued' AND run_after <= now()) AS runnable,
+    (SELECT count(*) FROM jobs WHERE status = 'processing') AS processing,
+    (SELECT count(*) FROM jobs WHERE status = 'processing' AND lease_expires_at < now()) AS lease_expired,
+    (SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
+     FROM jobs WHERE status = 'queued') AS oldest_queued_age_seconds

@@ -88,8 +88,9 @@ SELECT * FROM jobs WHERE user_id = %(user_id)s AND idempotency_key = %(key)s
 -- A queued job, the meeting marked queued, and a wake-up for workers (delivered at commit).
 -- ON CONFLICT: a concurrent request with the same Idempotency-Key won; the caller reads its job.
 WITH job AS (
-    INSERT INTO jobs (user_id, meeting_id, options, idempotency_key, request_hash, max_attempts)
-    VALUES (%(user_id)s, %(meeting_id)s, %(options)s, %(key)s, %(request_hash)s, %(max_attempts)s)
+    INSERT INTO jobs (user_id, meeting_id, options, idempotency_key, request_hash, max_attempts, request_id)
+    VALUES (%(user_id)s, %(meeting_id)s, %(options)s, %(key)s, %(request_hash)s, %(max_attempts)s,
+            %(request_id)s)
     ON CONFLICT ON CONSTRAINT jobs_user_id_idempotency_key_key DO NOTHING
     RETURNING *
 ), meeting AS (

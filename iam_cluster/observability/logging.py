@@ -1,0 +1,160 @@
+"""structlog for every process: JSON lines in production, readable console in development.
+
+Every record goes through one stdlib handler whose formatter runs the same processors, so the
+project's structlog calls, plain ``logging`` calls, uvicorn's and Ray's loggers all come out in
+one format, each with the bound context (``request_id``, ``user_id``, ``job_id``) and the
+service's name, and with secrets masked (``redact``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import msgspec
+import structlog
+
+from iam_cluster.observability import context
+from iam_cluster.observability.redact import redact_event_dict
+from iam_cluster.settings import ObservabilitySettings
+
+#: Loggers of libraries that install their own stderr handlers: theirs are replaced by ours.
+THIRD_PARTY = ("uvicorn", "uvicorn.error", "uvicorn.access", "ray", "ray.serve", "ray.data")
+
+_handler: logging.Handler | None = None
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger: ``log.info("job completed", audio_s=12.5)``."""
+    return structlog.stdlib.get_logger(name)
+
+
+def _merge_context(logger: Any, method: str, event_dict: dict) -> dict:
+    bound = context.current()
+    if bound:
+        for key, value in bound.items():
+            event_dict.setdefault(key, value)
+    return event_dict
+
+
+def _add_service(service: str):
+    def add(logger: Any, method: str, event_dict: dict) -> dict:
+        event_dict.setdefault("service", service)
+        return event_dict
+
+    return add
+
+
+def _dumps(obj: Any, **_: Any) -> str:
+    return msgspec.json.encode(obj, enc_hook=str).decode()
+
+
+def resolve_format(log_format: str, stream: TextIO) -> str:
+    """``json`` or ``console``; ``auto`` picks console on a terminal."""
+    if log_format == "auto":
+        return "console" if getattr(stream, "isatty", lambda: False)() else "json"
+    return log_format
+
+
+def configure_logging(settings: ObservabilitySettings, service: str, stream: TextIO | None = None) -> None:
+    """Routes all logging of this process through structlog (idempotent; the last call wins).
+
+    Args:
+        settings: Format (``json``/``console``/``auto``) and level.
+        service: ``api``, ``worker``, ``serve``...: written into every line.
+        stream: Where lines go; default the process's real stderr (under Ray Serve, ``sys.stderr``
+            may be a logger of Ray's own).
+    """
+    global _handler
+    stream = stream or sys.__stderr__ or sys.stderr
+    as_json = resolve_format(settings.log_format, stream) == "json"
+    level = logging.getLevelName(settings.log_level.upper())
+    if not isinstance(level, int):
+        level = logging.INFO
+    shared = [
+        _merge_context,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.ExtraAdder(),
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _add_service(service),
+    ]
+    renderer = (structlog.processors.JSONRenderer(serializer=_dumps) if as_json
+                else structlog.dev.ConsoleRenderer(colors=getattr(stream, "isatty", lambda: False)()))
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *([structlog.processors.format_exc_info] if as_json else []),
+            redact_event_dict,
+            renderer,
+        ],
+    )
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+    for existing in list(root.handlers):  # a basicConfig() made before us
+        if type(existing) is logging.StreamHandler:
+            root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)
+    _handler = handler
+    _route_third_party(handler)
+
+
+def _route_third_party(handler: logging.Handler) -> None:
+    """uvicorn's and Ray's loggers: their console handlers give way to ours (files are kept)."""
+    for name in THIRD_PARTY:
+        logger = logging.getLogger(name)
+        for existing in list(logger.handlers):
+            if type(existing) is logging.StreamHandler:
+                logger.removeHandler(existing)
+        if not logger.propagate and handler not in logger.handlers:
+            logger.addHandler(handler)
+
+
+def library_defaults() -> None:
+    """Until a process configures logging, structlog calls are plain stdlib records (library use,
+    tests): the event is the message, the fields and bound context ride along as ``extra``."""
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            _merge_context,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.stdlib.render_to_log_kwargs,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+
+
+def reset_logging() -> None:
+    """Undoes ``configure_logging`` (tests)."""
+    global _handler
+    if _handler is not None:
+        logging.getLogger().removeHandler(_handler)
+        for name in THIRD_PARTY:
+            logging.getLogger(name).removeHandler(_handler)
+        _handler = None
+    structlog.reset_defaults()
+    library_defaults()
+
+
+if not structlog.is_configured():
+    library_defaults()

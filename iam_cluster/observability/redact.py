@@ -1,0 +1,60 @@
+"""Secrets out of logs and error reports: sensitive keys are masked, tokens inside text are cut out."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+MASK = "[REDACTED]"
+
+#: Keys whose values are never written anywhere (matched anywhere in the key, case-insensitive).
+SENSITIVE_KEY = re.compile(
+    r"passw|passphrase|secret|token|authori[sz]ation|api[_-]?key|cookie|credential|"
+    r"private[_-]?key|signature|^dsn$|_dsn$|^body$|^audio$",
+    re.IGNORECASE,
+)
+
+#: Secrets that show up inside free text: one pass, one alternative per kind.
+_IN_TEXT = re.compile(
+    r"(?P<jwt>\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*)"
+    r"|(?P<scheme>\b(?:[Bb]earer|[Bb]asic|[Tt]oken)\s+)[A-Za-z0-9._~+/=-]{8,}"
+    r"|(?P<userinfo>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)[^@\s/]+(?=@)"
+    r"|(?P<stripe>\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{6,}|\bwhsec_[A-Za-z0-9]{6,})"
+    r"|(?P<assign>\b[\w-]*(?:password|passwd|secret|token|api[_-]?key)[\w-]*[\"']?\s*[:=]\s*[\"']?)"
+    r"[^\"'\s,&;}]+",
+    re.IGNORECASE,
+)
+
+
+def _replace(match: re.Match) -> str:
+    for group in ("scheme", "userinfo", "assign"):
+        prefix = match.group(group)
+        if prefix is not None:
+            return prefix + MASK
+    return MASK
+
+
+def redact_text(text: str) -> str:
+    """``text`` with bearer/JWT tokens, URL passwords, Stripe keys and ``password=...`` values masked."""
+    return _IN_TEXT.sub(_replace, text) if len(text) > 7 else text
+
+
+def redact(value: Any, depth: int = 0) -> Any:
+    """A copy of ``value`` (dicts, lists, strings) with sensitive keys and tokens in text masked."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if depth > 12:
+        return value
+    if isinstance(value, dict):
+        return {k: MASK if isinstance(k, str) and SENSITIVE_KEY.search(k) and v not in (None, "")
+                else redact(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact(v, depth + 1) for v in value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(value)} bytes>"  # request bodies and audio never leave the process
+    return value
+
+
+def redact_event_dict(logger: Any, method: str, event_dict: dict) -> dict:
+    """structlog processor: ``redact`` over one log event."""
+    return redact(event_dict)
