@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         cors_config=CORSConfig(allow_origins=list(settings.api.cors_origins)) if settings.api.cors_origins else None,
         openapi_config=OpenAPIConfig(title="IAM Cluster", version="0.1.0", path="/docs"),
         request_max_body_size=settings.storage.max_upload_bytes,
+        logging_config=None,  # Litestar leaves logging alone: observability.logging configures it
     )
 
 

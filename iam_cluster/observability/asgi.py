@@ -93,6 +93,10 @@ def setup_api_process(settings: ObservabilitySettings, is_expected: Callable[[Ba
     integrations = []
     if settings.sentry_dsn:
         from sentry_sdk.integrations.litestar import LitestarIntegration
+        from sentry_sdk.integrations.logging import ignore_logger
 
         integrations.append(LitestarIntegration())
+        # The integration reports each failed request's exception; the error handlers' log line
+        # about the same exception (logger "iam_cluster.api") would be a second event.
+        ignore_logger("iam_cluster.api")
     setup(settings, "api", integrations, is_expected)

@@ -46,6 +46,16 @@ def _add_service(service: str):
     return add
 
 
+#: Keys a JSON line starts with, for people reading raw lines.
+_FIRST = ("timestamp", "level", "service", "logger", "event")
+
+
+def _order(logger: Any, method: str, event_dict: dict) -> dict:
+    if event_dict.get("message") == event_dict.get("event"):  # a stdlib record formatted before us
+        del event_dict["message"]
+    return {**{k: event_dict[k] for k in _FIRST if k in event_dict}, **event_dict}
+
+
 def _dumps(obj: Any, **_: Any) -> str:
     return msgspec.json.encode(obj, enc_hook=str).decode()
 
@@ -86,7 +96,7 @@ def configure_logging(settings: ObservabilitySettings, service: str, stream: Tex
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            *([structlog.processors.format_exc_info] if as_json else []),
+            *([structlog.processors.format_exc_info, _order] if as_json else []),
             redact_event_dict,
             renderer,
         ],

@@ -39,7 +39,7 @@ def init_sentry(settings: ObservabilitySettings, service: str, integrations: Ite
         dsn=settings.sentry_dsn,
         release=settings.release or f"iam-cluster@{__version__}",
         environment=settings.environment,
-        send_default_pii=False,
+        **_collect_no_personal_data(),
         max_request_body_size="never",  # uploads are audio; JSON bodies may hold passwords
         include_local_variables=False,  # frames' locals may hold tokens, passwords or samples
         traces_sample_rate=settings.sentry_traces_sample_rate or None,
@@ -49,6 +49,18 @@ def init_sentry(settings: ObservabilitySettings, service: str, integrations: Ite
     )
     sentry_sdk.set_tag("service", service)
     return True
+
+
+def _collect_no_personal_data() -> dict:
+    """No user identity, bodies or frame variables: ``data_collection`` on SDKs that have it
+    (2.75+, where ``send_default_pii`` is deprecated), ``send_default_pii=False`` before."""
+    import inspect
+
+    from sentry_sdk.consts import ClientConstructor
+
+    if "data_collection" in inspect.signature(ClientConstructor.__init__).parameters:
+        return {"data_collection": {"user_info": False, "http_bodies": [], "stack_frame_variables": False}}
+    return {"send_default_pii": False}
 
 
 def scrub_event(event: dict, hint: dict | None, is_expected: Callable[[BaseException], bool] | None = None
