@@ -27,7 +27,7 @@ _handler: logging.Handler | None = None
 
 def get_logger(name: str) -> Any:
     """A structlog logger: ``log.info("job completed", audio_s=12.5)``."""
-    return structlog.stdlib.get_logger(name)
+    return structlog.get_logger(name)
 
 
 def _merge_context(logger: Any, method: str, event_dict: dict) -> dict:
@@ -35,6 +35,11 @@ def _merge_context(logger: Any, method: str, event_dict: dict) -> dict:
     if bound:
         for key, value in bound.items():
             event_dict.setdefault(key, value)
+    return event_dict
+
+
+def _add_logger_name(logger: Any, method: str, event_dict: dict) -> dict:
+    event_dict.setdefault("logger", getattr(logger, "name", None))
     return event_dict
 
 
@@ -67,6 +72,64 @@ def resolve_format(log_format: str, stream: TextIO) -> str:
     return log_format
 
 
+class _Output:
+    """structlog's logger. A rendered line (info, debug) is written straight to the stream, under
+    the stdlib handler's lock so lines never interleave; warnings and errors arrive as stdlib
+    arguments and go through stdlib logging, where Sentry's logging integration sees them."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._stdlib = logging.getLogger(name)
+
+    def _write(self, line: str) -> None:
+        handler = _handler
+        if handler is None:  # logging was reset under a logger still in use
+            return
+        with handler.lock:
+            handler.stream.write(line + "\n")
+            handler.stream.flush()
+
+    debug = info = msg = _write
+
+    def _forward(self, level: int, *args: Any, **kwargs: Any) -> None:
+        self._stdlib.log(level, *args, **kwargs)
+
+    def warning(self, *args: Any, **kwargs: Any) -> None:
+        self._forward(logging.WARNING, *args, **kwargs)
+
+    def error(self, *args: Any, **kwargs: Any) -> None:
+        self._forward(logging.ERROR, *args, **kwargs)
+
+    def critical(self, *args: Any, **kwargs: Any) -> None:
+        self._forward(logging.CRITICAL, *args, **kwargs)
+
+    warn = warning
+    exception = fatal = error
+
+
+_outputs: dict[str, _Output] = {}
+
+
+def _output_for(name: str | None = None, *args: Any) -> _Output:
+    name = name or "iam_cluster"
+    output = _outputs.get(name)
+    if output is None:
+        output = _outputs[name] = _Output(name)
+    return output
+
+
+def _finish(render: list):
+    """Last processor: info and debug are rendered here; warnings and errors go to stdlib logging."""
+    def finish(logger: Any, method: str, event_dict: dict):
+        if method in ("debug", "info", "msg"):
+            for processor in render:
+                event_dict = processor(logger, method, event_dict)
+            return event_dict
+        return structlog.stdlib.ProcessorFormatter.wrap_for_formatter(logger, method, event_dict)
+
+    return finish
+
+
 def configure_logging(settings: ObservabilitySettings, service: str, stream: TextIO | None = None) -> None:
     """Routes all logging of this process through structlog (idempotent; the last call wins).
 
@@ -82,36 +145,23 @@ def configure_logging(settings: ObservabilitySettings, service: str, stream: Tex
     level = logging.getLevelName(settings.log_level.upper())
     if not isinstance(level, int):
         level = logging.INFO
-    shared = [
-        _merge_context,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.stdlib.ExtraAdder(),
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        _add_service(service),
-    ]
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     renderer = (structlog.processors.JSONRenderer(serializer=_dumps) if as_json
                 else structlog.dev.ConsoleRenderer(colors=getattr(stream, "isatty", lambda: False)()))
+    render = [*([structlog.processors.format_exc_info, _order] if as_json else []), redact_event_dict, renderer]
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            *([structlog.processors.format_exc_info, _order] if as_json else []),
-            redact_event_dict,
-            renderer,
-        ],
+        foreign_pre_chain=[_merge_context, structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,
+                           structlog.stdlib.ExtraAdder(), timestamper, _add_service(service)],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *render],
     )
+    # Not cached: a reconfiguration (tests) reaches loggers made before it.
     structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,
-            *shared,
-            structlog.stdlib.PositionalArgumentsFormatter(),
-            structlog.processors.StackInfoRenderer(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        processors=[_merge_context, structlog.processors.add_log_level, _add_logger_name, timestamper,
+                    _add_service(service),
+                    structlog.processors.StackInfoRenderer(), _finish(render)],
+        logger_factory=_output_for,
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -26,6 +27,11 @@ _IN_TEXT = re.compile(
 )
 
 
+#: Lower-case fragments at least one of which any maskable text contains: a cheap test first.
+_HINTS = ("eyj", "bearer", "basic", "token", "://", "_live_", "_test_", "whsec_", "passw", "secret",
+          "api_key", "apikey", "api-key")
+
+
 def _replace(match: re.Match) -> str:
     for group in ("scheme", "userinfo", "assign"):
         prefix = match.group(group)
@@ -36,7 +42,18 @@ def _replace(match: re.Match) -> str:
 
 def redact_text(text: str) -> str:
     """``text`` with bearer/JWT tokens, URL passwords, Stripe keys and ``password=...`` values masked."""
-    return _IN_TEXT.sub(_replace, text) if len(text) > 7 else text
+    if len(text) < 8:
+        return text
+    lowered = text.lower()
+    if not any(hint in lowered for hint in _HINTS):
+        return text
+    return _IN_TEXT.sub(_replace, text)
+
+
+@functools.lru_cache(maxsize=4096)
+def sensitive_key(key: str) -> bool:
+    """Whether values under ``key`` are secrets (keys repeat, so the answer is cached)."""
+    return SENSITIVE_KEY.search(key) is not None
 
 
 def redact(value: Any, depth: int = 0) -> Any:
@@ -46,7 +63,7 @@ def redact(value: Any, depth: int = 0) -> Any:
     if depth > 12:
         return value
     if isinstance(value, dict):
-        return {k: MASK if isinstance(k, str) and SENSITIVE_KEY.search(k) and v not in (None, "")
+        return {k: MASK if isinstance(k, str) and sensitive_key(k) and v not in (None, "")
                 else redact(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(redact(v, depth + 1) for v in value)
@@ -56,5 +73,13 @@ def redact(value: Any, depth: int = 0) -> Any:
 
 
 def redact_event_dict(logger: Any, method: str, event_dict: dict) -> dict:
-    """structlog processor: ``redact`` over one log event."""
-    return redact(event_dict)
+    """structlog processor: ``redact`` over one log event (in place at the top level)."""
+    for key, value in event_dict.items():
+        if sensitive_key(key) and value not in (None, ""):
+            event_dict[key] = MASK
+        elif isinstance(value, str):
+            if len(value) >= 8:
+                event_dict[key] = redact_text(value)
+        elif isinstance(value, (dict, list, tuple, bytes, bytearray, memoryview)):
+            event_dict[key] = redact(value, 1)
+    return event_dict

@@ -80,8 +80,11 @@ def test_json_lines_from_structlog_stdlib_and_uvicorn_carry_the_context(json_str
         logging.getLogger("iam_cluster.legacy").warning("lease of %s lost", "job-9")
         logging.getLogger("uvicorn.error").info("Started server process")
         get_logger("iam_cluster.test").debug("below the level")
+        get_logger("iam_cluster.test").warning("job failed", code="too_long")  # via stdlib (Sentry sees it)
     out = lines(json_stream)
-    assert [line["event"] for line in out] == ["job claimed", "lease of job-9 lost", "Started server process"]
+    assert [line["event"] for line in out] == ["job claimed", "lease of job-9 lost", "Started server process",
+                                              "job failed"]
+    assert out[3]["level"] == "warning" and out[3]["code"] == "too_long" and out[3]["logger"] == "iam_cluster.test"
     assert all(line["request_id"] == "req-9" and line["job_id"] == "job-9" and line["service"] == "worker"
                for line in out)
     assert out[0]["attempt"] == 2 and out[0]["level"] == "info" and out[1]["level"] == "warning"
@@ -92,14 +95,16 @@ def test_json_lines_from_structlog_stdlib_and_uvicorn_carry_the_context(json_str
 def test_json_lines_mask_secrets_and_keep_tracebacks(json_stream):
     log = get_logger("iam_cluster.test")
     log.info("login", password="hunter2hunter2", authorization=f"Bearer {JWT}")
-    try:
-        raise ValueError(f"could not connect to postgresql://u:db-pass-77@db/x with {JWT}")
-    except ValueError:
-        logging.getLogger("iam_cluster.legacy").exception("connect failed")
+    for logger in (logging.getLogger("iam_cluster.legacy"), log):
+        try:
+            raise ValueError(f"could not connect to postgresql://u:db-pass-77@db/x with {JWT}")
+        except ValueError:
+            logger.exception("connect failed")
     text = json_stream.getvalue()
     assert "hunter2hunter2" not in text and JWT not in text and "db-pass-77" not in text
-    failed = lines(json_stream)[-1]
-    assert failed["level"] == "error" and "Traceback" in failed["exception"] and "ValueError" in failed["exception"]
+    for failed in lines(json_stream)[-2:]:
+        assert failed["event"] == "connect failed" and failed["level"] == "error"
+        assert "Traceback" in failed["exception"] and "ValueError" in failed["exception"]
 
 
 def test_console_format_is_readable_text():
