@@ -74,3 +74,27 @@ def save_report(text: str, out: Path) -> Path:
     out.write_text(text, encoding="utf-8")
     print(f"[report] written {out}")
     return out
+
+
+def settings_for(model: str, device: str = "auto", compute_type: str = "auto", threads: int = 0, **engine):
+    """The environment's settings with a benchmark's model, device, threads and engine knobs.
+
+    Engine knobs left as None keep the settings' values (their one home).
+    """
+    import msgspec
+
+    from iam_cluster.settings import get_settings
+
+    base = get_settings()
+    replace = msgspec.structs.replace
+    return replace(
+        base, models=replace(base.models, name=model, device=device, compute_type=compute_type, cpu_threads=threads),
+        engine=replace(base.engine, **{k: v for k, v in engine.items() if v is not None}),
+    )
+
+
+def our_runner(model: str, device: str = "auto", compute_type: str = "auto", threads: int = 0, **engine):
+    """Our in-process runner (the one path the CLI and the worker use) for a benchmark's setup."""
+    from iam_cluster.runner import in_process_runner
+
+    return in_process_runner(settings_for(model, device, compute_type, threads, **engine))

@@ -17,9 +17,8 @@ from iam_cluster.api.errors import EXCEPTION_HANDLERS
 from iam_cluster.api.health import health, ready
 from iam_cluster.api.ratelimit import RateLimitMiddleware
 from iam_cluster.api.security import provide_current_user
-from iam_cluster.errors import ConfigError
 from iam_cluster.observability.asgi import api_observability
-from iam_cluster.settings import AuthSettings, Settings, get_settings
+from iam_cluster.settings import Settings, get_settings
 
 #: One router per resource module.
 V1_ROUTERS = [
@@ -34,13 +33,17 @@ V2_ROUTERS: list = [
     notifications.router,
     ws.messages_ws,
 ]
-#: Environments that may run on the built-in development JWT key.
-DEV_ENVIRONMENTS = frozenset({"development", "test"})
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
-    """Build the API for ``settings`` (the environment's by default)."""
+    """Build the API for ``settings`` (the environment's by default).
+
+    Raises:
+        ConfigError: ``JWT_SECRET_KEY`` is missing or too short, or ``DATABASE_URL`` is missing.
+    """
     settings = settings or get_settings()
+    settings.auth.require_secret()
+    settings.database.require_url()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -91,9 +94,6 @@ def serve_api(host: str = "127.0.0.1", port: int = 8080) -> None:
 
     settings = get_settings()
     setup_api_process(settings.observability, is_expected=is_client_error)
-    if settings.observability.environment not in DEV_ENVIRONMENTS and \
-            settings.auth.jwt_secret_key == AuthSettings().jwt_secret_key:
-        raise ConfigError(f"JWT_SECRET_KEY must be set when IAM_ENVIRONMENT={settings.observability.environment}")
     # log_config=None: uvicorn's loggers go through ours; the access line is our middleware's.
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False,
                 log_level=settings.observability.log_level.lower())

@@ -19,13 +19,13 @@ from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 from redis.asyncio import Redis
 
 from iam_cluster import events
 from iam_cluster.api.errors import APIError
-from iam_cluster.db.queries import fetch_all, fetch_one
+from iam_cluster.db.queries import QUERIES, fetch_all, fetch_one
 from iam_cluster.db.rows import User
 from iam_cluster.settings import Settings
 
@@ -176,8 +176,10 @@ async def _publish_new_message(redis, prefix: str, recipient_id: uuid.UUID, mess
 async def _set_flag(conn: AsyncConnection, user_id: uuid.UUID, ids: list[uuid.UUID],
                     flag: Literal["starred", "archived"], value: bool) -> int:
     """Sets the caller's side of ``flag`` on ``ids``; counts the messages whose flag changed."""
-    rows = await fetch_all(conn, f"messages_set_{flag}", {"user_id": user_id, "ids": ids, "value": value})
-    return len(rows)
+    query = sql.SQL(QUERIES["messages_set_flag"]).format(
+        recipient_flag=sql.Identifier(f"recipient_{flag}"), sender_flag=sql.Identifier(f"sender_{flag}"))
+    cur = await conn.execute(query, {"user_id": user_id, "ids": ids, "value": value})
+    return len(await cur.fetchall())
 
 
 async def _set_read(conn: AsyncConnection, user_id: uuid.UUID, ids: list[uuid.UUID], read: bool) -> int:

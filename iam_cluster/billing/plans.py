@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from typing import Literal
 from decimal import ROUND_HALF_UP, Decimal
 
 import msgspec
@@ -30,17 +31,22 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     price_monthly: Decimal
     monthly_minutes: int | None
-    #: Setting name (``BillingSettings``) of this plan's Stripe price id; None for free.
-    stripe_price_setting: str | None = None
+
+    @property
+    def paid(self) -> bool:
+        """Whether the plan is sold through Stripe (its price id is ``STRIPE_PRICE_<ID>``)."""
+        return self.price_monthly > 0
 
 
 PLANS: dict[str, Plan] = {
     "free": Plan(id="free", name="Free", price_monthly=Decimal("0"), monthly_minutes=60),
-    "pro": Plan(id="pro", name="Pro", price_monthly=Decimal("29"), monthly_minutes=500,
-                stripe_price_setting="price_pro"),
-    "enterprise": Plan(id="enterprise", name="Enterprise", price_monthly=Decimal("99"), monthly_minutes=None,
-                       stripe_price_setting="price_enterprise"),
+    "pro": Plan(id="pro", name="Pro", price_monthly=Decimal("29"), monthly_minutes=500),
+    "enterprise": Plan(id="enterprise", name="Enterprise", price_monthly=Decimal("99"), monthly_minutes=None),
 }
+
+
+#: The plans sold through Stripe, by id (the only place plan identity is spelled).
+PaidPlan = Literal[tuple(p.id for p in PLANS.values() if p.paid)]  # type: ignore[valid-type]
 
 
 def plan_for(tier: str | None) -> Plan:

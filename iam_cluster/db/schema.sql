@@ -205,7 +205,18 @@ CREATE TABLE stripe_events (
     processed_at timestamptz
 );
 
--- 0005_observability (appended: ALTER TABLE keeps the column order the migrations give).
+-- 0005_one_path (appended: ALTER TABLE keeps the column order the migrations give).
+ALTER TABLE jobs DROP CONSTRAINT jobs_status_check;
+ALTER TABLE jobs ADD CONSTRAINT jobs_status_check
+    CHECK (status IN ('queued', 'processing', 'completed', 'failed', 'cancelled'));
+ALTER TABLE jobs ADD COLUMN cancel_requested_at timestamptz;
+ALTER TABLE meetings DROP CONSTRAINT meetings_processing_status_check;
+ALTER TABLE meetings ADD CONSTRAINT meetings_processing_status_check
+    CHECK (processing_status IN ('none', 'queued', 'processing', 'completed', 'failed', 'cancelled'));
+ALTER TABLE meetings ADD COLUMN transcript jsonb;
+ALTER TABLE meetings DROP COLUMN segments;
+
+-- 0006_observability (appended: ALTER TABLE keeps the column order the migrations give).
 ALTER TABLE jobs ADD COLUMN request_id text;
 -- Metrics scrapes: the age of the oldest queued job without reading the queue.
 CREATE INDEX jobs_queued_created_at_idx ON jobs (created_at) WHERE status = 'queued';

@@ -21,6 +21,7 @@ log = get_logger("iam_cluster.jobs")
 JOBS_CLAIMED = Counter("iam_worker_jobs_claimed", "Jobs claimed by this worker (first runs and retries)")
 JOBS_COMPLETED = Counter("iam_worker_jobs_completed", "Jobs this worker completed")
 JOBS_FAILED = Counter("iam_worker_jobs_failed", "Jobs that failed for good, by failure code", ["code"])
+JOBS_CANCELLED = Counter("iam_worker_jobs_cancelled", "Jobs cancelled by their owner while this worker ran them")
 JOBS_RETRIED = Counter("iam_worker_jobs_retried", "Job attempts that failed and were queued again", ["code"])
 JOBS_IN_PROGRESS = Gauge("iam_worker_jobs_in_progress", "Jobs this worker is running now")
 JOB_DURATION = Histogram(
@@ -100,6 +101,10 @@ def _record_end(stored: Job | None, run: JobRun, wall: float) -> None:
             REAL_TIME_FACTOR.observe(rtf)
         log.info("job completed", duration_s=round(wall, 3), audio_s=round(run.audio_seconds, 3),
                  rtf=None if rtf is None else round(rtf, 4))
+    elif stored.status == "cancelled":
+        outcome = "cancelled"
+        JOBS_CANCELLED.inc()
+        log.info("job cancelled", duration_s=round(wall, 3))
     elif stored.status == "failed":
         outcome = "failed"
         JOBS_FAILED.labels(code=stored.error_code or "internal").inc()

@@ -7,12 +7,12 @@ import time
 import msgspec
 import pytest
 
-from iam_cluster import queue
 from iam_cluster.observability.logging import reset_logging
 from iam_cluster.observability.sentry import close_sentry, init_sentry
+from iam_cluster.queue import Jobs
 from iam_cluster.settings import ObservabilitySettings
 from iam_cluster.worker.loop import Worker
-from tests.fixtures.worker import add_meeting
+from tests.fixtures.worker import add_meeting, enqueue
 
 PASSWORD = "hunter2-very-secret-password"
 #: Looks like a JWT (what the redaction must catch), signed by nobody.
@@ -70,8 +70,8 @@ def test_api_error_reaches_sentry_once_scrubbed(api_settings, fake_sentry, monke
         assert secret.encode() not in raw
 
 
-class ExplodingPipeline:
-    def transcribe(self, audio, options, hook):
+class ExplodingRunner:
+    def run(self, source, options, hook, name=None):
         leaked = TOKEN[:20] + "-".join(("secret", "bits"))  # built here: the source line shows no secret
         raise RuntimeError(f"decoder exploded; retry with token={leaked}")
 
@@ -81,13 +81,13 @@ def test_worker_error_reaches_sentry_once_with_the_job_id(conn, settings, storag
     settings = msgspec.structs.replace(settings, observability=sentry_settings(fake_sentry.dsn))
     init_sentry(settings.observability, "worker")
     user_id, meeting_id = add_meeting(conn, storage, (data_dir / "spk1_snt1.wav").read_bytes())
-    job = queue.enqueue(conn, user_id, meeting_id, {})
-    worker = Worker(settings, pipeline=ExplodingPipeline(), storage=storage)
+    job = enqueue(conn, user_id, meeting_id, {})
+    worker = Worker(settings, runner=ExplodingRunner(), storage=storage)
     try:
         assert worker.run_once()
     finally:
         worker.close()
-    assert queue.get_job(conn, job.id).status == "queued"  # retried later, as before
+    assert Jobs(conn).get(job.id).status == "queued"  # retried later, as before
     fake_sentry.wait_for_events(1)
     time.sleep(1.0)
     events = fake_sentry.events()

@@ -206,13 +206,12 @@ def test_refused_connections(two_apis, api_settings, make_user, case):
 
 
 def test_job_completed_by_the_worker_reaches_its_owner(two_apis, api_settings, make_user, conn, storage,
-                                                       pipeline, data_dir):
+                                                       runner, data_dir):
     import msgspec
 
-    from iam_cluster import queue
     from iam_cluster.settings import WorkerSettings
     from iam_cluster.worker.loop import Worker
-    from tests.fixtures.worker import add_meeting
+    from tests.fixtures.worker import add_meeting, enqueue
 
     a_url, b_url = two_apis
     owner, meeting_id = add_meeting(conn, storage, (data_dir / "spk1_snt1.wav").read_bytes())
@@ -220,7 +219,7 @@ def test_job_completed_by_the_worker_reaches_its_owner(two_apis, api_settings, m
 
     owner_h = {"Authorization": "Bearer " + create_access_token(owner, "owner@example.com", api_settings.auth)}
     _, _, _, other_h = make_user()
-    job = queue.enqueue(conn, owner, meeting_id, {"language": "en", "beam_size": 1})
+    job = enqueue(conn, owner, meeting_id, {"language": "en", "beam_size": 1})
     settings = msgspec.structs.replace(
         api_settings, storage=msgspec.structs.replace(api_settings.storage, root=storage.root),
         worker=WorkerSettings(lease_seconds=30, heartbeat_seconds=0.2, max_attempts=3, retry_base_seconds=0))
@@ -230,7 +229,7 @@ def test_job_completed_by_the_worker_reaches_its_owner(two_apis, api_settings, m
                 connect(ws_url(b_url, other_h), open_timeout=5) as other_ws:
             await drain(owner_ws)
             await drain(other_ws)
-            worker = Worker(settings, pipeline=pipeline, storage=storage, worker_id="ws-test")
+            worker = Worker(settings, runner=runner, storage=storage, worker_id="ws-test")
             try:
                 assert await asyncio.wait_for(asyncio.to_thread(worker.run_once), 120)
             finally:
@@ -247,24 +246,24 @@ def test_job_completed_by_the_worker_reaches_its_owner(two_apis, api_settings, m
     assert kind == "job_completed" and payload["meeting_id"] == str(meeting_id)
 
 
-def test_failed_job_notifies_and_redis_outage_never_fails_a_job(conn, settings, storage, pipeline):
+def test_failed_job_notifies_and_redis_outage_never_fails_a_job(conn, settings, storage, runner):
     """With Redis unreachable the job still ends (failed here) and its notification row is written."""
     import msgspec
 
-    from iam_cluster import queue
+    from iam_cluster.queue import Jobs
     from iam_cluster.worker.loop import Worker
-    from tests.fixtures.worker import add_meeting
+    from tests.fixtures.worker import add_meeting, enqueue
 
     owner, meeting_id = add_meeting(conn, storage, b"this is not audio at all " * 40)
-    job = queue.enqueue(conn, owner, meeting_id, {})
+    job = enqueue(conn, owner, meeting_id, {})
     dead = msgspec.structs.replace(settings, redis=msgspec.structs.replace(
         settings.redis, url=f"redis://127.0.0.1:{_free_port()}/0"))
-    worker = Worker(dead, pipeline=pipeline, storage=storage)
+    worker = Worker(dead, runner=runner, storage=storage)
     try:
         assert worker.run_once()
     finally:
         worker.close()
-    assert queue.get_job(conn, job.id).status == "failed"
+    assert Jobs(conn).get(job.id).status == "failed"
     (kind, payload), = conn.execute("SELECT kind, payload FROM notifications WHERE user_id = %s",
                                     [owner]).fetchall()
     assert kind == "job_failed" and payload["error_code"] == "unsupported_media"

@@ -8,12 +8,11 @@ import psycopg
 import pytest
 from prometheus_client import REGISTRY
 
-from iam_cluster import queue
 from iam_cluster.observability import worker as worker_obs
 from iam_cluster.observability.worker import MetricsServer, QueueCollector
 from iam_cluster.worker.loop import Worker
 from tests.fixtures.services import http_get, scrape, value
-from tests.fixtures.worker import add_meeting
+from tests.fixtures.worker import add_meeting, enqueue
 
 
 @pytest.fixture
@@ -28,7 +27,7 @@ def queue_jobs(conn, storage, n: int) -> list:
     jobs = []
     for _ in range(n):
         user_id, meeting_id = add_meeting(conn, storage, b"x")
-        jobs.append(queue.enqueue(conn, user_id, meeting_id, {}))
+        jobs.append(enqueue(conn, user_id, meeting_id, {}))
     return jobs
 
 
@@ -75,14 +74,14 @@ def test_healthz_reports_a_stalled_worker(metrics_server, monkeypatch):
     assert http_get(metrics_server + "/other")[0] == 404
 
 
-def test_failures_are_counted_by_code(conn, settings, storage, pipeline):
+def test_failures_are_counted_by_code(conn, settings, storage, runner):
     def failed(code: str) -> float:
         return REGISTRY.get_sample_value("iam_worker_jobs_failed_total", {"code": code}) or 0.0
 
     before, claimed = failed("unsupported_media"), REGISTRY.get_sample_value("iam_worker_jobs_claimed_total")
     user_id, meeting_id = add_meeting(conn, storage, b"this is not audio at all " * 40)
-    queue.enqueue(conn, user_id, meeting_id, {})
-    worker = Worker(settings, pipeline=pipeline, storage=storage)
+    enqueue(conn, user_id, meeting_id, {})
+    worker = Worker(settings, runner=runner, storage=storage)
     try:
         assert worker.run_once()
     finally:
