@@ -30,7 +30,7 @@ from pathlib import Path
 
 import psycopg
 
-from common import command_line, cpu_name, save_report
+from common import code_version, command_line, cpu_name, save_report
 
 ADMIN_URL = os.environ.get("IAM_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BARE_APP = """
@@ -224,7 +224,7 @@ def main(argv=None) -> None:
         drop_database(name)
         shutil.rmtree(logs, ignore_errors=True)
     lines = [f"# API load: {args.label}", "",
-             f"Command: `{command_line()}`", "",
+             f"Command: `{command_line()}`", "", f"Code: {code_version()}", "",
              f"CPU {cpu_name()}, {os.cpu_count()} cores; {args.clients} concurrent clients, {args.rounds} alternating "
              f"round(s) of {args.seconds:.0f} s per server; one uvicorn process per server; clients in this "
              "process (httpx)", "",

@@ -25,7 +25,7 @@ import httpx
 import psycopg
 
 from api_load import free_port, prepare_database, drop_database, seed, wait_up
-from common import command_line, cpu_name, save_report
+from common import code_version, command_line, cpu_name, save_report
 
 WORKER_SERVER = """
 import time, psycopg
@@ -136,6 +136,7 @@ def main(argv=None) -> None:
         drop_database(name)
     total = args.queued + args.processing + args.finished
     lines = [f"# /metrics scrape time: {args.label}", "", f"Command: `{command_line()}`", "",
+             f"Code: {code_version()}", "",
              f"CPU {cpu_name()}, {os.cpu_count()} cores; {total} jobs in the database ({args.queued} queued, "
              f"{args.processing} processing, {args.finished} finished); {args.scrapes} sequential scrapes "
              "per endpoint on one keep-alive connection", "",
