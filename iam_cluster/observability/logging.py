@@ -1,9 +1,11 @@
 """structlog for every process: JSON lines in production, readable console in development.
 
-Every record goes through one stdlib handler whose formatter runs the same processors, so the
-project's structlog calls, plain ``logging`` calls, uvicorn's and Ray's loggers all come out in
-one format, each with the bound context (``request_id``, ``user_id``, ``job_id``) and the
-service's name, and with secrets masked (``redact``).
+The project's structlog lines at info and debug (an access line per request among them) are
+rendered and written straight to the stream: the hot path. Warnings and errors, plain ``logging``
+calls, and uvicorn's and Ray's loggers go through one stdlib handler (where Sentry's logging
+integration sees them) whose formatter ends with the same processors. Either way a line carries
+the bound context (``request_id``, ``user_id``, ``job_id``) and the service's name, with secrets
+masked (``redact``).
 """
 
 from __future__ import annotations

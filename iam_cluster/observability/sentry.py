@@ -79,8 +79,8 @@ def scrub_event(event: dict, hint: dict | None, is_expected: Callable[[BaseExcep
         headers = request.get("headers")
         if isinstance(headers, dict):
             request["headers"] = {k: (MASK if k.lower() in DROPPED_HEADERS else v) for k, v in headers.items()}
-        if request.get("query_string"):
-            request["query_string"] = MASK if "token" in str(request["query_string"]).lower() else request["query_string"]
+        if "token" in str(request.get("query_string") or "").lower():  # the WebSocket's ?token=
+            request["query_string"] = MASK
     tags = event.setdefault("tags", {})
     for key, value in context.current().items():
         if key in context.HEADERS:

@@ -82,7 +82,8 @@ class Ingress:
         with context.scope(**context.from_headers(request.headers)):
             response = await self._handle(request)
         status = response.status_code
-        self.metrics.requests.inc(tags={"outcome": "ok" if status < 400 else "client_error" if status < 500 else "error"})
+        outcome = "ok" if status < 400 else "client_error" if status < 500 else "error"
+        self.metrics.requests.inc(tags={"outcome": outcome})
         return response
 
     async def _handle(self, request: Request) -> Response:

@@ -18,12 +18,14 @@ TRANSCRIBE_ROUTE = "/api/v1/meetings/{meeting_id}/transcribe"
 def run_job(api_url: str, clip, request_id: str) -> tuple[dict, str]:
     """Register, upload ``clip``, queue its transcription; wait until done. ``(meeting, access token)``."""
     with httpx.Client(base_url=api_url, timeout=30) as http:
-        assert http.post("/api/v1/auth/register", json={"email": "ops@example.com", "password": PASSWORD}).status_code == 201
-        token = http.post("/api/v1/auth/login", json={"email": "ops@example.com", "password": PASSWORD}).json()["access_token"]
+        account = {"email": "ops@example.com", "password": PASSWORD}
+        assert http.post("/api/v1/auth/register", json=account).status_code == 201
+        token = http.post("/api/v1/auth/login", json=account).json()["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
         meeting = http.post("/api/v1/meetings", json={"title": "metrics"}, headers=auth).json()
         url = f"/api/v1/meetings/{meeting['id']}"
-        assert http.post(f"{url}/upload?filename={clip.name}", content=clip.read_bytes(), headers=auth).status_code in (200, 201)
+        uploaded = http.post(f"{url}/upload?filename={clip.name}", content=clip.read_bytes(), headers=auth)
+        assert uploaded.status_code in (200, 201)
         queued = http.post(f"{url}/transcribe", json={}, headers={**auth, "X-Request-ID": request_id})
         assert queued.status_code == 202 and queued.headers["x-request-id"] == request_id
         deadline = time.monotonic() + 180
@@ -67,7 +69,8 @@ def test_live_api_and_worker_metrics_and_logs_after_a_real_job(live_api, live_wo
     live_worker.stop()
     lines = {name: [json.loads(line) for line in svc.log_lines()]  # every line is JSON, uvicorn's included
              for name, svc in (("api", live_api), ("worker", live_worker))}
-    job_lines = [(name, line) for name, svc_lines in lines.items() for line in svc_lines if line.get("job_id") == job_id]
+    job_lines = [(name, line) for name, svc_lines in lines.items() for line in svc_lines
+                 if line.get("job_id") == job_id]
     events = {(name, line["event"]) for name, line in job_lines}
     assert {("api", "job queued"), ("api", "request"), ("worker", "job claimed"), ("worker", "job completed")} <= events
     assert all(line["request_id"] == request_id for _, line in job_lines)

@@ -42,7 +42,8 @@ def test_api_error_reaches_sentry_once_scrubbed(api_settings, fake_sentry, monke
     settings = msgspec.structs.replace(api_settings, observability=sentry_settings(fake_sentry.dsn))
     setup_api_process(settings.observability, is_expected=is_client_error)  # before the app: Litestar's hook
     with TestClient(create_app(settings)) as client:
-        assert client.post("/api/v1/auth/register", json={"email": "s@example.com", "password": PASSWORD}).status_code == 201
+        account = {"email": "s@example.com", "password": PASSWORD}
+        assert client.post("/api/v1/auth/register", json=account).status_code == 201
         wrong = client.post("/api/v1/auth/login", json={"email": "s@example.com", "password": "not it at all"})
         assert wrong.status_code == 401  # a client error: not reported
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import psycopg
@@ -38,10 +39,9 @@ def test_queue_depth_by_state_and_the_oldest_jobs_age(conn, storage, metrics_ser
     jobs = queue_jobs(conn, storage, 6)
     conn.execute("UPDATE jobs SET created_at = now() - interval '10 minutes' WHERE id = %s", [jobs[0].id])
     conn.execute("UPDATE jobs SET run_after = now() + interval '1 hour' WHERE id = %s", [jobs[1].id])
-    conn.execute("UPDATE jobs SET status = 'processing', lease_owner = 'w', lease_expires_at = now() + interval '1 minute' "
-                 "WHERE id = %s", [jobs[2].id])
-    conn.execute("UPDATE jobs SET status = 'processing', lease_owner = 'dead', lease_expires_at = now() - interval '1 second' "
-                 "WHERE id = %s", [jobs[3].id])
+    running = "UPDATE jobs SET status = 'processing', lease_owner = %s, lease_expires_at = now() + %s WHERE id = %s"
+    conn.execute(running, ["w", dt.timedelta(minutes=1), jobs[2].id])
+    conn.execute(running, ["dead", dt.timedelta(seconds=-1), jobs[3].id])  # its worker died
     conn.execute("UPDATE jobs SET status = 'completed', finished_at = now() WHERE id = %s", [jobs[4].id])
     m = scrape(metrics_server)
     assert value(m, "iam_queue_jobs", state="queued") == 3  # jobs 0, 1, 5

@@ -140,7 +140,8 @@ def test_references_between_resources_resolve(overlay):
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with its kustomize) is not installed")
 @pytest.mark.parametrize("folder", ["base", "overlays/cpu", "overlays/gpu"])
 def test_the_python_rendering_matches_kubectl_kustomize(folder):
-    out = subprocess.run(["kubectl", "kustomize", str(ROOT / "k8s" / folder)], capture_output=True, text=True, check=True)
+    out = subprocess.run(["kubectl", "kustomize", str(ROOT / "k8s" / folder)], capture_output=True, text=True,
+                         check=True)
     key = lambda d: (d["kind"], d["metadata"]["name"])  # noqa: E731
     theirs = {key(d): d for d in yaml.safe_load_all(out.stdout) if d}
     assert {key(d): d for d in render(ROOT / "k8s" / folder)} == theirs
