@@ -176,20 +176,32 @@ def merge(parts: list[dict]) -> dict:
     latencies = sorted(t for p in parts for t in p["latencies"])
     wall = sum(p["wall"] for p in parts)
     return {"requests": len(latencies), "rps": len(latencies) / wall, "errors": sum(p["errors"] for p in parts),
-            "p50": latencies[len(latencies) // 2], "p95": latencies[int(len(latencies) * 0.95)]}
+            "p50": latencies[len(latencies) // 2], "p95": latencies[int(len(latencies) * 0.95)],
+            "cpu_ms": 1000 * sum(p["cpu"] for p in parts) / len(latencies)}
 
 
-async def round_robin(targets: dict[str, tuple[str, dict, str | None]], clients: int, seconds: float,
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a server process so far."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+async def round_robin(targets: dict[str, tuple[str, dict, str | None, int]], clients: int, seconds: float,
                       rounds: int) -> dict[str, dict]:
     """``rounds`` rounds; in each, every target is loaded for ``seconds`` (order rotating)."""
     parts: dict[str, list[dict]] = {label: [] for label in targets}
     labels = list(targets)
     for r in range(rounds):
         for label in labels[r % len(labels):] + labels[:r % len(labels)]:
-            url, headers, metrics_url = targets[label]
+            url, headers, metrics_url, pid = targets[label]
             stop = asyncio.Event()
             scraper = asyncio.create_task(scrape_every(metrics_url, 5.0, stop)) if metrics_url else None
-            parts[label].append(await hammer(url, headers, clients, seconds))
+            cpu = cpu_seconds(pid)
+            part = await hammer(url, headers, clients, seconds)
+            part["cpu"] = cpu_seconds(pid) - cpu  # the server's own work, whatever else loads the machine
+            parts[label].append(part)
             stop.set()
             if scraper is not None:
                 await scraper
@@ -206,13 +218,14 @@ def main(argv=None) -> None:
         path, headers = seed(url, env["JWT_SECRET_KEY"])
         bare_port = free_port()
         procs.append(start(BARE_APP, bare_port, env))
-        targets = {"bare Litestar handler": (f"http://127.0.0.1:{bare_port}/bare", {}, None)}
+        targets = {"bare Litestar handler": (f"http://127.0.0.1:{bare_port}/bare", {}, None, procs[-1].pid)}
         for mode in modes:
             port = free_port()
             procs.append(start_api(port, env, mode, logs / f"api-{mode}.log"))
-            targets[f"API poll, observability {mode}"] = (
-                f"http://127.0.0.1:{port}{path}", headers, f"http://127.0.0.1:{port}/metrics" if mode == "on" else None)
-        for target, hdrs, _ in targets.values():
+            scrape = f"http://127.0.0.1:{port}/metrics" if mode == "on" else None
+            targets[f"API poll, observability {mode}"] = (f"http://127.0.0.1:{port}{path}", headers, scrape,
+                                                          procs[-1].pid)
+        for target, hdrs, _, _ in targets.values():
             asyncio.run(wait_up(target))
             asyncio.run(hammer(target, hdrs, 4, 1.0))  # warm-up: pool connections, lazy imports
         results = asyncio.run(round_robin(targets, args.clients, args.seconds, args.rounds))
@@ -228,10 +241,11 @@ def main(argv=None) -> None:
              f"CPU {cpu_name()}, {os.cpu_count()} cores; {args.clients} concurrent clients, {args.rounds} alternating "
              f"round(s) of {args.seconds:.0f} s per server; one uvicorn process per server; clients in this "
              "process (httpx)", "",
-             "| endpoint | requests | req/s | errors | p50 ms | p95 ms |", "|---|---:|---:|---:|---:|---:|"]
+             "| endpoint | requests | req/s | errors | p50 ms | p95 ms | server CPU ms/request |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for label, r in results.items():
         lines.append(f"| {label} | {r['requests']} | {r['rps']:.0f} | {r['errors']} | {1000 * r['p50']:.1f} | "
-                     f"{1000 * r['p95']:.1f} |")
+                     f"{1000 * r['p95']:.1f} | {r['cpu_ms']:.2f} |")
     bare = results["bare Litestar handler"]
     lines.append("")
     for mode in modes:
@@ -241,7 +255,8 @@ def main(argv=None) -> None:
     if len(modes) == 2:
         on, off = results["API poll, observability on"], results["API poll, observability off"]
         lines.append(f"- Observability cost: on / off throughput **{on['rps'] / off['rps']:.3f}x** "
-                     f"(target >= 0.95), p50 {1000 * on['p50']:.1f} vs {1000 * off['p50']:.1f} ms")
+                     f"(target >= 0.95), p50 {1000 * on['p50']:.1f} vs {1000 * off['p50']:.1f} ms; server CPU "
+                     f"per request on / off **{on['cpu_ms'] / off['cpu_ms']:.3f}x** (target <= 1.05)")
     lines.append(f"- errors: {sum(r['errors'] for r in results.values())}")
     save_report("\n".join(lines) + "\n", Path(__file__).parent / "results" / f"api-load-{args.label}.md")
 

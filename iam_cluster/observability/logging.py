@@ -33,7 +33,7 @@ def get_logger(name: str) -> Any:
 
 
 def _merge_context(logger: Any, method: str, event_dict: dict) -> dict:
-    bound = context.current()
+    bound = context.current()  # a copy: another thread of the request may add to it meanwhile
     if bound:
         for key, value in bound.items():
             event_dict.setdefault(key, value)

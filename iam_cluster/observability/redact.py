@@ -28,8 +28,12 @@ _IN_TEXT = re.compile(
 
 
 #: Lower-case fragments at least one of which any maskable text contains: a cheap test first.
-_HINTS = ("eyj", "bearer", "basic", "token", "://", "_live_", "_test_", "whsec_", "passw", "secret",
-          "api_key", "apikey", "api-key")
+_HINTS = re.compile("|".join(re.escape(hint) for hint in (
+    "eyj", "bearer", "basic", "token", "://", "_live_", "_test_", "whsec_", "passw", "secret",
+    "api_key", "apikey", "api-key")))
+#: Keys whose values are ids, names and numbers made by this code, never secrets: not scanned.
+SAFE_KEYS = frozenset({"timestamp", "level", "logger", "service", "event_id", "request_id", "user_id", "job_id",
+                       "meeting_id", "route", "method", "status", "duration_ms", "duration_s", "attempt"})
 
 
 def _replace(match: re.Match) -> str:
@@ -42,10 +46,7 @@ def _replace(match: re.Match) -> str:
 
 def redact_text(text: str) -> str:
     """``text`` with bearer/JWT tokens, URL passwords, Stripe keys and ``password=...`` values masked."""
-    if len(text) < 8:
-        return text
-    lowered = text.lower()
-    if not any(hint in lowered for hint in _HINTS):
+    if len(text) < 8 or not _HINTS.search(text.lower()):
         return text
     return _IN_TEXT.sub(_replace, text)
 
@@ -75,6 +76,8 @@ def redact(value: Any, depth: int = 0) -> Any:
 def redact_event_dict(logger: Any, method: str, event_dict: dict) -> dict:
     """structlog processor: ``redact`` over one log event (in place at the top level)."""
     for key, value in event_dict.items():
+        if key in SAFE_KEYS:
+            continue
         if sensitive_key(key) and value not in (None, ""):
             event_dict[key] = MASK
         elif isinstance(value, str):
