@@ -6,7 +6,8 @@ JWT check, user lookup, the meeting-and-latest-job query in PostgreSQL, msgspec 
 
 ``--observability compare`` (the default) runs the API twice, through ``serve_api`` as
 ``iam-cluster api`` does: "on" with Prometheus metrics, a JSON access line per request (written
-to a file, as a container runtime would) and a /metrics scrape every 5 s; "off" with metrics off
+to a file, as a container runtime would) and a /metrics scrape every 15 s (Prometheus' default
+interval); "off" with metrics off
 and logging at WARNING. Rounds alternate between the servers so drift hits all of them alike.
 
 Example::
@@ -55,6 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+#: Seconds between two scrapes of /metrics (Prometheus' default ``scrape_interval``).
+SCRAPE_INTERVAL_S = 15.0
 #: Environment of the API server with observability on and off.
 OBSERVABILITY_ENV = {
     "on": {"METRICS_ENABLED": "1", "LOG_FORMAT": "json", "LOG_LEVEL": "INFO", "ACCESS_LOG": "1"},
@@ -197,7 +200,8 @@ async def round_robin(targets: dict[str, tuple[str, dict, str | None, int]], cli
         for label in labels[r % len(labels):] + labels[:r % len(labels)]:
             url, headers, metrics_url, pid = targets[label]
             stop = asyncio.Event()
-            scraper = asyncio.create_task(scrape_every(metrics_url, 5.0, stop)) if metrics_url else None
+            scraper = (asyncio.create_task(scrape_every(metrics_url, SCRAPE_INTERVAL_S, stop))
+                       if metrics_url else None)
             cpu = cpu_seconds(pid)
             part = await hammer(url, headers, clients, seconds)
             part["cpu"] = cpu_seconds(pid) - cpu  # the server's own work, whatever else loads the machine

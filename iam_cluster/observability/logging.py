@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import datetime, timezone
 from typing import Any, TextIO
 
 import msgspec
@@ -25,11 +26,27 @@ from iam_cluster.settings import ObservabilitySettings
 THIRD_PARTY = ("uvicorn", "uvicorn.error", "uvicorn.access", "ray", "ray.serve", "ray.data")
 
 _handler: logging.Handler | None = None
+#: Bumped by every (re)configuration, so loggers bound before it bind again.
+_generation = 0
+
+
+class _Logger:
+    """A structlog logger bound once per configuration (binding on every call costs)."""
+
+    __slots__ = ("_name", "_bound", "_generation")
+
+    def __init__(self, name: str) -> None:
+        self._name, self._bound, self._generation = name, None, -1
+
+    def __getattr__(self, attr: str) -> Any:
+        if self._generation != _generation:
+            self._bound, self._generation = structlog.get_logger(self._name).bind(), _generation
+        return getattr(self._bound, attr)
 
 
 def get_logger(name: str) -> Any:
     """A structlog logger: ``log.info("job completed", audio_s=12.5)``."""
-    return structlog.get_logger(name)
+    return _Logger(name)
 
 
 def _merge_context(logger: Any, method: str, event_dict: dict) -> dict:
@@ -40,9 +57,23 @@ def _merge_context(logger: Any, method: str, event_dict: dict) -> dict:
     return event_dict
 
 
-def _add_logger_name(logger: Any, method: str, event_dict: dict) -> dict:
-    event_dict.setdefault("logger", getattr(logger, "name", None))
-    return event_dict
+#: structlog method names that are not level names.
+_LEVELS = {"warn": "warning", "exception": "error", "fatal": "critical", "msg": "info"}
+
+
+def _stamper(service: str):
+    """The project's lines, in one step: time, level, service, logger, then the bound context and
+    the call's own fields (which win), keys in reading order."""
+
+    def stamp(logger: Any, method: str, event_dict: dict) -> dict:
+        line = {"timestamp": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+                "level": _LEVELS.get(method, method), "service": service,
+                "logger": getattr(logger, "name", None), "event": event_dict.get("event")}
+        line.update(context.current())
+        line.update(event_dict)
+        return line
+
+    return stamp
 
 
 def _add_service(service: str):
@@ -147,24 +178,23 @@ def configure_logging(settings: ObservabilitySettings, service: str, stream: Tex
     level = logging.getLevelName(settings.log_level.upper())
     if not isinstance(level, int):
         level = logging.INFO
-    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     renderer = (structlog.processors.JSONRenderer(serializer=_dumps) if as_json
                 else structlog.dev.ConsoleRenderer(colors=getattr(stream, "isatty", lambda: False)()))
-    render = [*([structlog.processors.format_exc_info, _order] if as_json else []), redact_event_dict, renderer]
+    render = [*([structlog.processors.format_exc_info] if as_json else []), redact_event_dict, renderer]
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[_merge_context, structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,
-                           structlog.stdlib.ExtraAdder(), timestamper, _add_service(service)],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *render],
+                           structlog.stdlib.ExtraAdder(), structlog.processors.TimeStamper(fmt="iso", utc=True),
+                           _add_service(service)],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    *([_order] if as_json else []), *render],
     )
-    # Not cached: a reconfiguration (tests) reaches loggers made before it.
     structlog.configure(
-        processors=[_merge_context, structlog.processors.add_log_level, _add_logger_name, timestamper,
-                    _add_service(service),
-                    structlog.processors.StackInfoRenderer(), _finish(render)],
+        processors=[_stamper(service), _finish(render)],
         logger_factory=_output_for,
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=False,  # ``get_logger``'s loggers cache per configuration instead
     )
+    _bump()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
     root = logging.getLogger()
@@ -204,6 +234,12 @@ def library_defaults() -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
+    _bump()
+
+
+def _bump() -> None:
+    global _generation
+    _generation += 1
 
 
 def reset_logging() -> None:
