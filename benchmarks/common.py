@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -98,3 +99,30 @@ def our_runner(model: str, device: str = "auto", compute_type: str = "auto", thr
     from iam_cluster.runner import in_process_runner
 
     return in_process_runner(settings_for(model, device, compute_type, threads, **engine))
+
+
+#: Server the benchmarks create their throw-away databases on.
+ADMIN_URL = os.environ.get("IAM_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def create_database() -> tuple[str, str]:
+    """A fresh database with every migration applied; returns ``(name, url)``."""
+    import uuid
+
+    import psycopg
+
+    from iam_cluster.db.migrate import apply_migrations
+
+    name = f"iam_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    apply_migrations(url)
+    return name, url
+
+
+def drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

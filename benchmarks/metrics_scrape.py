@@ -24,8 +24,8 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from api_load import free_port, prepare_database, drop_database, seed, wait_up
-from common import code_version, command_line, cpu_name, save_report
+from api_load import free_port, prepare_database, seed, wait_up
+from common import code_version, command_line, cpu_name, drop_database, save_report
 
 WORKER_SERVER = """
 import time, psycopg
@@ -109,7 +109,7 @@ def main(argv=None) -> None:
     procs: list[subprocess.Popen] = []
     root = Path(__file__).parent.parent
     try:
-        poll_path, headers = seed(url, env["JWT_SECRET_KEY"])
+        poll_path, headers, _ = seed(url, env["JWT_SECRET_KEY"])
         fill_queue(url, args.queued, args.processing, args.finished)
         api_port, worker_port = free_port(), free_port()
         api_env = {**env, "METRICS_ENABLED": "1", "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json"}

@@ -119,6 +119,10 @@ class DatabaseSettings(msgspec.Struct, frozen=True):
     url: str | None = None
     pool_min: Annotated[int, msgspec.Meta(ge=0)] = 1
     pool_max: Count = 10
+    #: Longest a request waits for a pooled connection: past it, 503 ``database_unavailable``.
+    pool_timeout_s: Positive = 0.8
+    #: Longest a new connection may take to open.
+    connect_timeout_s: Positive = 2.0
 
     def require_url(self) -> str:
         """The URL, or a ConfigError naming ``DATABASE_URL``."""
@@ -134,6 +138,10 @@ class RedisSettings(msgspec.Struct, frozen=True):
 
     url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = "iam:"
+    #: Connections per API process (requests wait for one rather than fail).
+    max_connections: Count = 256
+    #: Longest any Redis call may take; past it, Redis counts as down for a few seconds.
+    timeout_s: Positive = 0.5
 
 
 class StorageSettings(msgspec.Struct, frozen=True):
@@ -187,6 +195,16 @@ class ApiSettings(msgspec.Struct, frozen=True):
     rate_limit_per_ip: Count = 300
     #: Tighter budget for login/register attempts per IP.
     auth_rate_limit_per_ip: Count = 20
+    #: An upload whose client sends nothing for this long is cut off (408).
+    upload_read_timeout_s: Positive = 30.0
+    #: Uploads one account may stream at the same time.
+    max_concurrent_uploads: Count = 4
+    #: Failed sign-ins of one account before each next try must wait (1, 2, 4... s, up to 15 min).
+    login_free_failures: Count = 5
+    #: Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or CIDRs); none by default.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Longest audio the synchronous OpenAI-compatible endpoint takes; longer goes to the job API (413).
+    sync_max_audio_seconds: Positive = 1800.0
 
 
 class WorkerSettings(msgspec.Struct, frozen=True):
@@ -198,6 +216,22 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     heartbeat_seconds: Positive = 15.0
     max_attempts: Count = 3
     retry_base_seconds: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+
+
+class WebhookSettings(msgspec.Struct, frozen=True):
+    """Webhook delivery: timeouts, backoff, and which targets are allowed."""
+
+    env_prefix: ClassVar[str] = "WEBHOOK_"
+
+    #: Allow loopback, private and link-local targets (tests; deployments that are all internal).
+    allow_private: bool = False
+    timeout_s: Positive = 10.0
+    #: Retries wait base * 2**(attempt-1), at most max, for retry_hours after the event.
+    base_delay_s: Positive = 5.0
+    max_delay_s: Positive = 3600.0
+    retry_hours: Positive = 24.0
+    #: Seconds a deliverer waits for a wake-up before looking for due retries anyway.
+    poll_s: Positive = 1.0
 
 
 class BillingSettings(msgspec.Struct, frozen=True):
@@ -255,6 +289,7 @@ class Settings(msgspec.Struct, frozen=True):
     auth: AuthSettings = AuthSettings()
     api: ApiSettings = ApiSettings()
     worker: WorkerSettings = WorkerSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     billing: BillingSettings = BillingSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
 

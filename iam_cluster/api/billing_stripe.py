@@ -74,5 +74,6 @@ def _bad_signature(request: Request, exc: webhooks.InvalidSignature) -> Response
 
 
 router = Router(path="/billing", route_handlers=[subscribe, portal, webhook], tags=["billing"],
+                opt={"scope": "billing"},
                 exception_handlers={StripeNotConfigured: _stripe_unavailable, StripeFailed: _stripe_unavailable,
                                     webhooks.InvalidSignature: _bad_signature})

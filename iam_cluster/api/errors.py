@@ -18,9 +18,10 @@ STATUS = {
     "payment_required": 402, "quota_exceeded": 402,
     "forbidden": 403,
     "not_found": 404, "invalid_reference": 404, "model_not_found": 404,
+    "request_timeout": 408,
     "conflict": 409, "idempotency_conflict": 409,
     "too_large": 413,
-    "invalid_options": 422,
+    "invalid_options": 422, "weak_password": 422,
     "unsupported_media": 415, "empty_media": 422, "truncated_media": 422, "too_short": 422, "too_long": 422,
     "rate_limited": 429,
     "database_unavailable": 503, "storage": 503, "unavailable": 503,
@@ -89,7 +90,27 @@ def is_client_error(exc: BaseException) -> bool:
     return isinstance(exc, HTTPException) and exc.status_code < 500
 
 
+def dependency_down(request: Request, exc: Exception) -> Response:
+    """PostgreSQL or Redis unreachable (or too slow): 503 at once, never a 500 after a long wait."""
+    from redis.exceptions import RedisError
+
+    code, what = ("unavailable", "Redis") if isinstance(exc, RedisError) else ("database_unavailable", "the database")
+    log.error("%s is unavailable: %s %s: %s", what, request.method, request.url.path, exc)
+    return Response(body(code, f"{what} is unavailable right now; retry shortly", 503), status_code=503,
+                    headers={"Retry-After": "5"})
+
+
+def _dependency_errors() -> dict:
+    from psycopg import OperationalError
+    from psycopg_pool import PoolTimeout
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return {exc: dependency_down for exc in (PoolTimeout, OperationalError, RedisConnectionError, RedisTimeoutError)}
+
+
 EXCEPTION_HANDLERS = {
+    **_dependency_errors(),
     IAMError: iam_error_handler,
     HTTPException: http_error_handler,
     Exception: unhandled_error_handler,

@@ -18,23 +18,15 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 from psycopg import AsyncConnection
 
 from iam_cluster.api.errors import APIError, invalid_options
-from iam_cluster.api.jobs import (
-    JobOut,
-    TranscribeRequest,
-    check_model,
-    job_options,
-    job_response,
-    replay,
-    request_hash,
-)
-from iam_cluster.api.uploads import extension, filename_of, probe_stored, store_stream
-from iam_cluster.billing import quotas
+from iam_cluster.api.jobs import JobOut, TranscribeRequest, check_request, job_options, queue_job, replay, request_hash
+from iam_cluster.api.deps import transaction
+from iam_cluster.api.limits import upload_slot
+from iam_cluster.api.uploads import extension, probe_stored, receive_upload, upload_operation
 from iam_cluster.db.errors import Conflict
 from iam_cluster.db.pool import convert_row
 from iam_cluster.db.queries import fetch_all, fetch_one
 from iam_cluster.db.rows import Meeting, User
 from iam_cluster.errors import MediaError
-from iam_cluster.observability.jobs import job_queued
 from iam_cluster.pipeline.types import Transcript
 from iam_cluster.queue import AsyncJobs
 from iam_cluster.settings import Settings
@@ -208,40 +200,53 @@ async def delete_meeting(conn: NamedDependency[AsyncConnection], current_user: N
         await anyio.to_thread.run_sync(storage.delete, row["audio_file_url"])
 
 
-@post("/{meeting_id:uuid}/upload", status_code=HTTP_200_OK)
+@post("/{meeting_id:uuid}/upload", status_code=HTTP_200_OK, operation_class=upload_operation())
 async def upload_audio(
-    request: Request, conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
-    settings: NamedDependency[Settings], storage: NamedDependency[Storage], meeting_id: FromPath[uuid.UUID],
+    request: Request, current_user: NamedDependency[User], settings: NamedDependency[Settings],
+    storage: NamedDependency[Storage], meeting_id: FromPath[uuid.UUID],
     filename: Annotated[str | None, QueryParameter(max_length=255, description="original file name")] = None,
 ) -> MeetingDetail:
-    """Streams the body to storage, checks it is audio, and records it (replacing earlier audio)."""
-    current = await fetch_one(conn, "meetings_api_get", {"id": meeting_id, "user_id": current_user.id})
+    """Streams the audio to storage, checks it is audio, and records it (replacing earlier audio).
+
+    The body is the file itself, or ``multipart/form-data`` with the file in ``file``. No database
+    connection is held while it streams: only two short transactions, before and after.
+    """
+    pool = request.app.state.pool
+    async with transaction(pool) as conn:
+        current = await fetch_one(conn, "meetings_api_get", {"id": meeting_id, "user_id": current_user.id})
     if current is None:
         raise _not_found()
     if current["job_status"] in ACTIVE:  # refused before reading the body
         raise _busy()
-    original = filename_of(request, filename)
-    key = f"users/{current_user.id}/meetings/{meeting_id}/{uuid.uuid4().hex}.{extension(original)}"
-    stored = await store_stream(storage, key, request, settings.storage.max_upload_bytes)
+    prefix = f"users/{current_user.id}/meetings/{meeting_id}/{uuid.uuid4().hex}"
+    state = request.app.state
+    async with upload_slot(state.redis_gate, state.redis, settings.redis.key_prefix, current_user.id,
+                           settings.api.max_concurrent_uploads):
+        received = await receive_upload(request, storage, lambda name: f"{prefix}.{extension(name)}",
+                                        settings.storage.max_upload_bytes, settings.api.upload_read_timeout_s,
+                                        filename)
     try:
-        info = await anyio.to_thread.run_sync(probe_stored, storage, key, original or "upload")
-        # Locked only now, not during a slow upload; a job queued meanwhile still wins.
-        meeting = await _locked(conn, meeting_id, current_user)
-        if meeting["job_active"]:
-            raise _busy()
-        await fetch_one(conn, "meetings_api_set_audio", {
-            "id": meeting_id, "user_id": current_user.id, "key": key, "size": stored.size,
-            "format": info.format.split(",")[0], "filename": original, "duration": info.duration})
+        info = await anyio.to_thread.run_sync(probe_stored, storage, received.key, received.filename or "upload",
+                                              received.size, settings.audio)
+        async with transaction(pool) as conn:
+            # Locked only now, not during a slow upload; a job queued meanwhile still wins.
+            meeting = await _locked(conn, meeting_id, current_user)
+            if meeting["job_active"]:
+                raise _busy()
+            await fetch_one(conn, "meetings_api_set_audio", {
+                "id": meeting_id, "user_id": current_user.id, "key": received.key, "size": received.size,
+                "format": info.format.split(",")[0], "filename": received.filename, "duration": info.duration})
+            detail = await _detail(conn, current_user, meeting_id)
     except MediaError as exc:
-        await anyio.to_thread.run_sync(storage.delete, key)
+        await anyio.to_thread.run_sync(storage.delete, received.key)
         raise APIError(exc.code, exc.message) from None
     except BaseException:
-        await anyio.to_thread.run_sync(storage.delete, key)
+        await anyio.to_thread.run_sync(storage.delete, received.key)
         raise
     previous = meeting["audio_file_url"]
-    if previous and previous != key:
+    if previous and previous != received.key:
         await anyio.to_thread.run_sync(storage.delete, previous)
-    return await _detail(conn, current_user, meeting_id)
+    return detail
 
 
 @post("/{meeting_id:uuid}/transcribe", status_code=HTTP_202_ACCEPTED,
@@ -258,34 +263,18 @@ async def transcribe(
     Options are validated here, once: a violation is 422 ``invalid_options`` naming the field.
     """
     data = data or TranscribeRequest()  # no body: the default options
-    jobs = AsyncJobs(conn)
     meeting = await _locked(conn, meeting_id, current_user)
     digest = request_hash(data)
     if idempotency_key is not None:
-        existing = await jobs.by_key(current_user.id, idempotency_key)
+        existing = await AsyncJobs(conn).by_key(current_user.id, idempotency_key)
         if existing is not None:
             return replay(existing, meeting_id, digest)
-    check_model(data, settings)
-    if meeting["audio_file_url"] is None:
-        raise APIError("conflict", "the meeting has no audio: upload it before transcribing")
-    if meeting["job_active"]:
-        raise _busy()
-    # The user row is locked from here to the commit: concurrent submissions reserve one at a time.
+    await check_request(data, settings)
     try:
-        minutes = await quotas.check_quota(conn, current_user.id, meeting["duration_seconds"])
-    except quotas.QuotaExceeded as exc:
-        raise APIError("quota_exceeded", str(exc)) from None
-    try:
-        queued = await jobs.enqueue(current_user.id, meeting_id, job_options(data),
-                                    max_attempts=settings.worker.max_attempts, idempotency_key=idempotency_key,
-                                    request_hash=digest if idempotency_key is not None else None)
+        return await queue_job(conn, current_user, meeting, job_options(data), settings, data.callback_url,
+                               idempotency_key, digest if idempotency_key is not None else None)
     except Conflict:  # a concurrent request with the same key but another body committed first
         raise APIError("idempotency_conflict", "this Idempotency-Key was used with a different request") from None
-    if queued.replayed:  # a concurrent request with the same key committed first
-        return replay(queued.job, meeting_id, digest)
-    await quotas.reserve(conn, current_user.id, queued.job.id, minutes)
-    job_queued(queued.job.id, meeting_id, queued.job.options)
-    return job_response(queued.job, replayed=False)
 
 
 @get("/{meeting_id:uuid}/transcript")

@@ -2,7 +2,8 @@
 
 Billable minutes are audio seconds rounded **up to the next tenth of a minute** (6 seconds):
 a 61-second recording bills 1.1 minutes, a 3.2-second clip 0.1. Quotas and the ledger both use
-this figure, so what a job reserves at submission equals what it is billed for the same audio.
+this figure, so what a job reserves at submission is what it is billed for the same audio — except
+that a recording in which no speech was found bills one unit (0.1 minute) at most.
 """
 
 from __future__ import annotations
@@ -52,6 +53,18 @@ PaidPlan = Literal[tuple(p.id for p in PLANS.values() if p.paid)]  # type: ignor
 def plan_for(tier: str | None) -> Plan:
     """The plan of a user's ``tier``; an unknown or empty tier gets the free plan."""
     return PLANS.get(tier or "free", PLANS["free"])
+
+
+#: A recording in which no speech was found bills at most this many seconds (the smallest unit).
+NO_SPEECH_SECONDS = 6.0
+
+
+def billable_seconds(transcript) -> float:
+    """What a finished transcription bills: its audio length, or ``NO_SPEECH_SECONDS`` at most when
+    the VAD found no speech in it (hours of silence are not billed as hours)."""
+    if transcript.speech_duration <= 0:
+        return min(transcript.duration, NO_SPEECH_SECONDS)
+    return transcript.duration
 
 
 def billable_minutes(audio_seconds: float | None) -> Decimal:

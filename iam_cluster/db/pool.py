@@ -23,7 +23,8 @@ def make_pool(settings: DatabaseSettings, **kwargs: Any) -> AsyncConnectionPool:
         **kwargs: passed on to ``AsyncConnectionPool`` (``name``, ``timeout``, ``configure``...).
     """
     return AsyncConnectionPool(settings.require_url(), min_size=settings.pool_min, max_size=settings.pool_max,
-                               open=False, **kwargs)
+                               timeout=settings.pool_timeout_s, open=False,
+                               kwargs={"connect_timeout": max(1, round(settings.connect_timeout_s))}, **kwargs)
 
 
 def struct_row(cls: type[T]) -> BaseRowFactory[T]:

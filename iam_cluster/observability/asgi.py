@@ -22,8 +22,7 @@ log = get_logger("iam_cluster.api.access")
 WEBSOCKET_CONNECTIONS = Gauge("iam_api_websocket_connections", "Open WebSocket connections")
 WEBSOCKET_CONNECTIONS_OPENED = Counter("iam_api_websocket_connections_opened",
                                        "WebSocket connections accepted and authenticated")
-RATE_LIMIT_REJECTIONS = Counter("iam_api_rate_limit_rejections", "Requests refused with 429, by the limit hit",
-                                ["limit"])
+RATE_LIMIT_REJECTIONS = Counter("iam_api_rate_limit_rejections", "Requests refused with 429 by a rate limit")
 
 
 class RequestContextMiddleware(ASGIMiddleware):

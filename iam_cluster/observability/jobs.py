@@ -36,10 +36,13 @@ REAL_TIME_FACTOR = Histogram(
 LEASE_RENEWALS = Counter("iam_worker_lease_renewals", "Job leases extended by a heartbeat")
 LEASE_EXPIRIES = Counter("iam_worker_lease_expiries",
                          "Jobs whose lease ran out under this worker (taken over by another)")
-#: Defined here for the webhook sender: one count per delivery attempt, by outcome
-#: (``delivered``, ``failed`` for a retry later, ``gave_up``).
-WEBHOOK_DELIVERIES = Counter("iam_webhook_deliveries", "Webhook delivery attempts by outcome", ["outcome"])
-WEBHOOK_DELIVERY_DURATION = Histogram("iam_webhook_delivery_duration_seconds", "Webhook request wall time")
+WEBHOOK_DELIVERIES = Counter("iam_webhook_deliveries", "Webhook delivery attempts by event and outcome "
+                             "(delivered; retry: failed, tried again later; failed: given up)", ["event", "outcome"])
+
+
+def webhook_attempted(event: str, outcome: str) -> None:
+    """The webhook deliverer's ``on_result``: one attempt at posting ``event`` ended with ``outcome``."""
+    WEBHOOK_DELIVERIES.labels(event=event, outcome=outcome).inc()
 
 
 def job_queued(job_id: uuid.UUID, meeting_id: uuid.UUID, options: dict[str, Any] | None = None) -> None:
@@ -53,12 +56,13 @@ class JobRun:
 
     def __init__(self) -> None:
         self.audio_seconds = 0.0
+        self.segments = 0
         self.ended = False
         self.stored: Job | None = None
 
-    def transcribed(self, duration: float) -> None:
-        """The transcript is ready: ``duration`` seconds of audio."""
-        self.audio_seconds = float(duration)
+    def transcribed(self, duration: float, segments: int = 0) -> None:
+        """The transcript is ready: ``duration`` seconds of audio in ``segments`` segments."""
+        self.audio_seconds, self.segments = float(duration), segments
 
     def finished(self, stored: Job | None) -> Job | None:
         """The job as stored after the worker's last write (None: the lease was lost); returns it."""
@@ -100,7 +104,7 @@ def _record_end(stored: Job | None, run: JobRun, wall: float) -> None:
         if rtf is not None:
             REAL_TIME_FACTOR.observe(rtf)
         log.info("job completed", duration_s=round(wall, 3), audio_s=round(run.audio_seconds, 3),
-                 rtf=None if rtf is None else round(rtf, 4))
+                 rtf=None if rtf is None else round(rtf, 4), segments=run.segments)
     elif stored.status == "cancelled":
         outcome = "cancelled"
         JOBS_CANCELLED.inc()

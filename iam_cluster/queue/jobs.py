@@ -40,7 +40,9 @@ class Job(msgspec.Struct, kw_only=True):
 
     id: uuid.UUID
     user_id: uuid.UUID
-    meeting_id: uuid.UUID
+    #: The meeting whose audio a ``meeting`` job transcribes; None for a ``sync`` job (one request).
+    meeting_id: uuid.UUID | None = None
+    kind: str = "meeting"
     status: str
     options: dict[str, Any] = {}
     idempotency_key: str | None = None
@@ -54,6 +56,8 @@ class Job(msgspec.Struct, kw_only=True):
     error_message: str | None = None
     progress: float = 0.0
     cancel_requested_at: dt.datetime | None = None
+    #: Where ``job.completed`` / ``job.failed`` are also posted (besides the account's endpoints).
+    callback_url: str | None = None
     #: Id of the API request that queued the job (its log lines and the worker's share it).
     request_id: str | None = None
     created_at: dt.datetime
@@ -80,13 +84,13 @@ Steps = Generator[tuple[str, dict[str, Any]], Job | None, Any]
 # --- the transitions, written once --------------------------------------------------------------
 
 def _enqueue(user_id: uuid.UUID, meeting_id: uuid.UUID, options: dict[str, Any], idempotency_key: str | None,
-             request_hash: str | None, max_attempts: int) -> Steps:
+             request_hash: str | None, max_attempts: int, callback_url: str | None = None) -> Steps:
     if idempotency_key is not None and request_hash is None:
         raise ValueError("an idempotency key needs the request's hash")
     # The request id bound in the log context is stored with the job: the worker's lines carry it.
     params = dict(user_id=user_id, meeting_id=meeting_id, options=Jsonb(options), channel=CHANNEL,
                   idempotency_key=idempotency_key, request_hash=request_hash, max_attempts=max_attempts,
-                  request_id=context.get("request_id"))
+                  callback_url=callback_url, request_id=context.get("request_id"))
     job = yield "enqueue_job", params
     if job is not None:
         return Enqueued(job, replayed=False)
@@ -127,7 +131,8 @@ class Jobs:
                 return done.value
 
     def enqueue(self, user_id: uuid.UUID, meeting_id: uuid.UUID, options: dict[str, Any], *,
-                max_attempts: int, idempotency_key: str | None = None, request_hash: str | None = None) -> Enqueued:
+                max_attempts: int, idempotency_key: str | None = None, request_hash: str | None = None,
+                callback_url: str | None = None) -> Enqueued:
         """Queue a transcription job, mark its meeting queued and wake the workers (at commit).
 
         A replay with the same ``idempotency_key`` and ``request_hash`` returns the existing job.
@@ -135,7 +140,14 @@ class Jobs:
         Raises:
             Conflict: the key was used before with a different request.
         """
-        return self._run(_enqueue(user_id, meeting_id, options, idempotency_key, request_hash, max_attempts))
+        return self._run(_enqueue(user_id, meeting_id, options, idempotency_key, request_hash, max_attempts,
+                                  callback_url))
+
+    def reap_sync(self) -> list[Job]:
+        """Fail the ``sync`` jobs whose API process went away (lease expired); returns them."""
+        with self.conn.transaction(), self.conn.cursor(row_factory=struct_row(Job)) as cur:
+            with translate_errors():
+                return cur.execute(QUERIES["reap_sync_jobs"], {}).fetchall()
 
     def get(self, job_id: uuid.UUID) -> Job | None:
         return self._run(_one("get_job", id=job_id))
@@ -192,10 +204,29 @@ class AsyncJobs:
                 return done.value
 
     async def enqueue(self, user_id: uuid.UUID, meeting_id: uuid.UUID, options: dict[str, Any], *,
-                      max_attempts: int, idempotency_key: str | None = None,
-                      request_hash: str | None = None) -> Enqueued:
+                      max_attempts: int, idempotency_key: str | None = None, request_hash: str | None = None,
+                      callback_url: str | None = None) -> Enqueued:
         """See ``Jobs.enqueue``."""
-        return await self._run(_enqueue(user_id, meeting_id, options, idempotency_key, request_hash, max_attempts))
+        return await self._run(_enqueue(user_id, meeting_id, options, idempotency_key, request_hash, max_attempts,
+                                        callback_url))
+
+    async def start_sync(self, user_id: uuid.UUID, options: dict[str, Any], owner: str, lease_seconds: float) -> Job:
+        """A ``sync`` job, processing at once under ``owner`` (the API process serving one request).
+
+        Workers never claim it; if its owner dies, ``Jobs.reap_sync`` fails it once the lease expired.
+        """
+        return await self._run(_one("start_sync_job", user_id=user_id, options=Jsonb(options), worker=owner,
+                                    lease_seconds=float(lease_seconds), request_id=context.get("request_id")))
+
+    async def list(self, user_id: uuid.UUID, *, status: str | None = None, meeting_id: uuid.UUID | None = None,
+                   before: tuple[dt.datetime, uuid.UUID] | None = None, limit: int = 20) -> list[Job]:
+        """The caller's jobs, newest first, filtered; ``before`` is the (created_at, id) of the last seen."""
+        params = dict(user_id=user_id, status=status, meeting_id=meeting_id, limit=limit,
+                      before_at=before[0] if before else None, before_id=before[1] if before else None)
+        async with self.conn.cursor(row_factory=struct_row(Job)) as cur:
+            with translate_errors():
+                await cur.execute(QUERIES["list_user_jobs"], params)
+            return await cur.fetchall()
 
     async def by_key(self, user_id: uuid.UUID, idempotency_key: str) -> Job | None:
         """The caller's job created with this ``Idempotency-Key``, if any."""

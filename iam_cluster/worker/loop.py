@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 from iam_cluster import observability
 from iam_cluster.db.queries import QUERIES
 from iam_cluster.errors import MediaError, OptionsError
-from iam_cluster.observability.jobs import JobRun, observe_job
+from iam_cluster.observability.jobs import JobRun, observe_job, webhook_attempted
 from iam_cluster.observability.worker import alive, start_metrics_server
 from iam_cluster.pipeline.types import ProgressHook, Transcript, parse_options
 from iam_cluster.queue import Job, Jobs, wait_for_jobs
@@ -43,11 +43,13 @@ class Worker:
         runner: How transcriptions run; default ``make_runner(settings)``, built on first use.
         storage: Where the meetings' audio lives; default ``make_storage(settings.storage)``.
         worker_id: This worker's lease owner name; default host, pid and a random suffix.
+        deliver_webhooks: Run the webhook deliverer beside the job loop in ``run``.
     """
 
     def __init__(self, settings: Settings, runner: Runner | None = None, storage: Storage | None = None,
-                 worker_id: str | None = None) -> None:
+                 worker_id: str | None = None, deliver_webhooks: bool = True) -> None:
         self.settings = settings
+        self.deliver_webhooks = deliver_webhooks
         self.database_url = settings.database.require_url()
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._runner = runner
@@ -99,6 +101,7 @@ class Worker:
         stop_event = stop_event or threading.Event()
         listener: psycopg.Connection | None = None
         backoff = 0.0
+        deliverer = self._start_deliverer(stop_event) if self.deliver_webhooks else None
         try:
             while not stop_event.is_set():
                 alive()  # liveness: the loop turns (a running job's heartbeat counts too)
@@ -111,6 +114,7 @@ class Worker:
                         backoff = 0.0
                     if self.run_once():
                         continue
+                    JobEnd(self.conn, self.worker_id, self.events).reap_sync()
                     waited = 0.0
                     while waited < poll_seconds and not stop_event.is_set():
                         step = min(0.5, poll_seconds - waited)
@@ -133,10 +137,30 @@ class Worker:
         finally:
             if listener is not None:
                 listener.close()
+            if deliverer is not None:
+                deliverer.join(timeout=30)
             self.close()
+
+    def _start_deliverer(self, stop: threading.Event) -> threading.Thread:
+        """The webhook deliverer, beside the job loop (deliveries never wait for a transcription)."""
+        from iam_cluster.webhooks.deliver import Deliverer
+
+        deliverer = Deliverer(self.database_url, self.settings.webhooks, on_result=webhook_attempted)
+
+        def run() -> None:
+            try:
+                deliverer.run(stop)
+            finally:
+                deliverer.close()
+
+        thread = threading.Thread(target=run, name="iam-webhooks", daemon=True)
+        thread.start()
+        return thread
 
     def process(self, job: Job) -> Job | None:
         """Runs a claimed job and records how it ended (completed, failed, cancelled, or retried later).
+
+        Its start and end are logged, counted and timed by ``observe_job``.
 
         Returns:
             The job as stored after it, or None when the lease was lost to another worker.
@@ -162,7 +186,7 @@ class Worker:
         except Exception as exc:
             log.exception("job %s failed (attempt %d of %d)", job.id, job.attempts, job.max_attempts)
             return end.retry(job, w.retry_base_seconds, f"{type(exc).__name__}: {exc}")
-        run.transcribed(transcript.duration)
+        run.transcribed(transcript.duration, len(transcript.segments))
         done = end.complete(job, transcript)
         if done is None:
             log.warning("job %s: finished after losing its lease; results discarded", job.id)
@@ -205,8 +229,9 @@ def run_worker(once: bool = False) -> int:
         The process exit status.
     """
     settings = get_settings()
-    observability.setup(settings.observability, "worker")
+    observability.setup(settings.observability, "worker")  # JSON or console lines, job by job; Sentry
     worker = Worker(settings)
+    log.info("worker %s: waiting for jobs", worker.worker_id)
     if once:
         try:
             while worker.run_once():
@@ -218,7 +243,6 @@ def run_worker(once: bool = False) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     server = start_metrics_server(settings, worker.connect)  # /metrics and /healthz; None when off
-    log.info("worker %s started", worker.worker_id)
     try:
         worker.run(stop)
     finally:

@@ -17,10 +17,12 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from iam_cluster.billing import ledger
+from iam_cluster.billing.plans import billable_seconds
 from iam_cluster.db.errors import translate_errors
 from iam_cluster.db.queries import QUERIES
 from iam_cluster.pipeline.types import Transcript
 from iam_cluster.queue import COMPLETED, FAILED, Job, Jobs
+from iam_cluster.webhooks import outbox
 from iam_cluster.worker.events import EventSink
 
 #: ``meetings.provider_used`` for transcripts made by this service.
@@ -46,6 +48,9 @@ class JobEnd:
     def complete(self, job: Job, transcript: Transcript) -> Job | None:
         """Store the whole transcript with the meeting, bill it and complete the job.
 
+        A ``sync`` job (one API request, no meeting) is billed and completed only: its caller has
+        the transcript.
+
         Returns:
             The completed job, or None when the lease was lost (nothing written).
         """
@@ -59,11 +64,12 @@ class JobEnd:
             done = self.jobs.complete(job.id, self.worker_id)
             if done is None:
                 return None
-            with translate_errors():
-                self.conn.execute(QUERIES["write_meeting_results"], params)
             ledger.record_completion(self.conn, user_id=job.user_id, job_id=job.id, meeting_id=job.meeting_id,
-                                     audio_seconds=transcript.duration, model=transcript.model)
-            self._notify(done, pending, {"duration_seconds": transcript.duration})
+                                     audio_seconds=billable_seconds(transcript), model=transcript.model)
+            if done.kind == "meeting":
+                with translate_errors():
+                    self.conn.execute(QUERIES["write_meeting_results"], params)
+                self._notify(done, pending, {"duration_seconds": transcript.duration})
         return done
 
     def fail(self, job: Job, code: str, message: str) -> Job | None:
@@ -88,11 +94,21 @@ class JobEnd:
             after = transition()
             if after is None:
                 return None
-            self._meeting_status(after, after.status, message)
             if after.terminal:
                 ledger.release(self.conn, after.id)
-                self._notify(after, pending, {"error_code": after.error_code, "error_message": message})
+            if after.kind == "meeting":
+                self._meeting_status(after, after.status, message)
+                if after.terminal:
+                    self._notify(after, pending, {"error_code": after.error_code, "error_message": message})
         return after
+
+    def reap_sync(self) -> int:
+        """Fail the synchronous jobs whose API process went away and free their reservations."""
+        with self.conn.transaction():
+            reaped = self.jobs.reap_sync()
+            for job in reaped:
+                ledger.release(self.conn, job.id)
+        return len(reaped)
 
     @contextmanager
     def _ending(self) -> Iterator[list[Event]]:
@@ -103,7 +119,9 @@ class JobEnd:
             self.events.publish(user_id, event_type, data)
 
     def _notify(self, job: Job, pending: list[Event], details: dict) -> None:
-        """A notification row for the job's owner; its live events go out after the commit."""
+        """A notification row for the job's owner and its webhook deliveries; live events go out
+        after the commit."""
+        outbox.record(self.conn, job.user_id, *outbox.job_event(job), callback_url=job.callback_url)
         kind = {COMPLETED: "job_completed", FAILED: "job_failed"}.get(job.status, "job_cancelled")
         payload = {"meeting_id": str(job.meeting_id), "job_id": str(job.id), **details}
         with translate_errors():

@@ -149,6 +149,10 @@ def test_ping_pong_typing_and_presence(two_apis, make_user):
     a_url, b_url = two_apis
     alice, _, _, alice_h = make_user()
     bob, _, _, bob_h = make_user()
+    carol, _, _, _ = make_user()
+    sent = httpx.post(f"{a_url}/api/v2/messages", json={"recipient_id": str(bob), "subject": "hi", "body": "x"},
+                      headers=alice_h)
+    assert sent.status_code == 201, sent.text  # alice and bob now share a conversation
 
     async def scenario() -> None:
         async with connect(ws_url(a_url, alice_h), open_timeout=5) as alice_ws:
@@ -159,11 +163,17 @@ def test_ping_pong_typing_and_presence(two_apis, make_user):
                 await alice_ws.send(json.dumps({"type": "typing", "data": {"to": str(bob)}}))
                 typing = await next_event(bob_ws, {"typing"})
                 assert typing["data"]["from"] == str(alice)
+                # No typing events to someone alice has never written to (nor been written by).
+                await alice_ws.send(json.dumps({"type": "typing", "data": {"to": str(carol)}}))
+                assert (await next_event(alice_ws, {"error"}))["data"]["code"] == "forbidden"
                 # Alice's second device (on the other process) sees her come online and go.
                 async with connect(ws_url(b_url, alice_h), open_timeout=5):
                     online = await next_event(alice_ws, {"presence"})
                     assert online["data"]["status"] == "online" and online["data"]["user_id"] == str(alice)
+                # An earlier "online" (this socket's own, fanned out late) may come first: skip to "offline".
                 offline = await next_event(alice_ws, {"presence"})
+                while offline["data"]["status"] == "online":
+                    offline = await next_event(alice_ws, {"presence"})
                 assert offline["data"]["status"] == "offline"
             await alice_ws.send("not json")
             assert (await next_event(alice_ws, {"error"}))["data"]["code"] == "invalid_message"
@@ -171,7 +181,7 @@ def test_ping_pong_typing_and_presence(two_apis, make_user):
     asyncio.run(asyncio.wait_for(scenario(), 30))
 
 
-@pytest.mark.parametrize("case", ["other_user", "bad_token", "no_token", "inactive"])
+@pytest.mark.parametrize("case", ["other_user", "other_user_in_path", "bad_token", "no_token", "inactive"])
 def test_refused_connections(two_apis, api_settings, make_user, case):
     a_url, _ = two_apis
     alice, _, _, alice_h = make_user()
@@ -179,6 +189,7 @@ def test_refused_connections(two_apis, api_settings, make_user, case):
     base = a_url.replace("http://", "ws://") + "/api/v2/messages/ws"
     url, code = {
         "other_user": (ws_url(a_url, alice_h, user_id=bob), 4403),
+        "other_user_in_path": (f"{base}/{bob}?token={alice_h['Authorization'].split()[1]}", 4403),
         "bad_token": (base + "?token=not.a.token", 4401),
         "no_token": (base, 4401),
         "inactive": (ws_url(a_url, alice_h), 4401),
@@ -196,9 +207,12 @@ def test_refused_connections(two_apis, api_settings, make_user, case):
             assert closed.value.rcvd is not None and closed.value.rcvd.code == code
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
-    if case == "other_user":  # its own id is fine
+    if case.startswith("other_user"):  # its own id is fine, in the query or in the path
+        own_url = ws_url(a_url, alice_h, user_id=alice) if case == "other_user" else \
+            f"{base}/{alice}?token={alice_h['Authorization'].split()[1]}"
+
         async def own() -> None:
-            async with connect(ws_url(a_url, alice_h, user_id=alice), open_timeout=5) as ws:
+            async with connect(own_url, open_timeout=5) as ws:
                 await ws.send(json.dumps({"type": "ping"}))
                 assert (await next_event(ws, {"pong"}))["type"] == "pong"
 

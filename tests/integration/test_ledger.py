@@ -25,7 +25,7 @@ class Fixed:
 
     def run(self, source, options, hook=None, name=None):
         return Transcript(source="x", duration=self.seconds, language="en", language_probability=1.0,
-                          segments=[], model="tiny.en")
+                          segments=[], model="tiny.en", speech_duration=self.seconds / 2)
 
 
 class Broken:

@@ -5,9 +5,10 @@
 -- A queued job, its meeting marked queued, and a wake-up for workers (delivered at commit).
 -- A replay with the same (user_id, idempotency_key) inserts nothing and returns no row.
 WITH job AS (
-    INSERT INTO jobs (user_id, meeting_id, options, idempotency_key, request_hash, max_attempts, request_id)
+    INSERT INTO jobs (user_id, meeting_id, options, idempotency_key, request_hash, max_attempts, callback_url,
+                      request_id)
     VALUES (%(user_id)s, %(meeting_id)s, %(options)s, %(idempotency_key)s, %(request_hash)s, %(max_attempts)s,
-            %(request_id)s)
+            %(callback_url)s, %(request_id)s)
     ON CONFLICT ON CONSTRAINT jobs_user_id_idempotency_key_key DO NOTHING
     RETURNING *
 ), meeting AS (
@@ -17,6 +18,32 @@ WITH job AS (
     RETURNING id
 )
 SELECT job.*, pg_notify(%(channel)s, job.id::text) AS notified FROM job
+
+-- name: start_sync_job
+-- A job for one synchronous request: processing at once under the serving API process's lease.
+INSERT INTO jobs (user_id, kind, status, options, attempts, max_attempts, lease_owner, lease_expires_at, started_at,
+                  request_id)
+VALUES (%(user_id)s, 'sync', 'processing', %(options)s, 1, 1, %(worker)s,
+        now() + %(lease_seconds)s * interval '1 second', now(), %(request_id)s)
+RETURNING *
+
+-- name: reap_sync_jobs
+-- Synchronous jobs whose API process went away: failed, so their quota reservations can be released.
+UPDATE jobs
+SET status = 'failed', finished_at = now(), lease_owner = NULL, lease_expires_at = NULL,
+    error_code = 'internal', error_message = 'the API process serving this request went away'
+WHERE kind = 'sync' AND status = 'processing' AND lease_expires_at < now()
+RETURNING *
+
+-- name: list_user_jobs
+-- The caller's jobs, newest first, optionally by status or meeting, keyset-paginated.
+SELECT * FROM jobs
+WHERE user_id = %(user_id)s
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(meeting_id)s::uuid IS NULL OR meeting_id = %(meeting_id)s)
+  AND (%(before_at)s::timestamptz IS NULL OR (created_at, id) < (%(before_at)s, %(before_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s
 
 -- name: get_job
 SELECT * FROM jobs WHERE id = %(id)s
@@ -31,8 +58,9 @@ SELECT * FROM jobs WHERE user_id = %(user_id)s AND idempotency_key = %(idempoten
 -- The oldest runnable queued job, or a processing job whose worker let its lease expire.
 WITH next AS (
     SELECT id FROM jobs
-    WHERE (status = 'queued' AND run_after <= now())
-       OR (status = 'processing' AND lease_expires_at < now())
+    WHERE kind = 'meeting'
+      AND ((status = 'queued' AND run_after <= now())
+           OR (status = 'processing' AND lease_expires_at < now()))
     ORDER BY run_after
     FOR UPDATE SKIP LOCKED
     LIMIT 1

@@ -137,3 +137,10 @@ RETURNING *
 UPDATE notifications SET read_at = now()
 WHERE user_id = %(user_id)s AND read_at IS NULL
 RETURNING id
+
+-- name: messages_share_conversation
+-- Whether two users have exchanged a message (either way): typing events go only to such peers.
+SELECT EXISTS (
+    SELECT 1 FROM messages
+    WHERE (sender_id = %(a)s AND recipient_id = %(b)s) OR (sender_id = %(b)s AND recipient_id = %(a)s)
+) AS shared
