@@ -14,6 +14,7 @@ from iam_cluster.api import (
     api_keys,
     auth,
     billing_stripe,
+    insights,
     jobs,
     meetings,
     messages,
@@ -41,6 +42,7 @@ V1_ROUTERS = [
     jobs.router,
     api_keys.router,
     webhooks.router,
+    insights.router,
     billing.router,
     billing_stripe.router,
 ]

@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 from iam_cluster import observability
 from iam_cluster.db.queries import QUERIES
 from iam_cluster.errors import MediaError, OptionsError
+from iam_cluster.insights import service
 from iam_cluster.observability.jobs import JobRun, observe_job, webhook_attempted
 from iam_cluster.observability.worker import alive, start_metrics_server
 from iam_cluster.pipeline.types import ProgressHook, Transcript, parse_options
@@ -177,7 +178,11 @@ class Worker:
             return None
         try:
             with Heartbeat(self.connect, job.id, self.worker_id, w.lease_seconds, w.heartbeat_seconds) as hb:
-                transcript = self.transcribe(job, self._progress_hook(job, hb))
+                hook = self._progress_hook(job, hb)
+                transcript = self.transcribe(job, hook)
+                # Its own stage; an error is recorded with the meeting, never fails the job.
+                insights = service.compute(transcript, self.settings.insights, hook,
+                                           reraise=(LeaseLost, JobCancelled))
         except LeaseLost:
             log.warning("job %s: lease lost while running; another worker has it", job.id)
             return None
@@ -187,7 +192,7 @@ class Worker:
             log.exception("job %s failed (attempt %d of %d)", job.id, job.attempts, job.max_attempts)
             return end.retry(job, w.retry_base_seconds, f"{type(exc).__name__}: {exc}")
         run.transcribed(transcript.duration, len(transcript.segments))
-        done = end.complete(job, transcript)
+        done = end.complete(job, transcript, insights)
         if done is None:
             log.warning("job %s: finished after losing its lease; results discarded", job.id)
         return done

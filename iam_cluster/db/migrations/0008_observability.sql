@@ -1,4 +1,4 @@
--- 0007_observability: the request that queued each job (one id greps a job's log lines end to end),
+-- 0008_observability: the request that queued each job (one id greps a job's log lines end to end),
 -- and an index that keeps the scrape-time "age of the oldest queued job" cheap on a long queue.
 
 ALTER TABLE jobs ADD COLUMN request_id text;
