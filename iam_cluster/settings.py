@@ -144,7 +144,7 @@ class RedisSettings(msgspec.Struct, frozen=True):
     #: Connections per API process (requests wait for one rather than fail).
     max_connections: Count = 256
     #: Longest any Redis call may take; past it, Redis counts as down for a few seconds.
-    timeout_s: Positive = 2.0
+    timeout_s: Positive = 1.0
 
 
 class StorageSettings(msgspec.Struct, frozen=True):
