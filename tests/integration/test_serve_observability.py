@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from iam_cluster.observability import context
+from iam_cluster.pipeline.runner import Limits
 from iam_cluster.pipeline.types import TranscribeOptions
-from iam_cluster.serve.client import transcribe_remote
+from iam_cluster.serve.client import ServeRunner
 from tests.fixtures.services import http_get, value
 
 pytestmark = pytest.mark.slow
@@ -34,10 +35,10 @@ def ray_samples(url: str, timeout: float = 60.0, **wanted) -> dict:
 def test_serve_metrics_and_job_ids_in_replica_logs(serve_app, ray_metrics_url, harvard):
     import ray
 
-    _, address, args = serve_app
+    _, address, settings = serve_app
     job_id = "job-for-serve-logs-0001"
     with context.scope(request_id="req-serve-0001", job_id=job_id, user_id="u-1"):  # as the worker sends them
-        transcript = transcribe_remote(harvard[1], TranscribeOptions(), address)
+        transcript = ServeRunner(address, Limits(None)).run(harvard[1], TranscribeOptions())
     assert transcript.text
 
     samples = ray_samples(ray_metrics_url, ray_iam_serve_asr_windows_decoded_total=1,
@@ -45,7 +46,7 @@ def test_serve_metrics_and_job_ids_in_replica_logs(serve_app, ray_metrics_url, h
     assert value(samples, "ray_iam_serve_asr_batch_size_count") >= 1
     assert value(samples, "ray_iam_serve_asr_window_wait_seconds_count") >= 1
     assert value(samples, "ray_iam_serve_asr_audio_seconds_total") >= transcript.duration - 0.5
-    assert value(samples, "ray_iam_serve_asr_max_batch_size") == args.max_batch_size
+    assert value(samples, "ray_iam_serve_asr_max_batch_size") == settings.engine.batch_size
     assert value(samples, "ray_iam_serve_asr_x_real_time") > 0
     assert value(samples, "ray_iam_serve_requests_total", outcome="ok") >= 1
 
