@@ -38,7 +38,12 @@ class _Logger:
     def __init__(self, name: str) -> None:
         self._name, self._bound, self._generation = name, None, -1
 
+    def __reduce__(self):  # pickled with the classes that hold it (Ray ships deployments so)
+        return _Logger, (self._name,)
+
     def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_"):  # never a logging method; and unset slots must not recurse
+            raise AttributeError(attr)
         if self._generation != _generation:
             self._bound, self._generation = structlog.get_logger(self._name).bind(), _generation
         return getattr(self._bound, attr)

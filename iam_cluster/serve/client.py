@@ -20,6 +20,7 @@ from pathlib import Path
 import msgspec
 
 from iam_cluster.errors import IAMError, MediaError, OptionsError
+from iam_cluster.observability import context
 from iam_cluster.pipeline.runner import Limits
 from iam_cluster.pipeline.types import Audio, ProgressHook, TranscribeOptions, Transcript, no_progress
 
