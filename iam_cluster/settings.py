@@ -17,7 +17,7 @@ import os
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
@@ -256,6 +256,32 @@ class BillingSettings(msgspec.Struct, frozen=True):
     cancel_url: str = "http://127.0.0.1:8080/billing/cancel"
 
 
+class ObservabilitySettings(msgspec.Struct, frozen=True):
+    """Logs, metrics and error reporting for the API, the worker and the Serve replicas."""
+
+    env_prefix: ClassVar[str] = ""
+    env_names: ClassVar[dict[str, tuple[str, ...]]] = {
+        "environment": ("IAM_ENVIRONMENT", "SENTRY_ENVIRONMENT"), "release": ("IAM_RELEASE", "SENTRY_RELEASE")}
+
+    #: ``json`` (one object per line: production), ``console`` (readable: development), or
+    #: ``auto``: console on a terminal, JSON otherwise.
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL",
+                       "debug", "info", "warning", "error", "critical"] = "INFO"
+    #: One structured line per HTTP request (method, route, status, duration; never the query string).
+    access_log: bool = True
+    #: Prometheus metrics: the API's ``/metrics`` route and the worker's metrics server.
+    metrics_enabled: bool = True
+    #: Port of the worker's ``/metrics`` and ``/healthz`` server; 0 turns it off.
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9400
+    sentry_dsn: str | None = None
+    #: ``development``, ``staging``, ``production``...: Sentry's environment.
+    environment: str = "development"
+    #: Sentry release; default ``iam-cluster@<package version>``.
+    release: str | None = None
+    sentry_traces_sample_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
+
+
 class InsightsSettings(msgspec.Struct, frozen=True):
     """Meeting insights computed after each transcription; the chat endpoint is optional."""
 
@@ -310,6 +336,9 @@ class Settings(msgspec.Struct, frozen=True):
     worker: WorkerSettings = WorkerSettings()
     webhooks: WebhookSettings = WebhookSettings()
     billing: BillingSettings = BillingSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
+
+
     insights: InsightsSettings = InsightsSettings()
     web: WebSettings = WebSettings()
 

@@ -31,6 +31,7 @@ from iam_cluster.api.health import health, ready
 from iam_cluster.api.limits import RedisGate
 from iam_cluster.api.ratelimit import RateLimitMiddleware
 from iam_cluster.api.security import provide_current_user
+from iam_cluster.observability.asgi import api_observability
 from iam_cluster.settings import Settings, get_settings
 from iam_cluster.web import app as web
 
@@ -90,11 +91,13 @@ def create_app(settings: Settings | None = None, runner=None) -> Litestar:
             await pool.close()
             await redis.aclose()
 
+    observability = api_observability(settings.observability)  # request ids, access lines, /metrics
     return Litestar(
-        route_handlers=[health, ready, Router("/api/v1", route_handlers=V1_ROUTERS),
+        route_handlers=[health, ready, *observability.route_handlers, Router("/api/v1", route_handlers=V1_ROUTERS),
                         Router("/api/v2", route_handlers=V2_ROUTERS), openai.router, *web.handlers(settings)],
         lifespan=[lifespan],
-        middleware=[RateLimitMiddleware(), web.protection(settings)],  # the web app's CSRF checks and page headers
+        # request ids, access lines, /metrics; limits; the web app's CSRF checks and page headers
+        middleware=[*observability.middleware, RateLimitMiddleware(), web.protection(settings)],
         template_config=web.template_config(),
         dependencies={
             "conn": Provide(provide_conn),
@@ -107,15 +110,22 @@ def create_app(settings: Settings | None = None, runner=None) -> Litestar:
         cors_config=CORSConfig(allow_origins=list(settings.api.cors_origins)) if settings.api.cors_origins else None,
         openapi_config=OpenAPIConfig(title="IAM Cluster", version="0.1.0", path="/docs"),
         request_max_body_size=settings.storage.max_upload_bytes,
+        logging_config=None,  # Litestar leaves logging alone: observability.logging configures it
     )
 
 
 def serve_api(host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Run the API with uvicorn (``iam-cluster api``)."""
+    """Run the API with uvicorn (``iam-cluster api``): structured logs, Sentry when configured."""
     import uvicorn
 
+    from iam_cluster.api.errors import is_client_error
+    from iam_cluster.observability.asgi import setup_api_process
+
     settings = get_settings()
+    setup_api_process(settings.observability, is_expected=is_client_error)
     proxies = settings.api.trusted_proxies
     # X-Forwarded-* are believed only from the configured proxies (uvicorn would trust loopback).
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=bool(proxies),
-                forwarded_allow_ips=list(proxies) if proxies else [])
+    # log_config=None: uvicorn's loggers go through ours; the access line is our middleware's.
+    uvicorn.run(create_app(settings), host=host, port=port, proxy_headers=bool(proxies),
+                forwarded_allow_ips=list(proxies) if proxies else [], log_config=None, access_log=False,
+                log_level=settings.observability.log_level.lower())

@@ -83,6 +83,13 @@ def unhandled_error_handler(request: Request, exc: Exception) -> Response:
     return Response(body("internal", "internal error", 500), status_code=500)
 
 
+def is_client_error(exc: BaseException) -> bool:
+    """Whether ``exc`` answers a 4xx: the caller's mistake, not worth an error report."""
+    if isinstance(exc, IAMError):
+        return STATUS.get(exc.code, 500) < 500
+    return isinstance(exc, HTTPException) and exc.status_code < 500
+
+
 def dependency_down(request: Request, exc: Exception) -> Response:
     """PostgreSQL or Redis unreachable (or too slow): 503 at once, never a 500 after a long wait."""
     from redis.exceptions import RedisError

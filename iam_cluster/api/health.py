@@ -1,9 +1,15 @@
-"""Liveness (``/health``: the process is up) and readiness (``/ready``: PostgreSQL and Redis answer)."""
+"""Liveness (``/health``: the process is up) and readiness (``/ready``: PostgreSQL, Redis and storage answer)."""
 
 from __future__ import annotations
 
+import asyncio
+
+import anyio.to_thread
 from litestar import Response, get
 from litestar.datastructures import State
+
+#: Longest wait for any one dependency: a probe must answer quickly even when one hangs.
+CHECK_TIMEOUT_S = 2.0
 
 
 @get("/health", sync_to_thread=False, tags=["health"])
@@ -11,19 +17,32 @@ def health() -> dict:
     return {"status": "ok"}
 
 
+async def _postgres(state: State) -> None:
+    async with state.pool.connection() as conn:  # the pool's own short timeout
+        await conn.execute("SELECT 1")
+
+
+async def _redis(state: State) -> None:
+    await state.redis.ping()
+
+
+async def _storage(state: State) -> None:
+    await anyio.to_thread.run_sync(state.storage.check)
+
+
+async def _check(probe, state: State) -> str:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S + 0.5):
+            await probe(state)
+        return "ok"
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return f"error: {type(exc).__name__}"
+
+
 @get("/ready", tags=["health"])
 async def ready(state: State) -> Response:
-    checks: dict[str, str] = {}
-    try:
-        async with state.pool.connection() as conn:  # the pool's own short timeout
-            await conn.execute("SELECT 1")
-        checks["postgres"] = "ok"
-    except Exception as exc:  # noqa: BLE001 - reported, not raised
-        checks["postgres"] = f"error: {type(exc).__name__}"
-    try:
-        await state.redis.ping()
-        checks["redis"] = "ok"
-    except Exception as exc:  # noqa: BLE001
-        checks["redis"] = f"error: {type(exc).__name__}"
+    names = ("postgres", "redis", "storage")
+    results = await asyncio.gather(*(_check(probe, state) for probe in (_postgres, _redis, _storage)))
+    checks = dict(zip(names, results))
     ok = all(v == "ok" for v in checks.values())
     return Response({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)

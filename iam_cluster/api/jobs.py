@@ -21,6 +21,7 @@ from iam_cluster.billing import quotas
 from iam_cluster.db.queries import QUERIES, fetch_one
 from iam_cluster.db.rows import User
 from iam_cluster.errors import OptionsError
+from iam_cluster.observability.jobs import job_queued
 from iam_cluster.pipeline.types import TranscribeOptions
 from iam_cluster.queue import AsyncJobs, Job
 from iam_cluster.settings import Settings
@@ -126,6 +127,7 @@ async def queue_job(conn: AsyncConnection, user: User, meeting: dict[str, Any], 
     if queued.replayed:  # a concurrent request with the same key committed first
         return replay(queued.job, meeting["id"], digest or "")
     await quotas.reserve(conn, user.id, queued.job.id, minutes)
+    job_queued(queued.job.id, meeting["id"], options)
     return job_response(queued.job, replayed=False)
 
 

@@ -14,6 +14,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from iam_cluster.api.errors import APIError
 from iam_cluster.api.limits import BREAK_SECONDS, LocalCounters, RedisDown, hit
 from iam_cluster.api.security import API_KEY_START, decode_access_token
+from iam_cluster.observability.asgi import RATE_LIMIT_REJECTIONS
 from iam_cluster.settings import Settings
 
 log = logging.getLogger("iam_cluster.api.ratelimit")
@@ -91,6 +92,7 @@ class RateLimitMiddleware(ASGIMiddleware):
         if retry_after is None:
             await next_app(scope, receive, send)
             return
+        RATE_LIMIT_REJECTIONS.inc()
         await _refuse(send, 429, "rate_limited", "too many requests; retry later", retry_after)
 
 

@@ -20,6 +20,7 @@ from iam_cluster.api.errors import APIError
 from iam_cluster.db.pool import convert_row, struct_row
 from iam_cluster.db.queries import QUERIES
 from iam_cluster.db.rows import User
+from iam_cluster.observability import context
 from iam_cluster.settings import AuthSettings, Settings
 from iam_cluster.web.session import session_user, uses_session
 
@@ -188,5 +189,6 @@ async def provide_current_user(request: Request, settings: NamedDependency[Setti
         what = "an access token (API keys cannot)" if needed == SESSION_ONLY else f"the {needed!r} scope"
         raise APIError("forbidden", f"this API key cannot do that: it needs {what}")
     request.state.user_id = principal.user.id  # the per-user rate limit reads it
+    context.update(user_id=str(principal.user.id))  # on every log line of this request
     request.state.principal = principal
     return principal.user

@@ -22,6 +22,8 @@ from iam_cluster.api.errors import APIError
 from iam_cluster.api.limits import RedisDown
 from iam_cluster.api.security import decode_access_token
 from iam_cluster.db.queries import QUERIES
+from iam_cluster.observability import context
+from iam_cluster.observability.asgi import WEBSOCKET_CONNECTIONS, WEBSOCKET_CONNECTIONS_OPENED
 from iam_cluster.web.session import socket_user_id
 
 log = logging.getLogger(__name__)
@@ -185,6 +187,7 @@ async def messages_ws(socket: WebSocket) -> None:
         await socket.close(code=who, reason="unauthorized" if who == CLOSE_UNAUTHORIZED else "forbidden")
         return
     user_id = who
+    context.update(user_id=user_id)
     state = socket.app.state
     hub: EventHub = state.event_hub
     redis, prefix = state.redis, state.settings.redis.key_prefix
@@ -204,6 +207,8 @@ async def messages_ws(socket: WebSocket) -> None:
             await socket.send_text(await sub.queue.get())
 
     sender = asyncio.create_task(pump())
+    WEBSOCKET_CONNECTIONS.inc()
+    WEBSOCKET_CONNECTIONS_OPENED.inc()
     await presence("online")
     try:
         while True:
@@ -219,6 +224,7 @@ async def messages_ws(socket: WebSocket) -> None:
     except (WebSocketDisconnect, asyncio.CancelledError, RuntimeError):
         pass
     finally:
+        WEBSOCKET_CONNECTIONS.dec()
         hub.remove(sub)
         sender.cancel()
         with contextlib.suppress(BaseException):

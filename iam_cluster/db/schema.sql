@@ -314,3 +314,8 @@ SELECT id, user_id, title, description, meeting_date, duration_seconds, audio_fi
        processing_error, model_used, provider_used, language_detected, transcription_confidence,
        transcription_cost, speaker_names, created_at, updated_at
 FROM meetings;
+
+-- 0010_observability (appended: ALTER TABLE keeps the column order the migrations give).
+ALTER TABLE jobs ADD COLUMN request_id text;
+-- Metrics scrapes: the age of the oldest queued job without reading the queue.
+CREATE INDEX jobs_queued_created_at_idx ON jobs (created_at) WHERE status = 'queued';

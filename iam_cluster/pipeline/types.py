@@ -89,6 +89,8 @@ class WindowJob(msgspec.Struct, frozen=True):
     language: str
     options: TranscribeOptions
     align: bool
+    #: ``time.time()`` when the window was sent (how long it waited for a batch is a metric).
+    submitted_at: float = 0.0
 
 
 class Shard(msgspec.Struct, frozen=True):

@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from iam_cluster.db.errors import Conflict, translate_errors
 from iam_cluster.db.pool import struct_row
 from iam_cluster.db.queries import QUERIES
+from iam_cluster.observability import context
 
 #: The channel ``enqueue`` notifies and workers LISTEN on; the payload is the job id.
 CHANNEL = "iam_jobs"
@@ -57,6 +58,8 @@ class Job(msgspec.Struct, kw_only=True):
     cancel_requested_at: dt.datetime | None = None
     #: Where ``job.completed`` / ``job.failed`` are also posted (besides the account's endpoints).
     callback_url: str | None = None
+    #: Id of the API request that queued the job (its log lines and the worker's share it).
+    request_id: str | None = None
     created_at: dt.datetime
     updated_at: dt.datetime
     started_at: dt.datetime | None = None
@@ -84,9 +87,10 @@ def _enqueue(user_id: uuid.UUID, meeting_id: uuid.UUID, options: dict[str, Any],
              request_hash: str | None, max_attempts: int, callback_url: str | None = None) -> Steps:
     if idempotency_key is not None and request_hash is None:
         raise ValueError("an idempotency key needs the request's hash")
+    # The request id bound in the log context is stored with the job: the worker's lines carry it.
     params = dict(user_id=user_id, meeting_id=meeting_id, options=Jsonb(options), channel=CHANNEL,
                   idempotency_key=idempotency_key, request_hash=request_hash, max_attempts=max_attempts,
-                  callback_url=callback_url)
+                  callback_url=callback_url, request_id=context.get("request_id"))
     job = yield "enqueue_job", params
     if job is not None:
         return Enqueued(job, replayed=False)
@@ -212,7 +216,7 @@ class AsyncJobs:
         Workers never claim it; if its owner dies, ``Jobs.reap_sync`` fails it once the lease expired.
         """
         return await self._run(_one("start_sync_job", user_id=user_id, options=Jsonb(options), worker=owner,
-                                    lease_seconds=float(lease_seconds)))
+                                    lease_seconds=float(lease_seconds), request_id=context.get("request_id")))
 
     async def list(self, user_id: uuid.UUID, *, status: str | None = None, meeting_id: uuid.UUID | None = None,
                    before: tuple[dt.datetime, uuid.UUID] | None = None, limit: int = 20) -> list[Job]:

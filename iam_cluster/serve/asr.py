@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter, defaultdict
 
 import msgspec
 from ray import serve
 
-from iam_cluster.pipeline.types import TranscribeOptions, WindowJob, WindowText
+from iam_cluster.pipeline.types import SAMPLE_RATE, TranscribeOptions, WindowJob, WindowText
 
 
 @serve.deployment(max_ongoing_requests=64)
@@ -21,7 +22,12 @@ class ASR:
     """
 
     def __init__(self, model: str, device: str, compute_type: str, cpu_threads: int, cache_dir: str) -> None:
+        from iam_cluster.observability import setup_from_env
+        from iam_cluster.observability.serve_metrics import AsrMetrics
         from iam_cluster.pipeline.asr import WhisperASR
+
+        setup_from_env("serve")
+        self.metrics = AsrMetrics()
 
         self.asr = WhisperASR(model, device, compute_type, cpu_threads, cache_dir=cache_dir)
         self.beam_size: int | None = None
@@ -32,6 +38,7 @@ class ASR:
         """Apply the knobs ``config`` names; the others keep their value."""
         if "max_batch_size" in config:
             self.decode_window.set_max_batch_size(int(config["max_batch_size"]))
+            self.metrics.max_batch_size.set(int(config["max_batch_size"]))
         if "batch_wait_timeout_s" in config:
             self.decode_window.set_batch_wait_timeout_s(float(config["batch_wait_timeout_s"]))
         if "beam_size" in config:
@@ -55,6 +62,7 @@ class ASR:
         a group that fails yields its exception for each of its windows only.
         """
         self.batch_sizes[len(jobs)] += 1
+        started, t0 = time.time(), time.perf_counter()
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, job in enumerate(jobs):
             options = job.options
@@ -71,6 +79,8 @@ class ASR:
                 texts = [exc] * len(idx)
             for i, text in zip(idx, texts):
                 results[i] = text
+        self.metrics.batch(len(jobs), [started - j.submitted_at for j in jobs if j.submitted_at],
+                           sum(len(j.audio) for j in jobs) / SAMPLE_RATE, time.perf_counter() - t0)
         return results
 
 
@@ -103,7 +113,7 @@ class RemoteASR:
 
     def decode(self, audios, language: str, options: TranscribeOptions, align: bool = True) -> list[WindowText]:
         responses = [
-            self.handle.decode_window.remote(WindowJob(a, language, options, align)) for a in audios
+            self.handle.decode_window.remote(WindowJob(a, language, options, align, time.time())) for a in audios
         ]
         out = [r.result() for r in responses]
         for item in out:

@@ -20,6 +20,7 @@ from pathlib import Path
 import msgspec
 
 from iam_cluster.errors import IAMError, MediaError, OptionsError
+from iam_cluster.observability import context
 from iam_cluster.pipeline.runner import Limits
 from iam_cluster.pipeline.types import Audio, ProgressHook, TranscribeOptions, Transcript, no_progress
 
@@ -61,7 +62,8 @@ class ServeRunner:
             query["max_duration"] = str(self.limits.max_duration)
         request = urllib.request.Request(
             f"{self.address}/transcribe?{urllib.parse.urlencode(query)}", data=body, method="POST",
-            headers={"Content-Type": "application/octet-stream", "Accept": "application/x-ndjson"},
+            headers={"Content-Type": "application/octet-stream", "Accept": "application/x-ndjson",
+                     **context.headers()},  # the job's ids, for the cluster's log lines
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:

@@ -6,6 +6,7 @@ import asyncio
 
 from ray import serve
 
+from iam_cluster.observability import setup_from_env
 from iam_cluster.pipeline.types import Diarization, Shard, TranscribeOptions
 
 
@@ -14,6 +15,7 @@ class Diarize:
     def __init__(self, backend: str, options: dict) -> None:
         from iam_cluster.pipeline.diarize import make_diarizer
 
+        setup_from_env("serve")
         self.diarizer = make_diarizer(backend, **options)
 
     async def __call__(self, part: Shard, options: TranscribeOptions) -> Diarization:

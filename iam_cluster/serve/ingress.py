@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,13 +17,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from iam_cluster.errors import IAMError, MediaError
+from iam_cluster.observability import context, setup_from_env
+from iam_cluster.observability.logging import get_logger
+from iam_cluster.observability.serve_metrics import IngressMetrics
 from iam_cluster.pipeline.run import Pipeline
 from iam_cluster.pipeline.runner import Limits, finish
 from iam_cluster.pipeline.types import ProgressHook, no_progress, parse_options
 from iam_cluster.serve.asr import RemoteASR
 from iam_cluster.serve.diarize import diarize_remotely
 
-log = logging.getLogger("iam_cluster.serve")
+log = get_logger("iam_cluster.serve")
 #: HTTP status of each error code the cluster answers with.
 STATUS = {"invalid_options": 422, "bad_request": 400, "too_large": 413, "not_found": 404,
           **{code: 422 for code in MediaError.CODES}}
@@ -51,6 +54,8 @@ class Ingress:
         self.limits = limits
         self.max_upload_bytes = max_upload_bytes
         self.media_root = Path(media_root).resolve() if media_root else None
+        setup_from_env("serve")
+        self.metrics = IngressMetrics()
 
     async def transcribe(self, audio: bytes | str, options: dict | None = None, name: str = "<upload>",
                          limits: Limits | None = None, hook: ProgressHook = no_progress) -> dict:
@@ -62,12 +67,26 @@ class Ingress:
         opts = parse_options(options)
         if isinstance(audio, str):
             audio = self._local_path(audio)
+        started = time.perf_counter()
         prepared = await self.preprocess.remote(audio, name, opts, self._limits(limits))
+        self.metrics.shards.observe(len(prepared.shards))
         [transcript] = await asyncio.to_thread(finish, self.pipeline, [prepared], opts, hook,
                                                diarize_remotely(self.diarize))
+        wall = time.perf_counter() - started
+        log.info("transcribed", shards=len(prepared.shards), audio_s=round(prepared.duration, 3),
+                 wall_s=round(wall, 3), x_real_time=round(prepared.duration / wall, 2) if wall > 0 else None)
         return msgspec.to_builtins(transcript)
 
     async def __call__(self, request: Request) -> Response:
+        # The caller's ids (the worker sends its job's) go on every line about this request.
+        with context.scope(**context.from_headers(request.headers)):
+            response = await self._handle(request)
+        status = response.status_code
+        outcome = "ok" if status < 400 else "client_error" if status < 500 else "error"
+        self.metrics.requests.inc(tags={"outcome": outcome})
+        return response
+
+    async def _handle(self, request: Request) -> Response:
         if request.method != "POST" or request.url.path.rstrip("/").split("/")[-1] != "transcribe":
             return _error(404, "not_found", "POST audio to /transcribe")
         try:
@@ -79,7 +98,7 @@ class Ingress:
             body = await self._body(request)
             source = query.get("uri") or body
             if query.get("stream") in ("1", "true"):
-                return StreamingResponse(self._stream(source, options, name, limits),
+                return StreamingResponse(self._stream(source, options, name, limits, context.current()),
                                          media_type="application/x-ndjson")
             return JSONResponse(await self.transcribe(source, options, name, limits))
         except (IAMError, json.JSONDecodeError, ValueError) as exc:
@@ -88,7 +107,7 @@ class Ingress:
             log.exception("transcription failed")
             return _error(500, "internal", "internal error")
 
-    async def _stream(self, source, options, name, limits) -> AsyncIterator[bytes]:
+    async def _stream(self, source, options, name, limits, ids: dict) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
         cancelled = threading.Event()
@@ -99,7 +118,8 @@ class Ingress:
             progress = {"progress": {"step": step, "completed": completed, "total": total}}
             loop.call_soon_threadsafe(events.put_nowait, progress)
 
-        work = asyncio.ensure_future(self.transcribe(source, options, name, limits, hook))
+        with context.scope(**ids):  # the work's task keeps the caller's ids after this returns
+            work = asyncio.ensure_future(self.transcribe(source, options, name, limits, hook))
         try:
             while True:
                 waiting = asyncio.ensure_future(events.get())

@@ -6,6 +6,7 @@ import asyncio
 
 from ray import serve
 
+from iam_cluster.observability import setup_from_env
 from iam_cluster.pipeline.runner import Limits, Prepared, prepare
 from iam_cluster.pipeline.types import TranscribeOptions
 from iam_cluster.pipeline.vad import SileroVad
@@ -16,6 +17,7 @@ class Preprocess:
     """decode → VAD → shards; a bad file raises ``MediaError`` for its own request only."""
 
     def __init__(self, shard_seconds: float) -> None:
+        setup_from_env("serve")
         self.vad = SileroVad(workers=1)  # replicas, not threads, give parallelism here
         self.shard_seconds = shard_seconds
 

@@ -140,3 +140,11 @@ class Storage(Protocol):
     def url(self, key: str) -> str:
         """Where the object lives (``file://`` or ``s3://``), whether or not it exists."""
         ...
+
+    def check(self) -> None:
+        """Readiness: the store answers and can take uploads (cheap; no object is written).
+
+        Raises:
+            StorageError: it cannot be used now, with the reason.
+        """
+        ...

@@ -34,6 +34,15 @@ class LocalStorage:
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root).expanduser().resolve()
 
+    def check(self) -> None:
+        """The root exists (or can be made) and this process may write into it."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"storage root {self.root} is unusable: {exc.strerror}") from exc
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise StorageError(f"storage root {self.root} is not writable")
+
     def path(self, key: str) -> Path:
         """The file that holds (or would hold) ``key``.
 

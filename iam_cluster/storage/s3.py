@@ -63,6 +63,15 @@ class S3Storage:
             )
         self.client = client
 
+    def check(self) -> None:
+        """The bucket answers ``HeadBucket`` with these credentials."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"bucket {self.bucket!r} unavailable: {exc}") from exc
+
     def ensure_bucket(self) -> None:
         """Creates the bucket when it does not exist yet."""
         from botocore.exceptions import ClientError

@@ -3,6 +3,7 @@ and a cancellation by the job's owner noticed at the next progress report."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -12,6 +13,7 @@ from collections.abc import Callable
 import psycopg
 
 from iam_cluster.errors import IAMError
+from iam_cluster.observability.worker import lease_renewed
 from iam_cluster.queue import Jobs
 
 log = logging.getLogger(__name__)
@@ -76,7 +78,9 @@ class Heartbeat:
 
     def __enter__(self) -> Heartbeat:
         self._conn = self._connect()
-        self._thread = threading.Thread(target=self._run, name=f"iam-heartbeat-{self.job_id}", daemon=True)
+        # In the job's log context, so the beats' warnings carry its ids.
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,),
+                                        name=f"iam-heartbeat-{self.job_id}", daemon=True)
         self._thread.start()
         return self
 
@@ -102,6 +106,7 @@ class Heartbeat:
             log.warning("job %s: lease lost by %s", self.job_id, self.worker_id)
             self.lost.set()
             return False
+        lease_renewed()
         if job.cancel_requested_at is not None:
             self.cancelled.set()
         return True

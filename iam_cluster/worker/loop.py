@@ -8,15 +8,17 @@ import os
 import signal
 import socket
 import threading
-import time
 import uuid
 
 import psycopg
 from psycopg.rows import dict_row
 
+from iam_cluster import observability
 from iam_cluster.db.queries import QUERIES
 from iam_cluster.errors import MediaError, OptionsError
 from iam_cluster.insights import service
+from iam_cluster.observability.jobs import JobRun, observe_job, webhook_attempted
+from iam_cluster.observability.worker import alive, start_metrics_server
 from iam_cluster.pipeline.types import ProgressHook, Transcript, parse_options
 from iam_cluster.queue import Job, Jobs, wait_for_jobs
 from iam_cluster.runner import Runner, make_runner
@@ -103,6 +105,7 @@ class Worker:
         deliverer = self._start_deliverer(stop_event) if self.deliver_webhooks else None
         try:
             while not stop_event.is_set():
+                alive()  # liveness: the loop turns (a running job's heartbeat counts too)
                 try:
                     if listener is None or listener.closed:
                         listener = self.connect()
@@ -143,7 +146,7 @@ class Worker:
         """The webhook deliverer, beside the job loop (deliveries never wait for a transcription)."""
         from iam_cluster.webhooks.deliver import Deliverer
 
-        deliverer = Deliverer(self.database_url, self.settings.webhooks)
+        deliverer = Deliverer(self.database_url, self.settings.webhooks, on_result=webhook_attempted)
 
         def run() -> None:
             try:
@@ -155,17 +158,24 @@ class Worker:
         thread.start()
         return thread
 
-    def process(self, job: Job) -> None:
-        """Runs a claimed job and records how it ended (completed, failed, cancelled, or retried later)."""
+    def process(self, job: Job) -> Job | None:
+        """Runs a claimed job and records how it ended (completed, failed, cancelled, or retried later).
+
+        Its start and end are logged, counted and timed by ``observe_job``.
+
+        Returns:
+            The job as stored after it, or None when the lease was lost to another worker.
+        """
+        with observe_job(job, self.worker_id) as run:  # the job's ids on every line; its metrics
+            return run.finished(self._process(job, run))
+
+    def _process(self, job: Job, run: JobRun) -> Job | None:
         w = self.settings.worker
         end = JobEnd(self.conn, self.worker_id, self.events)
         if job.attempts > job.max_attempts:  # taken again after its workers died too often
-            end.fail(job, "internal", f"the job was abandoned by its worker {job.attempts - 1} times")
-            return
+            return end.fail(job, "internal", f"the job was abandoned by its worker {job.attempts - 1} times")
         if not end.mark_processing(job):
-            return
-        log.info("job %s: started (attempt %d of %d)", job.id, job.attempts, job.max_attempts)
-        started = time.monotonic()
+            return None
         try:
             with Heartbeat(self.connect, job.id, self.worker_id, w.lease_seconds, w.heartbeat_seconds) as hb:
                 hook = self._progress_hook(job, hb)
@@ -175,21 +185,17 @@ class Worker:
                                            reraise=(LeaseLost, JobCancelled))
         except LeaseLost:
             log.warning("job %s: lease lost while running; another worker has it", job.id)
-            return
+            return None
         except (MediaError, OptionsError, JobCancelled) as exc:  # never worth retrying; never billed
-            log.info("job %s: %s (%s)", job.id, "cancelled" if exc.code == "cancelled" else "failed", exc.code)
-            end.fail(job, exc.code, exc.message)
-            return
+            return end.fail(job, exc.code, exc.message)
         except Exception as exc:
             log.exception("job %s failed (attempt %d of %d)", job.id, job.attempts, job.max_attempts)
-            end.retry(job, w.retry_base_seconds, f"{type(exc).__name__}: {exc}")
-            return
-        if end.complete(job, transcript, insights) is None:
+            return end.retry(job, w.retry_base_seconds, f"{type(exc).__name__}: {exc}")
+        run.transcribed(transcript.duration, len(transcript.segments))
+        done = end.complete(job, transcript, insights)
+        if done is None:
             log.warning("job %s: finished after losing its lease; results discarded", job.id)
-            return
-        took = time.monotonic() - started
-        log.info("job %s: completed, %.1f s of audio in %.1f s (%.1fx real time), %d segments", job.id,
-                 transcript.duration, took, transcript.duration / took if took else 0.0, len(transcript.segments))
+        return done
 
     def _progress_hook(self, job: Job, hb: Heartbeat) -> ProgressHook:
         """The heartbeat's hook, also publishing throttled ``job_progress`` events to the job's owner."""
@@ -227,9 +233,9 @@ def run_worker(once: bool = False) -> int:
     Returns:
         The process exit status.
     """
-    if not logging.getLogger().handlers or logging.getLogger().level > logging.INFO:
-        logging.getLogger("iam_cluster").setLevel(logging.INFO)  # say what it does, job by job
-    worker = Worker(get_settings())
+    settings = get_settings()
+    observability.setup(settings.observability, "worker")  # JSON or console lines, job by job; Sentry
+    worker = Worker(settings)
     log.info("worker %s: waiting for jobs", worker.worker_id)
     if once:
         try:
@@ -241,5 +247,10 @@ def run_worker(once: bool = False) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    worker.run(stop)
+    server = start_metrics_server(settings, worker.connect)  # /metrics and /healthz; None when off
+    try:
+        worker.run(stop)
+    finally:
+        if server is not None:
+            server.stop()
     return 0

@@ -43,8 +43,15 @@ def _assert_limited(r):
     assert 1 <= int(r.headers["retry-after"]) <= WINDOW_S
 
 
+def _rejections() -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("iam_api_rate_limit_rejections_total") or 0.0
+
+
 def test_per_ip_limit(api_settings, make_user):
     _, _, _, headers = make_user()
+    before = _rejections()
     with _client(api_settings, rate_limit_per_ip=3, rate_limit_per_user=100) as client:
         for _ in range(3):
             assert client.get("/api/v1/users/me", headers=headers).status_code == 200
@@ -52,6 +59,9 @@ def test_per_ip_limit(api_settings, make_user):
         # Unauthenticated requests from the same IP share the budget.
         _assert_limited(client.get("/api/v1/users/me"))
         assert client.get("/health").status_code == 200  # probes are never limited
+        metrics = client.get("/metrics").text
+    assert _rejections() == before + 2
+    assert 'iam_api_requests_total{app_name="iam-api",method="GET",path="/api/v1/users/me",status_code="429"}' in metrics
     keys = redis.Redis.from_url(api_settings.redis.url).keys(api_settings.redis.key_prefix + "*")
     assert keys and all(k.decode().startswith(api_settings.redis.key_prefix + "rl:") for k in keys)
 

@@ -5,9 +5,10 @@
 -- A queued job, its meeting marked queued, and a wake-up for workers (delivered at commit).
 -- A replay with the same (user_id, idempotency_key) inserts nothing and returns no row.
 WITH job AS (
-    INSERT INTO jobs (user_id, meeting_id, options, idempotency_key, request_hash, max_attempts, callback_url)
+    INSERT INTO jobs (user_id, meeting_id, options, idempotency_key, request_hash, max_attempts, callback_url,
+                      request_id)
     VALUES (%(user_id)s, %(meeting_id)s, %(options)s, %(idempotency_key)s, %(request_hash)s, %(max_attempts)s,
-            %(callback_url)s)
+            %(callback_url)s, %(request_id)s)
     ON CONFLICT ON CONSTRAINT jobs_user_id_idempotency_key_key DO NOTHING
     RETURNING *
 ), meeting AS (
@@ -20,9 +21,10 @@ SELECT job.*, pg_notify(%(channel)s, job.id::text) AS notified FROM job
 
 -- name: start_sync_job
 -- A job for one synchronous request: processing at once under the serving API process's lease.
-INSERT INTO jobs (user_id, kind, status, options, attempts, max_attempts, lease_owner, lease_expires_at, started_at)
+INSERT INTO jobs (user_id, kind, status, options, attempts, max_attempts, lease_owner, lease_expires_at, started_at,
+                  request_id)
 VALUES (%(user_id)s, 'sync', 'processing', %(options)s, 1, 1, %(worker)s,
-        now() + %(lease_seconds)s * interval '1 second', now())
+        now() + %(lease_seconds)s * interval '1 second', now(), %(request_id)s)
 RETURNING *
 
 -- name: reap_sync_jobs
@@ -154,3 +156,13 @@ SET processing_status = %(status)s,
     processing_completed_at = CASE WHEN %(status)s::text IN ('failed', 'cancelled') THEN now()
                                    ELSE processing_completed_at END
 WHERE id = %(meeting_id)s
+
+-- name: queue_stats
+-- Read at every metrics scrape, so it touches only queued and processing jobs, through partial indexes.
+SELECT
+    (SELECT count(*) FROM jobs WHERE status = 'queued') AS queued,
+    (SELECT count(*) FROM jobs WHERE status = 'queued' AND run_after <= now()) AS runnable,
+    (SELECT count(*) FROM jobs WHERE status = 'processing') AS processing,
+    (SELECT count(*) FROM jobs WHERE status = 'processing' AND lease_expires_at < now()) AS lease_expired,
+    (SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
+     FROM jobs WHERE status = 'queued') AS oldest_queued_age_seconds
