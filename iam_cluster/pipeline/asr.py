@@ -11,6 +11,7 @@ import msgspec
 import numpy as np
 
 from iam_cluster.pipeline.models import DEFAULT_MODEL, resolve_compute_type, resolve_device, resolve_model
+from iam_cluster.pipeline.stats import Stats
 from iam_cluster.pipeline.types import TranscribeOptions
 
 # faster-whisper's own defaults for merging punctuation into words.
@@ -43,6 +44,7 @@ class WhisperASR:
         num_workers: CTranslate2 replicas for calls from several Python threads.
         cache_dir: where assembled/cached models live.
         allow_download: let faster-whisper fetch a named model that is not cached.
+        stats: where encode/generate/fallback/alignment times and counts accumulate.
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class WhisperASR:
         num_workers: int = 1,
         cache_dir: Path | None = None,
         allow_download: bool = False,
+        stats: Stats | None = None,
     ) -> None:
         from faster_whisper import WhisperModel
 
@@ -71,6 +74,7 @@ class WhisperASR:
             num_workers=num_workers,
         )
         self._tokenizers: dict[tuple[str, str], object] = {}
+        self.stats = stats or Stats()
 
     @property
     def is_multilingual(self) -> bool:
@@ -120,8 +124,9 @@ class WhisperASR:
         from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
         tok = self.tokenizer(language, options.task)
-        features = self.features(audios)
-        encoded = self.whisper.encode(features)
+        with self.stats.time("encode"):
+            features = self.features(audios)
+            encoded = self.whisper.encode(features)
         prompt = self.whisper.get_prompt(
             tok,
             previous_tokens=tok.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else [],
@@ -141,18 +146,10 @@ class WhisperASR:
                 if temperature == 0
                 else dict(beam_size=1, num_hypotheses=5, sampling_topk=0, sampling_temperature=temperature)
             )
-            results = self.whisper.model.generate(
-                source,
-                [list(prompt) for _ in pending],
-                length_penalty=1.0,
-                max_length=self.whisper.max_length,
-                return_scores=True,
-                return_no_speech_prob=True,
-                suppress_blank=True,
-                suppress_tokens=suppress,
-                max_initial_timestamp_index=_MAX_INITIAL_TIMESTAMP_INDEX,
-                **kwargs,
-            )
+            if t_index:
+                self.stats.count("fallback_windows", len(pending))
+            with self.stats.time("fallback" if t_index else "generate"):
+                results = self._generate(source, prompt, pending, suppress, kwargs)
             still = []
             for i, result in zip(pending, results):
                 tokens = result.sequences_ids[0]
@@ -164,6 +161,7 @@ class WhisperASR:
                     no_speech_prob=result.no_speech_prob,
                     compression_ratio=get_compression_ratio(text) if text.strip() else 0.0,
                     temperature=temperature,
+                    words=len(text.split()),
                 )
                 silent = (
                     attempt["no_speech_prob"] > options.no_speech_threshold
@@ -178,7 +176,23 @@ class WhisperASR:
                 if failed and not silent:
                     still.append(i)
             pending = still
-        return self._segment(audios, encoded, tok, best, options, align)
+        with self.stats.time("align"):
+            return self._segment(audios, encoded, tok, best, options, align)
+
+    def _generate(self, source, prompt, pending, suppress, kwargs):
+        """One CTranslate2 ``generate`` over the ``pending`` windows."""
+        return self.whisper.model.generate(
+            source,
+            [list(prompt) for _ in pending],
+            length_penalty=1.0,
+            max_length=self.whisper.max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=suppress,
+            max_initial_timestamp_index=_MAX_INITIAL_TIMESTAMP_INDEX,
+            **kwargs,
+        )
 
     def _rows(self, encoded, features: np.ndarray, rows: list[int]):
         """The encoder output of some windows: sliced on CPU, encoded again on a GPU (cheap there)."""
@@ -202,6 +216,8 @@ class WhisperASR:
                 attempt["no_speech_prob"] > options.no_speech_threshold
                 and attempt["avg_logprob"] < options.log_prob_threshold
             )
+            if silent and attempt["words"]:
+                self.stats.count("guard_silent_words", attempt["words"])
             tokens = [] if silent else attempt["tokens"]
             subsegments, _, _ = self.whisper._split_segments_by_timestamps(
                 tokenizer=tok,
@@ -233,6 +249,7 @@ class WhisperASR:
                 and attempt["no_speech_prob"] > options.no_speech_threshold
                 and float(np.mean(probs)) < _MIN_WORD_PROBABILITY_IF_NO_SPEECH
             ):
+                self.stats.count("guard_unsure_words", len(probs))
                 segs = []  # Whisper thinks there is no speech and is unsure of every word it wrote
             for s in segs:
                 words = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -29,22 +29,29 @@ def split_long(region: SpeechRegion, max_length: float) -> list[SpeechRegion]:
     return [SpeechRegion(region.start + i * step, min(region.end, region.start + (i + 1) * step)) for i in range(n)]
 
 
+#: Silence between pieces of two different recordings in one window: Whisper ends a segment
+#: there, and word times that stray into it are easy to tell (see ``placement``).
+RECORDING_GAP = 1.0
+
+
 def pack(
     regions: Sequence[Sequence[SpeechRegion]],
     chunk_length: float = 30.0,
     gap: float = 0.2,
     across_recordings: bool = True,
     groups: Sequence[object] | None = None,
+    recording_gap: float = RECORDING_GAP,
 ) -> list[Window]:
     """Greedily pack the regions of each recording, in order, into windows.
 
     Args:
         regions: per recording, its sorted speech regions.
         chunk_length: longest window, in seconds.
-        gap: silence between two pieces inside a window.
+        gap: silence between two pieces of one recording inside a window.
         across_recordings: let one window hold pieces of several recordings.
         groups: per recording, a key (e.g. its language); recordings share a window only when
             their keys are equal.
+        recording_gap: silence between pieces of two recordings (at least ``gap``).
 
     Returns:
         Windows in recording order; each recording's pieces appear in time order.
@@ -66,11 +73,12 @@ def pack(
         ):
             flush()
         need = sum(r.duration for r in rec_regions) + gap * max(0, len(rec_regions) - 1)
-        if current and need <= chunk_length and end + gap + need > chunk_length:
+        if current and need <= chunk_length and end + max(gap, recording_gap) + need > chunk_length:
             flush()  # a recording that fits in one window is not split across two
         for region in rec_regions:
             for part in split_long(region, chunk_length):
-                offset = end + gap if current else 0.0
+                between = gap if current and current[-1].recording == rec else max(gap, recording_gap)
+                offset = end + between if current else 0.0
                 if current and offset + part.duration > chunk_length:
                     flush()
                     offset = 0.0
@@ -99,6 +107,55 @@ def locate(window: Window, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     starts = np.array([p.start for p in window.pieces])[idx]
     local = np.clip(times - offsets[idx], 0.0, ends[idx] - offsets[idx])
     return idx, starts + local
+
+
+class Placement(NamedTuple):
+    """Where a window's output fell, per piece: the spans of its words (or of its segments when
+    not aligned) on its recording and their text. ``doubtful`` holds the pieces whose words may
+    belong to another recording: those on either side of a word that fell wholly in the
+    silence between pieces of two recordings."""
+
+    spans: list[list[tuple[float, float]]]
+    texts: list[str]
+    doubtful: set[int]
+
+
+def placement(window: Window, text: WindowText) -> Placement:
+    """Words (or segments) of ``text`` per piece of ``window``, on the recordings' timelines."""
+    items = [(w["start"], w["end"], w["word"]) for seg in text.segments for w in seg["words"]]
+    items += [(seg["start"], seg["end"], seg["text"]) for seg in text.segments if not seg["words"]]
+    spans: list[list[tuple[float, float]]] = [[] for _ in window.pieces]
+    texts = [""] * len(window.pieces)
+    doubtful: set[int] = set()
+    if not items:
+        return Placement(spans, texts, doubtful)
+    mids = np.array([(i[0] + i[1]) / 2 for i in items], dtype=float)
+    idx, _ = locate(window, mids)
+    for (s, e, body), k in zip(items, idx.tolist()):
+        piece = window.pieces[k]
+        if e < piece.offset or s > piece.offset + piece.duration:
+            # wholly in a gap: doubtful if the pieces on either side belong to two recordings
+            side = k + 1 if s > piece.offset + piece.duration else k - 1
+            if 0 <= side < len(window.pieces) and window.pieces[side].recording != piece.recording:
+                doubtful.update((k, side))
+        lo = piece.start + min(max(s - piece.offset, 0.0), piece.duration)
+        hi = piece.start + min(max(e - piece.offset, 0.0), piece.duration)
+        spans[k].append((float(lo), float(max(lo, hi))))
+        texts[k] += body
+    return Placement(spans, texts, doubtful)
+
+
+def uncovered(piece: Piece, spans: Sequence[tuple[float, float]], pad: float, min_length: float) -> list[SpeechRegion]:
+    """Stretches of ``piece`` (recording timeline) at least ``min_length`` long that no span,
+    widened by ``pad`` on each side, touches: speech the decoder wrote nothing for."""
+    out, cursor = [], piece.start
+    for s, e in sorted(spans):
+        if s - pad - cursor >= min_length:
+            out.append(SpeechRegion(cursor, s - pad))
+        cursor = max(cursor, e + pad)
+    if piece.end - cursor >= min_length:
+        out.append(SpeechRegion(cursor, piece.end))
+    return out
 
 
 def unpack(window: Window, text: WindowText) -> Iterator[tuple[int, Segment]]:

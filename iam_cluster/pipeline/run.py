@@ -13,7 +13,6 @@ import numpy as np
 
 from iam_cluster.errors import MediaError
 from iam_cluster.pipeline.asr import WhisperASR
-from iam_cluster.pipeline.chunk import pack, unpack
 from iam_cluster.pipeline.decode import decode_audio
 from iam_cluster.pipeline.diarize import Diarizer, make_diarizer
 from iam_cluster.pipeline.merge import merge
@@ -21,26 +20,20 @@ from iam_cluster.pipeline.types import (
     SAMPLE_RATE,
     Audio,
     Diarization,
-    Piece,
     ProgressHook,
     Segment,
     SpeechRegion,
     TranscribeOptions,
     Transcript,
-    Window,
     no_progress,
 )
+from iam_cluster.pipeline.stats import Stats
 from iam_cluster.pipeline.vad import SileroVad, VoiceActivityDetector, speech_duration
+from iam_cluster.pipeline.windows import WindowDecoder, window_limit
 
 #: Recordings are transcribed together in groups of about this many windows, which bounds memory
 #: when a folder holds hours of audio while still letting short files share batches.
 GROUP_WINDOWS = 64
-#: Whisper often stops before speech that ends in the last second of its 30-s input, expecting
-#: the next window to carry on; windows are packed this much short of the chunk length.
-TAIL_MARGIN = 1.0
-#: Speech skipped at a window's end is decoded again only if it reaches this close to 30 s.
-TAIL_RETRY_ZONE = 3.0
-
 
 class Pipeline:
     """The in-process transcription engine; the Ray Serve deployments and the worker reuse it.
@@ -49,11 +42,12 @@ class Pipeline:
         asr: a loaded model (built from the settings' model when omitted).
         vad: the voice activity detector (Silero by default).
         diarizer: used when options ask for speakers (the settings' backend by default).
+        stats: where stage times and counts accumulate.
     """
 
     def __init__(
         self, asr: WhisperASR | None = None, vad: VoiceActivityDetector | None = None,
-        diarizer: Diarizer | None = None,
+        diarizer: Diarizer | None = None, stats: Stats | None = None,
     ) -> None:
         if asr is None:
             from iam_cluster.settings import get_settings
@@ -64,6 +58,8 @@ class Pipeline:
         self.asr = asr
         self.vad = vad or SileroVad()
         self._diarizer = diarizer
+        #: Seconds per stage and counts of the expensive paths (pass the model's to see both).
+        self.stats = stats or Stats()
 
     @property
     def diarizer(self) -> Diarizer:
@@ -82,7 +78,10 @@ class Pipeline:
         hook: ProgressHook = no_progress,
     ) -> Transcript:
         """Transcribe one recording (a path, raw bytes or decoded Audio)."""
-        audio = source if isinstance(source, Audio) else decode_audio(source)
+        if not isinstance(source, Audio):
+            with self.stats.time("decode"):
+                source = decode_audio(source)
+        audio = source
         return self.transcribe_many([audio], options, hook)[0]
 
     def transcribe_many(
@@ -100,7 +99,8 @@ class Pipeline:
 
     def speech(self, audio: Audio, options: TranscribeOptions) -> list[SpeechRegion]:
         """The VAD stage for one recording."""
-        return self.vad(audio, options.vad, max_region=window_limit(options))
+        with self.stats.time("vad"):
+            return self.vad(audio, options.vad, max_region=window_limit(options))
 
     def transcribe_regions(
         self, recordings: Sequence[Audio], regions: Sequence[Sequence[SpeechRegion]],
@@ -108,18 +108,7 @@ class Pipeline:
     ) -> list[Transcript]:
         """ASR over recordings whose speech regions are already known (the VAD ran elsewhere)."""
         languages = self._languages(recordings, regions, options)
-        segments: list[list[Segment]] = [[] for _ in recordings]
-        windows = pack(
-            regions, window_limit(options), options.pack_gap,
-            across_recordings=options.pack_recordings, groups=[lang for lang, _ in languages],
-        )
-        missed = self._decode(windows, recordings, languages, options, segments, hook)
-        if any(missed):
-            # Speech Whisper skipped at the end of a window (it stops early when it expects the
-            # next window to go on) gets one more pass, packed into fresh windows.
-            retry = pack(missed, window_limit(options), options.pack_gap,
-                         across_recordings=options.pack_recordings, groups=[lang for lang, _ in languages])
-            self._decode(retry, recordings, languages, options, segments, no_progress)
+        segments = WindowDecoder(self.asr, recordings, languages, options, self.stats, hook).run(regions)
         transcripts = [
             assemble(audio, segs, regs, lang, self.asr.name, options)
             for audio, segs, regs, lang in zip(recordings, segments, regions, languages)
@@ -140,30 +129,6 @@ class Pipeline:
             audio, regions, num_speakers=options.num_speakers, min_speakers=options.min_speakers,
             max_speakers=options.max_speakers, hook=hook,
         )
-
-    def _decode(self, windows, recordings, languages, options, segments, hook) -> list[list[SpeechRegion]]:
-        """Decode windows in batches of one language; return the pieces left at windows' tails."""
-        missed: list[list[SpeechRegion]] = [[] for _ in recordings]
-        # Batches hold one language; a stable sort keeps each recording's windows in time order.
-        # A remote model batches on its own side and takes every window at once (``submit_size``).
-        step = getattr(self.asr, "submit_size", None) or options.batch_size
-        by_language: dict[str, list[Window]] = {}
-        for w in windows:
-            by_language.setdefault(languages[w.pieces[0].recording][0], []).append(w)
-        batches = [(lang, ws[i : i + step]) for lang, ws in by_language.items() for i in range(0, len(ws), step)]
-        done = 0
-        hook("asr", 0, len(windows))
-        for language, batch in batches:
-            audios = [window_audio(w, recordings) for w in batch]
-            align = options.word_timestamps or any(len(w.recordings) > 1 for w in batch)
-            for window, text in zip(batch, self.asr.decode(audios, language, options, align)):
-                for rec, segment in unpack(window, text):
-                    segments[rec].append(segment)
-                for piece in tail_misses(window, text):
-                    missed[piece.recording].append(SpeechRegion(piece.start, piece.end))
-            done += len(batch)
-            hook("asr", done, len(windows))
-        return missed
 
     def transcribe_paths(
         self, paths: Iterable[str | os.PathLike], options: TranscribeOptions | None = None,
@@ -186,7 +151,8 @@ class Pipeline:
         def load() -> None:
             for path in paths:
                 try:
-                    audio = decode_audio(path, max_duration=max_duration)
+                    with self.stats.time("decode"):
+                        audio = decode_audio(path, max_duration=max_duration)
                     loaded.put((path, audio, self.speech(audio, options)))
                 except MediaError as exc:
                     loaded.put((path, exc, None))
@@ -229,37 +195,6 @@ class Pipeline:
         for i in range(0, len(probe), options.batch_size):
             found.extend(self.asr.detect_languages(probe[i : i + options.batch_size]))
         return found
-
-
-def window_limit(options: TranscribeOptions) -> float:
-    """Seconds of speech a window may hold: the chunk length less a tail Whisper tends to skip."""
-    return max(1.0, options.chunk_length - TAIL_MARGIN)
-
-
-def tail_misses(window: Window, text) -> list[Piece]:
-    """Pieces Whisper skipped because they run into the end of its 30-s input.
-
-    Only pieces after the last written word that reach into the last seconds of the input count:
-    a piece skipped earlier in the window is Whisper judging it not to be speech.
-    """
-    ends = [w["end"] for seg in text.segments for w in seg["words"]] or [seg["end"] for seg in text.segments]
-    if not ends:
-        return []
-    last = max(ends)
-    missed = [p for p in window.pieces if p.offset >= last]
-    if missed and missed[-1].offset + missed[-1].duration > 30.0 - TAIL_RETRY_ZONE:
-        return missed
-    return []
-
-
-def window_audio(window: Window, recordings: Sequence[Audio]) -> np.ndarray:
-    """The samples of a window: its pieces laid at their offsets, silence between them."""
-    out = np.zeros(int(math.ceil(window.duration * SAMPLE_RATE)), dtype=np.float32)
-    for p in window.pieces:
-        src = recordings[p.recording].samples[int(p.start * SAMPLE_RATE) : int(p.end * SAMPLE_RATE)]
-        at = int(p.offset * SAMPLE_RATE)
-        out[at : at + len(src)] = src[: len(out) - at]
-    return out
 
 
 def first_speech(audio: Audio, regions: Sequence[SpeechRegion], seconds: float) -> np.ndarray:

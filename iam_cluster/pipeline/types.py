@@ -143,6 +143,8 @@ class VadOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Silero VAD settings (faster-whisper's, with defaults its batched pipeline uses)."""
 
     threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.5
+    #: Speech ends when the probability drops below this (None: ``threshold - 0.15``).
+    neg_threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] | None = None
     min_speech_duration_ms: Annotated[int, msgspec.Meta(ge=0)] = 0
     min_silence_duration_ms: Annotated[int, msgspec.Meta(ge=0)] = 160
     speech_pad_ms: Annotated[int, msgspec.Meta(ge=0)] = 400
