@@ -15,6 +15,8 @@ data (fixed seeds), so it is committed as this script, not as audio.
 | stereo_meeting | the meeting excerpts in stereo: far channel 6 dB down and 3 ms late (4 min) | rttm |
 | quiet_read | read clips back to back (continuous speech) at -40 dBFS (2.5 min) | txt |
 | phone_read | the same passage band-limited to 8 kHz sampling, written at 8 kHz | txt |
+| stress/passage* | 50 s of continuous read speech: as is, at -40 dBFS, at 8 kHz | txt |
+| stress/quiet_* | the Harvard sentences and jfk at -40 dBFS (recall checks, not timing) | txt |
 
 Example::
 
@@ -162,6 +164,25 @@ def build(data: Path, out: Path) -> list[Path]:
             for p in passage:
                 b.clip(scaled(audio(p), -20.0), text[p])
         made.append(b.write(out, gain_db=-20.0 if name == "quiet_read" else 0.0, rate=rate))
+    return made + stress(data, out / "stress", audio, text, passage, [*harvard, data / "jfk.flac"])
+
+
+def stress(data: Path, out: Path, audio, text, passage: list[Path], clips: list[Path]) -> list[Path]:
+    """Short stress cases (``out``): about 50 s of continuous read speech as is, at -40 dBFS and
+    through an 8-kHz channel; and the dev clips at -40 dBFS, one file each."""
+    out.mkdir(parents=True, exist_ok=True)
+    made = []
+    for name, gain_db, rate in (("passage", 0.0, SR), ("passage_quiet", -20.0, SR), ("passage_phone", 0.0, 8000)):
+        b = Builder(name)
+        for p in passage:
+            if b.length > 48 * SR:
+                break
+            b.clip(scaled(audio(p), -20.0), text[p])
+        made.append(b.write(out, gain_db=gain_db, rate=rate))
+    for p in clips:
+        b = Builder(f"quiet_{p.stem}")
+        b.clip(scaled(audio(p), -40.0), text[p])
+        made.append(b.write(out))
     return made
 
 

@@ -19,6 +19,14 @@ _PREPEND = "\"'“¿([{-"
 _APPEND = "\"'.。,，!！?？:：”)]}、"
 _MAX_INITIAL_TIMESTAMP_INDEX = 50  # first timestamp no later than 1.0 s, as sequential transcribe
 _WINDOW_FRAMES = 3000  # Whisper encodes exactly 30 s of 10-ms mel frames
+# Tokens a window may produce per second of its audio (timestamps included), plus a few: real
+# speech stays far below (fast speech with a timestamp pair every few seconds: about 6/s), so only
+# a decoder stuck repeating itself reaches the bound, and it stops there instead of at 448.
+_TOKENS_PER_SECOND = 10.0
+_MIN_NEW_TOKENS = 24
+# Sampling fallbacks draw from a generator seeded with this before each call: one file with one
+# set of options gives one transcript, run after run.
+_FALLBACK_SEED = 1234
 # A window Whisper calls silent whose words are also this unsure is a hallucination, even when
 # its log-probability passes Whisper's own test (which lets short made-up words through).
 _MIN_WORD_PROBABILITY_IF_NO_SPEECH = 0.5
@@ -121,6 +129,7 @@ class WhisperASR:
             options: beam size, temperatures and thresholds.
             align: compute word timings (needed to split windows holding several recordings).
         """
+        import ctranslate2
         from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
         tok = self.tokenizer(language, options.task)
@@ -135,6 +144,7 @@ class WhisperASR:
         )
         suppress = get_suppressed_tokens(tok, [-1])
         n = len(audios)
+        budget = [new_tokens(len(a) / 16000) for a in audios]
         best: list[dict | None] = [None] * n
         pending = list(range(n))
         for t_index, temperature in enumerate(options.temperatures):
@@ -148,11 +158,14 @@ class WhisperASR:
             )
             if t_index:
                 self.stats.count("fallback_windows", len(pending))
+                ctranslate2.set_random_seed(_FALLBACK_SEED)
+            max_length = min(self.whisper.max_length, len(prompt) + max(budget[i] for i in pending))
             with self.stats.time("fallback" if t_index else "generate"):
-                results = self._generate(source, prompt, pending, suppress, kwargs)
+                results = self._generate(source, prompt, pending, suppress, max_length, kwargs)
             still = []
             for i, result in zip(pending, results):
                 tokens = result.sequences_ids[0]
+                looped = len(tokens) >= budget[i]
                 avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
                 text = tok.decode([t for t in tokens if t < tok.eot])
                 attempt = dict(
@@ -167,7 +180,7 @@ class WhisperASR:
                     attempt["no_speech_prob"] > options.no_speech_threshold
                     and avg_logprob < options.log_prob_threshold
                 )
-                failed = attempt["compression_ratio"] > options.compression_ratio_threshold or (
+                failed = looped or attempt["compression_ratio"] > options.compression_ratio_threshold or (
                     avg_logprob < options.log_prob_threshold
                 )
                 previous = best[i]
@@ -179,13 +192,13 @@ class WhisperASR:
         with self.stats.time("align"):
             return self._segment(audios, encoded, tok, best, options, align)
 
-    def _generate(self, source, prompt, pending, suppress, kwargs):
+    def _generate(self, source, prompt, pending, suppress, max_length, kwargs):
         """One CTranslate2 ``generate`` over the ``pending`` windows."""
         return self.whisper.model.generate(
             source,
             [list(prompt) for _ in pending],
             length_penalty=1.0,
-            max_length=self.whisper.max_length,
+            max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
@@ -269,6 +282,11 @@ class WhisperASR:
                 )
             )
         return out
+
+
+def new_tokens(seconds: float) -> int:
+    """The most tokens a window of ``seconds`` of audio is allowed to produce."""
+    return int(_MIN_NEW_TOKENS + _TOKENS_PER_SECOND * seconds)
 
 
 def _better(attempt: dict, previous: dict, options: TranscribeOptions) -> bool:
