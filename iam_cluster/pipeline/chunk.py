@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
+import msgspec
 import numpy as np
 
 from iam_cluster.pipeline.types import Piece, Segment, SpeechRegion, Window, Word
@@ -197,6 +198,24 @@ def unpack(window: Window, text: WindowText) -> Iterator[tuple[int, Segment]]:
                             probability=round(float(w["probability"]), 4)))
         if run:
             yield run_rec, _segment(run, text)
+
+
+def clip_segment(segment: Segment, ranges: Sequence[SpeechRegion]) -> Segment | None:
+    """``segment`` with only the words whose middle lies in one of ``ranges`` (a segment without
+    words: whole or not at all, by its middle); None when nothing is left."""
+    def inside(start: float, end: float) -> bool:
+        mid = (start + end) / 2
+        return any(r.start <= mid <= r.end for r in ranges)
+
+    if not segment.words:
+        return segment if inside(segment.start, segment.end) else None
+    words = [w for w in segment.words if inside(w.start, w.end)]
+    if len(words) == len(segment.words):
+        return segment
+    if not words:
+        return None
+    text = "".join(w.word for w in words)
+    return msgspec.structs.replace(segment, start=words[0].start, end=words[-1].end, text=text, words=words)
 
 
 def _segment(words: list[Word], text: WindowText) -> Segment:

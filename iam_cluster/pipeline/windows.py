@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from iam_cluster.pipeline.chunk import pack, placement, uncovered, unpack
+from iam_cluster.pipeline.chunk import clip_segment, pack, placement, uncovered, unpack
 from iam_cluster.pipeline.level import gain
 from iam_cluster.pipeline.stats import Stats
 from iam_cluster.pipeline.types import (
@@ -35,8 +35,11 @@ from iam_cluster.pipeline.types import (
 #: the next window to carry on; windows are packed this much short of the chunk length.
 TAIL_MARGIN = 1.0
 #: A stretch of a piece this long with no word within WORD_PAD of it is speech Whisper skipped.
-MIN_MISS = 1.5
-WORD_PAD = 0.5
+MIN_MISS = 1.0
+WORD_PAD = 0.3
+#: Skipped speech is decoded again with this much of the audio around it (clipped to its piece),
+#: so Whisper hears it in context; only words inside the skipped stretch are kept.
+RETRY_CONTEXT = 2.0
 #: More words per second of speech than this means words were moved onto a recording.
 MAX_WORDS_PER_SECOND = 6.0
 #: Speech in windows that were not trusted this often is then decoded in windows of its own.
@@ -68,6 +71,8 @@ class _Item:
     region: SpeechRegion
     tries: int = 0
     retry: bool = False
+    #: Words are kept only inside this stretch (a retry's context is heard, not written).
+    keep: SpeechRegion | None = None
 
 
 class WindowDecoder:
@@ -123,23 +128,30 @@ class WindowDecoder:
             self.stats.count("again_windows", len(jobs))
         nxt: list[list[_Item]] = [[] for _ in self.recordings]
         self.total += len(jobs)
-        for (window, items), text in zip(jobs, self._decode([w for w, _ in jobs], first)):
+        words = [len(w.recordings) > 1 or any(it.keep for it in items) for w, items in jobs]
+        for (window, items), text in zip(jobs, self._decode([w for w, _ in jobs], words, first)):
             with self.stats.time("unpack"):
                 placed = placement(window, text)
                 suspects = self._suspects(window, placed) if len(window.recordings) > 1 else set()
+                keep: dict[int, list[SpeechRegion]] = {}
+                for piece, item in zip(window.pieces, items):
+                    keep.setdefault(piece.recording, []).append(item.keep or SpeechRegion(piece.start, piece.end))
                 for rec, segment in unpack(window, text):
-                    if rec not in suspects:
+                    if rec not in suspects and (segment := clip_segment(segment, keep[rec])):
                         self.segments[rec].append(segment)
                 for piece, item, spans in zip(window.pieces, items, placed.spans):
                     if piece.recording in suspects:
-                        nxt[piece.recording].append(_Item(item.region, item.tries + 1, item.retry))
+                        nxt[piece.recording].append(replace(item, tries=item.tries + 1))
                     elif not item.retry:
                         skipped = uncovered(piece, spans, WORD_PAD, MIN_MISS)
                         self.stats.count("retry_pieces", len(skipped))
-                        nxt[piece.recording].extend(_Item(r, 0, True) for r in skipped)
+                        nxt[piece.recording].extend(
+                            _Item(SpeechRegion(max(piece.start, r.start - RETRY_CONTEXT),
+                                               min(piece.end, r.end + RETRY_CONTEXT)), 0, True, r)
+                            for r in skipped)
         return nxt
 
-    def _decode(self, windows: list[Window], first: bool):
+    def _decode(self, windows: list[Window], words: list[bool], first: bool):
         """Yield each window's WindowText, in order, decoding batches of one language."""
         o = self.options
         step = getattr(self.asr, "submit_size", None) or o.batch_size
@@ -152,7 +164,7 @@ class WindowDecoder:
             for start in range(0, len(indices), step):
                 batch = indices[start : start + step]
                 audios = [window_audio(windows[i], self.recordings, self.gains) for i in batch]
-                align = o.word_timestamps or any(len(windows[i].recordings) > 1 for i in batch)
+                align = o.word_timestamps or any(words[i] for i in batch)
                 with self.stats.time("asr" if first else "asr_again"):
                     texts.update(zip(batch, self.asr.decode(audios, language, o, align)))
                 self.stats.count("windows", len(batch))
