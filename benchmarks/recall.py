@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--beam-size", type=int, default=5)
     p.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
                    help="TranscribeOptions override, e.g. vad.threshold=0.3 (repeatable)")
+    p.add_argument("--timestamp-tokens", choices=("on", "off"), default="on",
+                   help="ours: decode aligned windows with or without Whisper's timestamp tokens")
     p.add_argument("--label", help="name of the run (default: date and time)")
     p.add_argument("--out", type=Path, help="Markdown report (default benchmarks/results/recall-LABEL.md)")
     p.add_argument("--json", type=Path, help="also write every output as JSON here")
@@ -229,13 +231,15 @@ def main(argv: list[str] | None = None) -> None:
     fw = WhisperModel(str(model_path), device="cpu", compute_type="int8", cpu_threads=args.threads)
     seq = sequential(fw, every, args.beam_size, args.model)
     stats = Stats()
-    asr = WhisperASR(str(model_path), device="cpu", compute_type="int8", cpu_threads=args.threads, stats=stats)
+    asr = WhisperASR(str(model_path), device="cpu", compute_type="int8", cpu_threads=args.threads, stats=stats,
+                     timestamp_tokens=args.timestamp_tokens == "on")
     pipe = Pipeline(asr, stats=stats)
     print("[recall] ours, each file alone", file=sys.stderr, flush=True)
     alone = {p: ours_run(pipe.transcribe(p, options)) for p in every}
     lines = [f"# Recall: {label}", "", f"Command: `{command_line()}`", "",
              f"Environment: CPU {cpu_name()}, threads {args.threads}, model {args.model} int8, beam "
-             f"{args.beam_size}, code {code_version()}, options {args.option or 'defaults'}", ""]
+             f"{args.beam_size}, code {code_version()}, options {args.option or 'defaults'}, "
+             f"timestamp tokens {args.timestamp_tokens}", ""]
     totals, dump = [], {}
     for name, paths in sets.items():
         print(f"[recall] ours, set {name} as one folder ({len(paths)} files)", file=sys.stderr, flush=True)

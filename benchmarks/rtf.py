@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8, help="for ours and fw_batched")
     p.add_argument("--repeat", type=int, default=1, help="repeat the file list N times")
     p.add_argument("--rounds", type=int, default=1, help="time the whole list N times; report the median")
+    p.add_argument("--timestamp-tokens", choices=("on", "off"), default="on",
+                   help="ours: decode aligned windows with or without Whisper's timestamp tokens")
     p.add_argument("--per-file", action="store_true",
                    help="time each file on its own: per-file ratios, their minimum and median, stages")
     p.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated subset of {SYSTEMS}")
@@ -79,7 +81,7 @@ def make_system(system: str, args: argparse.Namespace):
 
         stats = Stats()
         asr = WhisperASR(str(model_path), device=device, compute_type=compute_type, cpu_threads=args.threads,
-                         stats=stats)
+                         stats=stats, timestamp_tokens=args.timestamp_tokens == "on")
         pipe = Pipeline(asr, stats=stats)
         options = TranscribeOptions(
             beam_size=args.beam_size, batch_size=args.batch_size, word_timestamps=system == "ours"
@@ -200,7 +202,7 @@ def environment(args: argparse.Namespace) -> str:
         f"ctranslate2 {ctranslate2.__version__}", f"faster-whisper {faster_whisper.__version__}",
         f"model {args.model} ({model_path})", f"compute {compute_type}", f"device {device}",
         f"beam {args.beam_size}", f"batch {args.batch_size}", f"wall = median of {args.rounds} round(s)",
-        f"code {args.code}",
+        f"code {args.code}", f"ours' timestamp tokens {args.timestamp_tokens}",
     ]
     if device == "cuda":
         gpu = f"{ctranslate2.get_cuda_device_count()} CUDA device(s)"

@@ -53,6 +53,11 @@ class WhisperASR:
         cache_dir: where assembled/cached models live.
         allow_download: let faster-whisper fetch a named model that is not cached.
         stats: where encode/generate/fallback/alignment times and counts accumulate.
+        timestamp_tokens: let Whisper write segment timestamps even when words are aligned. By
+            default a window whose words are aligned is decoded without them, as faster-whisper's
+            batched pipeline does, and segments are cut from the words: with timestamps, Whisper
+            leaves out the last words of a window, expecting a next window to carry on, and
+            stops early in long continuous speech; without, it writes the whole window.
     """
 
     def __init__(
@@ -65,6 +70,7 @@ class WhisperASR:
         cache_dir: Path | None = None,
         allow_download: bool = False,
         stats: Stats | None = None,
+        timestamp_tokens: bool = False,
     ) -> None:
         from faster_whisper import WhisperModel
 
@@ -83,6 +89,7 @@ class WhisperASR:
         )
         self._tokenizers: dict[tuple[str, str], object] = {}
         self.stats = stats or Stats()
+        self.timestamp_tokens = timestamp_tokens
 
     @property
     def is_multilingual(self) -> bool:
@@ -139,7 +146,7 @@ class WhisperASR:
         prompt = self.whisper.get_prompt(
             tok,
             previous_tokens=tok.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else [],
-            without_timestamps=False,
+            without_timestamps=align and not self.timestamp_tokens,
             hotwords=options.hotwords,
         )
         suppress = get_suppressed_tokens(tok, [-1])

@@ -91,6 +91,11 @@ def pack(
 
 #: Longest silence (seconds, on the recording's timeline) kept inside one output segment.
 MAX_JOIN_GAP = 3.0
+SENTENCE_ENDS = (".", "?", "!", "。", "？", "！")
+#: Segments are cut from the words: at sentence ends, at pauses, at a comma once long enough.
+SEGMENT_PAUSE = 1.0
+LONG_SEGMENT = 10.0
+MAX_SEGMENT = 20.0
 
 
 def locate(window: Window, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -190,7 +195,8 @@ def unpack(window: Window, text: WindowText) -> Iterator[tuple[int, Segment]]:
             hi = float(piece.start + min(max(e - piece.offset, 0.0), piece.duration))
             # A segment never spans two recordings, nor a jump on one recording's timeline
             # (pieces packed side by side may come from far apart, e.g. in a retry window).
-            if run and (piece.recording != run_rec or not -0.5 <= lo - run[-1].end <= MAX_JOIN_GAP):
+            if run and (piece.recording != run_rec or not -0.5 <= lo - run[-1].end <= MAX_JOIN_GAP
+                        or _ends_segment(run, lo)):
                 yield run_rec, _segment(run, text)
                 run = []
             run_rec = piece.recording
@@ -198,6 +204,14 @@ def unpack(window: Window, text: WindowText) -> Iterator[tuple[int, Segment]]:
                             probability=round(float(w["probability"]), 4)))
         if run:
             yield run_rec, _segment(run, text)
+
+
+def _ends_segment(run: list[Word], next_start: float) -> bool:
+    """Whether a segment holding ``run`` ends before a word starting at ``next_start``."""
+    last = run[-1].word.rstrip()
+    length = run[-1].end - run[0].start
+    return (last.endswith(SENTENCE_ENDS) or next_start - run[-1].end >= SEGMENT_PAUSE
+            or (length >= LONG_SEGMENT and last.endswith((",", ";", ":"))) or length >= MAX_SEGMENT)
 
 
 def clip_segment(segment: Segment, ranges: Sequence[SpeechRegion]) -> Segment | None:

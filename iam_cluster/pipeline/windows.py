@@ -128,8 +128,7 @@ class WindowDecoder:
             self.stats.count("again_windows", len(jobs))
         nxt: list[list[_Item]] = [[] for _ in self.recordings]
         self.total += len(jobs)
-        words = [len(w.recordings) > 1 or any(it.keep for it in items) for w, items in jobs]
-        for (window, items), text in zip(jobs, self._decode([w for w, _ in jobs], words, first)):
+        for (window, items), text in zip(jobs, self._decode([w for w, _ in jobs], first)):
             with self.stats.time("unpack"):
                 placed = placement(window, text)
                 suspects = self._suspects(window, placed) if len(window.recordings) > 1 else set()
@@ -151,8 +150,9 @@ class WindowDecoder:
                             for r in skipped)
         return nxt
 
-    def _decode(self, windows: list[Window], words: list[bool], first: bool):
-        """Yield each window's WindowText, in order, decoding batches of one language."""
+    def _decode(self, windows: list[Window], first: bool):
+        """Each window's WindowText, in order, decoding batches of one language. Words are always
+        aligned: they say whose speech is whose, and what a window skipped."""
         o = self.options
         step = getattr(self.asr, "submit_size", None) or o.batch_size
         by_language: dict[str, list[int]] = {}
@@ -164,9 +164,8 @@ class WindowDecoder:
             for start in range(0, len(indices), step):
                 batch = indices[start : start + step]
                 audios = [window_audio(windows[i], self.recordings, self.gains) for i in batch]
-                align = o.word_timestamps or any(words[i] for i in batch)
                 with self.stats.time("asr" if first else "asr_again"):
-                    texts.update(zip(batch, self.asr.decode(audios, language, o, align)))
+                    texts.update(zip(batch, self.asr.decode(audios, language, o, True)))
                 self.stats.count("windows", len(batch))
                 self.done += len(batch)
                 self.hook("asr", self.done, self.total)
