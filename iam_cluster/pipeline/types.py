@@ -140,14 +140,17 @@ class Diarization(msgspec.Struct):
 
 
 class VadOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Silero VAD settings (faster-whisper's, with defaults its batched pipeline uses)."""
+    """Silero VAD settings (faster-whisper's). The defaults were chosen by
+    ``benchmarks/vad_sweep.py`` on jfk, the Harvard sentences, two AMI excerpts and stress cases
+    built from them, and are reported on other files (``benchmarks/results/recall-*.md``); they
+    apply to level-normalised audio (``pipeline/level.py``)."""
 
-    threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.5
+    threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.25
     #: Speech ends when the probability drops below this (None: ``threshold - 0.15``).
     neg_threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] | None = None
     min_speech_duration_ms: Annotated[int, msgspec.Meta(ge=0)] = 0
     min_silence_duration_ms: Annotated[int, msgspec.Meta(ge=0)] = 160
-    speech_pad_ms: Annotated[int, msgspec.Meta(ge=0)] = 400
+    speech_pad_ms: Annotated[int, msgspec.Meta(ge=0)] = 600
 
 
 class TranscribeOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
