@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--beam-size", type=int, default=5)
     p.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
                    help="TranscribeOptions override, e.g. vad.threshold=0.3 (repeatable)")
-    p.add_argument("--timestamp-tokens", choices=("on", "off"), default="on",
+    p.add_argument("--timestamp-tokens", choices=("on", "off"), default="off",
                    help="ours: decode aligned windows with or without Whisper's timestamp tokens")
     p.add_argument("--label", help="name of the run (default: date and time)")
     p.add_argument("--out", type=Path, help="Markdown report (default benchmarks/results/recall-LABEL.md)")

@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8, help="for ours and fw_batched")
     p.add_argument("--repeat", type=int, default=1, help="repeat the file list N times")
     p.add_argument("--rounds", type=int, default=1, help="time the whole list N times; report the median")
-    p.add_argument("--timestamp-tokens", choices=("on", "off"), default="on",
+    p.add_argument("--timestamp-tokens", choices=("on", "off"), default="off",
                    help="ours: decode aligned windows with or without Whisper's timestamp tokens")
     p.add_argument("--per-file", action="store_true",
                    help="time each file on its own: per-file ratios, their minimum and median, stages")
