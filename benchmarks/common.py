@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -74,3 +75,54 @@ def save_report(text: str, out: Path) -> Path:
     out.write_text(text, encoding="utf-8")
     print(f"[report] written {out}")
     return out
+
+
+def settings_for(model: str, device: str = "auto", compute_type: str = "auto", threads: int = 0, **engine):
+    """The environment's settings with a benchmark's model, device, threads and engine knobs.
+
+    Engine knobs left as None keep the settings' values (their one home).
+    """
+    import msgspec
+
+    from iam_cluster.settings import get_settings
+
+    base = get_settings()
+    replace = msgspec.structs.replace
+    return replace(
+        base, models=replace(base.models, name=model, device=device, compute_type=compute_type, cpu_threads=threads),
+        engine=replace(base.engine, **{k: v for k, v in engine.items() if v is not None}),
+    )
+
+
+def our_runner(model: str, device: str = "auto", compute_type: str = "auto", threads: int = 0, **engine):
+    """Our in-process runner (the one path the CLI and the worker use) for a benchmark's setup."""
+    from iam_cluster.runner import in_process_runner
+
+    return in_process_runner(settings_for(model, device, compute_type, threads, **engine))
+
+
+#: Server the benchmarks create their throw-away databases on.
+ADMIN_URL = os.environ.get("IAM_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def create_database() -> tuple[str, str]:
+    """A fresh database with every migration applied; returns ``(name, url)``."""
+    import uuid
+
+    import psycopg
+
+    from iam_cluster.db.migrate import apply_migrations
+
+    name = f"iam_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    apply_migrations(url)
+    return name, url
+
+
+def drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import AUDIO_EXTS, code_version, cpu_name
+from common import AUDIO_EXTS, code_version, cpu_name, settings_for
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: pyannote's collar is the *total* width removed around each reference boundary (±collar/2).
@@ -131,7 +131,8 @@ def run(args: argparse.Namespace, files, metrics: dict) -> list[FileResult]:
     from iam_cluster.pipeline.vad import SileroVad
 
     options = TranscribeOptions()
-    pipe = Pipeline(WhisperASR(args.model, device=args.device, cpu_threads=args.threads))
+    pipe = Pipeline(WhisperASR(args.model, device=args.device, cpu_threads=args.threads),
+                    settings_for(args.model).engine.batch_size)
     kwargs = {"pipeline": args.pipeline} if args.diarizer == "pyannote" and args.pipeline else {}
     diarizer = make_diarizer(args.diarizer, **kwargs)
     vad = SileroVad()

@@ -2,8 +2,8 @@
 
 For every set of files (``NAME=PATH[,PATH...]``, folders searched recursively) it transcribes each
 file three ways with the same model: faster-whisper ``WhisperModel.transcribe`` (beam search, no
-VAD: the peer), ours on each file alone (``Pipeline.transcribe``), and ours on the whole set as one
-folder (``Pipeline.transcribe_paths``, the packing path). ``--union`` adds every file of every set
+VAD: the peer), ours on each file alone (``runner.run``), and ours on the whole set as one
+folder (``runner.run_many``, the packing path). ``--union`` adds every file of every set
 as one more folder run. It prints, per file, the word counts (reference, sequential, ours alone,
 ours folder), WER of each, files that came out empty although sequential wrote words, words of the
 folder run found in another file's reference but in neither this file's reference nor its alone
@@ -28,7 +28,16 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import code_version, collect_audio, command_line, cpu_name, normalise, save_report
+from common import (
+    code_version,
+    collect_audio,
+    command_line,
+    cpu_name,
+    normalise,
+    our_runner,
+    save_report,
+    settings_for,
+)
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
@@ -59,6 +68,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="Markdown report (default benchmarks/results/recall-LABEL.md)")
     p.add_argument("--json", type=Path, help="also write every output as JSON here")
     return p.parse_args(argv)
+
+
+def model_folder(model: str) -> str:
+    """The folder of ``model`` as the settings resolve it (every system loads the same files)."""
+    from iam_cluster.pipeline.models import resolve_model
+
+    return str(resolve_model(model, settings_for(model).models.cache_dir).path)
 
 
 def transcribe_options(overrides: list[str], beam_size: int):
@@ -210,12 +226,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from faster_whisper import WhisperModel
 
-    from iam_cluster.pipeline.asr import WhisperASR
-    from iam_cluster.pipeline.models import resolve_model
-    from iam_cluster.pipeline.run import Pipeline
-    from iam_cluster.pipeline.stats import Stats
-    from iam_cluster.settings import get_settings
-
     label = args.label or dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     sets = {}
     for spec in args.sets:
@@ -225,17 +235,15 @@ def main(argv: list[str] | None = None) -> None:
         sets["union"] = list(dict.fromkeys(p for ps in list(sets.values()) for p in ps))
     every = list(dict.fromkeys(p for ps in sets.values() for p in ps))
     refs = {p: reference(p) for p in every}
-    model_path = resolve_model(args.model, get_settings().models.cache_dir).path
+    runner = our_runner(args.model, "cpu", "int8", args.threads)
+    runner.pipeline.asr.timestamp_tokens = args.timestamp_tokens == "on"
+    stats = runner.pipeline.stats
     options = transcribe_options(args.option, args.beam_size)
     print(f"[recall] sequential on {len(every)} files", file=sys.stderr, flush=True)
-    fw = WhisperModel(str(model_path), device="cpu", compute_type="int8", cpu_threads=args.threads)
+    fw = WhisperModel(model_folder(args.model), device="cpu", compute_type="int8", cpu_threads=args.threads)
     seq = sequential(fw, every, args.beam_size, args.model)
-    stats = Stats()
-    asr = WhisperASR(str(model_path), device="cpu", compute_type="int8", cpu_threads=args.threads, stats=stats,
-                     timestamp_tokens=args.timestamp_tokens == "on")
-    pipe = Pipeline(asr, stats=stats)
     print("[recall] ours, each file alone", file=sys.stderr, flush=True)
-    alone = {p: ours_run(pipe.transcribe(p, options)) for p in every}
+    alone = {p: ours_run(runner.run(p, options)) for p in every}
     lines = [f"# Recall: {label}", "", f"Command: `{command_line()}`", "",
              f"Environment: CPU {cpu_name()}, threads {args.threads}, model {args.model} int8, beam "
              f"{args.beam_size}, code {code_version()}, options {args.option or 'defaults'}, "
@@ -244,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, paths in sets.items():
         print(f"[recall] ours, set {name} as one folder ({len(paths)} files)", file=sys.stderr, flush=True)
         stats.reset()
-        folder = {p: ours_run(t) for p, t in pipe.transcribe_paths(paths, options)}
+        folder = {p: ours_run(t) for p, t in runner.run_many(paths, options)}
         c = stats.snapshot()["counts"]
         rows, notes, s = evaluate(name, paths, seq, alone, folder, refs)
         totals.append(f"| {name} | {len(paths)} | {pct(s['seq'])} | {pct(s['alone'])} | {pct(s['folder'])} "

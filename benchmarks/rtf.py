@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import code_version, collect_audio, cpu_name, normalise
+from common import code_version, collect_audio, cpu_name, normalise, our_runner, settings_for
 from rtf_files import per_file_report
 
 SYSTEMS = ("ours", "ours_nowords", "fw_sequential", "fw_sequential_vad", "fw_batched", "fw_batched_words")
@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compute-type", default="auto", help="auto (int8 on CPU, float16 on CUDA) or a type")
     p.add_argument("--threads", type=int, default=2, help="CTranslate2 intra-op threads for every system")
     p.add_argument("--beam-size", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=8, help="for ours and fw_batched")
+    p.add_argument("--batch-size", type=int, help="for ours and fw_batched (default: the settings', IAM_BATCH_SIZE)")
     p.add_argument("--repeat", type=int, default=1, help="repeat the file list N times")
     p.add_argument("--rounds", type=int, default=1, help="time the whole list N times; report the median")
     p.add_argument("--timestamp-tokens", choices=("on", "off"), default="off",
@@ -53,6 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="Markdown report (default benchmarks/results/rtf-LABEL.md)")
     p.add_argument("--_worker", choices=SYSTEMS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    args.batch_size = args.batch_size or settings_for(args.model).engine.batch_size
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = set(args.systems) - set(SYSTEMS)
     if unknown:
@@ -63,9 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def resolved_setup(args: argparse.Namespace) -> tuple[Path, str, str]:
     """The model folder, device and compute type every system will use."""
     from iam_cluster.pipeline.models import resolve_compute_type, resolve_device, resolve_model
-    from iam_cluster.settings import get_settings
 
-    ref = resolve_model(args.model, get_settings().models.cache_dir)
+    ref = resolve_model(args.model, settings_for(args.model).models.cache_dir)
     device = resolve_device(args.device)
     return ref.path, device, resolve_compute_type(args.compute_type, device)
 
@@ -74,22 +74,16 @@ def make_system(system: str, args: argparse.Namespace):
     """Load the model once and return ``run(paths) -> list of texts`` for one system."""
     model_path, device, compute_type = resolved_setup(args)
     if system in ("ours", "ours_nowords"):
-        from iam_cluster.pipeline.asr import WhisperASR
-        from iam_cluster.pipeline.run import Pipeline
-        from iam_cluster.pipeline.stats import Stats
         from iam_cluster.pipeline.types import TranscribeOptions
 
-        stats = Stats()
-        asr = WhisperASR(str(model_path), device=device, compute_type=compute_type, cpu_threads=args.threads,
-                         stats=stats, timestamp_tokens=args.timestamp_tokens == "on")
-        pipe = Pipeline(asr, stats=stats)
-        options = TranscribeOptions(
-            beam_size=args.beam_size, batch_size=args.batch_size, word_timestamps=system == "ours"
-        )
+        runner = our_runner(str(model_path), device, compute_type, args.threads, batch_size=args.batch_size)
+        runner.pipeline.asr.timestamp_tokens = args.timestamp_tokens == "on"
+        stats = runner.pipeline.stats
+        options = TranscribeOptions(beam_size=args.beam_size, word_timestamps=system == "ours")
 
         def run(paths: list[Path]) -> list[str]:
             texts = []
-            for path, result in pipe.transcribe_paths(paths, options):
+            for path, result in runner.run_many(paths, options):
                 if not hasattr(result, "text"):
                     raise RuntimeError(f"{path}: {result}")
                 texts.append(result.text)

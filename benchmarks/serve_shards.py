@@ -16,8 +16,9 @@ import io
 import time
 from pathlib import Path
 
-from common import command_line, normalise, save_report
+from common import command_line, normalise, save_report, settings_for
 
+import msgspec
 import numpy as np
 
 
@@ -66,8 +67,8 @@ def main(argv=None) -> None:
     import ray
     from ray import serve
 
+    from iam_cluster.pipeline.types import Transcript
     from iam_cluster.serve.app import AppArgs, build_app
-    from iam_cluster.serve.ingress import transcript_from
 
     args = parse_args(argv)
     data, reference, seconds = build_recording(args.clips, args.minutes)
@@ -75,13 +76,13 @@ def main(argv=None) -> None:
     ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
     rows = []
     for name, shard_seconds in (("whole", 1e9), (f"shards of {args.shard_seconds:.0f} s", args.shard_seconds)):
-        app = build_app(AppArgs(model=args.model, device=args.device, cpu_threads=args.threads,
-                                asr_replicas=args.asr_replicas, asr_num_cpus=args.num_cpus / (args.asr_replicas + 1),
-                                shard_seconds=shard_seconds))
+        settings = settings_for(args.model, args.device, threads=args.threads)
+        app = build_app(AppArgs(asr_replicas=args.asr_replicas, asr_num_cpus=args.num_cpus / (args.asr_replicas + 1),
+                                shard_seconds=shard_seconds), settings)
         handle = serve.run(app, name="iam", route_prefix=None)
         handle.transcribe.remote(warm, {}, "warm.wav").result()  # warm-up
         start = time.perf_counter()
-        t = transcript_from(handle.transcribe.remote(data, {}, "long.wav").result())
+        t = msgspec.convert(handle.transcribe.remote(data, {}, "long.wav").result(), Transcript)
         wall = time.perf_counter() - start
         wer = 100 * jiwer.wer(normalise(reference), normalise(t.text))
         rows.append((name, wall, seconds / wall, wer))

@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import collect_audio, command_line, save_report
+from common import collect_audio, command_line, our_runner, save_report, settings_for
 
 
 
@@ -37,8 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--asr-replicas", type=int, default=1)
     p.add_argument("--asr-num-gpus", type=float, default=0.0)
     p.add_argument("--num-cpus", type=int, default=2, help="CPUs given to the local Ray")
-    p.add_argument("--shard-seconds", type=float, default=300.0)
-    p.add_argument("--max-batch-size", type=int, default=8)
+    p.add_argument("--shard-seconds", type=float, help="default: the settings' (IAM_SHARD_SECONDS)")
+    p.add_argument("--max-batch-size", type=int, help="default: the settings' (IAM_BATCH_SIZE)")
     p.add_argument("--diarize", action="store_true")
     p.add_argument("--label", default=dt.date.today().isoformat())
     p.add_argument("--out", type=Path)
@@ -52,17 +52,16 @@ def percentile(values: list[float], q: float) -> float:
 
 def run_in_process(files: list[Path], args) -> tuple[float, list[float]]:
     """The pipeline in this process, one recording after another (model load not timed)."""
-    from iam_cluster.pipeline.asr import WhisperASR
-    from iam_cluster.pipeline.run import Pipeline
     from iam_cluster.pipeline.types import TranscribeOptions
 
-    pipe = Pipeline(WhisperASR(args.model, args.device, args.compute_type, args.threads))
+    runner = our_runner(args.model, args.device, args.compute_type, args.threads,
+                        batch_size=args.max_batch_size, shard_seconds=args.shard_seconds)
     options = TranscribeOptions(diarize=args.diarize)
-    pipe.transcribe(files[0], options)  # warm-up
+    runner.run(files[0], options)  # warm-up
     latencies, start = [], time.perf_counter()
     for f in files:
         t = time.perf_counter()
-        pipe.transcribe(f, options)
+        runner.run(f, options)
         latencies.append(time.perf_counter() - t)
     return time.perf_counter() - start, latencies
 
@@ -75,16 +74,14 @@ def run_serve(files: list[Path], args) -> tuple[float, list[float], list[int]]:
     from iam_cluster.serve.app import AppArgs, build_app
 
     ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
-    app = build_app(AppArgs(
-        model=args.model, device=args.device, compute_type=args.compute_type, cpu_threads=args.threads,
-        asr_replicas=args.asr_replicas, asr_num_gpus=args.asr_num_gpus, shard_seconds=args.shard_seconds,
-        max_batch_size=args.max_batch_size,
-    ))
+    settings = settings_for(args.model, args.device, args.compute_type, args.threads,
+                            batch_size=args.max_batch_size, shard_seconds=args.shard_seconds)
+    app = build_app(AppArgs(asr_replicas=args.asr_replicas, asr_num_gpus=args.asr_num_gpus), settings)
     handle = serve.run(app, name="iam", route_prefix=None)
     asr = serve.get_deployment_handle("ASR", app_name="iam")
     options = {"diarize": args.diarize}
     handle.transcribe.remote(files[0].read_bytes(), options, files[0].name).result()  # warm-up
-    seen = len(asr.batch_sizes_seen.remote().result())
+    seen = asr.batch_sizes_seen.remote().result()
     payloads = [f.read_bytes() for f in files]
 
     def one(i: int) -> float:
@@ -96,7 +93,8 @@ def run_serve(files: list[Path], args) -> tuple[float, list[float], list[int]]:
     with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
         latencies = list(pool.map(one, range(len(files))))
     wall = time.perf_counter() - start
-    batches = asr.batch_sizes_seen.remote().result()[seen:]
+    after = asr.batch_sizes_seen.remote().result()
+    batches = sorted(size for size, n in after.items() for _ in range(n - seen.get(size, 0)))
     serve.shutdown()
     ray.shutdown()
     return wall, latencies, batches

@@ -20,8 +20,8 @@ import datetime as dt
 import itertools
 from pathlib import Path
 
-from common import code_version, collect_audio, command_line, cpu_name, normalise, save_report
-from recall import CACHE_DIR, reference, sequential, transcribe_options, wer_counts  # noqa: F401
+from common import code_version, collect_audio, command_line, cpu_name, normalise, our_runner, save_report
+from recall import model_folder, reference, sequential, transcribe_options, wer_counts
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -43,24 +43,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from faster_whisper import WhisperModel
 
-    from iam_cluster.pipeline.asr import WhisperASR
-    from iam_cluster.pipeline.models import resolve_model
-    from iam_cluster.pipeline.run import Pipeline
-    from iam_cluster.settings import get_settings
-
     paths = collect_audio(args.audio)
     refs = {p: reference(p) for p in paths}
-    model_path = resolve_model("tiny.en", get_settings().models.cache_dir).path
-    fw = WhisperModel(str(model_path), device="cpu", compute_type="int8", cpu_threads=args.threads)
+    fw = WhisperModel(model_folder("tiny.en"), device="cpu", compute_type="int8", cpu_threads=args.threads)
     seq = sequential(fw, paths, args.beam_size, "tiny.en")
-    pipe = Pipeline(WhisperASR(str(model_path), device="cpu", compute_type="int8", cpu_threads=args.threads))
+    runner = our_runner("tiny.en", "cpu", "int8", args.threads)
     rows, best = [], None
     grid = list(itertools.product(args.threshold, args.min_silence_ms, args.pad_ms))
     for threshold, silence, pad in grid:
         options = transcribe_options([f"vad.threshold={threshold}", f"vad.min_silence_duration_ms={silence}",
                                       f"vad.speech_pad_ms={pad}"], args.beam_size)
-        alone = {p: pipe.transcribe(p, options).text for p in paths}
-        folder = {p: t.text for p, t in pipe.transcribe_paths(paths, options)}
+        alone = {p: runner.run(p, options).text for p in paths}
+        folder = {p: t.text for p, t in runner.run_many(paths, options)}
         cost = {}
         for name, out in (("alone", alone), ("folder", folder)):
             errors = words = deficit = 0

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from iam_cluster.errors import IAMError
+from iam_cluster.errors import ConfigError, IAMError
 
 #: Extensions picked up when a folder is given (a file named explicitly is always tried).
 MEDIA_EXTENSIONS = frozenset(
@@ -43,73 +43,81 @@ def output_stem(rel: Path, taken: set[Path], output_dir: Path) -> Path:
     return candidate
 
 
+def _settings(args: argparse.Namespace):
+    """The environment's settings with this command line's overrides."""
+    import msgspec
+
+    from iam_cluster.settings import get_settings
+
+    s = get_settings()
+    replace = msgspec.structs.replace
+    models = {k: v for k, v in dict(name=args.model, device=args.device, compute_type=args.compute_type,
+                                    cpu_threads=args.cpu_threads).items() if v is not None}
+    engine = {"batch_size": args.batch_size} if args.batch_size is not None else {}
+    return replace(
+        s, models=replace(s.models, **models), engine=replace(s.engine, **engine),
+        diarization=replace(s.diarization, backend=args.diarizer or s.diarization.backend),
+        serve=replace(s.serve, address=args.cluster) if args.cluster else s.serve,
+    )
+
+
+def _options(args: argparse.Namespace, model: str):
+    from iam_cluster.pipeline.models import is_multilingual
+    from iam_cluster.pipeline.types import parse_options
+
+    counts = (args.num_speakers, args.min_speakers, args.max_speakers)
+    given = dict(language=args.language, task=args.task, beam_size=args.beam_size, chunk_length=args.chunk_length,
+                 num_speakers=args.num_speakers, min_speakers=args.min_speakers, max_speakers=args.max_speakers)
+    options = parse_options({
+        **{k: v for k, v in given.items() if v is not None}, "word_timestamps": not args.no_word_timestamps,
+        "diarize": args.diarize or args.diarizer is not None or any(c is not None for c in counts),
+    })
+    options.check_model(model, is_multilingual(model))
+    return options
+
+
 def _transcribe(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    import msgspec
-
-    from iam_cluster.pipeline.asr import WhisperASR
-    from iam_cluster.pipeline.diarize import check_speaker_counts, make_diarizer
     from iam_cluster.pipeline.export import parse_formats, write
-    from iam_cluster.pipeline.run import Pipeline
-    from iam_cluster.pipeline.types import TranscribeOptions
-    from iam_cluster.settings import get_settings
+    from iam_cluster.runner import make_runner
 
+    settings = _settings(args)
     try:
         formats = parse_formats(args.format)
-        options = TranscribeOptions(
-            language=args.language, task=args.task, beam_size=args.beam_size, batch_size=args.batch_size,
-            word_timestamps=not args.no_word_timestamps, chunk_length=args.chunk_length,
-            diarize=args.diarize or args.diarizer is not None or args.num_speakers is not None
-            or args.min_speakers is not None or args.max_speakers is not None,
-            num_speakers=args.num_speakers, min_speakers=args.min_speakers, max_speakers=args.max_speakers,
-        )
-        if "rttm" in formats and not options.diarize:
-            raise ValueError("--format rttm needs --diarize")
-        check_speaker_counts(args.num_speakers, args.min_speakers, args.max_speakers)
-    except (ValueError, TypeError, msgspec.ValidationError, IAMError) as exc:
-        print(f"iam-cluster: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    options = _options(args, settings.models.name)
+    if "rttm" in formats and not options.diarize:
+        raise ConfigError("--format rttm needs --diarize")
     media = find_media(args.paths)
     if not media:
-        print("iam-cluster: no media files found", file=sys.stderr)
-        return 2
+        raise ConfigError("no media files found")
+    missing = [f for f, _ in media if not f.exists()]
+    if missing:
+        raise ConfigError(f"{missing[0]}: no such file or folder")
 
     output_dir = Path(args.output_dir)
     taken: set[Path] = set()
     stems = {f: output_stem(rel, taken, output_dir) for f, rel in media}
-    if args.cluster:
-        return _transcribe_on_cluster(args, media, options, formats, stems, output_dir)
-
-    settings = get_settings().models
-    asr = WhisperASR(
-        args.model or settings.name, args.device or settings.device,
-        args.compute_type or settings.compute_type, args.cpu_threads or settings.cpu_threads,
-        cache_dir=settings.cache_dir, allow_download=settings.allow_download,
-    )
-    diarizer = None
-    if options.diarize:
-        backend = args.diarizer or get_settings().diarization.backend
-        diarizer = make_diarizer(backend, **get_settings().diarization.diarizer_kwargs(backend))
-    pipeline = Pipeline(asr, diarizer=diarizer)
     quiet = args.quiet or not sys.stderr.isatty()
     files_bar = tqdm(total=len(media), desc="files", unit="file", disable=quiet, position=0)
     chunks_bar = tqdm(total=0, desc="chunks", unit="chunk", disable=quiet, position=1)
-
-    failed = 0
     last_done = {"n": 0}
 
     def chunk_hook(step: str, completed: int, total: int) -> None:
-        if step == "asr":
-            if completed == 0:
-                last_done["n"] = 0
-                chunks_bar.total += total
-                chunks_bar.refresh()
-            else:
-                chunks_bar.update(completed - last_done["n"])
-                last_done["n"] = completed
+        if step != "asr":
+            return
+        if completed == 0:
+            last_done["n"] = 0
+            chunks_bar.total += total
+            chunks_bar.refresh()
+        else:
+            chunks_bar.update(completed - last_done["n"])
+            last_done["n"] = completed
 
-    for path, result in pipeline.transcribe_paths([f for f, _ in media], options, chunk_hook):
+    failed = 0
+    for path, result in make_runner(settings).run_many([f for f, _ in media], options, chunk_hook):
         files_bar.update(1)
         if isinstance(result, IAMError):
             failed += 1
@@ -121,30 +129,6 @@ def _transcribe(args: argparse.Namespace) -> int:
             print(f"{path}: {len(result.segments)} segments, {result.duration:.1f} s", file=sys.stderr)
     files_bar.close()
     chunks_bar.close()
-    ok = len(media) - failed
-    print(f"{ok} transcribed, {failed} failed; outputs in {output_dir}", file=sys.stderr)
-    return 1 if failed else 0
-
-
-def _transcribe_on_cluster(args, media, options, formats, stems, output_dir) -> int:
-    """Send files to a running Serve application, several at once so that they share batches."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from iam_cluster.pipeline.export import write
-    from iam_cluster.serve.client import transcribe_remote
-
-    failed = 0
-    with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
-        futures = {f: pool.submit(transcribe_remote, f, options, args.cluster) for f, _ in media}
-        for path, future in futures.items():
-            try:
-                result = future.result()
-            except IAMError as exc:
-                failed += 1
-                print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
-                continue
-            for fmt in formats:
-                write(result, fmt, stems[path].with_suffix(stems[path].suffix + f".{fmt}"))
     print(f"{len(media) - failed} transcribed, {failed} failed; outputs in {output_dir}", file=sys.stderr)
     return 1 if failed else 0
 
@@ -153,7 +137,7 @@ def _migrate(args: argparse.Namespace) -> int:
     from iam_cluster.db.migrate import apply_migrations
     from iam_cluster.settings import get_settings
 
-    applied = apply_migrations(args.database_url or get_settings().database.url)
+    applied = apply_migrations(args.database_url or get_settings().database.require_url())
     for label in applied:
         print(f"applied {label}")
     if not applied:
@@ -190,15 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (searched recursively)")
     t.add_argument("--model", help="tiny.en (default), base, a CTranslate2 folder, or large-v3/turbo/...")
     t.add_argument("--language", help="language code; detected per file when omitted (multilingual models)")
-    t.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
+    t.add_argument("--task", choices=["transcribe", "translate"])
     t.add_argument("--format", default="json,txt,srt,vtt", help="comma-separated: json,txt,srt,vtt,rttm")
     t.add_argument("--output-dir", default=".", help="where outputs go (default: current folder)")
-    t.add_argument("--batch-size", type=int, default=8, help="30-s windows per model call")
-    t.add_argument("--beam-size", type=int, default=5)
-    t.add_argument("--chunk-length", type=float, default=30.0, help="longest window, seconds")
+    t.add_argument("--batch-size", type=int, help="30-s windows per model call (default: IAM_BATCH_SIZE, 8)")
+    t.add_argument("--beam-size", type=int, help="default 5")
+    t.add_argument("--chunk-length", type=float, help="longest window, seconds (default 30)")
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto")
     t.add_argument("--compute-type", help="auto (int8 on CPU, float16 on CUDA), int8, float16, ...")
-    t.add_argument("--cpu-threads", type=int, default=0, help="0: all cores")
+    t.add_argument("--cpu-threads", type=int, help="0: all cores (default: IAM_CPU_THREADS, 0)")
     t.add_argument("--no-word-timestamps", action="store_true", help="leave words out of the outputs")
     d = t.add_argument_group("speakers")
     d.add_argument("--diarize", action="store_true", help="attribute words and segments to speakers")
@@ -208,7 +192,6 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--max-speakers", type=int)
     t.add_argument("--cluster", nargs="?", const="http://127.0.0.1:8000", metavar="ADDRESS",
                    help="send files to a running Serve application (default address http://127.0.0.1:8000)")
-    t.add_argument("--concurrency", type=int, default=8, help="files in flight with --cluster")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=_transcribe)
     a = sub.add_parser("api", help="run the HTTP job API")
@@ -229,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; a configuration or usage error is one line on stderr and exit status 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:

@@ -48,3 +48,33 @@ class MediaError(IAMError):
     def __reduce__(self):
         # Rebuilt from its own arguments when it crosses processes (Ray replicas, workers).
         return type(self), (self.source, self.reason, self.code)
+
+
+class OptionsError(IAMError, ValueError):
+    """Invalid transcription options.
+
+    ``field`` names the option at fault (``num_speakers``, ``vad.threshold``...). It derives from
+    ValueError so that msgspec, when it decodes options, reports it as a validation error.
+    """
+
+    code = "invalid_options"
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+    def __reduce__(self):
+        return type(self), (self.field, self.reason)
+
+    @classmethod
+    def from_validation(cls, exc: Exception) -> OptionsError:
+        """From a msgspec ValidationError: ``Expected int - at `$.vad.threshold``` -> field ``vad.threshold``."""
+        text = str(exc)
+        message, _, where = text.partition(" - at `$")
+        field = where.rstrip("`").lstrip(".") or None
+        if field is None and "unknown field `" in message:
+            field = message.split("unknown field `", 1)[1].split("`", 1)[0]
+        elif field is None and ": " in message:  # raised by a rule: "field: reason"
+            field, _, message = message.partition(": ")
+        return cls(field or "options", message)

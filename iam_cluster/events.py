@@ -13,7 +13,8 @@ import msgspec
 
 #: The event types a client may receive.
 EVENT_TYPES = frozenset(
-    {"new_message", "notification", "job_progress", "job_completed", "job_failed", "typing", "presence"}
+    {"new_message", "notification", "job_progress", "job_completed", "job_failed", "job_cancelled", "typing",
+     "presence"}
 )
 
 

@@ -1,19 +1,40 @@
-"""Settings: one frozen struct per concern, read once from the environment by ``get_settings()``."""
+"""Settings: one frozen struct per concern, read once from the environment by ``get_settings()``.
+
+Each field is read from one environment variable: the struct's ``env_prefix`` followed by the
+field's name in upper case (``DATABASE_`` + ``url`` = ``DATABASE_URL``), unless ``env_names``
+names it otherwise. msgspec converts and validates the strings, so a bad value fails at start-up
+with the variable's name. Mapping fields collect every variable under their prefix
+(``STRIPE_PRICE_PRO`` -> ``price["pro"]``); tuple fields split on commas.
+
+These structs are the only home of every default; the command line, the API, the worker and the
+Serve application read them at their edges and pass values down (``pipeline/`` reads none).
+"""
 
 from __future__ import annotations
 
 import functools
 import os
+import typing
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated, ClassVar
 
 import msgspec
 
 from iam_cluster.errors import ConfigError
+from iam_cluster.pipeline.models import DEFAULT_CACHE_DIR
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+Count = Annotated[int, msgspec.Meta(ge=1)]
+#: Shortest JWT signing secret accepted (HS256 wants at least its 256-bit output).
+MIN_SECRET_BYTES = 32
 
 
 class ModelSettings(msgspec.Struct, frozen=True):
     """Which Whisper model runs, where, and where assembled model files are cached."""
+
+    env_prefix: ClassVar[str] = "IAM_"
+    env_names: ClassVar[dict[str, tuple[str, ...]]] = {"name": ("IAM_MODEL",)}
 
     #: ``tiny.en`` (embedded default), ``base`` (embedded multilingual), a CTranslate2 folder,
     #: or a faster-whisper name (``large-v3``, ``turbo``, ``distil-large-v3``...).
@@ -21,21 +42,45 @@ class ModelSettings(msgspec.Struct, frozen=True):
     device: str = "auto"
     compute_type: str = "auto"
     #: CTranslate2 intra-op threads; 0 lets it choose (all cores).
-    cpu_threads: int = 0
-    cache_dir: Path = Path.home() / ".cache" / "iam-cluster"
+    cpu_threads: Annotated[int, msgspec.Meta(ge=0)] = 0
+    cache_dir: Path = DEFAULT_CACHE_DIR
     #: Let faster-whisper fetch named models from the Hugging Face Hub when not cached.
     allow_download: bool = False
 
 
-class AudioSettings(msgspec.Struct, frozen=True):
-    """Limits on accepted media."""
+class EngineSettings(msgspec.Struct, frozen=True):
+    """How the engine runs: batching, sharding of long recordings, VAD threads."""
 
-    max_duration_s: float = 4 * 3600.0
-    min_duration_s: float = 0.0
+    env_prefix: ClassVar[str] = "IAM_"
+
+    #: 30-s windows decoded by one CTranslate2 ``generate`` call (in process, and the Serve ASR
+    #: replicas' largest batch).
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=256)] = 8
+    #: Long recordings are cut at silences into shards of about this many seconds; shards are
+    #: diarized separately and their speakers joined, on every path alike.
+    shard_seconds: Annotated[float, msgspec.Meta(gt=10)] = 300.0
+    #: Threads that scan a long recording's parts with the VAD (0: up to 4, by cores).
+    vad_workers: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
+class AudioSettings(msgspec.Struct, frozen=True):
+    """Limits on accepted media (enforced at upload, in the worker and by the Serve cluster)."""
+
+    env_prefix: ClassVar[str] = "IAM_"
+    env_names: ClassVar[dict[str, tuple[str, ...]]] = {
+        "max_duration_s": ("IAM_MAX_AUDIO_SECONDS",), "min_duration_s": ("IAM_MIN_AUDIO_SECONDS",)}
+
+    max_duration_s: Positive = 4 * 3600.0
+    min_duration_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
 
 
 class DiarizationSettings(msgspec.Struct, frozen=True):
     """Which diarizer runs when a transcription asks for speakers."""
+
+    env_prefix: ClassVar[str] = "IAM_"
+    env_names: ClassVar[dict[str, tuple[str, ...]]] = {
+        "backend": ("IAM_DIARIZER",), "device": ("IAM_DIARIZER_DEVICE",),
+        "pyannote_token": ("IAM_PYANNOTE_TOKEN", "HF_TOKEN")}
 
     backend: str = "embedded"
     #: pyannote.audio pipeline: a local folder or a Hugging Face hub id.
@@ -50,23 +95,63 @@ class DiarizationSettings(msgspec.Struct, frozen=True):
         return {}
 
 
-class DatabaseSettings(msgspec.Struct, frozen=True):
-    """PostgreSQL, the source of truth and the job queue."""
+class ServeSettings(msgspec.Struct, frozen=True):
+    """The Ray Serve cluster: where callers find it, and how its ASR replicas batch."""
 
-    url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
-    pool_min: int = 1
-    pool_max: int = 10
+    env_prefix: ClassVar[str] = "IAM_SERVE_"
+
+    #: ``http://host:8000`` of a running Serve application; empty runs the pipeline in process.
+    address: str | None = None
+    #: Longest wait of an ASR replica for a batch to fill.
+    batch_wait_s: Annotated[float, msgspec.Meta(ge=0, le=5)] = 0.05
+    #: ``file://`` URIs under this folder may be sent to the cluster instead of bytes.
+    media_root: str | None = None
+    #: Longest a caller waits for one transcription from the cluster.
+    timeout_s: Positive = 3600.0
+
+
+class DatabaseSettings(msgspec.Struct, frozen=True):
+    """PostgreSQL, the source of truth and the job queue. ``DATABASE_URL`` is required by the
+    commands that use it (API, worker, migrate, billing-sync)."""
+
+    env_prefix: ClassVar[str] = "DATABASE_"
+
+    url: str | None = None
+    pool_min: Annotated[int, msgspec.Meta(ge=0)] = 1
+    pool_max: Count = 10
+    #: Longest a request waits for a pooled connection: past it, 503 ``database_unavailable``.
+    pool_timeout_s: Positive = 0.8
+    #: Longest a new connection may take to open.
+    connect_timeout_s: Positive = 2.0
+
+    def require_url(self) -> str:
+        """The URL, or a ConfigError naming ``DATABASE_URL``."""
+        if not self.url:
+            raise ConfigError("DATABASE_URL is not set (e.g. postgresql://user@host:5432/iam)")
+        return self.url
 
 
 class RedisSettings(msgspec.Struct, frozen=True):
     """Redis: rate-limit counters, caches and pub/sub fan-out (nothing that cannot be rebuilt)."""
 
+    env_prefix: ClassVar[str] = "REDIS_"
+
     url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = "iam:"
+    #: Connections per API process (requests wait for one rather than fail).
+    max_connections: Count = 256
+    #: Longest any Redis call may take; past it, Redis counts as down for a few seconds.
+    timeout_s: Positive = 0.5
 
 
 class StorageSettings(msgspec.Struct, frozen=True):
     """Where uploaded audio lives: a local folder (default) or S3 / MinIO."""
+
+    env_prefix: ClassVar[str] = "STORAGE_"
+    env_names: ClassVar[dict[str, tuple[str, ...]]] = {
+        "bucket": ("AWS_S3_BUCKET",), "endpoint_url": ("AWS_ENDPOINT_URL",), "region": ("AWS_REGION",),
+        "access_key_id": ("AWS_ACCESS_KEY_ID",), "secret_access_key": ("AWS_SECRET_ACCESS_KEY",),
+        "max_upload_bytes": ("MAX_UPLOAD_BYTES",)}
 
     backend: str = "local"
     root: Path = Path.home() / ".local" / "share" / "iam-cluster" / "media"
@@ -75,49 +160,91 @@ class StorageSettings(msgspec.Struct, frozen=True):
     region: str = "us-east-1"
     access_key_id: str | None = None
     secret_access_key: str | None = None
-    max_upload_bytes: int = 500 * 1024 * 1024
+    #: Largest accepted upload, for the API and the Serve cluster alike.
+    max_upload_bytes: Count = 500 * 1024 * 1024
 
 
 class AuthSettings(msgspec.Struct, frozen=True):
-    """JWT access tokens and rotating refresh tokens."""
+    """JWT access tokens and rotating refresh tokens. ``JWT_SECRET_KEY`` is required by the API."""
 
-    #: Required outside development; the default only serves local runs and tests.
-    jwt_secret_key: str = "dev-only-insecure-secret-change-me"
+    env_prefix: ClassVar[str] = ""
+
+    jwt_secret_key: str | None = None
     jwt_algorithm: str = "HS256"
-    access_token_expire_minutes: int = 15
-    refresh_token_expire_days: int = 30
+    access_token_expire_minutes: Count = 15
+    refresh_token_expire_days: Count = 30
+
+    def require_secret(self) -> str:
+        """The signing secret, or a ConfigError when it is missing or too short to be safe."""
+        secret = self.jwt_secret_key
+        if not secret:
+            raise ConfigError("JWT_SECRET_KEY is not set; generate one with: "
+                              "python -c 'import secrets; print(secrets.token_urlsafe(48))'")
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(f"JWT_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes long")
+        return secret
 
 
 class ApiSettings(msgspec.Struct, frozen=True):
     """The HTTP API: CORS origins and rate limits (requests per minute, in Redis)."""
 
+    env_prefix: ClassVar[str] = ""
+
     cors_origins: tuple[str, ...] = ()
-    rate_limit_per_user: int = 120
-    rate_limit_per_ip: int = 300
+    rate_limit_per_user: Count = 120
+    rate_limit_per_ip: Count = 300
     #: Tighter budget for login/register attempts per IP.
-    auth_rate_limit_per_ip: int = 20
+    auth_rate_limit_per_ip: Count = 20
+    #: An upload whose client sends nothing for this long is cut off (408).
+    upload_read_timeout_s: Positive = 30.0
+    #: Uploads one account may stream at the same time.
+    max_concurrent_uploads: Count = 4
+    #: Failed sign-ins of one account before each next try must wait (1, 2, 4... s, up to 15 min).
+    login_free_failures: Count = 5
+    #: Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or CIDRs); none by default.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Longest audio the synchronous OpenAI-compatible endpoint takes; longer goes to the job API (413).
+    sync_max_audio_seconds: Positive = 1800.0
 
 
 class WorkerSettings(msgspec.Struct, frozen=True):
-    """The job worker: lease length, retries, and where the pipeline runs."""
+    """The job worker: lease length and retries."""
 
-    lease_seconds: float = 60.0
-    heartbeat_seconds: float = 15.0
-    max_attempts: int = 3
-    retry_base_seconds: float = 5.0
-    #: Address of a Ray Serve application; empty runs the pipeline in process.
-    serve_address: str | None = None
+    env_prefix: ClassVar[str] = "WORKER_"
+
+    lease_seconds: Positive = 60.0
+    heartbeat_seconds: Positive = 15.0
+    max_attempts: Count = 3
+    retry_base_seconds: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+
+
+class WebhookSettings(msgspec.Struct, frozen=True):
+    """Webhook delivery: timeouts, backoff, and which targets are allowed."""
+
+    env_prefix: ClassVar[str] = "WEBHOOK_"
+
+    #: Allow loopback, private and link-local targets (tests; deployments that are all internal).
+    allow_private: bool = False
+    timeout_s: Positive = 10.0
+    #: Retries wait base * 2**(attempt-1), at most max, for retry_hours after the event.
+    base_delay_s: Positive = 5.0
+    max_delay_s: Positive = 3600.0
+    retry_hours: Positive = 24.0
+    #: Seconds a deliverer waits for a wake-up before looking for due retries anyway.
+    poll_s: Positive = 1.0
 
 
 class BillingSettings(msgspec.Struct, frozen=True):
     """Stripe keys and prices; without a secret key, metering and quotas still work."""
 
-    stripe_secret_key: str | None = None
-    stripe_webhook_secret: str | None = None
+    env_prefix: ClassVar[str] = "STRIPE_"
+
+    secret_key: str | None = None
+    webhook_secret: str | None = None
     #: Override of the Stripe API base URL (tests point it at a local fake server).
-    stripe_api_base: str | None = None
-    price_pro: str | None = None
-    price_enterprise: str | None = None
+    api_base: str | None = None
+    #: Stripe price id per plan id (``STRIPE_PRICE_PRO`` -> ``price["pro"]``).
+    price: dict[str, str] = {}
     #: Billing meter event name that usage is reported under.
     meter_event_name: str = "transcription_minutes"
     success_url: str = "http://127.0.0.1:8080/billing/success"
@@ -126,114 +253,71 @@ class BillingSettings(msgspec.Struct, frozen=True):
 
 class Settings(msgspec.Struct, frozen=True):
     models: ModelSettings = ModelSettings()
+    engine: EngineSettings = EngineSettings()
     audio: AudioSettings = AudioSettings()
     diarization: DiarizationSettings = DiarizationSettings()
+    serve: ServeSettings = ServeSettings()
     database: DatabaseSettings = DatabaseSettings()
     redis: RedisSettings = RedisSettings()
     storage: StorageSettings = StorageSettings()
     auth: AuthSettings = AuthSettings()
     api: ApiSettings = ApiSettings()
     worker: WorkerSettings = WorkerSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     billing: BillingSettings = BillingSettings()
 
 
-def _get(env: Mapping[str, str], name: str, kind: type, default):
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+def _dec_hook(kind: type, value):
+    if kind is Path:
+        return Path(value).expanduser()
+    raise NotImplementedError(kind)
+
+
+def env_names(cls: type, field: str) -> tuple[str, ...]:
+    """The environment variables a settings field is read from, first match wins."""
+    return getattr(cls, "env_names", {}).get(field) or (f"{cls.env_prefix}{field.upper()}",)
+
+
+def _container(hint) -> type | None:
+    """``dict`` or ``tuple`` when a field holds a mapping or a sequence (through Annotated/Optional)."""
+    while typing.get_origin(hint) is Annotated:
+        hint = typing.get_args(hint)[0]
+    origin = typing.get_origin(hint)
+    return origin if origin in (dict, tuple) else None
+
+
+def _section(cls: type, env: Mapping[str, str]):
+    hints = typing.get_type_hints(cls, include_extras=True)
+    raw: dict[str, object] = {}
+    for field in msgspec.structs.fields(cls):
+        names = env_names(cls, field.name)
+        kind = _container(hints[field.name])
+        if kind is dict:
+            prefix = names[0] + "_"
+            found = {k[len(prefix):].lower(): v for k, v in env.items() if k.startswith(prefix) and v}
+            if found:
+                raw[field.name] = found
+            continue
+        value = next((env[n] for n in names if env.get(n)), None)
+        if value is not None:
+            raw[field.name] = [v.strip() for v in value.split(",") if v.strip()] if kind is tuple else value
     try:
-        if kind is bool:
-            if raw.lower() in {"1", "true", "yes", "on"}:
-                return True
-            if raw.lower() in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError(raw)
-        return kind(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+        return msgspec.convert(raw, cls, strict=False, dec_hook=_dec_hook)
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).partition(" - at `$.")
+        field = where.split(".")[0].split("[")[0].rstrip("`")
+        known = field in {f.name for f in msgspec.structs.fields(cls)}
+        raise ConfigError(f"{env_names(cls, field)[0] if known else cls.__name__}: {message}") from None
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build settings from an environment mapping (``os.environ`` by default).
 
     Raises:
-        ConfigError: a variable is set to a value of the wrong kind; the message names it.
+        ConfigError: a variable holds a value of the wrong kind or out of range; the message names it.
     """
     env = os.environ if env is None else env
-    m = ModelSettings()
-    a = AudioSettings()
-    d = DiarizationSettings()
-    db, r, st, au = DatabaseSettings(), RedisSettings(), StorageSettings(), AuthSettings()
-    ap, wk, bi = ApiSettings(), WorkerSettings(), BillingSettings()
-    origins = _get(env, "CORS_ORIGINS", str, "")
-    return Settings(
-        models=ModelSettings(
-            name=_get(env, "IAM_MODEL", str, m.name),
-            device=_get(env, "IAM_DEVICE", str, m.device),
-            compute_type=_get(env, "IAM_COMPUTE_TYPE", str, m.compute_type),
-            cpu_threads=_get(env, "IAM_CPU_THREADS", int, m.cpu_threads),
-            cache_dir=_get(env, "IAM_CACHE_DIR", Path, m.cache_dir),
-            allow_download=_get(env, "IAM_ALLOW_DOWNLOAD", bool, m.allow_download),
-        ),
-        audio=AudioSettings(
-            max_duration_s=_get(env, "IAM_MAX_AUDIO_SECONDS", float, a.max_duration_s),
-            min_duration_s=_get(env, "IAM_MIN_AUDIO_SECONDS", float, a.min_duration_s),
-        ),
-        diarization=DiarizationSettings(
-            backend=_get(env, "IAM_DIARIZER", str, d.backend),
-            pyannote_pipeline=_get(env, "IAM_PYANNOTE_PIPELINE", str, d.pyannote_pipeline),
-            pyannote_token=_get(env, "IAM_PYANNOTE_TOKEN", str, None) or _get(env, "HF_TOKEN", str, None),
-            device=_get(env, "IAM_DIARIZER_DEVICE", str, d.device),
-        ),
-        database=DatabaseSettings(
-            url=_get(env, "DATABASE_URL", str, db.url),
-            pool_min=_get(env, "DATABASE_POOL_MIN", int, db.pool_min),
-            pool_max=_get(env, "DATABASE_POOL_MAX", int, db.pool_max),
-        ),
-        redis=RedisSettings(
-            url=_get(env, "REDIS_URL", str, r.url),
-            key_prefix=_get(env, "REDIS_KEY_PREFIX", str, r.key_prefix),
-        ),
-        storage=StorageSettings(
-            backend=_get(env, "STORAGE_BACKEND", str, st.backend),
-            root=_get(env, "STORAGE_ROOT", Path, st.root),
-            bucket=_get(env, "AWS_S3_BUCKET", str, st.bucket),
-            endpoint_url=_get(env, "AWS_ENDPOINT_URL", str, st.endpoint_url),
-            region=_get(env, "AWS_REGION", str, st.region),
-            access_key_id=_get(env, "AWS_ACCESS_KEY_ID", str, st.access_key_id),
-            secret_access_key=_get(env, "AWS_SECRET_ACCESS_KEY", str, st.secret_access_key),
-            max_upload_bytes=_get(env, "MAX_UPLOAD_BYTES", int, st.max_upload_bytes),
-        ),
-        auth=AuthSettings(
-            jwt_secret_key=_get(env, "JWT_SECRET_KEY", str, au.jwt_secret_key),
-            jwt_algorithm=_get(env, "JWT_ALGORITHM", str, au.jwt_algorithm),
-            access_token_expire_minutes=_get(env, "ACCESS_TOKEN_EXPIRE_MINUTES", int, au.access_token_expire_minutes),
-            refresh_token_expire_days=_get(env, "REFRESH_TOKEN_EXPIRE_DAYS", int, au.refresh_token_expire_days),
-        ),
-        api=ApiSettings(
-            cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
-            rate_limit_per_user=_get(env, "RATE_LIMIT_PER_USER", int, ap.rate_limit_per_user),
-            rate_limit_per_ip=_get(env, "RATE_LIMIT_PER_IP", int, ap.rate_limit_per_ip),
-            auth_rate_limit_per_ip=_get(env, "AUTH_RATE_LIMIT_PER_IP", int, ap.auth_rate_limit_per_ip),
-        ),
-        worker=WorkerSettings(
-            lease_seconds=_get(env, "WORKER_LEASE_SECONDS", float, wk.lease_seconds),
-            heartbeat_seconds=_get(env, "WORKER_HEARTBEAT_SECONDS", float, wk.heartbeat_seconds),
-            max_attempts=_get(env, "WORKER_MAX_ATTEMPTS", int, wk.max_attempts),
-            retry_base_seconds=_get(env, "WORKER_RETRY_BASE_SECONDS", float, wk.retry_base_seconds),
-            serve_address=_get(env, "IAM_SERVE_ADDRESS", str, None),
-        ),
-        billing=BillingSettings(
-            stripe_secret_key=_get(env, "STRIPE_SECRET_KEY", str, None),
-            stripe_webhook_secret=_get(env, "STRIPE_WEBHOOK_SECRET", str, None),
-            stripe_api_base=_get(env, "STRIPE_API_BASE", str, None),
-            price_pro=_get(env, "STRIPE_PRICE_PRO", str, None),
-            price_enterprise=_get(env, "STRIPE_PRICE_ENTERPRISE", str, None),
-            meter_event_name=_get(env, "STRIPE_METER_EVENT_NAME", str, bi.meter_event_name),
-            success_url=_get(env, "STRIPE_SUCCESS_URL", str, bi.success_url),
-            cancel_url=_get(env, "STRIPE_CANCEL_URL", str, bi.cancel_url),
-        ),
-    )
+    return Settings(**{f.name: _section(f.type, env) for f in msgspec.structs.fields(Settings)})
 
 
 @functools.cache

@@ -10,11 +10,24 @@ from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
-from iam_cluster.api import auth, billing_stripe, meetings, messages, notifications, users, ws
+from iam_cluster.api import (
+    api_keys,
+    auth,
+    billing_stripe,
+    jobs,
+    meetings,
+    messages,
+    notifications,
+    openai,
+    users,
+    webhooks,
+    ws,
+)
 from iam_cluster.api import billing
 from iam_cluster.api.deps import provide_conn, provide_redis, provide_settings, provide_storage
 from iam_cluster.api.errors import EXCEPTION_HANDLERS
 from iam_cluster.api.health import health, ready
+from iam_cluster.api.limits import RedisGate
 from iam_cluster.api.ratelimit import RateLimitMiddleware
 from iam_cluster.api.security import provide_current_user
 from iam_cluster.settings import Settings, get_settings
@@ -24,6 +37,9 @@ V1_ROUTERS = [
     auth.router,
     users.router,
     meetings.router,
+    jobs.router,
+    api_keys.router,
+    webhooks.router,
     billing.router,
     billing_stripe.router,
 ]
@@ -34,21 +50,34 @@ V2_ROUTERS: list = [
 ]
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
-    """Build the API for ``settings`` (the environment's by default)."""
+def create_app(settings: Settings | None = None, runner=None) -> Litestar:
+    """Build the API for ``settings`` (the environment's by default).
+
+    ``runner`` serves the synchronous ``/v1/audio`` routes; by default ``make_runner(settings)``,
+    built on the first such request.
+
+    Raises:
+        ConfigError: ``JWT_SECRET_KEY`` is missing or too short, or ``DATABASE_URL`` is missing.
+    """
     settings = settings or get_settings()
+    settings.auth.require_secret()
+    settings.database.require_url()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
 
         from iam_cluster.db.pool import make_pool
         from iam_cluster.storage import make_storage
 
         pool = make_pool(settings.database)
         await pool.open(wait=False)
-        redis = Redis.from_url(settings.redis.url)
-        app.state.update(settings=settings, pool=pool, redis=redis, storage=make_storage(settings.storage))
+        r = settings.redis
+        redis = Redis(connection_pool=BlockingConnectionPool.from_url(
+            r.url, max_connections=r.max_connections, timeout=r.timeout_s, socket_timeout=r.timeout_s,
+            socket_connect_timeout=r.timeout_s))
+        app.state.update(settings=settings, pool=pool, redis=redis, redis_gate=RedisGate(r.timeout_s),
+                         storage=make_storage(settings.storage), runner=runner)
         await ws.start_hub(app)  # this process's one Redis subscriber for the WebSocket events
         try:
             yield
@@ -58,7 +87,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await redis.aclose()
 
     return Litestar(
-        route_handlers=[health, ready, Router("/api/v1", route_handlers=V1_ROUTERS), Router("/api/v2", route_handlers=V2_ROUTERS)],
+        route_handlers=[health, ready, Router("/api/v1", route_handlers=V1_ROUTERS),
+                        Router("/api/v2", route_handlers=V2_ROUTERS), openai.router],
         lifespan=[lifespan],
         middleware=[RateLimitMiddleware()],
         dependencies={
@@ -79,4 +109,8 @@ def serve_api(host: str = "127.0.0.1", port: int = 8080) -> None:
     """Run the API with uvicorn (``iam-cluster api``)."""
     import uvicorn
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    settings = get_settings()
+    proxies = settings.api.trusted_proxies
+    # X-Forwarded-* are believed only from the configured proxies (uvicorn would trust loopback).
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=bool(proxies),
+                forwarded_allow_ips=list(proxies) if proxies else [])

@@ -10,15 +10,16 @@ import uuid
 from typing import Annotated
 
 import msgspec
-from litestar import Response, Router, post
+from litestar import Request, Response, Router, post
 from litestar.params import JSONBody
 from litestar.di import NamedDependency
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from iam_cluster.api import limits
 from iam_cluster.api.errors import APIError, body
-from iam_cluster.api.security import create_access_token, hash_password, verify_password
+from iam_cluster.api.security import check_password, create_access_token, hash_password, verify_password
 from iam_cluster.db.errors import Conflict, translate_errors
 from iam_cluster.db.pool import struct_row
 from iam_cluster.db.queries import QUERIES
@@ -114,7 +115,9 @@ def _refused(message: str = _BAD_REFRESH) -> Response:
 
 @post("/register", status_code=HTTP_201_CREATED)
 async def register(data: JSONBody[RegisterRequest], conn: NamedDependency[AsyncConnection]) -> UserOut:
-    """Create an account; an email already registered (in any case) is a 409 ``conflict``."""
+    """Create an account; an email already registered (in any case) is a 409 ``conflict``, a
+    guessable password a 422 ``weak_password``."""
+    check_password(data.password, data.email, data.full_name)
     params = {"email": data.email, "password_hash": hash_password(data.password), "full_name": data.full_name,
               "is_admin": False, "tier": "free"}
     try:
@@ -128,11 +131,21 @@ async def register(data: JSONBody[RegisterRequest], conn: NamedDependency[AsyncC
 
 
 @post("/login", status_code=HTTP_200_OK)
-async def login(data: JSONBody[LoginRequest], conn: NamedDependency[AsyncConnection], settings: NamedDependency[Settings]) -> TokenPair:
-    """Exchange email and password for an access token and a refresh token."""
+async def login(request: Request, data: JSONBody[LoginRequest], conn: NamedDependency[AsyncConnection],
+                settings: NamedDependency[Settings]) -> TokenPair:
+    """Exchange email and password for an access token and a refresh token.
+
+    After ``LOGIN_FREE_FAILURES`` failed sign-ins an account must wait before the next try (1, 2,
+    4... seconds, up to 15 minutes; 429 with ``Retry-After``), whichever address they come from.
+    """
+    state = request.app.state
+    prefix, free = settings.redis.key_prefix, settings.api.login_free_failures
+    await limits.login_wait(state.redis_gate, state.redis, prefix, data.email, free)
     user = await get_user_by_email(conn, data.email)
     ok = verify_password(user.password_hash if user else _dummy_hash(), data.password)
-    if user is None or not ok or not user.is_active:
+    good = user is not None and ok and user.is_active
+    await limits.login_result(state.redis_gate, state.redis, prefix, data.email, good)
+    if not good:
         raise APIError("unauthorized", _BAD_CREDENTIALS, {"WWW-Authenticate": "Bearer"})
     pair, _ = await issue_tokens(conn, user, settings)
     return pair

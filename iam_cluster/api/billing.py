@@ -53,4 +53,5 @@ async def get_usage(conn: NamedDependency[AsyncConnection], current_user: NamedD
     return await current_usage(conn, current_user.id, current_user.tier)
 
 
-router = Router(path="/billing", route_handlers=[list_plans, get_usage], tags=["billing"])
+router = Router(path="/billing", route_handlers=[list_plans, get_usage], tags=["billing"],
+                opt={"scope": "billing"})

@@ -6,8 +6,6 @@ reason; metering, quotas and plans (``api/billing.py``) work without Stripe.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import msgspec
 from litestar import Request, Response, Router, post
 from litestar.di import NamedDependency
@@ -17,13 +15,14 @@ from psycopg import AsyncConnection
 
 from iam_cluster.api.errors import body
 from iam_cluster.billing import stripe_client, webhooks
+from iam_cluster.billing.plans import PaidPlan
 from iam_cluster.billing.stripe_client import StripeFailed, StripeNotConfigured
 from iam_cluster.db.rows import User
 from iam_cluster.settings import Settings
 
 
 class SubscribeRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    plan: Literal["pro", "enterprise"]
+    plan: PaidPlan
 
 
 class SessionOut(msgspec.Struct, kw_only=True):
@@ -57,8 +56,8 @@ async def portal(conn: NamedDependency[AsyncConnection], current_user: NamedDepe
 async def webhook(request: Request, conn: NamedDependency[AsyncConnection],
                   settings: NamedDependency[Settings]) -> WebhookAck:
     """Stripe events, signature-verified; each event id is applied once (replays are acknowledged)."""
-    secret = settings.billing.stripe_webhook_secret
-    if not settings.billing.stripe_secret_key or not secret:
+    secret = settings.billing.webhook_secret
+    if not settings.billing.secret_key or not secret:
         raise StripeNotConfigured("Stripe webhooks are not configured on this server "
                                   "(STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET must be set)")
     event = webhooks.verify(await request.body(), request.headers.get("stripe-signature"), secret)
@@ -75,5 +74,6 @@ def _bad_signature(request: Request, exc: webhooks.InvalidSignature) -> Response
 
 
 router = Router(path="/billing", route_handlers=[subscribe, portal, webhook], tags=["billing"],
+                opt={"scope": "billing"},
                 exception_handlers={StripeNotConfigured: _stripe_unavailable, StripeFailed: _stripe_unavailable,
                                     webhooks.InvalidSignature: _bad_signature})

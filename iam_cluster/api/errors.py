@@ -7,7 +7,7 @@ import logging
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 
-from iam_cluster.errors import IAMError
+from iam_cluster.errors import IAMError, OptionsError
 
 log = logging.getLogger("iam_cluster.api")
 
@@ -18,8 +18,10 @@ STATUS = {
     "payment_required": 402, "quota_exceeded": 402,
     "forbidden": 403,
     "not_found": 404, "invalid_reference": 404, "model_not_found": 404,
+    "request_timeout": 408,
     "conflict": 409, "idempotency_conflict": 409,
     "too_large": 413,
+    "invalid_options": 422, "weak_password": 422,
     "unsupported_media": 415, "empty_media": 422, "truncated_media": 422, "too_short": 422, "too_long": 422,
     "rate_limited": 429,
     "database_unavailable": 503, "storage": 503, "unavailable": 503,
@@ -35,8 +37,9 @@ class APIError(IAMError):
         self.headers = headers or {}
 
 
-def body(code: str, message: str, status: int) -> dict:
-    return {"error": {"code": code, "message": message, "status": status}}
+def body(code: str, message: str, status: int, field: str | None = None) -> dict:
+    error = {"code": code, "message": message, "status": status}
+    return {"error": {**error, "field": field} if field else error}
 
 
 def iam_error_handler(request: Request, exc: IAMError) -> Response:
@@ -44,7 +47,19 @@ def iam_error_handler(request: Request, exc: IAMError) -> Response:
     if status >= 500:
         log.exception("request failed: %s %s", request.method, request.url.path, exc_info=exc)
     message = exc.message if status < 500 else "internal error"
-    return Response(body(exc.code, message, status), status_code=status, headers=getattr(exc, "headers", None))
+    return Response(body(exc.code, message, status, getattr(exc, "field", None)), status_code=status,
+                    headers=getattr(exc, "headers", None))
+
+
+def invalid_options(request: Request, exc: ValidationException) -> Response:
+    """A transcription request's body that does not decode: 422 ``invalid_options`` naming the field."""
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    detail = next((e for e in extra if isinstance(e, dict) and e.get("source") == "body"), None)
+    if detail is None:
+        return http_error_handler(request, exc)
+    key, message = detail.get("key"), str(detail.get("message", ""))
+    error = OptionsError(key, message) if key and key != "data" else OptionsError.from_validation(message)
+    return iam_error_handler(request, error)
 
 
 def http_error_handler(request: Request, exc: HTTPException) -> Response:
@@ -68,7 +83,27 @@ def unhandled_error_handler(request: Request, exc: Exception) -> Response:
     return Response(body("internal", "internal error", 500), status_code=500)
 
 
+def dependency_down(request: Request, exc: Exception) -> Response:
+    """PostgreSQL or Redis unreachable (or too slow): 503 at once, never a 500 after a long wait."""
+    from redis.exceptions import RedisError
+
+    code, what = ("unavailable", "Redis") if isinstance(exc, RedisError) else ("database_unavailable", "the database")
+    log.error("%s is unavailable: %s %s: %s", what, request.method, request.url.path, exc)
+    return Response(body(code, f"{what} is unavailable right now; retry shortly", 503), status_code=503,
+                    headers={"Retry-After": "5"})
+
+
+def _dependency_errors() -> dict:
+    from psycopg import OperationalError
+    from psycopg_pool import PoolTimeout
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return {exc: dependency_down for exc in (PoolTimeout, OperationalError, RedisConnectionError, RedisTimeoutError)}
+
+
 EXCEPTION_HANDLERS = {
+    **_dependency_errors(),
     IAMError: iam_error_handler,
     HTTPException: http_error_handler,
     Exception: unhandled_error_handler,

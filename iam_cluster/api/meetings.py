@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import re
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -14,26 +12,28 @@ import anyio.to_thread
 import msgspec
 from litestar import Request, Response, Router, delete, get, post, put
 from litestar.di import NamedDependency
+from litestar.exceptions import ValidationException
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 from psycopg import AsyncConnection
-from psycopg.types.json import Jsonb
 
-from iam_cluster.api.errors import APIError
-from iam_cluster.billing import quotas
+from iam_cluster.api.errors import APIError, invalid_options
+from iam_cluster.api.jobs import JobOut, TranscribeRequest, check_request, job_options, queue_job, replay, request_hash
+from iam_cluster.api.deps import transaction
+from iam_cluster.api.limits import upload_slot
+from iam_cluster.api.uploads import extension, probe_stored, receive_upload, upload_operation
+from iam_cluster.db.errors import Conflict
 from iam_cluster.db.pool import convert_row
 from iam_cluster.db.queries import fetch_all, fetch_one
 from iam_cluster.db.rows import Meeting, User
 from iam_cluster.errors import MediaError
+from iam_cluster.pipeline.types import Transcript
+from iam_cluster.queue import AsyncJobs
 from iam_cluster.settings import Settings
 from iam_cluster.storage import Storage
 
 Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\S")]
 Description = Annotated[str, msgspec.Meta(max_length=5000)]
-Language = Annotated[str, msgspec.Meta(max_length=16, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]+)?$")]
-Speakers = Annotated[int, msgspec.Meta(ge=1, le=64)]
-#: Models a client may ask for; None runs the server's configured model.
-Model = Literal["tiny.en", "base"]
 TranscriptFormat = Literal["json", "txt", "srt", "vtt", "rttm"]
 ACTIVE = ("queued", "processing")
 
@@ -52,28 +52,6 @@ class MeetingUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     title: Title | msgspec.UnsetType = msgspec.UNSET
     description: Description | None | msgspec.UnsetType = msgspec.UNSET
     meeting_date: dt.datetime | None | msgspec.UnsetType = msgspec.UNSET
-
-
-class TranscribeRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    language: Language | None = None
-    diarize: bool = False
-    num_speakers: Speakers | None = None
-    min_speakers: Speakers | None = None
-    max_speakers: Speakers | None = None
-    model: Model | None = None
-    word_timestamps: bool = True
-
-
-class JobOut(msgspec.Struct, kw_only=True):
-    id: uuid.UUID
-    status: str
-    progress: float = 0.0
-    error_code: str | None = None
-    error_message: str | None = None
-    attempts: int = 0
-    created_at: dt.datetime | None = None
-    started_at: dt.datetime | None = None
-    finished_at: dt.datetime | None = None
 
 
 class MeetingOut(msgspec.Struct, kw_only=True):
@@ -151,86 +129,6 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return value
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
-
-
-def sanitise_filename(name: str | None) -> str | None:
-    """The last path component, with only safe characters, at most 200 of them (None if nothing is left)."""
-    if not name:
-        return None
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = _UNSAFE.sub("_", name).strip(" .")[:200]
-    return name or None
-
-
-def _filename(request: Request, query_name: str | None) -> str | None:
-    if query_name:
-        return sanitise_filename(query_name)
-    header = request.headers.get("content-disposition", "")
-    match = re.search(r"filename\*\s*=\s*[^']*'[^']*'([^;]+)", header) or re.search(
-        r'filename\s*=\s*"([^"]*)"', header) or re.search(r"filename\s*=\s*([^;\s]+)", header)
-    if not match:
-        return None
-    from urllib.parse import unquote
-
-    return sanitise_filename(unquote(match.group(1)))
-
-
-def _extension(filename: str | None) -> str:
-    if filename and "." in filename:
-        ext = filename.rsplit(".", 1)[-1].lower()
-        if re.fullmatch(r"[a-z0-9]{1,8}", ext):
-            return ext
-    return "bin"
-
-
-async def _store_stream(storage: Storage, key: str, request: Request, max_bytes: int) -> Any:
-    """Streams the request body into storage from a worker thread, one chunk at a time."""
-    stream = request.stream()
-
-    async def next_chunk() -> bytes | None:
-        try:
-            return await stream.__anext__()
-        except StopAsyncIteration:
-            return None
-
-    def chunks():
-        while (chunk := anyio.from_thread.run(next_chunk)) is not None:
-            yield chunk
-
-    return await anyio.to_thread.run_sync(storage.put_stream, key, chunks(), max_bytes)
-
-
-def _probe_stored(storage: Storage, key: str, label: str):
-    from iam_cluster.pipeline.decode import probe
-
-    with storage.local_path(key) as path:
-        return probe(path, name=label)
-
-
-def request_hash(options: TranscribeRequest) -> str:
-    """SHA-256 of the options' canonical JSON (defaults filled in, keys sorted)."""
-    canonical = msgspec.json.encode(msgspec.to_builtins(options), order="sorted")
-    return hashlib.sha256(canonical).hexdigest()
-
-
-def job_options(options: TranscribeRequest) -> dict[str, Any]:
-    """The job's options as the worker reads them (``pipeline.types.TranscribeOptions`` fields only).
-
-    ``model`` is left out: it was checked against the model this deployment serves.
-    """
-    return {k: v for k, v in msgspec.to_builtins(options).items() if k != "model"}
-
-
-def _job_response(row: dict[str, Any], replayed: bool) -> Response[JobOut]:
-    job = JobOut(id=row["id"], status=row["status"], progress=row["progress"],
-                 error_code=row["error_code"], error_message=row["error_message"],
-                 attempts=row["attempts"], created_at=row["created_at"],
-                 started_at=row["started_at"], finished_at=row["finished_at"])
-    headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    return Response(job, status_code=HTTP_202_ACCEPTED, headers=headers)
-
-
 # --- routes --------------------------------------------------------------------------------------
 
 @get("/")
@@ -302,43 +200,57 @@ async def delete_meeting(conn: NamedDependency[AsyncConnection], current_user: N
         await anyio.to_thread.run_sync(storage.delete, row["audio_file_url"])
 
 
-@post("/{meeting_id:uuid}/upload", status_code=HTTP_200_OK)
+@post("/{meeting_id:uuid}/upload", status_code=HTTP_200_OK, operation_class=upload_operation())
 async def upload_audio(
-    request: Request, conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
-    settings: NamedDependency[Settings], storage: NamedDependency[Storage], meeting_id: FromPath[uuid.UUID],
+    request: Request, current_user: NamedDependency[User], settings: NamedDependency[Settings],
+    storage: NamedDependency[Storage], meeting_id: FromPath[uuid.UUID],
     filename: Annotated[str | None, QueryParameter(max_length=255, description="original file name")] = None,
 ) -> MeetingDetail:
-    """Streams the body to storage, checks it is audio, and records it (replacing earlier audio)."""
-    current = await fetch_one(conn, "meetings_api_get", {"id": meeting_id, "user_id": current_user.id})
+    """Streams the audio to storage, checks it is audio, and records it (replacing earlier audio).
+
+    The body is the file itself, or ``multipart/form-data`` with the file in ``file``. No database
+    connection is held while it streams: only two short transactions, before and after.
+    """
+    pool = request.app.state.pool
+    async with transaction(pool) as conn:
+        current = await fetch_one(conn, "meetings_api_get", {"id": meeting_id, "user_id": current_user.id})
     if current is None:
         raise _not_found()
     if current["job_status"] in ACTIVE:  # refused before reading the body
         raise _busy()
-    original = _filename(request, filename)
-    key = f"users/{current_user.id}/meetings/{meeting_id}/{uuid.uuid4().hex}.{_extension(original)}"
-    stored = await _store_stream(storage, key, request, settings.storage.max_upload_bytes)
+    prefix = f"users/{current_user.id}/meetings/{meeting_id}/{uuid.uuid4().hex}"
+    state = request.app.state
+    async with upload_slot(state.redis_gate, state.redis, settings.redis.key_prefix, current_user.id,
+                           settings.api.max_concurrent_uploads):
+        received = await receive_upload(request, storage, lambda name: f"{prefix}.{extension(name)}",
+                                        settings.storage.max_upload_bytes, settings.api.upload_read_timeout_s,
+                                        filename)
     try:
-        info = await anyio.to_thread.run_sync(_probe_stored, storage, key, original or "upload")
-        # Locked only now, not during a slow upload; a job queued meanwhile still wins.
-        meeting = await _locked(conn, meeting_id, current_user)
-        if meeting["job_active"]:
-            raise _busy()
-        await fetch_one(conn, "meetings_api_set_audio", {
-            "id": meeting_id, "user_id": current_user.id, "key": key, "size": stored.size,
-            "format": info.format.split(",")[0], "filename": original, "duration": info.duration})
+        info = await anyio.to_thread.run_sync(probe_stored, storage, received.key, received.filename or "upload",
+                                              received.size, settings.audio)
+        async with transaction(pool) as conn:
+            # Locked only now, not during a slow upload; a job queued meanwhile still wins.
+            meeting = await _locked(conn, meeting_id, current_user)
+            if meeting["job_active"]:
+                raise _busy()
+            await fetch_one(conn, "meetings_api_set_audio", {
+                "id": meeting_id, "user_id": current_user.id, "key": received.key, "size": received.size,
+                "format": info.format.split(",")[0], "filename": received.filename, "duration": info.duration})
+            detail = await _detail(conn, current_user, meeting_id)
     except MediaError as exc:
-        await anyio.to_thread.run_sync(storage.delete, key)
+        await anyio.to_thread.run_sync(storage.delete, received.key)
         raise APIError(exc.code, exc.message) from None
     except BaseException:
-        await anyio.to_thread.run_sync(storage.delete, key)
+        await anyio.to_thread.run_sync(storage.delete, received.key)
         raise
     previous = meeting["audio_file_url"]
-    if previous and previous != key:
+    if previous and previous != received.key:
         await anyio.to_thread.run_sync(storage.delete, previous)
-    return await _detail(conn, current_user, meeting_id)
+    return detail
 
 
-@post("/{meeting_id:uuid}/transcribe", status_code=HTTP_202_ACCEPTED)
+@post("/{meeting_id:uuid}/transcribe", status_code=HTTP_202_ACCEPTED,
+      exception_handlers={ValidationException: invalid_options})
 async def transcribe(
     conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
     settings: NamedDependency[Settings], meeting_id: FromPath[uuid.UUID],
@@ -346,43 +258,23 @@ async def transcribe(
     idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key", min_length=1,
                                                            max_length=200)] = None,
 ) -> Response[JobOut]:
-    """Queues a transcription job (202). A replayed ``Idempotency-Key`` returns the same job."""
+    """Queues a transcription job (202). A replayed ``Idempotency-Key`` returns the same job.
+
+    Options are validated here, once: a violation is 422 ``invalid_options`` naming the field.
+    """
     data = data or TranscribeRequest()  # no body: the default options
-    if data.min_speakers and data.max_speakers and data.min_speakers > data.max_speakers:
-        raise APIError("bad_request", "min_speakers is greater than max_speakers")
     meeting = await _locked(conn, meeting_id, current_user)
     digest = request_hash(data)
     if idempotency_key is not None:
-        existing = await fetch_one(conn, "meetings_api_job_by_key", {"user_id": current_user.id, "key": idempotency_key})
+        existing = await AsyncJobs(conn).by_key(current_user.id, idempotency_key)
         if existing is not None:
-            return _replay(existing, meeting_id, digest)
-    if data.model is not None and data.model != settings.models.name:
-        raise APIError("bad_request", f"model {data.model!r} is not served here (this server runs "
-                                      f"{settings.models.name!r})")
-    if meeting["audio_file_url"] is None:
-        raise APIError("conflict", "the meeting has no audio: upload it before transcribing")
-    if meeting["job_active"]:
-        raise _busy()
-    # The user row is locked from here to the commit: concurrent submissions reserve one at a time.
+            return replay(existing, meeting_id, digest)
+    await check_request(data, settings)
     try:
-        minutes = await quotas.check_quota(conn, current_user.id, meeting["duration_seconds"])
-    except quotas.QuotaExceeded as exc:
-        raise APIError("quota_exceeded", str(exc)) from None
-    row = await fetch_one(conn, "meetings_api_enqueue", {
-        "user_id": current_user.id, "meeting_id": meeting_id, "options": Jsonb(job_options(data)),
-        "key": idempotency_key, "request_hash": digest if idempotency_key is not None else None,
-        "max_attempts": settings.worker.max_attempts})
-    if row is None:  # a concurrent request with the same key committed first
-        existing = await fetch_one(conn, "meetings_api_job_by_key", {"user_id": current_user.id, "key": idempotency_key})
-        return _replay(existing, meeting_id, digest)
-    await quotas.reserve(conn, current_user.id, row["id"], minutes)
-    return _job_response(row, replayed=False)
-
-
-def _replay(job: dict[str, Any], meeting_id: uuid.UUID, digest: str) -> Response[JobOut]:
-    if job["meeting_id"] != meeting_id or job["request_hash"] != digest:
-        raise APIError("idempotency_conflict", "this Idempotency-Key was used with a different request")
-    return _job_response(job, replayed=True)
+        return await queue_job(conn, current_user, meeting, job_options(data), settings, data.callback_url,
+                               idempotency_key, digest if idempotency_key is not None else None)
+    except Conflict:  # a concurrent request with the same key but another body committed first
+        raise APIError("idempotency_conflict", "this Idempotency-Key was used with a different request") from None
 
 
 @get("/{meeting_id:uuid}/transcript")
@@ -398,27 +290,11 @@ async def get_transcript(
     if row is None:
         raise _not_found()
     meeting = convert_row(row, Meeting)
-    if meeting.processing_status != "completed" or meeting.segments is None:
+    if meeting.processing_status != "completed" or meeting.transcript is None:
         raise APIError("conflict", f"no transcript yet: processing status is {meeting.processing_status!r}")
-    text = render(_transcript(meeting), format)
+    text = render(msgspec.convert(meeting.transcript, Transcript), format)
     media_type = "application/json" if format == "json" else "text/plain; charset=utf-8"
     return Response(text.encode("utf-8"), media_type=media_type)
-
-
-def _transcript(meeting: Meeting):
-    """The stored ``segments`` JSONB (a list of segments or a whole transcript) as a ``Transcript``."""
-    from iam_cluster.pipeline.types import Transcript
-
-    defaults = {"source": str(meeting.id), "duration": meeting.duration_seconds or 0.0,
-                "language": meeting.language_detected or "", "language_probability": 0.0,
-                "model": meeting.model_used or ""}
-    stored = meeting.segments
-    doc = {**defaults, **stored} if isinstance(stored, dict) else {**defaults, "segments": stored}
-    doc.pop("text", None)
-    try:
-        return msgspec.convert(doc, Transcript)
-    except msgspec.ValidationError as exc:
-        raise APIError("internal", f"stored transcript is invalid: {exc}") from exc
 
 
 router = Router(path="/meetings", route_handlers=[

@@ -9,23 +9,24 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import time
 import uuid
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Response, Router, delete, get, patch, post, put
+from litestar import Request, Response, Router, delete, get, patch, post, put
 from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 from redis.asyncio import Redis
 
 from iam_cluster import events
 from iam_cluster.api.errors import APIError
-from iam_cluster.db.queries import fetch_all, fetch_one
+from iam_cluster.api.limits import RedisDown, RedisGate, hit, unavailable
+from iam_cluster.api.security import SESSION_ONLY
+from iam_cluster.db.queries import QUERIES, fetch_all, fetch_one
 from iam_cluster.db.rows import User
 from iam_cluster.settings import Settings
 
@@ -138,17 +139,17 @@ def _like(q: str) -> str:
     return f"%{escaped}%"
 
 
-async def _check_send_rate(redis, prefix: str, user_id: uuid.UUID, now: float | None = None) -> None:
-    """Counts one send against the caller's budget; 429 with ``Retry-After`` once it is spent."""
-    now = time.time() if now is None else now
-    window = int(now // SEND_WINDOW_S)
-    key = f"{prefix}rl:send:{user_id}:{window}"
-    pipe = redis.pipeline(transaction=True)
-    pipe.incr(key)
-    pipe.expire(key, SEND_WINDOW_S + 1)
-    count, _ = await pipe.execute()
-    if count > SEND_LIMIT_PER_MINUTE:
-        retry_after = max(1, int((window + 1) * SEND_WINDOW_S - now + 0.999))
+async def _check_send_rate(gate: RedisGate, redis, prefix: str, user_id: uuid.UUID) -> None:
+    """Counts one send against the caller's budget; 429 with ``Retry-After`` once it is spent.
+
+    Without Redis sending fails closed (503): the budget is what keeps the inbox free of floods.
+    """
+    try:
+        retry_after = await gate.call(
+            lambda: hit(redis, prefix, [(f"send:{user_id}", SEND_LIMIT_PER_MINUTE)], SEND_WINDOW_S))
+    except RedisDown:
+        raise unavailable("sending messages") from None
+    if retry_after is not None:
         raise APIError("rate_limited", f"at most {SEND_LIMIT_PER_MINUTE} messages per {SEND_WINDOW_S} s; "
                                        "retry later", {"Retry-After": str(retry_after)})
 
@@ -176,8 +177,10 @@ async def _publish_new_message(redis, prefix: str, recipient_id: uuid.UUID, mess
 async def _set_flag(conn: AsyncConnection, user_id: uuid.UUID, ids: list[uuid.UUID],
                     flag: Literal["starred", "archived"], value: bool) -> int:
     """Sets the caller's side of ``flag`` on ``ids``; counts the messages whose flag changed."""
-    rows = await fetch_all(conn, f"messages_set_{flag}", {"user_id": user_id, "ids": ids, "value": value})
-    return len(rows)
+    query = sql.SQL(QUERIES["messages_set_flag"]).format(
+        recipient_flag=sql.Identifier(f"recipient_{flag}"), sender_flag=sql.Identifier(f"sender_{flag}"))
+    cur = await conn.execute(query, {"user_id": user_id, "ids": ids, "value": value})
+    return len(await cur.fetchall())
 
 
 async def _set_read(conn: AsyncConnection, user_id: uuid.UUID, ids: list[uuid.UUID], read: bool) -> int:
@@ -216,12 +219,12 @@ async def list_messages(
 
 @post("/", status_code=HTTP_201_CREATED)
 async def send_message(
-    conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
+    request: Request, conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
     settings: NamedDependency[Settings], redis: NamedDependency[Redis], data: JSONBody[MessageCreate],
 ) -> Response[MessageOut]:
     """Sends a message (201); the recipient gets a notification and live ``new_message``/``notification``."""
     prefix = settings.redis.key_prefix
-    await _check_send_rate(redis, prefix, current_user.id)
+    await _check_send_rate(request.app.state.redis_gate, redis, prefix, current_user.id)
     recipient = await _recipient(conn, data)
     if recipient["id"] == current_user.id:
         raise APIError("bad_request", "you cannot send a message to yourself")
@@ -303,4 +306,4 @@ async def delete_message(conn: NamedDependency[AsyncConnection], current_user: N
 
 router = Router(path="/messages", route_handlers=[
     list_messages, send_message, message_stats, bulk_action, get_message, update_message, delete_message,
-], tags=["messages"])
+], tags=["messages"], opt={"write_scope": SESSION_ONLY})

@@ -15,6 +15,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from iam_cluster.api.errors import APIError
+from iam_cluster.api.security import SESSION_ONLY
 from iam_cluster.db.queries import QUERIES
 from iam_cluster.db.rows import User
 
@@ -85,4 +86,4 @@ async def read_one(conn: NamedDependency[AsyncConnection], current_user: NamedDe
 
 
 router = Router(path="/notifications", route_handlers=[list_notifications, read_all, read_one],
-                tags=["notifications"])
+                tags=["notifications"], opt={"write_scope": SESSION_ONLY})

@@ -1,18 +1,19 @@
-"""Fixed-window rate limits in Redis: per IP, per user, and a tighter per-IP budget for login/register."""
+"""Fixed-window rate limits in Redis: per IP, per user or API key, and a tighter per-IP budget for
+login/register. The client's IP is the socket's peer unless a trusted proxy (``TRUSTED_PROXIES``)
+forwarded the request: uvicorn rewrites it only for those."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import time
 
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from iam_cluster.api.errors import APIError
-from iam_cluster.api.security import decode_access_token
+from iam_cluster.api.limits import BREAK_SECONDS, RedisDown, hit
+from iam_cluster.api.security import API_KEY_START, decode_access_token
 from iam_cluster.settings import Settings
 
 log = logging.getLogger("iam_cluster.api.ratelimit")
@@ -21,8 +22,6 @@ log = logging.getLogger("iam_cluster.api.ratelimit")
 WINDOW_S = 60
 #: Paths where password guessing happens: they get ``auth_rate_limit_per_ip`` on top of the IP budget.
 AUTH_PATHS = frozenset({"/api/v1/auth/login", "/api/v1/auth/register"})
-#: A slow Redis must not stall the API: past this the request goes through unlimited.
-REDIS_TIMEOUT_S = 0.5
 
 
 def _client_ip(scope: Scope) -> str:
@@ -31,14 +30,18 @@ def _client_ip(scope: Scope) -> str:
 
 
 def _user_id(scope: Scope, settings: Settings) -> str | None:
-    """The ``sub`` of a valid bearer access token (signature and expiry only: no database round trip)."""
+    """Whose budget a request spends: the ``sub`` of a valid access token (signature and expiry only,
+    no database round trip), or an API key's visible prefix (checked by the route)."""
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
+            token = token.strip()
+            if scheme.lower() != "bearer" or not token:
                 return None
+            if token.startswith(API_KEY_START):
+                return "key-" + token[: len(API_KEY_START) + 8]
             try:
-                return str(decode_access_token(token.strip(), settings.auth)["sub"])
+                return str(decode_access_token(token, settings.auth)["sub"])
             except APIError:
                 return None  # the route answers 401; the IP budget still counts it
     return None
@@ -56,52 +59,42 @@ def limits_for(scope: Scope, settings: Settings) -> list[tuple[str, int]]:
     return limits
 
 
-async def hit(redis, prefix: str, limits: list[tuple[str, int]], now: float | None = None) -> int | None:
-    """Count one request against every counter; seconds to wait when one is over its limit, else None."""
-    now = time.time() if now is None else now
-    window = int(now // WINDOW_S)
-    keys = [f"{prefix}rl:{name}:{window}" for name, _ in limits]
-    pipe = redis.pipeline(transaction=True)
-    for key in keys:
-        pipe.incr(key)
-        pipe.expire(key, WINDOW_S + 1)
-    counts = (await pipe.execute())[::2]
-    if any(count > limit for count, (_, limit) in zip(counts, limits)):
-        return max(1, int((window + 1) * WINDOW_S - now + 0.999))
-    return None
-
-
 class RateLimitMiddleware(ASGIMiddleware):
-    """429 with ``Retry-After`` once a counter passes its limit; Redis trouble is logged and let through."""
+    """429 with ``Retry-After`` once a counter passes its limit.
+
+    Without Redis (down, or hanging: see ``limits.RedisGate``) sign-in and registration answer 503,
+    since their budgets are what stops password guessing; every other route goes on unlimited.
+    """
 
     scopes = (ScopeType.HTTP,)
 
-    def __init__(self) -> None:
-        self._last_warning = 0.0
-
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         # Probes and docs are not limited; Stripe's webhook is authenticated by its signature.
-        if not scope["path"].startswith("/api/") or scope["path"] == "/api/v1/billing/webhook":
+        if not scope["path"].startswith(("/api/", "/v1/")) or scope["path"] == "/api/v1/billing/webhook":
             await next_app(scope, receive, send)
             return
         state = scope["app"].state
         settings: Settings = state.settings
         try:
-            async with asyncio.timeout(REDIS_TIMEOUT_S):
-                retry_after = await hit(state.redis, settings.redis.key_prefix, limits_for(scope, settings))
-        except Exception as exc:  # noqa: BLE001 - counters are rebuildable; availability comes first
-            retry_after = None
-            if time.monotonic() - self._last_warning > 30:
-                self._last_warning = time.monotonic()
-                log.warning("rate limiting skipped: Redis unavailable (%s)", exc)
+            retry_after = await state.redis_gate.call(
+                lambda: hit(state.redis, settings.redis.key_prefix, limits_for(scope, settings), WINDOW_S))
+        except RedisDown:
+            if scope["path"] in AUTH_PATHS:
+                await _refuse(send, 503, "unavailable", "signing in is unavailable right now; retry shortly",
+                              int(BREAK_SECONDS))
+                return
+            retry_after = None  # the documented degraded mode: no budgets until Redis is back
         if retry_after is None:
             await next_app(scope, receive, send)
             return
-        payload = {"error": {"code": "rate_limited", "message": "too many requests; retry later", "status": 429,
-                             "retry_after": retry_after}}
-        content = json.dumps(payload).encode()
-        await send({"type": "http.response.start", "status": 429, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(content)).encode()),
-            (b"retry-after", str(retry_after).encode()),
-        ]})
-        await send({"type": "http.response.body", "body": content})
+        await _refuse(send, 429, "rate_limited", "too many requests; retry later", retry_after)
+
+
+async def _refuse(send: Send, status: int, code: str, message: str, retry_after: int) -> None:
+    payload = {"error": {"code": code, "message": message, "status": status, "retry_after": retry_after}}
+    content = json.dumps(payload).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(content)).encode()),
+        (b"retry-after", str(retry_after).encode()),
+    ]})
+    await send({"type": "http.response.body", "body": content})

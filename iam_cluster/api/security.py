@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
+import secrets
 import uuid
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+import msgspec
 from litestar import Request
 from litestar.di import NamedDependency
-from psycopg import AsyncConnection
+from psycopg.rows import dict_row
 
 from iam_cluster.api.errors import APIError
-from iam_cluster.db.pool import struct_row
+from iam_cluster.db.pool import convert_row, struct_row
 from iam_cluster.db.queries import QUERIES
 from iam_cluster.db.rows import User
 from iam_cluster.settings import AuthSettings, Settings
@@ -23,6 +27,26 @@ _HASHER = PasswordHasher()  # argon2id with the library's current recommended pa
 
 def hash_password(password: str) -> str:
     return _HASHER.hash(password)
+
+
+#: zxcvbn's score (0-4) a new password must reach: 3 is "safely unguessable" by an online attack.
+MIN_PASSWORD_SCORE = 3
+
+
+def check_password(password: str, *user_inputs: str | None) -> None:
+    """Refuse a guessable password (common, short, a keyboard walk, the email itself...).
+
+    Raises:
+        APIError: ``weak_password`` (422) naming the field, with zxcvbn's advice.
+    """
+    from zxcvbn import zxcvbn
+
+    verdict = zxcvbn(password[:100], user_inputs=[u for u in user_inputs if u])
+    if verdict["score"] < MIN_PASSWORD_SCORE:
+        advice = " ".join(filter(None, [verdict["feedback"].get("warning"), *verdict["feedback"].get("suggestions", [])]))
+        error = APIError("weak_password", f"this password is too easy to guess. {advice}".strip())
+        error.field = "password"
+        raise error
 
 
 def verify_password(password_hash: str, password: str) -> bool:
@@ -60,21 +84,105 @@ def decode_access_token(token: str, auth: AuthSettings) -> dict:
     return claims
 
 
-async def provide_current_user(request: Request, conn: NamedDependency[AsyncConnection], settings: NamedDependency[Settings]) -> User:
-    """The active user named by the request's ``Authorization: Bearer`` access token."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+#: Every API key starts with this, then 8 visible characters (its ``prefix``), then the secret.
+API_KEY_START = "iam_"
+#: What an API key may be allowed to do; a signed-in user (access token) may do everything.
+SCOPES = ("transcribe", "read", "billing")
+#: A route's ``opt["scope"]`` naming this accepts access tokens only (never API keys).
+SESSION_ONLY = "session"
+
+
+class Principal(msgspec.Struct, frozen=True):
+    """Who is calling: the user, and what the credential allows (None: everything)."""
+
+    user: User
+    scopes: frozenset[str] | None = None
+    api_key_id: uuid.UUID | None = None
+
+
+def new_api_key() -> tuple[str, str, bytes]:
+    """A fresh key: ``(key shown once, visible prefix, SHA-256 stored)``.
+
+    The secret part has 256 bits of entropy, so a fast hash is the right one (no stretching).
+    """
+    prefix = API_KEY_START + secrets.token_hex(4)
+    key = f"{prefix}_{secrets.token_urlsafe(32)}"
+    return key, prefix, hash_api_key(key)
+
+
+def hash_api_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def bearer_token(request: Request) -> str:
+    """The ``Authorization: Bearer`` credential, or 401."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
         raise APIError("unauthorized", "missing bearer token", {"WWW-Authenticate": "Bearer"})
-    claims = decode_access_token(token.strip(), settings.auth)
+    return token.strip()
+
+
+async def authenticate(token: str, pool, auth: AuthSettings) -> Principal:
+    """The principal a bearer credential (an access token or an API key) stands for.
+
+    Tokens are checked before a database connection is taken; the lookup holds one only briefly.
+
+    Raises:
+        APIError: ``invalid_token`` or ``unauthorized`` (401).
+    """
+    if token.startswith(API_KEY_START):
+        return await _api_key_principal(token, pool)
+    claims = decode_access_token(token, auth)
     try:
         user_id = uuid.UUID(claims["sub"])
     except ValueError as exc:
         raise APIError("invalid_token", "invalid subject") from exc
-    async with conn.cursor(row_factory=struct_row(User)) as cur:
+    async with pool.connection() as conn, conn.cursor(row_factory=struct_row(User)) as cur:
         await cur.execute(QUERIES["get_user_by_id"], {"id": user_id})
         user = await cur.fetchone()
     if user is None or not user.is_active:
         raise APIError("unauthorized", "user not found or inactive", {"WWW-Authenticate": "Bearer"})
-    request.state.user_id = user.id  # the per-user rate limit reads it
-    return user
+    return Principal(user)
+
+
+async def _api_key_principal(key: str, pool) -> Principal:
+    refused = APIError("invalid_token", "invalid API key", {"WWW-Authenticate": "Bearer"})
+    prefix = key[: len(API_KEY_START) + 8]
+    async with pool.connection() as conn:
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(QUERIES["api_key_for_auth"], {"prefix": prefix})
+            row = await cur.fetchone()
+        if row is None or not hmac.compare_digest(bytes(row["key_hash"]), hash_api_key(key)):
+            raise refused
+        if row["revoked_at"] is not None or not row["is_active"]:
+            raise refused
+        if row["stale"]:
+            await conn.execute(QUERIES["api_key_touch"], {"id": row["key_id"]})
+            await conn.commit()
+    user = convert_row(row, User)
+    return Principal(user, frozenset(row["scopes"]), row["key_id"])
+
+
+def required_scope(request: Request) -> str:
+    """What a route asks of an API key: its ``opt["scope"]``; else ``read`` to look and
+    ``opt["write_scope"]`` (default ``transcribe``) to act."""
+    opt = request.route_handler.opt
+    if opt.get("scope"):
+        return opt["scope"]
+    return "read" if request.method in ("GET", "HEAD") else opt.get("write_scope", "transcribe")
+
+
+async def provide_current_user(request: Request, settings: NamedDependency[Settings]) -> User:
+    """The active user behind the request's bearer credential, allowed what the route asks.
+
+    Raises:
+        APIError: 401 without a valid credential; 403 when an API key lacks the route's scope.
+    """
+    principal = await authenticate(bearer_token(request), request.app.state.pool, settings.auth)
+    needed = required_scope(request)
+    if principal.scopes is not None and needed not in principal.scopes:
+        what = "an access token (API keys cannot)" if needed == SESSION_ONLY else f"the {needed!r} scope"
+        raise APIError("forbidden", f"this API key cannot do that: it needs {what}")
+    request.state.user_id = principal.user.id  # the per-user rate limit reads it
+    request.state.principal = principal
+    return principal.user

@@ -12,6 +12,7 @@ from psycopg import AsyncConnection
 
 from iam_cluster.api.auth import Email, FullName, UserOut
 from iam_cluster.api.errors import APIError
+from iam_cluster.api.security import SESSION_ONLY
 from iam_cluster.db.errors import Conflict, translate_errors
 from iam_cluster.db.pool import struct_row
 from iam_cluster.db.queries import QUERIES
@@ -57,4 +58,5 @@ async def get_user(user_id: FromPath[uuid.UUID], current_user: NamedDependency[U
     return UserOut.of(user)
 
 
-router = Router(path="/users", route_handlers=[get_me, update_me, get_user], tags=["users"])
+router = Router(path="/users", route_handlers=[get_me, update_me, get_user], tags=["users"],
+                opt={"write_scope": SESSION_ONLY})

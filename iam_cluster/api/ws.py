@@ -19,6 +19,7 @@ from litestar.exceptions import WebSocketDisconnect
 
 from iam_cluster import events
 from iam_cluster.api.errors import APIError
+from iam_cluster.api.limits import RedisDown
 from iam_cluster.api.security import decode_access_token
 from iam_cluster.db.queries import QUERIES
 
@@ -155,7 +156,7 @@ async def _authenticate(socket: WebSocket) -> str | int:
         user_id = uuid.UUID(claims["sub"])
     except (APIError, ValueError, KeyError):
         return CLOSE_UNAUTHORIZED
-    asked = socket.query_params.get("user_id")
+    asked = socket.path_params.get("user_id") or socket.query_params.get("user_id")
     if asked is not None and asked.strip().lower() != str(user_id):
         return CLOSE_FORBIDDEN
     async with state.pool.connection() as conn:
@@ -167,9 +168,10 @@ async def _authenticate(socket: WebSocket) -> str | int:
     return str(user_id) if active else CLOSE_UNAUTHORIZED
 
 
-@websocket("/messages/ws")
+@websocket(["/messages/ws", "/messages/ws/{user_id:str}"])
 async def messages_ws(socket: WebSocket) -> None:
-    """Live events for the caller: ``?token=<access token>`` (``&user_id=`` must then be its own)."""
+    """Live events for the caller: ``?token=<access token>``; a user id in the path (the product
+    spec's ``/messages/ws/{user_id}``) or in ``?user_id=`` must be the caller's own."""
     await socket.accept()
     who = await _authenticate(socket)
     if isinstance(who, int):
@@ -182,10 +184,13 @@ async def messages_ws(socket: WebSocket) -> None:
     sub = hub.add(user_id)
     conn_id = uuid.uuid4().hex
 
+    gate = state.redis_gate
+    peers: set[uuid.UUID] = set()  # users this socket may send typing events to (cached checks)
+
     async def presence(status: str) -> None:
-        with contextlib.suppress(Exception):
-            await events.publish(redis, prefix, user_id, "presence",
-                                 {"user_id": user_id, "status": status, "connection_id": conn_id})
+        with contextlib.suppress(RedisDown):  # a dead or hanging Redis never stalls the socket
+            await gate.call(lambda: events.publish(redis, prefix, user_id, "presence",
+                                                   {"user_id": user_id, "status": status, "connection_id": conn_id}))
 
     async def pump() -> None:
         while True:
@@ -201,7 +206,7 @@ async def messages_ws(socket: WebSocket) -> None:
                 receiving.cancel()
                 break
             text = receiving.result()
-            reply = await _handle_client(text, user_id, redis, prefix)
+            reply = await _handle_client(text, user_id, state, peers)
             if reply is not None:
                 sub.offer(reply)
     except (WebSocketDisconnect, asyncio.CancelledError, RuntimeError):
@@ -214,8 +219,9 @@ async def messages_ws(socket: WebSocket) -> None:
         await presence("offline")
 
 
-async def _handle_client(text: str, user_id: str, redis, prefix: str) -> str | None:
-    """Answers a client frame: ``ping`` → ``pong``; ``typing`` is relayed to ``data.to``."""
+async def _handle_client(text: str, user_id: str, state, peers: set[uuid.UUID]) -> str | None:
+    """Answers a client frame: ``ping`` → ``pong``; ``typing`` is relayed to ``data.to`` when the two
+    users share a conversation (have exchanged a message)."""
     if len(text) > MAX_CLIENT_MESSAGE:
         return _error("too_large", "message too large")
     try:
@@ -229,8 +235,15 @@ async def _handle_client(text: str, user_id: str, redis, prefix: str) -> str | N
             to = uuid.UUID(str(msg.data.get("to")))
         except ValueError:
             return _error("invalid_message", "typing needs data.to, a user id")
-        with contextlib.suppress(Exception):
-            await events.publish(redis, prefix, to, "typing", {"from": user_id})
+        if to not in peers:
+            async with state.pool.connection() as conn:
+                cur = await conn.execute(QUERIES["messages_share_conversation"], {"a": user_id, "b": to})
+                if not (await cur.fetchone())[0]:
+                    return _error("forbidden", "typing goes only to users you share a conversation with")
+            peers.add(to)
+        prefix = state.settings.redis.key_prefix
+        with contextlib.suppress(RedisDown):
+            await state.redis_gate.call(lambda: events.publish(state.redis, prefix, to, "typing", {"from": user_id}))
         return None
     return _error("unknown_type", f"unknown message type {msg.type!r}")
 

@@ -2,13 +2,15 @@
 
 Billable minutes are audio seconds rounded **up to the next tenth of a minute** (6 seconds):
 a 61-second recording bills 1.1 minutes, a 3.2-second clip 0.1. Quotas and the ledger both use
-this figure, so what a job reserves at submission equals what it is billed for the same audio.
+this figure, so what a job reserves at submission is what it is billed for the same audio — except
+that a recording in which no speech was found bills one unit (0.1 minute) at most.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+from typing import Literal
 from decimal import ROUND_HALF_UP, Decimal
 
 import msgspec
@@ -30,22 +32,39 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     price_monthly: Decimal
     monthly_minutes: int | None
-    #: Setting name (``BillingSettings``) of this plan's Stripe price id; None for free.
-    stripe_price_setting: str | None = None
+
+    @property
+    def paid(self) -> bool:
+        """Whether the plan is sold through Stripe (its price id is ``STRIPE_PRICE_<ID>``)."""
+        return self.price_monthly > 0
 
 
 PLANS: dict[str, Plan] = {
     "free": Plan(id="free", name="Free", price_monthly=Decimal("0"), monthly_minutes=60),
-    "pro": Plan(id="pro", name="Pro", price_monthly=Decimal("29"), monthly_minutes=500,
-                stripe_price_setting="price_pro"),
-    "enterprise": Plan(id="enterprise", name="Enterprise", price_monthly=Decimal("99"), monthly_minutes=None,
-                       stripe_price_setting="price_enterprise"),
+    "pro": Plan(id="pro", name="Pro", price_monthly=Decimal("29"), monthly_minutes=500),
+    "enterprise": Plan(id="enterprise", name="Enterprise", price_monthly=Decimal("99"), monthly_minutes=None),
 }
+
+
+#: The plans sold through Stripe, by id (the only place plan identity is spelled).
+PaidPlan = Literal[tuple(p.id for p in PLANS.values() if p.paid)]  # type: ignore[valid-type]
 
 
 def plan_for(tier: str | None) -> Plan:
     """The plan of a user's ``tier``; an unknown or empty tier gets the free plan."""
     return PLANS.get(tier or "free", PLANS["free"])
+
+
+#: A recording in which no speech was found bills at most this many seconds (the smallest unit).
+NO_SPEECH_SECONDS = 6.0
+
+
+def billable_seconds(transcript) -> float:
+    """What a finished transcription bills: its audio length, or ``NO_SPEECH_SECONDS`` at most when
+    the VAD found no speech in it (hours of silence are not billed as hours)."""
+    if transcript.speech_duration <= 0:
+        return min(transcript.duration, NO_SPEECH_SECONDS)
+    return transcript.duration
 
 
 def billable_minutes(audio_seconds: float | None) -> Decimal:

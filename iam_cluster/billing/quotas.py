@@ -97,3 +97,9 @@ async def reserve(conn: AsyncConnection, user_id: uuid.UUID, job_id: uuid.UUID, 
     """Holds ``minutes`` for the job until it completes (settle) or fails (release)."""
     with translate_errors():
         await conn.execute(QUERIES["billing_reserve"], {"job_id": job_id, "user_id": user_id, "minutes": minutes})
+
+
+async def release(conn: AsyncConnection, job_id: uuid.UUID) -> None:
+    """Free a job's reserved minutes (a job cancelled before it ran); it bills nothing."""
+    with translate_errors():
+        await conn.execute(QUERIES["billing_release"], {"job_id": job_id})

@@ -17,9 +17,8 @@ from psycopg.rows import dict_row
 
 from iam_cluster.db.queries import QUERIES
 from iam_cluster.errors import IAMError
+from iam_cluster.billing.plans import PLANS
 from iam_cluster.settings import BillingSettings
-
-PLANS = ("pro", "enterprise")
 
 
 class StripeNotConfigured(IAMError):
@@ -40,15 +39,15 @@ def make_client(billing: BillingSettings) -> stripe.StripeClient:
     Raises:
         StripeNotConfigured: no secret key is set.
     """
-    if not billing.stripe_secret_key:
+    if not billing.secret_key:
         raise StripeNotConfigured()
-    base = {"api": billing.stripe_api_base.rstrip("/")} if billing.stripe_api_base else None
-    return stripe.StripeClient(billing.stripe_secret_key, base_addresses=base, max_network_retries=0)
+    base = {"api": billing.api_base.rstrip("/")} if billing.api_base else None
+    return stripe.StripeClient(billing.secret_key, base_addresses=base, max_network_retries=0)
 
 
 def price_for(billing: BillingSettings, plan: str) -> str:
-    """The Stripe price id of ``plan`` (pro or enterprise)."""
-    price = {"pro": billing.price_pro, "enterprise": billing.price_enterprise}.get(plan)
+    """The Stripe price id of a paid ``plan``."""
+    price = billing.price.get(plan) if plan in PLANS and PLANS[plan].paid else None
     if not price:
         raise StripeNotConfigured(f"no Stripe price is configured for plan {plan!r} "
                                   f"(set STRIPE_PRICE_{plan.upper()})")
@@ -57,11 +56,8 @@ def price_for(billing: BillingSettings, plan: str) -> str:
 
 def plan_for_price(billing: BillingSettings, price_id: str | None) -> str | None:
     """The plan a Stripe price id sells, or None."""
-    if price_id and price_id == billing.price_pro:
-        return "pro"
-    if price_id and price_id == billing.price_enterprise:
-        return "enterprise"
-    return None
+    return next((plan for plan, price in billing.price.items() if price_id and price == price_id
+                 and plan in PLANS and PLANS[plan].paid), None)
 
 
 async def call(fn, *args: Any, **kwargs: Any) -> Any:

@@ -83,7 +83,7 @@ async def run_sync(settings, once: bool = False, interval: float = 60.0, batch: 
     from iam_cluster.billing.stripe_client import make_client
 
     log = logging.getLogger("iam_cluster.billing")
-    if not settings.billing.stripe_secret_key:
+    if not settings.billing.secret_key:
         log.error("STRIPE_SECRET_KEY is not set: nothing to report usage to")
         return 2
     client = make_client(settings.billing)

@@ -23,15 +23,19 @@ class DatabaseUnavailable(DatabaseError):
     code = "database_unavailable"
 
 
-class Conflict(IAMError):
-    """The record conflicts with an existing one."""
-
-    code = "conflict"
+class ConstraintError(IAMError):
+    """A constraint of the schema refused the record."""
 
     def __init__(self, message: str | None = None, constraint: str | None = None) -> None:
         #: The violated constraint or unique index, when PostgreSQL names it.
         self.constraint = constraint
         super().__init__(message)
+
+
+class Conflict(ConstraintError):
+    """The record conflicts with an existing one."""
+
+    code = "conflict"
 
 
 class NotFound(IAMError):
@@ -40,14 +44,10 @@ class NotFound(IAMError):
     code = "not_found"
 
 
-class InvalidReference(NotFound):
+class InvalidReference(ConstraintError, NotFound):
     """The record refers to something that does not exist."""
 
     code = "invalid_reference"
-
-    def __init__(self, message: str | None = None, constraint: str | None = None) -> None:
-        self.constraint = constraint
-        super().__init__(message)
 
 
 class InvalidValue(IAMError):

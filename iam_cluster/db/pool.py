@@ -1,4 +1,4 @@
-"""Connection pools (async for the API, sync for the worker) and msgspec row factories."""
+"""The API's async connection pool and msgspec row factories."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import msgspec
 from psycopg import Cursor
 from psycopg.rows import BaseRowFactory, RowMaker
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import AsyncConnectionPool
 
 from iam_cluster.settings import DatabaseSettings
 
@@ -22,14 +22,9 @@ def make_pool(settings: DatabaseSettings, **kwargs: Any) -> AsyncConnectionPool:
         settings: URL and pool bounds.
         **kwargs: passed on to ``AsyncConnectionPool`` (``name``, ``timeout``, ``configure``...).
     """
-    return AsyncConnectionPool(settings.url, min_size=settings.pool_min, max_size=settings.pool_max,
-                               open=False, **kwargs)
-
-
-def make_sync_pool(settings: DatabaseSettings, **kwargs: Any) -> ConnectionPool:
-    """A blocking pool, not yet open, for the worker process (``pool.open()`` or ``with pool:``)."""
-    return ConnectionPool(settings.url, min_size=settings.pool_min, max_size=settings.pool_max,
-                          open=False, **kwargs)
+    return AsyncConnectionPool(settings.require_url(), min_size=settings.pool_min, max_size=settings.pool_max,
+                               timeout=settings.pool_timeout_s, open=False,
+                               kwargs={"connect_timeout": max(1, round(settings.connect_timeout_s))}, **kwargs)
 
 
 def struct_row(cls: type[T]) -> BaseRowFactory[T]:

@@ -39,7 +39,8 @@ class Meeting(msgspec.Struct, kw_only=True):
     audio_format: str | None = None
     original_filename: str | None = None
     transcription_text: str | None = None
-    segments: Any = None
+    #: The whole transcript as the engine made it (JSON of ``pipeline.types.Transcript``).
+    transcript: Any = None
     processing_status: str = "none"
     processing_started_at: dt.datetime | None = None
     processing_completed_at: dt.datetime | None = None

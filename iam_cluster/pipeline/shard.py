@@ -6,16 +6,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from iam_cluster.pipeline.types import SAMPLE_RATE, Audio, Segment, SpeechRegion, Transcript
-
-
-class Shard(msgspec.Struct, frozen=True):
-    """A stretch of one recording: its audio and speech regions, times relative to ``offset``."""
-
-    index: int
-    offset: float
-    audio: Audio
-    regions: list[SpeechRegion]
+from iam_cluster.pipeline.types import SAMPLE_RATE, Audio, Segment, Shard, SpeechRegion, Transcript
 
 
 def shard(audio: Audio, regions: Sequence[SpeechRegion], shard_seconds: float) -> list[Shard]:
@@ -50,6 +41,8 @@ def shard(audio: Audio, regions: Sequence[SpeechRegion], shard_seconds: float) -
 
 def join_transcripts(parts: Sequence[tuple[float, Transcript]], source: str, duration: float) -> Transcript:
     """One transcript from the transcripts of a recording's shards (times shifted by offsets)."""
+    if len(parts) == 1 and parts[0][0] == 0.0:
+        return msgspec.structs.replace(parts[0][1], source=source, duration=round(duration, 3))
     segments: list[Segment] = []
     for offset, t in parts:
         for s in t.segments:
@@ -67,5 +60,5 @@ def join_transcripts(parts: Sequence[tuple[float, Transcript]], source: str, dur
     return Transcript(
         source=source, duration=round(duration, 3), language=first.language,
         language_probability=first.language_probability, segments=segments, model=first.model,
-        speech_duration=round(speech, 3), confidence=round(confidence, 4),
+        speech_duration=round(speech, 3), confidence=round(confidence, 4), options=first.options,
     )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Literal, Protocol
 
 import msgspec
 import numpy as np
+
+from iam_cluster.errors import OptionsError
 
 SAMPLE_RATE = 16_000
 
@@ -44,7 +47,7 @@ class SpeechRegion(msgspec.Struct, frozen=True):
         return self.end - self.start
 
 
-class Piece(msgspec.Struct, frozen=True):
+class Piece(SpeechRegion, frozen=True, kw_only=True):
     """A slice of one recording placed inside a decoding window.
 
     ``start``/``end`` are on the recording's timeline, ``offset`` is where the slice begins inside
@@ -52,13 +55,7 @@ class Piece(msgspec.Struct, frozen=True):
     """
 
     recording: int
-    start: Seconds
-    end: Seconds
     offset: Seconds
-
-    @property
-    def duration(self) -> float:
-        return self.end - self.start
 
 
 class Window(msgspec.Struct, frozen=True):
@@ -74,6 +71,33 @@ class Window(msgspec.Struct, frozen=True):
     @property
     def recordings(self) -> set[int]:
         return {p.recording for p in self.pieces}
+
+
+class WindowText(msgspec.Struct):
+    """Whisper's output for one window: segments with words, times in seconds inside the window."""
+
+    segments: list[dict]
+    avg_logprob: float
+    no_speech_prob: float
+    temperature: float
+
+
+class WindowJob(msgspec.Struct, frozen=True):
+    """One window sent to a remote ASR replica: samples (at most 30 s), language and options."""
+
+    audio: np.ndarray
+    language: str
+    options: TranscribeOptions
+    align: bool
+
+
+class Shard(msgspec.Struct, frozen=True):
+    """A stretch of one recording: its audio and speech regions, times relative to ``offset``."""
+
+    index: int
+    offset: float
+    audio: Audio
+    regions: list[SpeechRegion]
 
 
 class Word(msgspec.Struct, omit_defaults=True):
@@ -110,6 +134,8 @@ class Transcript(msgspec.Struct, omit_defaults=True):
     #: Mean word probability over the transcript, in [0, 1]; 0 for an empty transcript.
     confidence: float = 0.0
     speakers: list[str] = []
+    #: The options the transcript was made with.
+    options: TranscribeOptions | None = None
 
     @property
     def text(self) -> str:
@@ -148,19 +174,36 @@ class VadOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.25
     #: Speech ends when the probability drops below this (None: ``threshold - 0.15``).
     neg_threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] | None = None
-    min_speech_duration_ms: Annotated[int, msgspec.Meta(ge=0)] = 0
-    min_silence_duration_ms: Annotated[int, msgspec.Meta(ge=0)] = 160
-    speech_pad_ms: Annotated[int, msgspec.Meta(ge=0)] = 600
+    min_speech_duration_ms: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
+    min_silence_duration_ms: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 160
+    speech_pad_ms: Annotated[int, msgspec.Meta(ge=0, le=5_000)] = 600
+
+
+@functools.cache
+def whisper_languages() -> frozenset[str]:
+    """The language codes Whisper knows (faster-whisper's list, imported on first use only, so
+    processes that never transcribe stay light; a test checks it against a loaded model's)."""
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    return frozenset(_LANGUAGE_CODES)
+
+
+Speakers = Annotated[int, msgspec.Meta(ge=1, le=64)]
+Prompt = Annotated[str, msgspec.Meta(max_length=1000)]
 
 
 class TranscribeOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """What a caller may choose per transcription; runtime knobs, not the model itself."""
+    """What a caller may choose per transcription; runtime knobs, not the model itself.
 
+    Every rule is checked when the struct is built (by the constructor, ``msgspec.convert`` or a
+    decoder), so an invalid combination never reaches a worker. Violations raise ``OptionsError``
+    naming the field; rules that need the model (language, task) are in ``check_model``.
+    """
+
+    #: A Whisper language code; None detects it per recording (multilingual models).
     language: str | None = None
     task: Literal["transcribe", "translate"] = "transcribe"
     beam_size: Annotated[int, msgspec.Meta(ge=1, le=16)] = 5
-    #: Windows decoded by one CTranslate2 ``generate`` call.
-    batch_size: Annotated[int, msgspec.Meta(ge=1, le=256)] = 8
     #: Longest decoding window, in seconds (Whisper sees 30 s at most).
     chunk_length: Annotated[float, msgspec.Meta(gt=1, le=30)] = 30.0
     #: Silence inserted between packed pieces, so Whisper sees a pause at each seam.
@@ -168,15 +211,68 @@ class TranscribeOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     #: Pack speech of several recordings into one window (the lever for many short clips).
     pack_recordings: bool = True
     word_timestamps: bool = True
-    initial_prompt: str | None = None
-    hotwords: str | None = None
-    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-    compression_ratio_threshold: float = 2.4
+    initial_prompt: Prompt | None = None
+    hotwords: Prompt | None = None
+    temperatures: Annotated[tuple[Annotated[float, msgspec.Meta(ge=0, le=1)], ...],
+                            msgspec.Meta(min_length=1, max_length=10)] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    compression_ratio_threshold: Annotated[float, msgspec.Meta(gt=0)] = 2.4
     log_prob_threshold: float = -1.0
-    no_speech_threshold: float = 0.6
+    no_speech_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.6
+    #: Find speech with the VAD first (off: the whole recording is decoded, 30 s at a time).
+    vad_filter: bool = True
     vad: VadOptions = VadOptions()
     #: Attribute words and segments to speakers (see ``pipeline/diarize``).
     diarize: bool = False
-    num_speakers: Annotated[int, msgspec.Meta(ge=1, le=64)] | None = None
-    min_speakers: Annotated[int, msgspec.Meta(ge=1, le=64)] | None = None
-    max_speakers: Annotated[int, msgspec.Meta(ge=1, le=64)] | None = None
+    num_speakers: Speakers | None = None
+    min_speakers: Speakers | None = None
+    max_speakers: Speakers | None = None
+
+    def __post_init__(self) -> None:
+        if self.language is not None and self.language not in whisper_languages():
+            raise OptionsError("language", f"unknown language code {self.language!r}")
+        counts = {"num_speakers": self.num_speakers, "min_speakers": self.min_speakers,
+                  "max_speakers": self.max_speakers}
+        given = [name for name, value in counts.items() if value is not None]
+        if given and not self.diarize:
+            raise OptionsError(given[0], "speaker counts need diarize=true")
+        check_speaker_counts(self.num_speakers, self.min_speakers, self.max_speakers)
+
+    def check_model(self, model: str, multilingual: bool) -> None:
+        """Refuse what ``model`` cannot do: another language or translation on an English-only model.
+
+        Raises:
+            OptionsError: naming ``language`` or ``task``.
+        """
+        if multilingual:
+            return
+        if self.language not in (None, "en"):
+            raise OptionsError("language", f"model {model!r} transcribes English only, not {self.language!r}")
+        if self.task == "translate":
+            raise OptionsError("task", f"model {model!r} is English-only and cannot translate")
+
+
+def check_speaker_counts(num: int | None, low: int | None, high: int | None) -> None:
+    """Refuse impossible speaker-count constraints (every diarizer and the options use this rule).
+
+    Raises:
+        OptionsError: naming the count at fault.
+    """
+    for name, value in (("num_speakers", num), ("min_speakers", low), ("max_speakers", high)):
+        if value is not None and value < 1:
+            raise OptionsError(name, f"{name} must be at least 1, not {value}")
+    if num is not None and (low is not None or high is not None):
+        raise OptionsError("num_speakers", "give either num_speakers or min_speakers/max_speakers, not both")
+    if low is not None and high is not None and low > high:
+        raise OptionsError("min_speakers", f"min_speakers ({low}) is greater than max_speakers ({high})")
+
+
+def parse_options(data: object) -> TranscribeOptions:
+    """``TranscribeOptions`` from JSON bytes or builtins, every failure an ``OptionsError`` naming its field."""
+    try:
+        if isinstance(data, bytes | str):
+            return msgspec.json.decode(data or b"{}", type=TranscribeOptions)
+        return msgspec.convert(data or {}, TranscribeOptions)
+    except msgspec.ValidationError as exc:
+        raise OptionsError.from_validation(exc) from None
+    except msgspec.DecodeError as exc:
+        raise OptionsError("options", f"not valid JSON: {exc}") from None

@@ -11,8 +11,10 @@ import numpy as np
 from iam_cluster.pipeline.level import normalised
 from iam_cluster.pipeline.types import SAMPLE_RATE, Audio, SpeechRegion, VadOptions
 
-#: Recordings longer than this are scanned in parts on several cores (Silero runs on one).
-PARALLEL_MIN_SECONDS = 60.0
+#: Long recordings are scanned in parts of about this length, cut at quiet points, so several
+#: cores can share the work (Silero runs on one). The parts depend on the length only, never on
+#: the number of threads, so every path finds the same speech in the same recording.
+PART_SECONDS = 60.0
 #: A part boundary is moved to the quietest 100 ms within this many seconds of the even split.
 _CUT_SEARCH_SECONDS = 5.0
 
@@ -30,7 +32,8 @@ class SileroVad:
     of quiet far-field speech at its own level.
 
     Args:
-        workers: parts scanned concurrently (default: the machine's cores, at most 4).
+        workers: parts scanned concurrently (default: the machine's cores, at most 4); the
+            result does not depend on it.
     """
 
     def __init__(self, workers: int | None = None) -> None:
@@ -40,11 +43,12 @@ class SileroVad:
         if len(audio.samples) == 0:
             return []
         samples = normalised(audio.samples)
-        if self.workers == 1 or len(samples) < PARALLEL_MIN_SECONDS * SAMPLE_RATE:
+        parts = int(len(samples) // (PART_SECONDS * SAMPLE_RATE))
+        if parts < 2:
             return _scan(samples, 0, options, max_region)
-        cuts = quiet_cuts(samples, self.workers)
+        cuts = quiet_cuts(samples, parts)
         bounds = list(zip([0, *cuts], [*cuts, len(samples)]))
-        with ThreadPoolExecutor(len(bounds)) as pool:  # onnxruntime releases the GIL
+        with ThreadPoolExecutor(min(self.workers, len(bounds))) as pool:  # onnxruntime releases the GIL
             parts = pool.map(lambda b: _scan(samples[b[0] : b[1]], b[0], options, max_region), bounds)
         return _join([r for part in parts for r in part], [c / SAMPLE_RATE for c in cuts], max_region)
 

@@ -79,17 +79,20 @@ class WindowDecoder:
     """Runs the passes for one group of recordings and collects their segments.
 
     Args:
-        asr: anything with WhisperASR's ``decode(audios, language, options, align)``.
+        asr: a ``SpeechRecognizer`` (``decode(audios, language, options, align)``).
         recordings: the decoded recordings.
         languages: per recording, (language, probability).
         options: the transcription options.
+        batch_size: windows per ``asr.decode`` call.
         stats: where time and counts go.
         hook: progress, as ``hook("asr", windows done, windows known so far)``.
     """
 
     def __init__(self, asr, recordings: Sequence[Audio], languages: Sequence[tuple[str, float]],
-                 options: TranscribeOptions, stats: Stats | None = None, hook: ProgressHook = no_progress) -> None:
+                 options: TranscribeOptions, batch_size: int, stats: Stats | None = None,
+                 hook: ProgressHook = no_progress) -> None:
         self.asr, self.recordings, self.options, self.hook = asr, recordings, options, hook
+        self.batch_size = batch_size
         self.languages = [lang for lang, _ in languages]
         self.stats = stats or Stats()
         self.gains = [gain(a.samples) for a in recordings]
@@ -154,7 +157,7 @@ class WindowDecoder:
         """Each window's WindowText, in order, decoding batches of one language. Words are always
         aligned: they say whose speech is whose, and what a window skipped."""
         o = self.options
-        step = getattr(self.asr, "submit_size", None) or o.batch_size
+        step = self.batch_size
         by_language: dict[str, list[int]] = {}
         for i, w in enumerate(windows):
             by_language.setdefault(self.languages[w.pieces[0].recording], []).append(i)

@@ -1,6 +1,7 @@
-"""Durable job queue in PostgreSQL: SKIP LOCKED claims, leases with heartbeat, bounded retries, pg_notify."""
+"""Durable job queue in PostgreSQL: one job manager (``Jobs`` / ``AsyncJobs``) owns every transition."""
 
 from iam_cluster.queue.jobs import (
+    CANCELLED,
     CHANNEL,
     COMPLETED,
     FAILED,
@@ -8,21 +9,15 @@ from iam_cluster.queue.jobs import (
     PROCESSING,
     QUEUED,
     TERMINAL,
+    AsyncJobs,
+    Enqueued,
     Job,
-    backoff_seconds,
-    claim,
-    complete,
-    enqueue,
-    fail,
-    get_job,
-    heartbeat,
+    Jobs,
     listen,
-    retry_later,
     wait_for_jobs,
 )
 
 __all__ = [
-    "CHANNEL", "COMPLETED", "FAILED", "FAILURE_CODES", "PROCESSING", "QUEUED", "TERMINAL", "Job",
-    "backoff_seconds", "claim", "complete", "enqueue", "fail", "get_job", "heartbeat", "listen",
-    "retry_later", "wait_for_jobs",
+    "CANCELLED", "CHANNEL", "COMPLETED", "FAILED", "FAILURE_CODES", "PROCESSING", "QUEUED", "TERMINAL",
+    "AsyncJobs", "Enqueued", "Job", "Jobs", "listen", "wait_for_jobs",
 ]

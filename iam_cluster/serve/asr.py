@@ -3,42 +3,39 @@
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import msgspec
 from ray import serve
 
-from iam_cluster.pipeline.types import TranscribeOptions
-
-
-class WindowJob(msgspec.Struct, frozen=True):
-    """One window to decode, as sent by an ingress: samples, language and options."""
-
-    audio: object  # numpy float32, at most 30 s
-    language: str
-    options: TranscribeOptions
-    align: bool
+from iam_cluster.pipeline.types import TranscribeOptions, WindowJob, WindowText
 
 
 @serve.deployment(max_ongoing_requests=64)
 class ASR:
     """A Whisper model on one replica (``num_gpus`` from the app's arguments).
 
-    Runtime knobs come from ``user_config`` through ``reconfigure``: ``max_batch_size``,
-    ``batch_wait_timeout_s`` and ``beam_size`` (when set, it overrides the requests' beam size).
+    Runtime knobs come from ``user_config`` through ``reconfigure`` (``build_app`` passes the
+    settings' values; a config file may change them): ``max_batch_size``, ``batch_wait_timeout_s``
+    and ``beam_size`` (when set, it overrides the requests' beam size).
     """
 
-    def __init__(self, model: str, device: str, compute_type: str, cpu_threads: int) -> None:
+    def __init__(self, model: str, device: str, compute_type: str, cpu_threads: int, cache_dir: str) -> None:
         from iam_cluster.pipeline.asr import WhisperASR
 
-        self.asr = WhisperASR(model, device, compute_type, cpu_threads)
+        self.asr = WhisperASR(model, device, compute_type, cpu_threads, cache_dir=cache_dir)
         self.beam_size: int | None = None
-        self.batch_sizes: list[int] = []
+        #: How many batches of each size this replica decoded (bounded: one key per size).
+        self.batch_sizes: Counter[int] = Counter()
 
     def reconfigure(self, config: dict) -> None:
-        self.decode_window.set_max_batch_size(int(config.get("max_batch_size", 8)))
-        self.decode_window.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.05)))
-        self.beam_size = config.get("beam_size")
+        """Apply the knobs ``config`` names; the others keep their value."""
+        if "max_batch_size" in config:
+            self.decode_window.set_max_batch_size(int(config["max_batch_size"]))
+        if "batch_wait_timeout_s" in config:
+            self.decode_window.set_batch_wait_timeout_s(float(config["batch_wait_timeout_s"]))
+        if "beam_size" in config:
+            self.beam_size = config["beam_size"]
 
     async def info(self) -> dict:
         return {"name": self.asr.name, "multilingual": self.asr.is_multilingual, "device": self.asr.device}
@@ -46,17 +43,18 @@ class ASR:
     async def detect_languages(self, audios: list) -> list[tuple[str, float]]:
         return await asyncio.to_thread(self.asr.detect_languages, audios)
 
-    async def batch_sizes_seen(self) -> list[int]:
-        return list(self.batch_sizes)
+    async def batch_sizes_seen(self) -> dict[int, int]:
+        """Batches decoded so far, by size."""
+        return dict(self.batch_sizes)
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
+    @serve.batch
     async def decode_window(self, jobs: list[WindowJob]) -> list:
         """Decode windows of many requests together; one list in, one result per window out.
 
         Windows are grouped by what must match inside one ``generate`` call (language, options);
         a group that fails yields its exception for each of its windows only.
         """
-        self.batch_sizes.append(len(jobs))
+        self.batch_sizes[len(jobs)] += 1
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, job in enumerate(jobs):
             options = job.options
@@ -77,14 +75,11 @@ class ASR:
 
 
 class RemoteASR:
-    """Looks like ``WhisperASR`` to ``Pipeline`` but sends each window to the ASR deployment.
+    """A ``SpeechRecognizer`` whose windows go to the ASR deployment.
 
     Its methods block, so a Pipeline using it runs in a worker thread of the ingress; the windows
     of one call are all in flight at once, and ``@serve.batch`` mixes them with other requests'.
     """
-
-    #: Windows handed over per call: all of a recording's, so replicas can fill their batches.
-    submit_size = 256
 
     def __init__(self, handle) -> None:
         self.handle = handle
@@ -103,10 +98,10 @@ class RemoteASR:
     def is_multilingual(self) -> bool:
         return self._about()["multilingual"]
 
-    def detect_languages(self, audios):
+    def detect_languages(self, audios) -> list[tuple[str, float]]:
         return self.handle.detect_languages.remote(list(audios)).result()
 
-    def decode(self, audios, language: str, options: TranscribeOptions, align: bool = True):
+    def decode(self, audios, language: str, options: TranscribeOptions, align: bool = True) -> list[WindowText]:
         responses = [
             self.handle.decode_window.remote(WindowJob(a, language, options, align)) for a in audios
         ]

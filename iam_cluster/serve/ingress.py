@@ -1,4 +1,5 @@
-"""Ingress: HTTP and handle entry point; fans a recording's shards out and merges them back."""
+"""Ingress: the HTTP and handle entry point. Preprocess replicas ``prepare`` a recording, then the
+shared ``finish`` runs here with remote ASR and diarization (the same code as in process)."""
 
 from __future__ import annotations
 
@@ -6,87 +7,137 @@ import asyncio
 import json
 import logging
 import os
+import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
 from ray import serve
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from iam_cluster.errors import IAMError, MediaError
-from iam_cluster.pipeline.merge import join_shards, merge
 from iam_cluster.pipeline.run import Pipeline
-from iam_cluster.pipeline.shard import Shard, join_transcripts
-from iam_cluster.pipeline.types import TranscribeOptions, Transcript
+from iam_cluster.pipeline.runner import Limits, finish
+from iam_cluster.pipeline.types import ProgressHook, no_progress, parse_options
 from iam_cluster.serve.asr import RemoteASR
+from iam_cluster.serve.diarize import diarize_remotely
 
 log = logging.getLogger("iam_cluster.serve")
+#: HTTP status of each error code the cluster answers with.
+STATUS = {"invalid_options": 422, "bad_request": 400, "too_large": 413, "not_found": 404,
+          **{code: 422 for code in MediaError.CODES}}
 
 
-class JobError(msgspec.Struct):
-    code: str
-    message: str
+class RequestCancelled(IAMError):
+    """The caller went away; the work stops at the next window."""
+
+    code = "cancelled"
 
 
 @serve.deployment(max_ongoing_requests=64)
 class Ingress:
-    """``POST /transcribe`` (audio bytes in the body, ``options`` JSON in the query) or the
-    ``transcribe`` handle method; answers a Transcript, or a JSON error with a code."""
+    """``POST /transcribe`` (audio bytes in the body; ``options`` JSON, ``filename``, ``max_duration``,
+    ``min_duration`` and ``stream`` in the query) or the ``transcribe`` handle method.
 
-    def __init__(self, preprocess, asr, diarize, shard_seconds: float, max_upload_bytes: int,
-                 media_root: str | None) -> None:
-        self.preprocess, self.diarize_handle = preprocess, diarize
-        self.pipeline = Pipeline(RemoteASR(asr), vad=_NoVad())
-        self.shard_seconds = shard_seconds
+    With ``stream=1`` the answer is NDJSON: ``{"progress": {step, completed, total}}`` lines, then
+    ``{"transcript": ...}`` or ``{"error": {code, message}}``; a closed connection cancels the work.
+    """
+
+    def __init__(self, preprocess, asr, diarize, limits: Limits, max_upload_bytes: int,
+                 media_root: str | None, batch_windows: int) -> None:
+        self.preprocess, self.diarize = preprocess, diarize
+        self.pipeline = Pipeline(RemoteASR(asr), batch_windows, vad=_NoVad())
+        self.limits = limits
         self.max_upload_bytes = max_upload_bytes
         self.media_root = Path(media_root).resolve() if media_root else None
 
-    async def transcribe(self, audio: bytes | str, options: dict | None = None, name: str = "<upload>") -> dict:
+    async def transcribe(self, audio: bytes | str, options: dict | None = None, name: str = "<upload>",
+                         limits: Limits | None = None, hook: ProgressHook = no_progress) -> dict:
         """Transcribe one recording; returns the Transcript as JSON-ready builtins.
 
         Raises:
-            MediaError: the media cannot be used (this request fails, others do not).
+            MediaError / OptionsError: this request fails, others do not.
         """
-        opts = msgspec.convert(options or {}, TranscribeOptions)
+        opts = parse_options(options)
         if isinstance(audio, str):
             audio = self._local_path(audio)
-        shards: list[Shard] = await self.preprocess.remote(audio, name, opts, self.shard_seconds)
-        plain = msgspec.structs.replace(opts, diarize=False)
-        asr_parts = [asyncio.to_thread(self.pipeline.transcribe_regions, [s.audio], [s.regions], plain) for s in shards]
-        diar_parts = [
-            self.diarize_handle.remote(s, opts.num_speakers, opts.min_speakers, opts.max_speakers)
-            for s in shards
-        ] if opts.diarize else []
-        transcripts = await asyncio.gather(*asr_parts)
-        duration = sum(s.audio.duration for s in shards)
-        transcript = join_transcripts([(s.offset, t[0]) for s, t in zip(shards, transcripts)], name, duration)
-        if opts.diarize:
-            diarizations = await asyncio.gather(*diar_parts)
-            transcript = merge(transcript, join_shards([(s.offset, d) for s, d in zip(shards, diarizations)]))
+        prepared = await self.preprocess.remote(audio, name, opts, self._limits(limits))
+        [transcript] = await asyncio.to_thread(finish, self.pipeline, [prepared], opts, hook,
+                                               diarize_remotely(self.diarize))
         return msgspec.to_builtins(transcript)
 
     async def __call__(self, request: Request) -> Response:
         if request.method != "POST" or request.url.path.rstrip("/").split("/")[-1] != "transcribe":
             return _error(404, "not_found", "POST audio to /transcribe")
         try:
-            options = json.loads(request.query_params.get("options") or "{}")
-            name = request.query_params.get("filename") or "<upload>"
-            length = int(request.headers.get("content-length") or 0)
-            if length > self.max_upload_bytes:
-                return _error(413, "too_large", f"upload exceeds {self.max_upload_bytes} bytes")
-            body = await request.body()
-            if len(body) > self.max_upload_bytes:
-                return _error(413, "too_large", f"upload exceeds {self.max_upload_bytes} bytes")
-            uri = request.query_params.get("uri")
-            result = await self.transcribe(uri if uri else body, options, name)
-            return JSONResponse(result)
-        except MediaError as exc:
-            return _error(422, exc.code, exc.message)
-        except (json.JSONDecodeError, msgspec.ValidationError, IAMError) as exc:
-            return _error(400, getattr(exc, "code", "bad_request"), str(exc))
+            query = request.query_params
+            options = json.loads(query.get("options") or "{}")
+            name = query.get("filename") or "<upload>"
+            limits = Limits(float(query["max_duration"]) if query.get("max_duration") else None,
+                            float(query.get("min_duration") or 0.0))
+            body = await self._body(request)
+            source = query.get("uri") or body
+            if query.get("stream") in ("1", "true"):
+                return StreamingResponse(self._stream(source, options, name, limits),
+                                         media_type="application/x-ndjson")
+            return JSONResponse(await self.transcribe(source, options, name, limits))
+        except (IAMError, json.JSONDecodeError, ValueError) as exc:
+            return _error(*_describe(exc))
         except Exception:  # noqa: BLE001 - logged with its traceback; the client gets a code
             log.exception("transcription failed")
             return _error(500, "internal", "internal error")
+
+    async def _stream(self, source, options, name, limits) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def hook(step: str, completed: int, total: int) -> None:  # called from the ASR thread
+            if cancelled.is_set():
+                raise RequestCancelled()
+            progress = {"progress": {"step": step, "completed": completed, "total": total}}
+            loop.call_soon_threadsafe(events.put_nowait, progress)
+
+        work = asyncio.ensure_future(self.transcribe(source, options, name, limits, hook))
+        try:
+            while True:
+                waiting = asyncio.ensure_future(events.get())
+                await asyncio.wait({waiting, work}, return_when=asyncio.FIRST_COMPLETED)
+                if waiting.done():
+                    yield _line(waiting.result())
+                    continue
+                waiting.cancel()
+                while not events.empty():
+                    yield _line(events.get_nowait())
+                try:
+                    yield _line({"transcript": work.result()})
+                except Exception as exc:  # noqa: BLE001 - every failure becomes an error line
+                    status, code, message = _describe(exc)
+                    if status >= 500:
+                        log.error("transcription failed", exc_info=exc)
+                    yield _line({"error": {"code": code, "message": message}})
+                return
+        finally:
+            cancelled.set()
+            if not work.done():
+                work.cancel()
+
+    async def _body(self, request: Request) -> bytes:
+        length = int(request.headers.get("content-length") or 0)
+        if length > self.max_upload_bytes:
+            raise _TooLarge(f"upload exceeds {self.max_upload_bytes} bytes")
+        body = await request.body()
+        if len(body) > self.max_upload_bytes:
+            raise _TooLarge(f"upload exceeds {self.max_upload_bytes} bytes")
+        return body
+
+    def _limits(self, asked: Limits | None) -> Limits:
+        """The cluster's limits, narrowed to the caller's."""
+        if asked is None:
+            return self.limits
+        ceilings = [x for x in (self.limits.max_duration, asked.max_duration) if x is not None]
+        return Limits(min(ceilings) if ceilings else None, max(self.limits.min_duration, asked.min_duration))
 
     def _local_path(self, uri: str) -> str:
         """``file://`` URIs under the configured media root only (never arbitrary paths)."""
@@ -96,6 +147,10 @@ class Ingress:
         return os.fspath(path)
 
 
+class _TooLarge(IAMError):
+    code = "too_large"
+
+
 class _NoVad:
     """The ingress never runs the VAD itself: preprocess replicas did."""
 
@@ -103,10 +158,20 @@ class _NoVad:
         raise RuntimeError("speech regions come from the Preprocess deployment")
 
 
+def _describe(exc: Exception) -> tuple[int, str, str]:
+    """``(HTTP status, code, message)`` of a failure."""
+    if isinstance(exc, IAMError):
+        status = STATUS.get(exc.code, 500)
+        return status, exc.code, exc.message if status < 500 else "internal error"
+    if isinstance(exc, json.JSONDecodeError | ValueError):
+        return 400, "bad_request", str(exc)
+    return 500, "internal", "internal error"
+
+
+def _line(event: dict) -> bytes:
+    return msgspec.json.encode(event) + b"\n"
+
+
 def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": msgspec.to_builtins(JobError(code, message))}, status_code=status)
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
-
-def transcript_from(result: dict) -> Transcript:
-    """A Transcript from the ingress's JSON-ready answer."""
-    return msgspec.convert(result, Transcript)

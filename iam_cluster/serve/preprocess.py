@@ -1,4 +1,4 @@
-"""CPU replicas that decode media, find speech and cut long recordings into shards."""
+"""CPU replicas that decode media, find speech and cut long recordings into shards (``prepare``)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import asyncio
 
 from ray import serve
 
-from iam_cluster.pipeline.decode import decode_audio
-from iam_cluster.pipeline.run import window_limit
-from iam_cluster.pipeline.shard import Shard, shard
+from iam_cluster.pipeline.runner import Limits, Prepared, prepare
 from iam_cluster.pipeline.types import TranscribeOptions
 from iam_cluster.pipeline.vad import SileroVad
 
@@ -17,15 +15,9 @@ from iam_cluster.pipeline.vad import SileroVad
 class Preprocess:
     """decode → VAD → shards; a bad file raises ``MediaError`` for its own request only."""
 
-    def __init__(self, max_duration_s: float) -> None:
+    def __init__(self, shard_seconds: float) -> None:
         self.vad = SileroVad(workers=1)  # replicas, not threads, give parallelism here
-        self.max_duration_s = max_duration_s
+        self.shard_seconds = shard_seconds
 
-    async def __call__(self, data: bytes | str, name: str, options: TranscribeOptions,
-                       shard_seconds: float) -> list[Shard]:
-        return await asyncio.to_thread(self._run, data, name, options, shard_seconds)
-
-    def _run(self, data, name, options, shard_seconds) -> list[Shard]:
-        audio = decode_audio(data, name=name, max_duration=self.max_duration_s)
-        regions = self.vad(audio, options.vad, window_limit(options))
-        return shard(audio, regions, shard_seconds)
+    async def __call__(self, data: bytes | str, name: str, options: TranscribeOptions, limits: Limits) -> Prepared:
+        return await asyncio.to_thread(prepare, data, options, self.vad, limits, self.shard_seconds, name)

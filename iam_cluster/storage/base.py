@@ -78,6 +78,7 @@ def counted(chunks: Iterable[bytes], max_bytes: int | None) -> Iterator[bytes]:
         yield bytes(chunk)
 
 
+# runtime_checkable: Litestar checks injected dependencies against their annotated type.
 @runtime_checkable
 class Storage(Protocol):
     """Where uploaded media lives; keys are validated by ``validate_key``."""

@@ -1,4 +1,5 @@
-"""A job's lease kept alive from a background thread, and pipeline progress written into ``jobs.progress``."""
+"""A job's lease kept alive from a background thread, pipeline progress written into ``jobs.progress``,
+and a cancellation by the job's owner noticed at the next progress report."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from collections.abc import Callable
 
 import psycopg
 
-from iam_cluster.queue import jobs
+from iam_cluster.errors import IAMError
+from iam_cluster.queue import Jobs
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +22,12 @@ PROGRESS_INTERVAL = 1.0
 
 class LeaseLost(Exception):
     """Another worker took the job over (our lease expired) or the job ended elsewhere."""
+
+
+class JobCancelled(IAMError):
+    """The job was cancelled by its owner while it ran."""
+
+    code = "cancelled"
 
 
 def progress_of(step: str, completed: int, total: int) -> float:
@@ -39,7 +47,8 @@ class Heartbeat:
 
     It uses its own connection, so beats go on while the worker's connection is busy. Once a beat
     finds the lease lost, ``lost`` is set and the next ``hook`` call raises ``LeaseLost``, which
-    stops the pipeline early; the final write would be refused anyway.
+    stops the pipeline early; the final write would be refused anyway. When a beat finds that the
+    owner cancelled the job, ``cancelled`` is set and the next ``hook`` call raises ``JobCancelled``.
 
     Args:
         connect: Opens a new autocommit connection.
@@ -57,6 +66,7 @@ class Heartbeat:
         self.lease_seconds = lease_seconds
         self.interval = max(0.05, min(interval, lease_seconds / 2))
         self.lost = threading.Event()
+        self.cancelled = threading.Event()
         self.progress = 0.0
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -83,28 +93,36 @@ class Heartbeat:
             return False
         try:
             with self._lock:
-                ok = jobs.heartbeat(self._conn, self.job_id, self.worker_id, self.lease_seconds, progress)
+                job = Jobs(self._conn).heartbeat(self.job_id, self.worker_id, self.lease_seconds, progress)
                 self._last_write = time.monotonic()
         except Exception:  # a database hiccup: the next beat tries again before the lease runs out
             log.warning("heartbeat of job %s failed", self.job_id, exc_info=True)
             return True
-        if not ok:
+        if job is None:
             log.warning("job %s: lease lost by %s", self.job_id, self.worker_id)
             self.lost.set()
-        return ok
+            return False
+        if job.cancel_requested_at is not None:
+            self.cancelled.set()
+        return True
 
     def hook(self, step: str, completed: int, total: int) -> None:
         """The pipeline's progress hook: records progress (throttled) and aborts if the lease is lost.
 
         Raises:
             LeaseLost: a beat found that this worker no longer holds the job.
+            JobCancelled: a beat found that the job's owner cancelled it.
         """
         if self.lost.is_set():
             raise LeaseLost(f"job {self.job_id}")
+        if self.cancelled.is_set():
+            raise JobCancelled("cancelled by its owner")
         self.progress = max(self.progress, progress_of(step, completed, total))
         if time.monotonic() - self._last_write >= PROGRESS_INTERVAL or completed >= total:
             if not self.beat(self.progress):
                 raise LeaseLost(f"job {self.job_id}")
+            if self.cancelled.is_set():
+                raise JobCancelled("cancelled by its owner")
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

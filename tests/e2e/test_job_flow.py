@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import srt
 
+from iam_cluster.queue import Jobs
 from iam_cluster.worker.loop import Worker
 from tests.fixtures.audio import normalise, reference
 
 
-def test_register_upload_transcribe_poll_and_export(client, api_settings, pipeline, harvard):
+def test_register_upload_transcribe_poll_and_export(client, api_settings, runner, harvard):
     r = client.post("/api/v1/auth/register", json={"email": "Ada@Example.com", "password": "correct horse 1"})
     assert r.status_code == 201
     tokens = client.post("/api/v1/auth/login", json={"email": "ada@example.com", "password": "correct horse 1"}).json()
@@ -19,10 +23,22 @@ def test_register_upload_transcribe_poll_and_export(client, api_settings, pipeli
     clip = harvard[0]
     r = client.post(f"{url}/upload?filename={clip.name}", content=clip.read_bytes(), headers=headers)
     assert r.status_code in (200, 201), r.text
-    job = client.post(f"{url}/transcribe", json={}, headers={**headers, "Idempotency-Key": "k1"})
-    assert job.status_code == 202 and job.json()["status"] == "queued"
-
-    assert Worker(api_settings, pipeline=pipeline).run_once()  # the real worker, real model
+    # A real worker already waiting on the queue: it must be woken by the API's enqueue (pg_notify),
+    # not find the job by polling (it would poll only after a minute).
+    worker, stop = Worker(api_settings, runner=runner), threading.Event()
+    waiting = threading.Thread(target=worker.run, args=(stop,), kwargs={"poll_seconds": 60.0})
+    waiting.start()
+    try:
+        time.sleep(0.5)  # the worker found the queue empty and listens
+        job = client.post(f"{url}/transcribe", json={}, headers={**headers, "Idempotency-Key": "k1"})
+        assert job.status_code == 202 and job.json()["status"] == "queued"
+        started = time.monotonic()
+        while client.get(url, headers=headers).json()["processing_status"] != "completed":
+            assert time.monotonic() - started < 30, "the worker was not woken by the enqueue"
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        waiting.join(timeout=30)
 
     polled = client.get(url, headers=headers).json()
     assert polled["processing_status"] == "completed" and polled["job"]["status"] == "completed"
@@ -34,4 +50,6 @@ def test_register_upload_transcribe_poll_and_export(client, api_settings, pipeli
     # a replay of the same request returns the same (now finished) job and queues nothing new
     again = client.post(f"{url}/transcribe", json={}, headers={**headers, "Idempotency-Key": "k1"})
     assert again.json()["id"] == job.json()["id"]
-    assert not Worker(api_settings, pipeline=pipeline).run_once()
+    assert not Worker(api_settings, runner=runner).run_once()
+    with worker.connect() as conn:
+        assert Jobs(conn).get(job.json()["id"]).attempts == 1

@@ -133,15 +133,26 @@ def test_upload_transcribe_and_idempotency(client, make_user, api_settings):
     assert stored.language == "en" and stored.diarize is False and stored.word_timestamps is True
 
 
-def test_transcribe_options_are_validated(client, make_user):
-    """Unknown fields, out-of-range counts, models outside the allow-list or not served here: 400."""
+def test_transcribe_options_are_validated_once_at_the_boundary(client, make_user, api_settings):
+    """Every invalid option, alone or in combination, is 422 ``invalid_options`` naming the field,
+    and no job is queued (so no worker ever retries an invalid job)."""
     _, _, _, headers = make_user()
     mid = create(client, headers)["id"]
     assert upload(client, headers, mid).status_code == 200
-    for bad in ({"model": "large-v3"}, {"model": "base"}, {"speed": 2}, {"num_speakers": 0}, {"min_speakers": 3, "max_speakers": 2},
-                {"language": "english please"}):
+    for bad, field in [({"model": "large-v3"}, "model"), ({"model": "base"}, "model"), ({"speed": 2}, "speed"),
+                       ({"num_speakers": 0, "diarize": True}, "num_speakers"),
+                       ({"min_speakers": 3, "max_speakers": 2, "diarize": True}, "min_speakers"),
+                       ({"num_speakers": 2, "min_speakers": 1, "diarize": True}, "num_speakers"),
+                       ({"num_speakers": 2}, "num_speakers"), ({"language": "english please"}, "language"),
+                       ({"language": "de"}, "language"), ({"task": "translate"}, "task"),
+                       ({"beam_size": 99}, "beam_size"), ({"vad": {"threshold": 1.5}}, "vad.threshold"),
+                       ({"temperatures": []}, "temperatures")]:
         r = client.post(f"{BASE}/{mid}/transcribe", json=bad, headers=headers)
-        assert r.status_code == 400, (bad, r.text)
+        assert r.status_code == 422, (bad, r.text)
+        error = r.json()["error"]
+        assert (error["code"], error["field"]) == ("invalid_options", field), (bad, error)
+    with psycopg.connect(api_settings.database.url) as conn:
+        assert conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0
 
 
 def test_non_audio_upload_is_refused_and_nothing_stored(client, make_user, api_settings):
@@ -218,6 +229,10 @@ SEGMENTS = [
     {"id": 0, "start": 0.0, "end": 1.5, "text": " The birch canoe slid", "speaker": "SPEAKER_00"},
     {"id": 1, "start": 1.5, "end": 2.8, "text": " on the smooth planks.", "speaker": "SPEAKER_01"},
 ]
+#: What the worker stores: the whole transcript as the engine made it.
+WHOLE = {"source": "clip.wav", "duration": 2.8, "language": "en", "language_probability": 0.93,
+         "segments": SEGMENTS, "model": "tiny.en", "speech_duration": 2.5, "confidence": 0.81,
+         "speakers": ["SPEAKER_00", "SPEAKER_01"], "options": {"beam_size": 3, "diarize": True}}
 
 
 def test_transcript_formats(client, make_user, api_settings):
@@ -230,14 +245,17 @@ def test_transcript_formats(client, make_user, api_settings):
     # What the worker writes when a job completes.
     with psycopg.connect(api_settings.database.url, autocommit=True) as conn:
         conn.execute(
-            "UPDATE meetings SET processing_status = 'completed', segments = %(s)s, transcription_text = %(t)s,"
+            "UPDATE meetings SET processing_status = 'completed', transcript = %(s)s, transcription_text = %(t)s,"
             " language_detected = 'en', processing_completed_at = now() WHERE id = %(id)s",
-            {"s": Jsonb(SEGMENTS), "t": "The birch canoe slid on the smooth planks.", "id": mid})
+            {"s": Jsonb(WHOLE), "t": "The birch canoe slid on the smooth planks.", "id": mid})
 
     r = client.get(f"{BASE}/{mid}/transcript", params={"format": "json"}, headers=headers)
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
     doc = r.json()
     assert doc["language"] == "en" and [s["text"] for s in doc["segments"]] == [s["text"] for s in SEGMENTS]
+    # Served as stored: nothing invented, nothing lost.
+    assert (doc["language_probability"], doc["confidence"], doc["speech_duration"]) == (0.93, 0.81, 2.5)
+    assert doc["speakers"] == ["SPEAKER_00", "SPEAKER_01"] and doc["options"]["beam_size"] == 3
     assert client.get(f"{BASE}/{mid}/transcript", headers=headers).json() == doc  # json is the default
 
     r = client.get(f"{BASE}/{mid}/transcript", params={"format": "srt"}, headers=headers)
@@ -254,9 +272,4 @@ def test_transcript_formats(client, make_user, api_settings):
     # The transcript text is searchable.
     found = client.get(BASE, params={"q": "canoe"}, headers=headers).json()["items"]
     assert [i["id"] for i in found] == [mid]
-    # A whole Transcript document stored in segments renders too.
-    whole = {"source": "x", "duration": 2.8, "language": "en", "language_probability": 0.9, "segments": SEGMENTS}
-    with psycopg.connect(api_settings.database.url, autocommit=True) as conn:
-        conn.execute("UPDATE meetings SET segments = %(s)s WHERE id = %(id)s", {"s": Jsonb(whole), "id": mid})
-    assert "on the smooth planks." in client.get(f"{BASE}/{mid}/transcript", params={"format": "txt"},
-                                                 headers=headers).text
+

@@ -1,4 +1,6 @@
-"""Rate limits over HTTP: per IP, per user, tighter on login/register; Redis down lets requests through."""
+"""Rate limits over HTTP: per IP, per user, tighter on login/register, per account on failed sign-ins;
+under load they hold; a dead or hanging Redis degrades them (sign-in and sending fail closed, the
+rest goes on) without slowing requests; forwarded addresses are believed only from trusted proxies."""
 
 from __future__ import annotations
 
@@ -73,10 +75,111 @@ def test_per_user_limit_is_separate_per_user(api_settings, make_user):
         assert client.post("/api/v1/auth/refresh", json={"refresh_token": "nope"}).status_code == 401
 
 
-def test_redis_down_does_not_take_the_api_down(api_settings, make_user):
-    _, _, _, headers = make_user()
+def test_redis_down_degrades_limits_and_fails_closed_where_it_must(api_settings, make_user):
+    _, email, password, headers = make_user()
     down = msgspec.structs.replace(api_settings, redis=msgspec.structs.replace(
         api_settings.redis, url="redis://127.0.0.1:1/0"))
     with _client(down, rate_limit_per_ip=1, rate_limit_per_user=1) as client:
-        for _ in range(3):
+        for _ in range(3):  # the documented degraded mode: no budgets until Redis is back
             assert client.get("/api/v1/users/me", headers=headers).status_code == 200
+        for r in (client.post("/api/v1/auth/login", json={"email": email, "password": password}),
+                  client.post("/api/v2/messages", json={"recipient_email": email, "subject": "s", "body": "b"},
+                              headers=headers)):
+            assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable", r.text
+            assert int(r.headers["retry-after"]) > 0
+
+
+def test_a_hanging_redis_costs_requests_almost_nothing(api_settings, make_user):
+    """A Redis that accepts connections and never answers: one request waits its timeout, then the
+    breaker skips Redis; a WebSocket's ping is still answered."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held = []
+    threading.Thread(target=lambda: [held.append(listener.accept()) for _ in range(64)], daemon=True).start()
+    _, _, _, headers = make_user()
+    hanging = msgspec.structs.replace(api_settings, redis=msgspec.structs.replace(
+        api_settings.redis, url=f"redis://127.0.0.1:{listener.getsockname()[1]}/0"))
+    with _client(hanging) as client:
+        started = time.monotonic()
+        for _ in range(20):
+            assert client.get("/api/v1/users/me", headers=headers).status_code == 200
+        assert time.monotonic() - started < 5.0  # not 20 x the 0.5-s timeout
+        token = headers["Authorization"].split()[1]
+        with client.websocket_connect(f"/api/v2/messages/ws?token={token}") as ws:
+            ws.send_json({"type": "ping"})
+            assert ws.receive_json(timeout=5)["type"] == "pong"
+    listener.close()
+
+
+def test_failed_sign_ins_slow_the_account_down(api_settings, make_user):
+    _, email, password, _ = make_user()
+    with _client(api_settings, login_free_failures=3, auth_rate_limit_per_ip=1000) as client:
+        for _ in range(3):
+            assert client.post("/api/v1/auth/login", json={"email": email, "password": "nope nope nope"}).status_code == 401
+        refused = client.post("/api/v1/auth/login", json={"email": email, "password": password})
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1  # even the right one
+        time.sleep(int(refused.headers["retry-after"]) + 0.1)
+        assert client.post("/api/v1/auth/login", json={"email": email, "password": password}).status_code == 200
+        # A success clears the count.
+        assert client.post("/api/v1/auth/login", json={"email": email, "password": "nope nope nope"}).status_code == 401
+
+
+def test_limits_hold_under_200_concurrent_requests(api_settings, make_user, runner):
+    import asyncio
+
+    import httpx
+
+    from tests.fixtures.api import serving
+
+    _, _, _, headers = make_user()
+    settings = msgspec.structs.replace(api_settings, api=msgspec.structs.replace(
+        api_settings.api, rate_limit_per_ip=300, rate_limit_per_user=100_000))
+    with serving(settings, runner) as url:
+        async def burst() -> list[int]:
+            limits = httpx.Limits(max_connections=200)
+            async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+                sem = asyncio.Semaphore(200)
+
+                async def one() -> int:
+                    async with sem:
+                        return (await client.get(f"{url}/api/v1/users/me", headers=headers)).status_code
+
+                return await asyncio.gather(*(one() for _ in range(600)))
+
+        codes = asyncio.run(burst())
+    assert codes.count(200) <= 300 and codes.count(429) >= 300 and set(codes) <= {200, 429}, sorted(set(codes))
+
+
+def test_forwarded_for_is_believed_only_from_trusted_proxies(api_settings, tmp_path):
+    """``iam-cluster api`` as deployed: a forged X-Forwarded-For from an untrusted peer changes nothing."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": api_settings.database.url, "JWT_SECRET_KEY": api_settings.auth.jwt_secret_key,
+           "REDIS_KEY_PREFIX": api_settings.redis.key_prefix, "STORAGE_ROOT": str(tmp_path), "RATE_LIMIT_PER_IP": "5"}
+    proc = subprocess.Popen([sys.executable, "-m", "iam_cluster.cli", "api", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/api/v1/users/me"
+        for _ in range(200):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        codes = [httpx.get(url, headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code for i in range(10)]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert codes[:5] == [401] * 5 and codes[5:] == [429] * 5  # one budget: the forged addresses were ignored

@@ -19,8 +19,8 @@ WEBHOOK_SECRET = "whsec_test_" + "s3cret"
 @pytest.fixture
 def stripe_settings(api_settings, fake_stripe):
     return msgspec.structs.replace(api_settings, billing=msgspec.structs.replace(
-        api_settings.billing, stripe_secret_key="sk_test_fake", stripe_webhook_secret=WEBHOOK_SECRET,
-        stripe_api_base=fake_stripe.url, price_pro="price_pro_test", price_enterprise="price_ent_test"))
+        api_settings.billing, secret_key="sk_test_fake", webhook_secret=WEBHOOK_SECRET,
+        api_base=fake_stripe.url, price={"pro": "price_pro_test", "enterprise": "price_ent_test"}))
 
 
 @pytest.fixture
@@ -174,7 +174,7 @@ def test_replayed_event_changes_nothing(stripe_app, make_user, stripe_settings):
 
 
 def test_without_stripe_key_routes_answer_503(client, make_user, api_settings):
-    assert api_settings.billing.stripe_secret_key is None
+    assert api_settings.billing.secret_key is None
     _, _, _, headers = make_user()
     for path, kwargs in [("/subscribe", {"json": {"plan": "pro"}}), ("/portal", {}), ("/webhook", {"content": b"{}"})]:
         r = client.post(f"{BASE}{path}", headers=headers, **kwargs)
@@ -204,7 +204,7 @@ def meter_client(fake_stripe):
     from iam_cluster.billing.stripe_client import make_client
     from iam_cluster.settings import BillingSettings
 
-    return make_client(BillingSettings(stripe_secret_key="sk_test_fake", stripe_api_base=fake_stripe.url))
+    return make_client(BillingSettings(secret_key="sk_test_fake", api_base=fake_stripe.url))
 
 
 @pytest.mark.anyio
@@ -278,7 +278,7 @@ async def test_billing_sync_command_reports_everything_once(database_url, fake_s
     base = load_settings({})
     settings = msgspec.structs.replace(
         base, database=msgspec.structs.replace(base.database, url=database_url),
-        billing=msgspec.structs.replace(base.billing, stripe_secret_key="sk_test_fake", stripe_api_base=fake_stripe.url),
+        billing=msgspec.structs.replace(base.billing, secret_key="sk_test_fake", api_base=fake_stripe.url),
     )
     assert await run_sync(settings, once=True, batch=2) == 0
     assert await run_sync(settings, once=True, batch=2) == 0  # nothing left: nothing sent twice

@@ -149,6 +149,10 @@ def test_ping_pong_typing_and_presence(two_apis, make_user):
     a_url, b_url = two_apis
     alice, _, _, alice_h = make_user()
     bob, _, _, bob_h = make_user()
+    carol, _, _, _ = make_user()
+    sent = httpx.post(f"{a_url}/api/v2/messages", json={"recipient_id": str(bob), "subject": "hi", "body": "x"},
+                      headers=alice_h)
+    assert sent.status_code == 201, sent.text  # alice and bob now share a conversation
 
     async def scenario() -> None:
         async with connect(ws_url(a_url, alice_h), open_timeout=5) as alice_ws:
@@ -159,11 +163,17 @@ def test_ping_pong_typing_and_presence(two_apis, make_user):
                 await alice_ws.send(json.dumps({"type": "typing", "data": {"to": str(bob)}}))
                 typing = await next_event(bob_ws, {"typing"})
                 assert typing["data"]["from"] == str(alice)
+                # No typing events to someone alice has never written to (nor been written by).
+                await alice_ws.send(json.dumps({"type": "typing", "data": {"to": str(carol)}}))
+                assert (await next_event(alice_ws, {"error"}))["data"]["code"] == "forbidden"
                 # Alice's second device (on the other process) sees her come online and go.
                 async with connect(ws_url(b_url, alice_h), open_timeout=5):
                     online = await next_event(alice_ws, {"presence"})
                     assert online["data"]["status"] == "online" and online["data"]["user_id"] == str(alice)
+                # An earlier "online" (this socket's own, fanned out late) may come first: skip to "offline".
                 offline = await next_event(alice_ws, {"presence"})
+                while offline["data"]["status"] == "online":
+                    offline = await next_event(alice_ws, {"presence"})
                 assert offline["data"]["status"] == "offline"
             await alice_ws.send("not json")
             assert (await next_event(alice_ws, {"error"}))["data"]["code"] == "invalid_message"
@@ -171,7 +181,7 @@ def test_ping_pong_typing_and_presence(two_apis, make_user):
     asyncio.run(asyncio.wait_for(scenario(), 30))
 
 
-@pytest.mark.parametrize("case", ["other_user", "bad_token", "no_token", "inactive"])
+@pytest.mark.parametrize("case", ["other_user", "other_user_in_path", "bad_token", "no_token", "inactive"])
 def test_refused_connections(two_apis, api_settings, make_user, case):
     a_url, _ = two_apis
     alice, _, _, alice_h = make_user()
@@ -179,6 +189,7 @@ def test_refused_connections(two_apis, api_settings, make_user, case):
     base = a_url.replace("http://", "ws://") + "/api/v2/messages/ws"
     url, code = {
         "other_user": (ws_url(a_url, alice_h, user_id=bob), 4403),
+        "other_user_in_path": (f"{base}/{bob}?token={alice_h['Authorization'].split()[1]}", 4403),
         "bad_token": (base + "?token=not.a.token", 4401),
         "no_token": (base, 4401),
         "inactive": (ws_url(a_url, alice_h), 4401),
@@ -196,9 +207,12 @@ def test_refused_connections(two_apis, api_settings, make_user, case):
             assert closed.value.rcvd is not None and closed.value.rcvd.code == code
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
-    if case == "other_user":  # its own id is fine
+    if case.startswith("other_user"):  # its own id is fine, in the query or in the path
+        own_url = ws_url(a_url, alice_h, user_id=alice) if case == "other_user" else \
+            f"{base}/{alice}?token={alice_h['Authorization'].split()[1]}"
+
         async def own() -> None:
-            async with connect(ws_url(a_url, alice_h, user_id=alice), open_timeout=5) as ws:
+            async with connect(own_url, open_timeout=5) as ws:
                 await ws.send(json.dumps({"type": "ping"}))
                 assert (await next_event(ws, {"pong"}))["type"] == "pong"
 
@@ -206,13 +220,12 @@ def test_refused_connections(two_apis, api_settings, make_user, case):
 
 
 def test_job_completed_by_the_worker_reaches_its_owner(two_apis, api_settings, make_user, conn, storage,
-                                                       pipeline, data_dir):
+                                                       runner, data_dir):
     import msgspec
 
-    from iam_cluster import queue
     from iam_cluster.settings import WorkerSettings
     from iam_cluster.worker.loop import Worker
-    from tests.fixtures.worker import add_meeting
+    from tests.fixtures.worker import add_meeting, enqueue
 
     a_url, b_url = two_apis
     owner, meeting_id = add_meeting(conn, storage, (data_dir / "spk1_snt1.wav").read_bytes())
@@ -220,7 +233,7 @@ def test_job_completed_by_the_worker_reaches_its_owner(two_apis, api_settings, m
 
     owner_h = {"Authorization": "Bearer " + create_access_token(owner, "owner@example.com", api_settings.auth)}
     _, _, _, other_h = make_user()
-    job = queue.enqueue(conn, owner, meeting_id, {"language": "en", "beam_size": 1})
+    job = enqueue(conn, owner, meeting_id, {"language": "en", "beam_size": 1})
     settings = msgspec.structs.replace(
         api_settings, storage=msgspec.structs.replace(api_settings.storage, root=storage.root),
         worker=WorkerSettings(lease_seconds=30, heartbeat_seconds=0.2, max_attempts=3, retry_base_seconds=0))
@@ -230,7 +243,7 @@ def test_job_completed_by_the_worker_reaches_its_owner(two_apis, api_settings, m
                 connect(ws_url(b_url, other_h), open_timeout=5) as other_ws:
             await drain(owner_ws)
             await drain(other_ws)
-            worker = Worker(settings, pipeline=pipeline, storage=storage, worker_id="ws-test")
+            worker = Worker(settings, runner=runner, storage=storage, worker_id="ws-test")
             try:
                 assert await asyncio.wait_for(asyncio.to_thread(worker.run_once), 120)
             finally:
@@ -247,24 +260,24 @@ def test_job_completed_by_the_worker_reaches_its_owner(two_apis, api_settings, m
     assert kind == "job_completed" and payload["meeting_id"] == str(meeting_id)
 
 
-def test_failed_job_notifies_and_redis_outage_never_fails_a_job(conn, settings, storage, pipeline):
+def test_failed_job_notifies_and_redis_outage_never_fails_a_job(conn, settings, storage, runner):
     """With Redis unreachable the job still ends (failed here) and its notification row is written."""
     import msgspec
 
-    from iam_cluster import queue
+    from iam_cluster.queue import Jobs
     from iam_cluster.worker.loop import Worker
-    from tests.fixtures.worker import add_meeting
+    from tests.fixtures.worker import add_meeting, enqueue
 
     owner, meeting_id = add_meeting(conn, storage, b"this is not audio at all " * 40)
-    job = queue.enqueue(conn, owner, meeting_id, {})
+    job = enqueue(conn, owner, meeting_id, {})
     dead = msgspec.structs.replace(settings, redis=msgspec.structs.replace(
         settings.redis, url=f"redis://127.0.0.1:{_free_port()}/0"))
-    worker = Worker(dead, pipeline=pipeline, storage=storage)
+    worker = Worker(dead, runner=runner, storage=storage)
     try:
         assert worker.run_once()
     finally:
         worker.close()
-    assert queue.get_job(conn, job.id).status == "failed"
+    assert Jobs(conn).get(job.id).status == "failed"
     (kind, payload), = conn.execute("SELECT kind, payload FROM notifications WHERE user_id = %s",
                                     [owner]).fetchall()
     assert kind == "job_failed" and payload["error_code"] == "unsupported_media"

@@ -71,3 +71,20 @@ def test_console_script_runs_as_a_module(tmp_path, harvard):
     )
     assert proc.returncode == 0, proc.stderr
     assert normalise((tmp_path / harvard[1].with_suffix(".txt").name).read_text()) == normalise(reference(harvard[1]))
+
+
+def test_configuration_errors_are_one_line_and_exit_two(tmp_path, harvard, capsys):
+    import ctranslate2
+
+    cases = [(["--language", "de"], "transcribes English only"), (["--language", "xx"], "unknown language"),
+             (["--num-speakers", "2", "--min-speakers", "1"], "either num_speakers"),
+             (["--beam-size", "0"], "beam_size")]
+    if ctranslate2.get_cuda_device_count() == 0:
+        cases.append((["--device", "cuda"], "no CUDA device"))
+    for args, words in cases:
+        assert main(["transcribe", str(harvard[0]), "--output-dir", str(tmp_path), "-q", *args]) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert words in err and len(err.splitlines()) == 1, err
+    assert main(["transcribe", str(tmp_path / "missing.wav"), "-q"]) == 2
+    assert "missing.wav: no such file" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written

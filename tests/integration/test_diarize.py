@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iam_cluster.errors import ConfigError
+from iam_cluster.errors import OptionsError
 from iam_cluster.pipeline.decode import decode_audio
 from iam_cluster.pipeline.diarize import make_diarizer
 from iam_cluster.pipeline.types import Audio, SpeechRegion, TranscribeOptions
@@ -86,7 +86,7 @@ def test_single_speaker_and_speaker_counts(diarizer, data_dir, dev_set):
     assert len(diarizer(audio, regions, num_speakers=1).speakers) == 1
     assert len(diarizer(audio, regions, min_speakers=3).speakers) >= 3
     assert len(diarizer(audio, regions, max_speakers=1).speakers) == 1
-    with pytest.raises(ConfigError):
+    with pytest.raises(OptionsError, match="either num_speakers"):
         diarizer(audio, regions, num_speakers=2, max_speakers=3)
 
 
@@ -96,12 +96,12 @@ def test_no_speech_gives_no_turns(diarizer):
     assert diarizer(silence, [SpeechRegion(0.5, 1.5)]).turns == []  # all-zero samples
 
 
-def test_pipeline_attributes_words_to_speakers(pipeline, data_dir):
-    t = pipeline.transcribe(data_dir / "sample.wav", TranscribeOptions(diarize=True))
+def test_runner_attributes_words_to_speakers(runner, data_dir):
+    t = runner.run(data_dir / "sample.wav", TranscribeOptions(diarize=True))
     assert t.speakers == ["SPEAKER_00", "SPEAKER_01"]
     assert all(s.speaker in t.speakers for s in t.segments)
     assert all(w.speaker == s.speaker for s in t.segments for w in s.words)
     assert t.segments[0].speaker == "SPEAKER_00"
-    plain = pipeline.transcribe(data_dir / "sample.wav")
+    plain = runner.run(data_dir / "sample.wav", TranscribeOptions())
     assert plain.speakers == [] and all(s.speaker is None for s in plain.segments)
     assert t.text.split() == plain.text.split()  # speakers never change the words

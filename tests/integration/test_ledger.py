@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from iam_cluster import queue
+from iam_cluster.queue import Jobs
 from iam_cluster.billing import ledger
 from iam_cluster.billing.plans import billable_minutes, tiered_cost
 from iam_cluster.db.queries import QUERIES
 from iam_cluster.pipeline.types import Transcript
-from iam_cluster.worker import results
+from iam_cluster.worker.events import EventSink
+from iam_cluster.worker.results import JobEnd
 from iam_cluster.worker.loop import Worker
-from tests.fixtures.worker import add_meeting
+from tests.fixtures.worker import add_meeting, enqueue
 
 CLIP = "spk1_snt1.wav"
 
@@ -22,20 +23,20 @@ class Fixed:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
-    def transcribe(self, audio, options, hook=None):
+    def run(self, source, options, hook=None, name=None):
         return Transcript(source="x", duration=self.seconds, language="en", language_probability=1.0,
-                          segments=[], model="tiny.en")
+                          segments=[], model="tiny.en", speech_duration=self.seconds / 2)
 
 
 class Broken:
-    def transcribe(self, audio, options, hook=None):
+    def run(self, source, options, hook=None, name=None):
         raise RuntimeError("boom")
 
 
 def _queued(conn, storage, data_dir, minutes="0.5"):
     """A queued job holding a reservation of ``minutes``, as the transcribe endpoint leaves it."""
     user_id, meeting_id = add_meeting(conn, storage, (data_dir / CLIP).read_bytes())
-    job = queue.enqueue(conn, user_id, meeting_id, {})
+    job = enqueue(conn, user_id, meeting_id, {})
     conn.execute(QUERIES["billing_reserve"], {"job_id": job.id, "user_id": user_id, "minutes": Decimal(minutes)})
     return user_id, meeting_id, job
 
@@ -63,7 +64,7 @@ def test_billable_minutes_and_tiered_cost():
 
 def test_completed_job_writes_one_usage_row_and_settles(conn, settings, storage, data_dir):
     user_id, meeting_id, job = _queued(conn, storage, data_dir)
-    worker = Worker(settings, pipeline=Fixed(61.0), storage=storage, worker_id="w1")
+    worker = Worker(settings, runner=Fixed(61.0), storage=storage, worker_id="w1")
     try:
         assert worker.run_once()
     finally:
@@ -71,7 +72,7 @@ def test_completed_job_writes_one_usage_row_and_settles(conn, settings, storage,
     assert _usage(conn, job.id) == [(61.0, Decimal("1.1"), "tiny.en", Decimal("0.1100"), None, 0)]
     assert _reservation(conn, job.id) == (True, False)
     # The completion retried (a redelivered result, a second worker): the lease guard writes nothing ...
-    again = results.write_completion(conn, job, "w1", Fixed(61.0).transcribe(None, None))
+    again = JobEnd(conn, "w1", EventSink(settings.redis)).complete(job, Fixed(61.0).run(None, None))
     assert again is None
     # ... and the ledger itself refuses a second row for the job.
     with conn.transaction():
@@ -85,7 +86,7 @@ def test_cost_follows_the_months_tiers(conn, settings, storage, data_dir):
     user_id, _, job = _queued(conn, storage, data_dir)
     conn.execute("INSERT INTO usage_records (user_id, job_id, audio_seconds, billable_minutes, cost) "
                  "VALUES (%s, gen_random_uuid(), 5940, 99, 9.9)", [user_id])
-    worker = Worker(settings, pipeline=Fixed(120.0), storage=storage)
+    worker = Worker(settings, runner=Fixed(120.0), storage=storage)
     try:
         assert worker.run_once()
     finally:
@@ -96,25 +97,25 @@ def test_cost_follows_the_months_tiers(conn, settings, storage, data_dir):
 
 def test_failed_job_releases_its_reservation_and_bills_nothing(conn, settings, storage, data_dir):
     _, _, job = _queued(conn, storage, data_dir)
-    worker = Worker(settings, pipeline=Broken(), storage=storage)
+    worker = Worker(settings, runner=Broken(), storage=storage)
     try:
         assert worker.run_once()
-        assert queue.get_job(conn, job.id).status == "queued"  # a retry keeps the reservation
+        assert Jobs(conn).get(job.id).status == "queued"  # a retry keeps the reservation
         assert _reservation(conn, job.id) == (False, False)
         while worker.run_once():
             pass
     finally:
         worker.close()
-    assert queue.get_job(conn, job.id).status == "failed"
+    assert Jobs(conn).get(job.id).status == "failed"
     assert _reservation(conn, job.id) == (False, True)
     assert _usage(conn, job.id) == []
 
 
-def test_bad_media_fails_at_once_and_releases(conn, settings, storage):
+def test_bad_media_fails_at_once_and_releases(conn, settings, storage, runner):
     user_id, meeting_id = add_meeting(conn, storage, b"not audio " * 100)
-    job = queue.enqueue(conn, user_id, meeting_id, {})
+    job = enqueue(conn, user_id, meeting_id, {})
     conn.execute(QUERIES["billing_reserve"], {"job_id": job.id, "user_id": user_id, "minutes": Decimal(1)})
-    worker = Worker(settings, pipeline=Fixed(1.0), storage=storage)
+    worker = Worker(settings, runner=runner, storage=storage)
     try:
         assert worker.run_once()
     finally:

@@ -12,7 +12,7 @@ import pytest
 
 from iam_cluster.pipeline.decode import decode_audio
 from iam_cluster.pipeline.level import speech_level
-from iam_cluster.pipeline.types import SAMPLE_RATE, Audio
+from iam_cluster.pipeline.types import Audio, TranscribeOptions
 from tests.fixtures.audio import DATA, HARVARD, normalise, reference, wer
 
 ASR = DATA / "asr"
@@ -55,9 +55,10 @@ def clip_set():
 
 
 @pytest.fixture(scope="module")
-def folder_and_alone(pipeline, clip_set):
+def folder_and_alone(runner, clip_set):
     audios, _ = clip_set
-    return pipeline.transcribe_many(audios), [pipeline.transcribe(a) for a in audios]
+    options = TranscribeOptions()
+    return runner.run_together(audios, options), [runner.run(a, options) for a in audios]
 
 
 def test_no_clip_comes_out_empty(clip_set, folder_and_alone):
@@ -98,13 +99,13 @@ def passage() -> tuple[Audio, str]:
 
 
 @pytest.mark.parametrize("variant", ["as-is", "-40dBFS", "8kHz"])
-def test_long_read_passage_has_no_gap(pipeline, passage, variant):
+def test_long_read_passage_has_no_gap(runner, passage, variant):
     audio, ref = passage
     if variant == "-40dBFS":
         audio = at_dbfs(audio, -40.0, "passage-quiet")
     elif variant == "8kHz":
         audio = through_8khz(audio)
-    t = pipeline.transcribe(audio)
+    t = runner.run(audio, TranscribeOptions())
     words = [w for s in t.segments for w in s.words]
     assert words and words[0].start < 1.5 and words[-1].end > audio.duration - 2.0
     gaps = [(a.end, b.start) for a, b in zip(words, words[1:]) if b.start - a.end > 2.0]
@@ -112,7 +113,7 @@ def test_long_read_passage_has_no_gap(pipeline, passage, variant):
     assert wer([ref], [t.text]) <= 0.12, t.text
 
 
-def test_same_file_same_transcript_every_run(pipeline, passage):
+def test_same_file_same_transcript_every_run(runner, passage):
     audio, _ = passage
-    runs = Counter(pipeline.transcribe(at_dbfs(audio, -40.0, "again")).text for _ in range(2))
+    runs = Counter(runner.run(at_dbfs(audio, -40.0, "again"), TranscribeOptions()).text for _ in range(2))
     assert len(runs) == 1, runs

@@ -1,34 +1,73 @@
-"""The Serve application on a real local Ray: same results as in process, shared batches, shards."""
+"""The Serve application on a real local Ray: the same results as in process, shared batches, shards."""
 
 from __future__ import annotations
 
 import io
 
+import msgspec
 import numpy as np
 import pytest
 import soundfile as sf
 
-from iam_cluster.errors import MediaError
-from iam_cluster.pipeline.types import SAMPLE_RATE, TranscribeOptions
-from iam_cluster.serve.client import transcribe_remote
-from iam_cluster.serve.ingress import transcript_from
+from iam_cluster.errors import MediaError, OptionsError
+from iam_cluster.pipeline.types import SAMPLE_RATE, TranscribeOptions, Transcript
+from iam_cluster.runner import make_runner
 
 pytestmark = pytest.mark.slow
 
 
-def call(handle, data, options=None, name="clip"):
-    return transcript_from(handle.transcribe.remote(data, options or {}, name).result())
+def call(handle, data, options=None, name="clip") -> Transcript:
+    return msgspec.convert(handle.transcribe.remote(data, options or {}, name).result(), Transcript)
 
 
-def test_same_text_and_speakers_as_in_process(serve_app, pipeline, data_dir, harvard):
-    handle, _, _ = serve_app
-    remote = call(handle, harvard[0].read_bytes())
-    local = pipeline.transcribe(harvard[0])
-    assert remote.text == local.text and remote.model == local.model
-    remote = call(handle, (data_dir / "sample.wav").read_bytes(), {"diarize": True})
-    local = pipeline.transcribe(data_dir / "sample.wav", TranscribeOptions(diarize=True))
-    assert remote.text.split() == local.text.split()
-    assert remote.speakers == local.speakers == ["SPEAKER_00", "SPEAKER_01"]
+@pytest.fixture(scope="module")
+def both(serve_app):
+    """``(the Serve runner over HTTP, an in-process runner built from the same settings)``."""
+    _, address, settings = serve_app
+    cluster = make_runner(msgspec.structs.replace(settings, serve=msgspec.structs.replace(settings.serve,
+                                                                                          address=address)))
+    return cluster, make_runner(settings)
+
+
+def wav_bytes(audio) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, audio.samples, SAMPLE_RATE, format="WAV", subtype="FLOAT")
+    return buffer.getvalue()
+
+
+def test_same_text_and_speakers_on_both_runners(both, data_dir, harvard):
+    cluster, local = both
+    options = TranscribeOptions(diarize=True)
+    for path in (harvard[0], data_dir / "sample.wav"):
+        remote, here = cluster.run(path, options), local.run(path, options)
+        assert remote.text == here.text and remote.model == here.model, path
+        assert [w.speaker for s in remote.segments for w in s.words] == \
+               [w.speaker for s in here.segments for w in s.words], path
+    assert remote.speakers == here.speakers == ["SPEAKER_00", "SPEAKER_01"]
+
+
+def test_long_recording_in_shards_same_on_both_runners(both, serve_app, long_recording):
+    """Sharded on both paths: one JFK label across shards 1 and 3, identical words and speakers."""
+    cluster, local = both
+    _, _, settings = serve_app
+    assert long_recording.duration > 2 * settings.engine.shard_seconds
+    progress = []
+    data = wav_bytes(long_recording)
+    remote = cluster.run(data, TranscribeOptions(diarize=True), hook=lambda *step: progress.append(step),
+                         name="long.wav")
+    here = local.run(data, TranscribeOptions(diarize=True), name="long.wav")
+    assert abs(remote.duration - long_recording.duration) < 0.01
+    starts = [s.start for s in remote.segments]
+    assert starts == sorted(starts) and remote.segments[-1].end <= remote.duration
+    # JFK speaks at ~31-42 s (first shard) and again at ~135-146 s (third shard): one label.
+    jfk = [w.speaker for s in remote.segments for w in s.words if "country" in w.word.lower()]
+    assert len(jfk) == 4 and len(set(jfk)) == 1, jfk
+    assert remote.text == here.text
+    assert [(w.word, w.speaker) for s in remote.segments for w in s.words] == \
+           [(w.word, w.speaker) for s in here.segments for w in s.words]
+    # The cluster streamed its progress to the caller's hook while it worked.
+    asr = [(done, total) for step, done, total in progress if step == "asr"]
+    assert asr and asr[-1][0] == asr[-1][1] > 1
 
 
 def test_concurrent_requests_share_asr_batches(serve_app, harvard):
@@ -36,44 +75,33 @@ def test_concurrent_requests_share_asr_batches(serve_app, harvard):
     from ray import serve
 
     asr_handle = serve.get_deployment_handle("ASR", app_name="iam")
-    before = len(asr_handle.batch_sizes_seen.remote().result())
+    before = asr_handle.batch_sizes_seen.remote().result()
     responses = [handle.transcribe.remote(p.read_bytes(), {"pack_recordings": False}, p.name) for p in harvard]
-    texts = [transcript_from(r.result()).text for r in responses]
-    assert all(texts)
-    sizes = asr_handle.batch_sizes_seen.remote().result()[before:]
-    assert sum(sizes) == len(harvard) and max(sizes) > 1, sizes
-
-
-def test_long_recording_in_shards_keeps_speaker_labels(serve_app, long_recording):
-    handle, _, args = serve_app
-    buffer = io.BytesIO()
-    sf.write(buffer, long_recording.samples, SAMPLE_RATE, format="WAV")
-    assert long_recording.duration > 2 * args.shard_seconds
-    t = call(handle, buffer.getvalue(), {"diarize": True}, "long.wav")
-    assert abs(t.duration - long_recording.duration) < 0.01
-    starts = [s.start for s in t.segments]
-    assert starts == sorted(starts) and t.segments[-1].end <= t.duration
-    # JFK speaks at ~31-42 s (first shard) and again at ~135-146 s (third shard): one label.
-    jfk = [w.speaker for s in t.segments for w in s.words if "country" in w.word.lower()]
-    assert len(jfk) == 4 and len(set(jfk)) == 1, jfk
+    assert all(msgspec.convert(r.result(), Transcript).text for r in responses)
+    after = asr_handle.batch_sizes_seen.remote().result()
+    new = {size: n - before.get(size, 0) for size, n in after.items() if n > before.get(size, 0)}
+    assert sum(size * n for size, n in new.items()) >= len(harvard) and max(new) > 1, new
 
 
 def test_a_corrupt_file_fails_alone(serve_app, harvard):
-    handle, address, _ = serve_app
+    handle, _, _ = serve_app
     good = [handle.transcribe.remote(p.read_bytes(), {}, p.name) for p in harvard[:2]]
     bad = handle.transcribe.remote(b"\x00not audio" * 50, {}, "broken.wav")
     with pytest.raises(MediaError) as info:
         bad.result()
     assert info.value.code == "unsupported_media" and "broken.wav" in str(info.value)
-    assert all(transcript_from(r.result()).text for r in good)
+    assert all(msgspec.convert(r.result(), Transcript).text for r in good)
 
 
-def test_http_client_and_errors(serve_app, harvard, tmp_path):
-    _, address, _ = serve_app
-    t = transcribe_remote(harvard[1], TranscribeOptions(), address)
-    assert t.text and t.segments
+def test_http_runner_errors_keep_their_codes(both, harvard, tmp_path):
+    cluster, _ = both
     broken = tmp_path / "broken.mp3"
     broken.write_bytes(np.random.default_rng(0).bytes(4000))
     with pytest.raises(MediaError) as info:
-        transcribe_remote(broken, TranscribeOptions(), address)
+        cluster.run(broken, TranscribeOptions())
     assert info.value.code in {"unsupported_media", "truncated_media"}
+    with pytest.raises(OptionsError) as refused:  # the English-only model refuses German
+        cluster.run(harvard[0], TranscribeOptions(language="de"))
+    assert refused.value.field == "language"
+    results = dict(cluster.run_many([harvard[1], broken], TranscribeOptions()))
+    assert results[harvard[1]].text and isinstance(results[broken], MediaError)

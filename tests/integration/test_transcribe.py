@@ -11,17 +11,17 @@ from iam_cluster.pipeline.types import SAMPLE_RATE, Audio, TranscribeOptions
 from tests.fixtures.audio import normalise, reference, wer
 
 
-def test_tiny_en_wer_on_harvard_sentences(pipeline, harvard):
-    results = dict(pipeline.transcribe_paths(harvard))
+def test_tiny_en_wer_on_harvard_sentences(runner, harvard):
+    results = dict(runner.run_many(harvard, TranscribeOptions()))
     assert all(not isinstance(r, Exception) for r in results.values())
     score = wer([reference(p) for p in harvard], [results[p].text for p in harvard])
     assert score <= 0.10, f"WER {score:.3f}"
 
 
-def test_packing_many_recordings_matches_one_by_one(pipeline, harvard):
+def test_packing_many_recordings_matches_one_by_one(runner, harvard):
     audios = [decode_audio(p) for p in harvard]
-    packed = pipeline.transcribe_many(audios)
-    alone = pipeline.transcribe_many(audios, TranscribeOptions(pack_recordings=False))
+    packed = runner.run_together(audios, TranscribeOptions())
+    alone = runner.run_together(audios, TranscribeOptions(pack_recordings=False))
     refs = [reference(p) for p in harvard]
     assert wer(refs, [t.text for t in packed]) <= wer(refs, [t.text for t in alone]) + 0.02
     for audio, t in zip(audios, packed):
@@ -29,8 +29,8 @@ def test_packing_many_recordings_matches_one_by_one(pipeline, harvard):
         assert all(0 <= s.start <= s.end <= audio.duration + 1e-6 for s in t.segments)
 
 
-def test_jfk_words_times_and_confidence(pipeline, data_dir):
-    t = pipeline.transcribe(data_dir / "jfk.flac")
+def test_jfk_words_times_and_confidence(runner, data_dir):
+    t = runner.run(data_dir / "jfk.flac", TranscribeOptions())
     assert normalise(t.text) == normalise(reference(data_dir / "jfk.flac"))
     assert t.language == "en" and t.model == "tiny.en" and 0.7 < t.confidence <= 1
     assert 10.9 < t.duration < 11.1 and 0 < t.speech_duration <= t.duration
@@ -43,9 +43,9 @@ def test_jfk_words_times_and_confidence(pipeline, data_dir):
         assert s.start == s.words[0].start and s.end == s.words[-1].end
 
 
-def test_several_minutes_have_monotonic_times_within_duration(pipeline, long_recording):
+def test_several_minutes_have_monotonic_times_within_duration(runner, long_recording):
     assert long_recording.duration > 180
-    t = pipeline.transcribe(long_recording)
+    t = runner.run(long_recording, TranscribeOptions())
     assert len(t.segments) > 20
     assert [s.id for s in t.segments] == list(range(len(t.segments)))
     last_start, last_word_end = 0.0, 0.0
@@ -60,43 +60,46 @@ def test_several_minutes_have_monotonic_times_within_duration(pipeline, long_rec
     assert any("country" in w.word for s in t.segments for w in s.words if 30 < w.start < 45)
 
 
-def test_silence_and_noise_give_empty_transcripts(pipeline):
+def test_silence_and_noise_give_empty_transcripts(runner):
     rng = np.random.default_rng(0)
     silence = Audio("silence", np.zeros(10 * SAMPLE_RATE, np.float32))
     noise = Audio("noise", (rng.standard_normal(10 * SAMPLE_RATE) * 0.1).astype(np.float32))
     hum = Audio("hum", (0.3 * np.sin(2 * np.pi * 120 * np.arange(10 * SAMPLE_RATE) / SAMPLE_RATE))
                 .astype(np.float32))
-    for t in pipeline.transcribe_many([silence, noise, hum]):
+    for t in runner.run_together([silence, noise, hum], TranscribeOptions()):
         assert t.segments == [] and t.text == "" and t.confidence == 0.0, t.source
 
 
-def test_empty_audio_gives_empty_transcript(pipeline):
-    t = pipeline.transcribe(Audio("empty", np.zeros(0, np.float32)))
+def test_empty_audio_gives_empty_transcript(runner):
+    t = runner.run(Audio("empty", np.zeros(0, np.float32)), TranscribeOptions())
     assert t.segments == [] and t.duration == 0
 
 
-def test_bad_inputs_fail_alone(pipeline, harvard, tmp_path):
+def test_bad_inputs_fail_alone(runner, harvard, tmp_path):
     bad = tmp_path / "notes.wav"
     bad.write_text("this is not audio")
-    results = dict(pipeline.transcribe_paths([harvard[0], bad, harvard[1]]))
+    results = dict(runner.run_many([harvard[0], bad, harvard[1]], TranscribeOptions()))
     assert isinstance(results[bad], MediaError) and results[bad].code == "unsupported_media"
     assert "notes.wav" in str(results[bad])
     assert results[harvard[0]].text and results[harvard[1]].text
     with pytest.raises(MediaError):
-        pipeline.transcribe(b"")
+        runner.run(b"", TranscribeOptions())
 
 
-def test_word_timestamps_can_be_left_out(pipeline, harvard):
-    t = pipeline.transcribe(harvard[0], TranscribeOptions(word_timestamps=False))
+def test_word_timestamps_can_be_left_out(runner, harvard):
+    t = runner.run(harvard[0], TranscribeOptions(word_timestamps=False))
     assert t.segments and all(s.words == [] for s in t.segments)
 
 
-def test_base_model_detects_a_non_english_language(base_asr, data_dir):
+def test_base_model_detects_a_non_english_language(base_asr, engine_settings, data_dir):
     from iam_cluster.pipeline.run import Pipeline
+    from iam_cluster.pipeline.runner import InProcessRunner, Limits
 
     german = decode_audio(data_dir / "multilingual.mp3").samples[30 * SAMPLE_RATE :]
     english = decode_audio(data_dir / "jfk.flac")
-    de, en = Pipeline(base_asr).transcribe_many([Audio("german", german), english])
+    e = engine_settings.engine
+    base = InProcessRunner(lambda: Pipeline(base_asr, e.batch_size), None, Limits(None), e.shard_seconds)
+    de, en = base.run_together([Audio("german", german), english], TranscribeOptions())
     assert de.language == "de" and de.language_probability > 0.5 and de.text
     assert en.language == "en" and "country" in en.text.lower()
     assert de.model == "base"
@@ -111,3 +114,17 @@ def test_model_level_guard_drops_hallucinations_on_silence(tiny_asr, data_dir):
     out = tiny_asr.decode([silence, noise, speech], "en", TranscribeOptions())
     assert out[0].segments == [] and out[1].segments == []
     assert out[2].segments and out[2].no_speech_prob < 0.5
+
+
+def test_option_languages_are_the_models(base_asr, tiny_asr, model_cache):
+    """Options are checked against Whisper's language list without loading a model; it must be the
+    list a loaded multilingual model reports."""
+    from iam_cluster.pipeline.models import is_multilingual, resolve_model
+    from iam_cluster.pipeline.types import whisper_languages
+
+    assert whisper_languages() == frozenset(base_asr.whisper.supported_languages)
+    assert is_multilingual("base") and base_asr.is_multilingual
+    assert not is_multilingual("tiny.en") and not tiny_asr.is_multilingual
+    # A folder is judged by its vocabulary, as Whisper does (the embedded tiny.en's folder is "model").
+    assert not is_multilingual(str(resolve_model("tiny.en", model_cache).path))
+    assert is_multilingual(str(resolve_model("base", model_cache).path))

@@ -8,32 +8,36 @@ import time
 import psycopg
 import pytest
 
-from iam_cluster import queue
+from iam_cluster.queue import Jobs
 from iam_cluster.settings import Settings, WorkerSettings
 from iam_cluster.worker.heartbeat import progress_of
 from iam_cluster.worker.loop import Worker
 from tests.fixtures.audio import reference, wer
-from tests.fixtures.worker import add_meeting, meeting
+from tests.fixtures.worker import add_meeting, enqueue, meeting
 
 CLIP = "spk1_snt1.wav"
 
 
-def test_worker_transcribes_a_real_clip(conn, settings, storage, pipeline, data_dir):
+def test_worker_transcribes_a_real_clip(conn, settings, storage, runner, data_dir):
     user_id, meeting_id = add_meeting(conn, storage, (data_dir / CLIP).read_bytes())
-    job = queue.enqueue(conn, user_id, meeting_id, {"language": "en", "beam_size": 1})
-    worker = Worker(settings, pipeline=pipeline, storage=storage, worker_id="w1")
+    job = enqueue(conn, user_id, meeting_id, {"language": "en", "beam_size": 1})
+    worker = Worker(settings, runner=runner, storage=storage, worker_id="w1")
     try:
         assert worker.run_once()
         assert not worker.run_once()  # the queue is empty now
     finally:
         worker.close()
-    done = queue.get_job(conn, job.id)
+    done = Jobs(conn).get(job.id)
     assert (done.status, done.attempts, done.progress, done.lease_owner) == ("completed", 1, 1.0, None)
     m = meeting(conn, meeting_id)
     assert m["processing_status"] == "completed" and m["processing_error"] is None
     assert wer([reference(data_dir / CLIP)], [m["transcription_text"]]) <= 0.25
-    assert m["segments"] and all({"start", "end", "text"} <= s.keys() for s in m["segments"])
-    assert m["segments"][0]["words"][0]["word"].strip()
+    stored = m["transcript"]  # the whole transcript, as the engine made it
+    assert stored["segments"] and all({"start", "end", "text"} <= s.keys() for s in stored["segments"])
+    assert stored["segments"][0]["words"][0]["word"].strip()
+    assert stored["language"] == "en" and stored["language_probability"] == 1.0 and stored["model"] == "tiny.en"
+    assert 0 < stored["speech_duration"] <= stored["duration"] and stored["confidence"] == m["transcription_confidence"]
+    assert stored["options"]["beam_size"] == 1
     assert (m["language_detected"], m["provider_used"], m["model_used"]) == ("en", "iam-cluster", "tiny.en")
     assert 0 < m["transcription_confidence"] <= 1 and 2.0 < m["duration_seconds"] < 6.0
     assert m["processing_completed_at"] >= m["processing_started_at"]
@@ -42,107 +46,107 @@ def test_worker_transcribes_a_real_clip(conn, settings, storage, pipeline, data_
                         ).fetchone()[0] == 1
 
 
-def test_bad_media_fails_at_once_without_retry(conn, settings, storage, pipeline):
+def test_bad_media_fails_at_once_without_retry(conn, settings, storage, runner):
     user_id, meeting_id = add_meeting(conn, storage, b"this is not audio at all " * 40)
-    job = queue.enqueue(conn, user_id, meeting_id, {})
-    worker = Worker(settings, pipeline=pipeline, storage=storage)
+    job = enqueue(conn, user_id, meeting_id, {})
+    worker = Worker(settings, runner=runner, storage=storage)
     assert worker.run_once()
     assert not worker.run_once()
     worker.close()
-    failed = queue.get_job(conn, job.id)
+    failed = Jobs(conn).get(job.id)
     assert (failed.status, failed.error_code, failed.attempts) == ("failed", "unsupported_media", 1)
     assert failed.error_message
     m = meeting(conn, meeting_id)
     assert m["processing_status"] == "failed" and m["processing_error"] == failed.error_message
-    assert m["transcription_text"] is None and m["segments"] is None
+    assert m["transcription_text"] is None and m["transcript"] is None
 
 
-def test_missing_audio_fails_without_retry(conn, settings, storage, pipeline):
+def test_missing_audio_fails_without_retry(conn, settings, storage, runner):
     user_id, meeting_id = add_meeting(conn, storage, None)
-    job = queue.enqueue(conn, user_id, meeting_id, {})
-    worker = Worker(settings, pipeline=pipeline, storage=storage)
+    job = enqueue(conn, user_id, meeting_id, {})
+    worker = Worker(settings, runner=runner, storage=storage)
     assert worker.run_once()
     worker.close()
-    failed = queue.get_job(conn, job.id)
+    failed = Jobs(conn).get(job.id)
     assert (failed.status, failed.error_code, failed.attempts) == ("failed", "unsupported_media", 1)
 
 
 class Broken:
     """A pipeline that always crashes (a bug, a lost GPU): the job retries, then fails."""
 
-    def transcribe(self, audio, options, hook):
+    def run(self, source, options, hook, name=None):
         raise RuntimeError("boom")
 
 
 def test_crashes_retry_then_fail_with_reason(conn, settings, storage, data_dir):
     user_id, meeting_id = add_meeting(conn, storage, (data_dir / CLIP).read_bytes())
-    job = queue.enqueue(conn, user_id, meeting_id, {})
-    worker = Worker(settings, pipeline=Broken(), storage=storage)
+    job = enqueue(conn, user_id, meeting_id, {})
+    worker = Worker(settings, runner=Broken(), storage=storage)
     assert worker.run_once()
-    retried = queue.get_job(conn, job.id)
+    retried = Jobs(conn).get(job.id)
     assert (retried.status, retried.attempts, retried.error_code) == ("queued", 1, "internal")
     assert meeting(conn, meeting_id)["processing_status"] == "queued"
     while worker.run_once():  # retry_base_seconds=0: runnable again at once
         pass
     worker.close()
-    failed = queue.get_job(conn, job.id)
+    failed = Jobs(conn).get(job.id)
     assert (failed.status, failed.attempts, failed.error_code) == ("failed", 3, "internal")
     assert failed.error_message == "RuntimeError: boom"
     m = meeting(conn, meeting_id)
     assert (m["processing_status"], m["processing_error"]) == ("failed", "RuntimeError: boom")
 
 
-def test_results_after_a_lost_lease_are_never_written(conn, settings, storage, pipeline, data_dir, database_url):
+def test_results_after_a_lost_lease_are_never_written(conn, settings, storage, runner, data_dir, database_url):
     user_id, meeting_id = add_meeting(conn, storage, (data_dir / CLIP).read_bytes())
-    job = queue.enqueue(conn, user_id, meeting_id, {"beam_size": 1})
+    job = enqueue(conn, user_id, meeting_id, {"beam_size": 1})
 
     class Overtaken:
         """Transcribes, while another worker takes the job over (this one's lease expired)."""
 
-        def transcribe(self, audio, options, hook):
-            transcript = pipeline.transcribe(audio, options)
+        def run(self, source, options, hook, name=None):
+            transcript = runner.run(source, options)
             with psycopg.connect(database_url, autocommit=True) as other:
                 other.execute("UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = %s",
                               [job.id])
-                assert queue.claim(other, "w2", lease_seconds=30).id == job.id
+                assert Jobs(other).claim("w2", lease_seconds=30).id == job.id
             return transcript
 
-    worker = Worker(settings, pipeline=Overtaken(), storage=storage, worker_id="w1")
+    worker = Worker(settings, runner=Overtaken(), storage=storage, worker_id="w1")
     assert worker.run_once()
     worker.close()
-    now = queue.get_job(conn, job.id)
+    now = Jobs(conn).get(job.id)
     assert (now.status, now.lease_owner, now.attempts) == ("processing", "w2", 2)
     assert meeting(conn, meeting_id)["transcription_text"] is None  # nothing written by w1
 
 
-def test_dead_workers_job_is_completed_once_by_another(conn, settings, storage, pipeline, data_dir):
+def test_dead_workers_job_is_completed_once_by_another(conn, settings, storage, runner, data_dir):
     user_id, meeting_id = add_meeting(conn, storage, (data_dir / CLIP).read_bytes())
-    job = queue.enqueue(conn, user_id, meeting_id, {"beam_size": 1})
-    assert queue.claim(conn, "dead", lease_seconds=0.1).id == job.id  # then the process dies
+    job = enqueue(conn, user_id, meeting_id, {"beam_size": 1})
+    assert Jobs(conn).claim("dead", lease_seconds=0.1).id == job.id  # then the process dies
     time.sleep(0.3)
-    worker = Worker(settings, pipeline=pipeline, storage=storage, worker_id="w2")
+    worker = Worker(settings, runner=runner, storage=storage, worker_id="w2")
     assert worker.run_once()
     worker.close()
-    done = queue.get_job(conn, job.id)
+    done = Jobs(conn).get(job.id)
     assert (done.status, done.attempts) == ("completed", 2)
-    assert queue.complete(conn, job.id, "dead") is None
+    assert Jobs(conn).complete(job.id, "dead") is None
     assert meeting(conn, meeting_id)["transcription_text"]
 
 
-def test_pg_notify_wakes_a_waiting_worker(conn, settings, storage, pipeline, data_dir):
+def test_pg_notify_wakes_a_waiting_worker(conn, settings, storage, runner, data_dir):
     user_id, meeting_id = add_meeting(conn, storage, (data_dir / CLIP).read_bytes())
-    worker = Worker(settings, pipeline=pipeline, storage=storage)
+    worker = Worker(settings, runner=runner, storage=storage)
     stop = threading.Event()
     # Polling alone would take a minute: only the notification can wake it in time.
     runner = threading.Thread(target=worker.run, args=(stop,), kwargs={"poll_seconds": 60})
     runner.start()
     try:
         time.sleep(1.0)  # the worker found the queue empty and waits on LISTEN
-        job = queue.enqueue(conn, user_id, meeting_id, {"beam_size": 1})
+        job = enqueue(conn, user_id, meeting_id, {"beam_size": 1})
         started = time.monotonic()
-        while queue.get_job(conn, job.id).status != "completed" and time.monotonic() - started < 30:
+        while Jobs(conn).get(job.id).status != "completed" and time.monotonic() - started < 30:
             time.sleep(0.05)
-        assert queue.get_job(conn, job.id).status == "completed"
+        assert Jobs(conn).get(job.id).status == "completed"
         assert time.monotonic() - started < 30
     finally:
         stop.set()
@@ -156,30 +160,30 @@ def test_progress_mapping_is_monotonic_and_short_of_one():
     assert values == sorted(values) and values[-1] < 1.0 and values[0] == 0.0
 
 
-def test_heartbeat_keeps_the_lease_and_reports_progress(conn, settings, storage, pipeline, data_dir, database_url):
+def test_heartbeat_keeps_the_lease_and_reports_progress(conn, settings, storage, runner, data_dir, database_url):
     user_id, meeting_id = add_meeting(conn, storage, (data_dir / CLIP).read_bytes())
-    job = queue.enqueue(conn, user_id, meeting_id, {"beam_size": 1})
+    job = enqueue(conn, user_id, meeting_id, {"beam_size": 1})
     seen: dict = {}
 
     class Slow:
         """Runs well past the lease; only the heartbeat keeps other workers off the job."""
 
-        def transcribe(self, audio, options, hook):
+        def run(self, source, options, hook, name=None):
             hook("asr", 1, 2)
             time.sleep(1.5)
             with psycopg.connect(database_url, autocommit=True) as other:
-                seen["claim"] = queue.claim(other, "w2", lease_seconds=30)
-                seen["progress"] = queue.get_job(other, job.id).progress
-            return pipeline.transcribe(audio, options, hook)
+                seen["claim"] = Jobs(other).claim("w2", lease_seconds=30)
+                seen["progress"] = Jobs(other).get(job.id).progress
+            return runner.run(source, options, hook)
 
     short = Settings(database=settings.database, storage=settings.storage,
                      worker=WorkerSettings(lease_seconds=0.6, heartbeat_seconds=0.1))
-    worker = Worker(short, pipeline=Slow(), storage=storage, worker_id="w1")
+    worker = Worker(short, runner=Slow(), storage=storage, worker_id="w1")
     assert worker.run_once()
     worker.close()
     assert seen["claim"] is None  # the lease was extended while the job ran
     assert seen["progress"] == pytest.approx(0.45)
-    done = queue.get_job(conn, job.id)
+    done = Jobs(conn).get(job.id)
     assert (done.status, done.attempts, done.progress) == ("completed", 1, 1.0)
 
 
@@ -188,7 +192,7 @@ def test_cli_worker_once_drains_the_queue(conn, storage, database_url, tmp_path,
     from iam_cluster.settings import get_settings
 
     user_id, meeting_id = add_meeting(conn, storage, b"\x00\x01 definitely not media" * 10)
-    job = queue.enqueue(conn, user_id, meeting_id, {})
+    job = enqueue(conn, user_id, meeting_id, {})
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("STORAGE_ROOT", str(tmp_path / "media"))
     get_settings.cache_clear()
@@ -196,4 +200,4 @@ def test_cli_worker_once_drains_the_queue(conn, storage, database_url, tmp_path,
         assert main(["worker", "--once"]) == 0
     finally:
         get_settings.cache_clear()
-    assert queue.get_job(conn, job.id).error_code == "unsupported_media"
+    assert Jobs(conn).get(job.id).error_code == "unsupported_media"

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from iam_cluster import queue
+from iam_cluster.queue import Jobs
 from iam_cluster.settings import Settings, WorkerSettings
-from iam_cluster.worker import results
+from iam_cluster.worker.results import JobEnd
 from iam_cluster.worker.loop import Worker
-from tests.fixtures.worker import add_meeting, meeting
+from tests.fixtures.worker import add_meeting, enqueue, meeting
 
 LEASE, HEARTBEAT, WAIT = 3.0, 1.0, 60.0
 ROOT = Path(__file__).parents[2]
@@ -42,9 +42,9 @@ def wait_for(predicate, what: str, timeout: float = WAIT, step: float = 0.1):
 
 
 def test_killed_worker_process_job_is_completed_once_by_another(
-        conn, settings, storage, pipeline, data_dir, database_url, tmp_path, monkeypatch):
+        conn, settings, storage, runner, data_dir, database_url, tmp_path, monkeypatch):
     user_id, meeting_id = add_meeting(conn, storage, long_wav(data_dir))
-    job = queue.enqueue(conn, user_id, meeting_id, {"language": "en", "beam_size": 1})
+    job = enqueue(conn, user_id, meeting_id, {"language": "en", "beam_size": 1})
     env = dict(os.environ, DATABASE_URL=database_url, STORAGE_BACKEND="local",
                STORAGE_ROOT=str(tmp_path / "media"), WORKER_LEASE_SECONDS=str(LEASE),
                WORKER_HEARTBEAT_SECONDS=str(HEARTBEAT), WORKER_RETRY_BASE_SECONDS="0",
@@ -55,7 +55,7 @@ def test_killed_worker_process_job_is_completed_once_by_another(
     try:
         def claimed_by_proc():
             assert proc.poll() is None, f"worker exited early: {proc.stderr.read().decode()[-2000:]}"
-            j = queue.get_job(conn, job.id)
+            j = Jobs(conn).get(job.id)
             assert j.status in ("queued", "processing"), j
             return j if j.status == "processing" and f":{proc.pid}:" in (j.lease_owner or "") else None
 
@@ -71,39 +71,39 @@ def test_killed_worker_process_job_is_completed_once_by_another(
     assert proc.returncode == -signal.SIGKILL
 
     # The job is orphaned: still processing under the dead worker's lease, nothing written.
-    orphan = queue.get_job(conn, job.id)
+    orphan = Jobs(conn).get(job.id)
     assert (orphan.status, orphan.lease_owner, orphan.attempts) == ("processing", dead_owner, 1)
     m = meeting(conn, meeting_id)
-    assert m["transcription_text"] is None and m["segments"] is None
+    assert m["transcription_text"] is None and m["transcript"] is None
     assert m["processing_status"] != "completed"
 
     written = []
-    write_completion = results.write_completion
+    complete = JobEnd.complete
 
     def counting(*args, **kwargs):
-        done = write_completion(*args, **kwargs)
+        done = complete(*args, **kwargs)
         written.append(done)
         return done
 
-    monkeypatch.setattr(results, "write_completion", counting)
+    monkeypatch.setattr(JobEnd, "complete", counting)
     short = Settings(database=settings.database, storage=settings.storage,
                      worker=WorkerSettings(lease_seconds=LEASE, heartbeat_seconds=HEARTBEAT,
                                            max_attempts=3, retry_base_seconds=0))
-    worker = Worker(short, pipeline=pipeline, storage=storage, worker_id="w2")
+    worker = Worker(short, runner=runner, storage=storage, worker_id="w2")
     try:
         wait_for(worker.run_once, "the dead worker's lease to expire", step=0.2)  # claims and runs it
         assert not worker.run_once()  # nothing else is runnable
     finally:
         worker.close()
 
-    done = queue.get_job(conn, job.id)
+    done = Jobs(conn).get(job.id)
     assert (done.status, done.attempts, done.progress, done.lease_owner) == ("completed", 2, 1.0, None)
     assert len(written) == 1 and written[0] is not None and written[0].id == job.id
     assert dead_owner != "w2" and done.lease_owner != dead_owner
-    assert queue.complete(conn, job.id, dead_owner) is None  # the dead owner can never finish it
+    assert Jobs(conn).complete(job.id, dead_owner) is None  # the dead owner can never finish it
     assert conn.execute("SELECT count(*) FROM jobs WHERE meeting_id = %s AND status = 'completed'",
                         [meeting_id]).fetchone()[0] == 1
     m = meeting(conn, meeting_id)
     assert m["processing_status"] == "completed" and m["processing_error"] is None
-    assert m["transcription_text"] and m["segments"]
+    assert m["transcription_text"] and m["transcript"]["segments"]
     assert 100 < m["duration_seconds"] < 140

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iam_cluster.pipeline.asr import WindowText
+from iam_cluster.pipeline.types import WindowText
 from iam_cluster.pipeline.chunk import locate, pack, split_long, unpack
 from iam_cluster.pipeline.types import SpeechRegion as R
 

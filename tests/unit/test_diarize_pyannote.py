@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from iam_cluster.errors import ConfigError, ModelNotFoundError
+from iam_cluster.errors import ConfigError, ModelNotFoundError, OptionsError
 from iam_cluster.pipeline.diarize import make_diarizer
 from iam_cluster.pipeline.diarize.pyannote import (
     PyannoteDiarizer,
@@ -196,7 +196,7 @@ def test_no_speech_runs_nothing():
 )
 def test_speaker_count_errors(counts, match):
     fake = FakePipeline4()
-    with pytest.raises(ConfigError, match=match):
+    with pytest.raises(OptionsError, match=match):
         PyannoteDiarizer(pipeline_obj=fake)(_audio(), REGIONS, **counts)
     assert fake.calls == []
 

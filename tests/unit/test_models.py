@@ -36,9 +36,17 @@ def test_folders_and_unknown_names(tmp_path):
         resolve_model("large-v3", tmp_path)
 
 
-def test_device_and_compute_type():
+def test_device_and_compute_type(monkeypatch):
+    import ctranslate2
+
     assert resolve_device("cpu") == "cpu"
-    assert resolve_device("auto") in {"cpu", "cuda"}
+    monkeypatch.setattr(ctranslate2, "get_cuda_device_count", lambda: 0)
+    assert resolve_device("auto") == "cpu"
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        resolve_device("cuda")
+    monkeypatch.setattr(ctranslate2, "get_cuda_device_count", lambda: 2)
+    assert resolve_device("auto") == "cuda"
+    assert resolve_device("cuda") == "cuda"
     assert resolve_compute_type("auto", "cpu") == "int8"
     assert resolve_compute_type("auto", "cuda") == "float16"
     with pytest.raises(ConfigError):

@@ -31,8 +31,20 @@ def files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
-def test_is_a_storage(storage):
-    assert isinstance(storage, Storage)
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_backends_implement_the_whole_protocol(backend):
+    """Every method of the Storage protocol exists on each backend with the same parameters."""
+    import inspect
+
+    from iam_cluster.storage.s3 import S3Storage
+
+    cls = LocalStorage if backend == "local" else S3Storage
+    for name, member in vars(Storage).items():
+        if name.startswith("_") or not callable(member):
+            continue
+        assert callable(getattr(cls, name, None)), f"{cls.__name__} lacks {name}"
+        expected = list(inspect.signature(member).parameters)
+        assert list(inspect.signature(getattr(cls, name)).parameters) == expected, name
 
 
 def test_round_trip_of_real_audio(storage):

@@ -69,7 +69,7 @@ class FakeASR:
 def test_words_moved_between_packed_recordings_are_decoded_again_alone():
     recordings = [tone(k, 2.0 + k % 3) for k in range(6)]
     regions = [[SpeechRegion(0.0, a.duration)] for a in recordings]
-    decoder = WindowDecoder(FakeASR(), recordings, [("en", 1.0)] * 6, TranscribeOptions(batch_size=4))
+    decoder = WindowDecoder(FakeASR(), recordings, [("en", 1.0)] * 6, TranscribeOptions(), 4)
     segments = decoder.run(regions)
     for k, segs in enumerate(segments):
         text = "".join(s.text for s in segs).split()
@@ -79,7 +79,7 @@ def test_words_moved_between_packed_recordings_are_decoded_again_alone():
 
 def test_speech_a_window_skipped_is_decoded_again():
     long = tone(0, 20.0)
-    decoder = WindowDecoder(FakeASR(), [long], [("en", 1.0)], TranscribeOptions())
+    decoder = WindowDecoder(FakeASR(), [long], [("en", 1.0)], TranscribeOptions(), 8)
     (segs,) = decoder.run([[SpeechRegion(0.0, 20.0)]])
     starts = sorted(w.start for s in segs for w in s.words)
     assert max(b - a for a, b in zip(starts, starts[1:])) < 1.5  # before: a 4-s hole

@@ -71,7 +71,7 @@ UPDATE meetings SET
     original_filename = %(filename)s,
     duration_seconds = %(duration)s,
     transcription_text = NULL,
-    segments = NULL,
+    transcript = NULL,
     processing_status = 'none',
     processing_started_at = NULL,
     processing_completed_at = NULL,
@@ -80,22 +80,3 @@ UPDATE meetings SET
     transcription_confidence = NULL
 WHERE id = %(id)s AND user_id = %(user_id)s
 RETURNING *
-
--- name: meetings_api_job_by_key
-SELECT * FROM jobs WHERE user_id = %(user_id)s AND idempotency_key = %(key)s
-
--- name: meetings_api_enqueue
--- A queued job, the meeting marked queued, and a wake-up for workers (delivered at commit).
--- ON CONFLICT: a concurrent request with the same Idempotency-Key won; the caller reads its job.
-WITH job AS (
-    INSERT INTO jobs (user_id, meeting_id, options, idempotency_key, request_hash, max_attempts)
-    VALUES (%(user_id)s, %(meeting_id)s, %(options)s, %(key)s, %(request_hash)s, %(max_attempts)s)
-    ON CONFLICT ON CONSTRAINT jobs_user_id_idempotency_key_key DO NOTHING
-    RETURNING *
-), meeting AS (
-    UPDATE meetings SET processing_status = 'queued', processing_error = NULL,
-                        processing_started_at = NULL, processing_completed_at = NULL
-    WHERE id = %(meeting_id)s AND user_id = %(user_id)s AND EXISTS (SELECT 1 FROM job)
-    RETURNING id
-)
-SELECT job.*, pg_notify('iam_jobs', job.id::text) AS notified FROM job

@@ -53,13 +53,6 @@ WHERE m.id = %(id)s
   AND ((m.recipient_id = %(user_id)s AND NOT m.recipient_deleted)
        OR (m.sender_id = %(user_id)s AND NOT m.sender_deleted))
 
--- name: messages_visible_ids
--- Which of ``ids`` the caller may act on.
-SELECT m.id FROM messages AS m
-WHERE m.id = ANY(%(ids)s::uuid[])
-  AND ((m.recipient_id = %(user_id)s AND NOT m.recipient_deleted)
-       OR (m.sender_id = %(user_id)s AND NOT m.sender_deleted))
-
 -- name: messages_set_read
 -- Recipient side only; counts the messages whose read state changed.
 UPDATE messages SET read_at = CASE WHEN %(read)s THEN now() ELSE NULL END
@@ -67,28 +60,18 @@ WHERE id = ANY(%(ids)s::uuid[]) AND recipient_id = %(user_id)s AND NOT recipient
   AND (read_at IS NULL) = %(read)s
 RETURNING id
 
--- name: messages_set_starred
--- Sets starred to ``value`` on the caller's side of ``ids`` (visible ones only); returns the messages whose
--- flag changed. One UPDATE: concurrent writers to the same rows wait on the row locks.
+-- name: messages_set_flag
+-- Sets one flag to ``value`` on the caller's side of ``ids`` (visible ones only); returns the messages whose
+-- flag changed. {recipient_flag}/{sender_flag} are that flag's two columns (recipient_starred and
+-- sender_starred, or the archived pair), filled in with sql.Identifier. One UPDATE: concurrent writers
+-- to the same rows wait on the row locks.
 UPDATE messages SET
-    recipient_starred = CASE WHEN recipient_id = %(user_id)s THEN %(value)s::boolean ELSE recipient_starred END,
-    sender_starred = CASE WHEN recipient_id = %(user_id)s THEN sender_starred ELSE %(value)s::boolean END
+    {recipient_flag} = CASE WHEN recipient_id = %(user_id)s THEN %(value)s::boolean ELSE {recipient_flag} END,
+    {sender_flag} = CASE WHEN recipient_id = %(user_id)s THEN {sender_flag} ELSE %(value)s::boolean END
 WHERE id = ANY(%(ids)s::uuid[])
-  AND ((recipient_id = %(user_id)s AND NOT recipient_deleted AND recipient_starred <> %(value)s::boolean)
+  AND ((recipient_id = %(user_id)s AND NOT recipient_deleted AND {recipient_flag} <> %(value)s::boolean)
        OR (sender_id = %(user_id)s AND recipient_id <> %(user_id)s AND NOT sender_deleted
-           AND sender_starred <> %(value)s::boolean))
-RETURNING id
-
--- name: messages_set_archived
--- Sets archived to ``value`` on the caller's side of ``ids`` (visible ones only); returns the messages whose
--- flag changed. One UPDATE: concurrent writers to the same rows wait on the row locks.
-UPDATE messages SET
-    recipient_archived = CASE WHEN recipient_id = %(user_id)s THEN %(value)s::boolean ELSE recipient_archived END,
-    sender_archived = CASE WHEN recipient_id = %(user_id)s THEN sender_archived ELSE %(value)s::boolean END
-WHERE id = ANY(%(ids)s::uuid[])
-  AND ((recipient_id = %(user_id)s AND NOT recipient_deleted AND recipient_archived <> %(value)s::boolean)
-       OR (sender_id = %(user_id)s AND recipient_id <> %(user_id)s AND NOT sender_deleted
-           AND sender_archived <> %(value)s::boolean))
+           AND {sender_flag} <> %(value)s::boolean))
 RETURNING id
 
 -- name: messages_delete_side
@@ -154,3 +137,10 @@ RETURNING *
 UPDATE notifications SET read_at = now()
 WHERE user_id = %(user_id)s AND read_at IS NULL
 RETURNING id
+
+-- name: messages_share_conversation
+-- Whether two users have exchanged a message (either way): typing events go only to such peers.
+SELECT EXISTS (
+    SELECT 1 FROM messages
+    WHERE (sender_id = %(a)s AND recipient_id = %(b)s) OR (sender_id = %(b)s AND recipient_id = %(a)s)
+) AS shared

@@ -6,9 +6,17 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from iam_cluster.errors import ConfigError
-from iam_cluster.pipeline.types import Audio, Diarization, ProgressHook, SpeechRegion, no_progress
+from iam_cluster.pipeline.types import (
+    Audio,
+    Diarization,
+    ProgressHook,
+    SpeechRegion,
+    check_speaker_counts,
+    no_progress,
+)
 
 BACKENDS = ("embedded", "pyannote")
+__all__ = ["BACKENDS", "Diarizer", "check_speaker_counts", "make_diarizer"]
 
 
 class Diarizer(Protocol):
@@ -23,17 +31,6 @@ class Diarizer(Protocol):
         max_speakers: int | None = None,
         hook: ProgressHook = no_progress,
     ) -> Diarization: ...
-
-
-def check_speaker_counts(num: int | None, low: int | None, high: int | None) -> None:
-    """Reject impossible speaker-count constraints with a clear message."""
-    for name, value in (("num_speakers", num), ("min_speakers", low), ("max_speakers", high)):
-        if value is not None and value < 1:
-            raise ConfigError(f"{name} must be at least 1, not {value}")
-    if num is not None and (low is not None or high is not None):
-        raise ConfigError("give either num_speakers or min_speakers/max_speakers, not both")
-    if low is not None and high is not None and low > high:
-        raise ConfigError(f"min_speakers ({low}) is greater than max_speakers ({high})")
 
 
 def make_diarizer(backend: str = "embedded", **kwargs) -> Diarizer:
