@@ -62,8 +62,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--beam-size", type=int, default=5)
     p.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
                    help="TranscribeOptions override, e.g. vad.threshold=0.3 (repeatable)")
-    p.add_argument("--timestamp-tokens", choices=("on", "off"), default="off",
-                   help="ours: decode aligned windows with or without Whisper's timestamp tokens")
     p.add_argument("--label", help="name of the run (default: date and time)")
     p.add_argument("--out", type=Path, help="Markdown report (default benchmarks/results/recall-LABEL.md)")
     p.add_argument("--json", type=Path, help="also write every output as JSON here")
@@ -236,7 +234,6 @@ def main(argv: list[str] | None = None) -> None:
     every = list(dict.fromkeys(p for ps in sets.values() for p in ps))
     refs = {p: reference(p) for p in every}
     runner = our_runner(args.model, "cpu", "int8", args.threads)
-    runner.pipeline.asr.timestamp_tokens = args.timestamp_tokens == "on"
     stats = runner.pipeline.stats
     options = transcribe_options(args.option, args.beam_size)
     print(f"[recall] sequential on {len(every)} files", file=sys.stderr, flush=True)
@@ -246,8 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     alone = {p: ours_run(runner.run(p, options)) for p in every}
     lines = [f"# Recall: {label}", "", f"Command: `{command_line()}`", "",
              f"Environment: CPU {cpu_name()}, threads {args.threads}, model {args.model} int8, beam "
-             f"{args.beam_size}, code {code_version()}, options {args.option or 'defaults'}, "
-             f"timestamp tokens {args.timestamp_tokens}", ""]
+             f"{args.beam_size}, code {code_version()}, options {args.option or 'defaults'}", ""]
     totals, dump = [], {}
     for name, paths in sets.items():
         print(f"[recall] ours, set {name} as one folder ({len(paths)} files)", file=sys.stderr, flush=True)

@@ -44,8 +44,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, help="for ours and fw_batched (default: the settings', IAM_BATCH_SIZE)")
     p.add_argument("--repeat", type=int, default=1, help="repeat the file list N times")
     p.add_argument("--rounds", type=int, default=1, help="time the whole list N times; report the median")
-    p.add_argument("--timestamp-tokens", choices=("on", "off"), default="off",
-                   help="ours: decode aligned windows with or without Whisper's timestamp tokens")
     p.add_argument("--per-file", action="store_true",
                    help="time each file on its own: per-file ratios, their minimum and median, stages")
     p.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated subset of {SYSTEMS}")
@@ -77,7 +75,6 @@ def make_system(system: str, args: argparse.Namespace):
         from iam_cluster.pipeline.types import TranscribeOptions
 
         runner = our_runner(str(model_path), device, compute_type, args.threads, batch_size=args.batch_size)
-        runner.pipeline.asr.timestamp_tokens = args.timestamp_tokens == "on"
         stats = runner.pipeline.stats
         options = TranscribeOptions(beam_size=args.beam_size, word_timestamps=system == "ours")
 
@@ -196,7 +193,7 @@ def environment(args: argparse.Namespace) -> str:
         f"ctranslate2 {ctranslate2.__version__}", f"faster-whisper {faster_whisper.__version__}",
         f"model {args.model} ({model_path})", f"compute {compute_type}", f"device {device}",
         f"beam {args.beam_size}", f"batch {args.batch_size}", f"wall = median of {args.rounds} round(s)",
-        f"code {args.code}", f"ours' timestamp tokens {args.timestamp_tokens}",
+        f"code {args.code}",
     ]
     if device == "cuda":
         gpu = f"{ctranslate2.get_cuda_device_count()} CUDA device(s)"

@@ -50,7 +50,7 @@ class SpeechRecognizer(Protocol):
     def detect_languages(self, audios: Sequence[np.ndarray]) -> list[tuple[str, float]]: ...
 
     def decode(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
-               align: bool = True) -> list[WindowText]: ...
+               align: bool = True, timestamps: bool = True) -> list[WindowText]: ...
 
 
 class WhisperASR:
@@ -65,11 +65,6 @@ class WhisperASR:
         cache_dir: where assembled/cached models live.
         allow_download: let faster-whisper fetch a named model that is not cached.
         stats: where encode/generate/fallback/alignment times and counts accumulate.
-        timestamp_tokens: let Whisper write segment timestamps even when words are aligned. By
-            default a window whose words are aligned is decoded without them, as faster-whisper's
-            batched pipeline does, and segments are cut from the words: with timestamps, Whisper
-            leaves out the last words of a window, expecting a next window to carry on, and
-            stops early in long continuous speech; without, it writes the whole window.
     """
 
     def __init__(
@@ -82,7 +77,6 @@ class WhisperASR:
         cache_dir: Path | None = None,
         allow_download: bool = False,
         stats: Stats | None = None,
-        timestamp_tokens: bool = False,
     ) -> None:
         from faster_whisper import WhisperModel
 
@@ -99,7 +93,6 @@ class WhisperASR:
         )
         self._tokenizers: dict[tuple[str, str], object] = {}
         self.stats = stats or Stats()
-        self.timestamp_tokens = timestamp_tokens
 
     @property
     def is_multilingual(self) -> bool:
@@ -132,7 +125,8 @@ class WhisperASR:
         return [(r[0][0][2:-2], float(r[0][1])) for r in results]
 
     def decode(
-        self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions, align: bool = True
+        self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions, align: bool = True,
+        timestamps: bool = True,
     ) -> list[WindowText]:
         """Decode a batch of windows of one language with ONE ``generate`` call.
 
@@ -145,6 +139,11 @@ class WhisperASR:
             language: the language token to decode with.
             options: beam size, temperatures and thresholds.
             align: compute word timings (needed to split windows holding several recordings).
+            timestamps: let Whisper write timestamp tokens (only without them when ``align``).
+                With them Whisper decodes as its sequential decoder does, and often leaves out
+                the last words of a window, expecting the next window to carry on; without them
+                it writes the whole window (faster-whisper's batched pipeline decodes so), with
+                segments cut from the aligned words.
         """
         import ctranslate2
         from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
@@ -156,7 +155,7 @@ class WhisperASR:
         prompt = self.whisper.get_prompt(
             tok,
             previous_tokens=tok.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else [],
-            without_timestamps=align and not self.timestamp_tokens,
+            without_timestamps=align and not timestamps,
             hotwords=options.hotwords,
         )
         suppress = get_suppressed_tokens(tok, [-1])

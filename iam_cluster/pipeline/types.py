@@ -89,6 +89,8 @@ class WindowJob(msgspec.Struct, frozen=True):
     language: str
     options: TranscribeOptions
     align: bool
+    #: Let Whisper write timestamp tokens (off: it writes the whole window; see ``asr.decode``).
+    timestamps: bool = True
 
 
 class Shard(msgspec.Struct, frozen=True):

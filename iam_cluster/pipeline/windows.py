@@ -37,6 +37,9 @@ TAIL_MARGIN = 1.0
 #: A stretch of a piece this long with no word within WORD_PAD of it is speech Whisper skipped.
 MIN_MISS = 1.0
 WORD_PAD = 0.3
+#: At the end of a window (where Whisper, writing timestamps, drops the last words it hears)
+#: a shorter stretch counts.
+MIN_TAIL_MISS = 0.5
 #: Skipped speech is decoded again with this much of the audio around it (clipped to its piece),
 #: so Whisper hears it in context; only words inside the skipped stretch are kept.
 RETRY_CONTEXT = 2.0
@@ -131,7 +134,8 @@ class WindowDecoder:
             self.stats.count("again_windows", len(jobs))
         nxt: list[list[_Item]] = [[] for _ in self.recordings]
         self.total += len(jobs)
-        for (window, items), text in zip(jobs, self._decode([w for w, _ in jobs], first)):
+        retries = [any(it.keep for it in items) for _, items in jobs]
+        for (window, items), text in zip(jobs, self._decode([w for w, _ in jobs], retries, first)):
             with self.stats.time("unpack"):
                 placed = placement(window, text)
                 suspects = self._suspects(window, placed) if len(window.recordings) > 1 else set()
@@ -146,6 +150,10 @@ class WindowDecoder:
                         nxt[piece.recording].append(replace(item, tries=item.tries + 1))
                     elif not item.retry:
                         skipped = uncovered(piece, spans, WORD_PAD, MIN_MISS)
+                        if piece is window.pieces[-1]:
+                            tail = uncovered(piece, spans, WORD_PAD, MIN_TAIL_MISS)[-1:]
+                            if tail and tail[0].end == piece.end and tail[0] not in skipped:
+                                skipped.append(tail[0])
                         self.stats.count("retry_pieces", len(skipped))
                         nxt[piece.recording].extend(
                             _Item(SpeechRegion(max(piece.start, r.start - RETRY_CONTEXT),
@@ -153,22 +161,25 @@ class WindowDecoder:
                             for r in skipped)
         return nxt
 
-    def _decode(self, windows: list[Window], first: bool):
+    def _decode(self, windows: list[Window], retries: list[bool], first: bool):
         """Each window's WindowText, in order, decoding batches of one language. Words are always
         aligned: they say whose speech is whose, and what a window skipped."""
         o = self.options
         step = self.batch_size
-        by_language: dict[str, list[int]] = {}
+        groups: dict[tuple[str, bool], list[int]] = {}
         for i, w in enumerate(windows):
-            by_language.setdefault(self.languages[w.pieces[0].recording], []).append(i)
+            groups.setdefault((self.languages[w.pieces[0].recording], retries[i]), []).append(i)
         texts: dict[int, object] = {}
         self.hook("asr", self.done, self.total)
-        for language, indices in by_language.items():
+        for (language, retry), indices in groups.items():
             for start in range(0, len(indices), step):
                 batch = indices[start : start + step]
                 audios = [window_audio(windows[i], self.recordings, self.gains) for i in batch]
+                # Windows of skipped speech are decoded without timestamp tokens: with them
+                # Whisper leaves out the last words of its input again.
+                timestamps = not retry
                 with self.stats.time("asr" if first else "asr_again"):
-                    texts.update(zip(batch, self.asr.decode(audios, language, o, True)))
+                    texts.update(zip(batch, self.asr.decode(audios, language, o, True, timestamps)))
                 self.stats.count("windows", len(batch))
                 self.done += len(batch)
                 self.hook("asr", self.done, self.total)

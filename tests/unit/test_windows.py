@@ -43,7 +43,7 @@ class FakeASR:
     def __init__(self) -> None:
         self.calls = 0
 
-    def decode(self, audios, language, options, align=True):
+    def decode(self, audios, language, options, align=True, timestamps=True):
         out = []
         for audio in audios:
             found = runs(audio)
