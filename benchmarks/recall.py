@@ -255,7 +255,8 @@ def main(argv: list[str] | None = None) -> None:
                       f"| {s['words']['seq']} / {s['words']['alone']} / {s['words']['folder']} "
                       f"| {s['empty']} | {s['foreign']} | {s['differ']} | {s['gap_s']:.1f} "
                       f"| {c.get('windows', 0)} / {c.get('again_windows', 0)} / {c.get('suspect_recordings', 0)} "
-                      f"/ {c.get('retry_pieces', 0)} / {c.get('fallback_windows', 0)} |")
+                      f"/ {c.get('retry_pieces', 0)} / {c.get('fallback_windows', 0)} "
+                      f"| {c.get('guard_silent_words', 0)} / {c.get('guard_unsure_words', 0)} |")
         lines += [f"## Set `{name}`", "", "| file | ref words | seq | alone | folder | WER seq | WER alone "
                   "| WER folder | speech without output (alone), s | flags |", "|---|" + "---:|" * 8 + "---|",
                   *rows, "", *notes, ""]
@@ -263,8 +264,9 @@ def main(argv: list[str] | None = None) -> None:
                                "folder": folder[p].text} for p in paths}
     lines[8:8] = ["| set | files | WER seq % | WER alone % | WER folder % | words seq / alone / folder "
                   "| empty | foreign words | folder≠alone files | speech without output s "
-                  "| folder windows: all / later passes; suspect recordings; skipped pieces; fallbacks |",
-                  "|---|" + "---:|" * 10, *totals, ""]
+                  "| folder windows: all / later passes; suspect recordings; skipped pieces; fallbacks "
+                  "| words the guards dropped: silent window / unsure words |",
+                  "|---|" + "---:|" * 11, *totals, ""]
     save_report("\n".join(lines) + "\n", args.out or RESULTS_DIR / f"recall-{label}.md")
     if args.json:
         args.json.write_text(json.dumps(dump, indent=1))

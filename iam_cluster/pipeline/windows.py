@@ -20,16 +20,8 @@ import numpy as np
 from iam_cluster.pipeline.chunk import clip_segment, pack, placement, uncovered, unpack
 from iam_cluster.pipeline.level import gain
 from iam_cluster.pipeline.stats import Stats
-from iam_cluster.pipeline.types import (
-    SAMPLE_RATE,
-    Audio,
-    ProgressHook,
-    Segment,
-    SpeechRegion,
-    TranscribeOptions,
-    Window,
-    no_progress,
-)
+from iam_cluster.pipeline.types import SAMPLE_RATE, Audio, ProgressHook, Segment, SpeechRegion, Window
+from iam_cluster.pipeline.types import TranscribeOptions, no_progress
 
 #: Whisper often stops before speech that ends in the last second of its 30-s input, expecting
 #: the next window to carry on; windows are packed this much short of the chunk length.
