@@ -173,7 +173,7 @@ class VadOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     built from them, and are reported on other files (``benchmarks/results/recall-*.md``); they
     apply to level-normalised audio (``pipeline/level.py``)."""
 
-    threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.25
+    threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.35
     #: Speech ends when the probability drops below this (None: ``threshold - 0.15``).
     neg_threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] | None = None
     min_speech_duration_ms: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
