@@ -215,8 +215,12 @@ class TranscribeOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     word_timestamps: bool = True
     initial_prompt: Prompt | None = None
     hotwords: Prompt | None = None
+    #: Decoding temperatures, tried in turn while a window's output looks failed (repetitive or
+    #: unlikely). One by default: on the dev sets the sampling fallback of Whisper's sequential
+    #: decoder changed no word (``benchmarks/results/recall-*nofallback*.md``) and cost time on
+    #: long recordings; pass e.g. ``(0.0, 0.2, 0.4, 0.6, 0.8, 1.0)`` to have it (seeded, bounded).
     temperatures: Annotated[tuple[Annotated[float, msgspec.Meta(ge=0, le=1)], ...],
-                            msgspec.Meta(min_length=1, max_length=10)] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+                            msgspec.Meta(min_length=1, max_length=10)] = (0.0,)
     compression_ratio_threshold: Annotated[float, msgspec.Meta(gt=0)] = 2.4
     log_prob_threshold: float = -1.0
     no_speech_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.6
