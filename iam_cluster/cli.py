@@ -116,7 +116,7 @@ def _transcribe(args: argparse.Namespace) -> int:
             chunks_bar.update(completed - last_done["n"])
             last_done["n"] = completed
 
-    failed = 0
+    failed = insights_failed = 0
     for path, result in make_runner(settings).run_many([f for f, _ in media], options, chunk_hook):
         files_bar.update(1)
         if isinstance(result, IAMError):
@@ -125,12 +125,33 @@ def _transcribe(args: argparse.Namespace) -> int:
             continue
         for fmt in formats:
             write(result, fmt, stems[path].with_suffix(stems[path].suffix + f".{fmt}"))
+        if args.insights and not _write_insights(result, stems[path], settings.insights):
+            insights_failed += 1
         if quiet and not args.quiet:
             print(f"{path}: {len(result.segments)} segments, {result.duration:.1f} s", file=sys.stderr)
     files_bar.close()
     chunks_bar.close()
     print(f"{len(media) - failed} transcribed, {failed} failed; outputs in {output_dir}", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed or insights_failed else 0
+
+
+def _write_insights(transcript, stem: Path, settings) -> bool:
+    """Writes ``STEM.insights.json`` and the Markdown report ``STEM.insights.md``; False if they failed."""
+    import msgspec
+
+    from iam_cluster.insights import service
+    from iam_cluster.insights.report import to_json, to_markdown
+
+    outcome = service.compute(transcript, msgspec.structs.replace(settings, enabled=True))
+    if outcome.insights is None:
+        print(f"error: insights of {transcript.source} failed: {outcome.error}", file=sys.stderr)
+        return False
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(stem.suffix + ".insights.json").write_text(to_json(outcome.insights), encoding="utf-8")
+    title = f"Meeting insights: {Path(transcript.source).name}"
+    stem.with_suffix(stem.suffix + ".insights.md").write_text(to_markdown(outcome.insights, title),
+                                                             encoding="utf-8")
+    return True
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -190,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--num-speakers", type=int, help="exact number of speakers, when known")
     d.add_argument("--min-speakers", type=int)
     d.add_argument("--max-speakers", type=int)
+    t.add_argument("--insights", action="store_true",
+                   help="also write NAME.insights.json and a Markdown report NAME.insights.md (summary, "
+                        "action items, keywords, sentiment, speakers)")
     t.add_argument("--cluster", nargs="?", const="http://127.0.0.1:8000", metavar="ADDRESS",
                    help="send files to a running Serve application (default address http://127.0.0.1:8000)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

@@ -119,8 +119,11 @@ class DatabaseSettings(msgspec.Struct, frozen=True):
     url: str | None = None
     pool_min: Annotated[int, msgspec.Meta(ge=0)] = 1
     pool_max: Count = 10
-    #: Longest a request waits for a pooled connection: past it, 503 ``database_unavailable``.
-    pool_timeout_s: Positive = 0.8
+    #: Longest a request waits for a pooled connection while the database is busy: past it, 503
+    #: ``database_unavailable`` (load is shed, never queued without end).
+    pool_timeout_s: Positive = 5.0
+    #: The same while the pool holds no connection at all (the database is unreachable).
+    down_timeout_s: Positive = 0.5
     #: Longest a new connection may take to open.
     connect_timeout_s: Positive = 2.0
 
@@ -141,7 +144,7 @@ class RedisSettings(msgspec.Struct, frozen=True):
     #: Connections per API process (requests wait for one rather than fail).
     max_connections: Count = 256
     #: Longest any Redis call may take; past it, Redis counts as down for a few seconds.
-    timeout_s: Positive = 0.5
+    timeout_s: Positive = 2.0
 
 
 class StorageSettings(msgspec.Struct, frozen=True):
@@ -251,6 +254,32 @@ class BillingSettings(msgspec.Struct, frozen=True):
     cancel_url: str = "http://127.0.0.1:8080/billing/cancel"
 
 
+class InsightsSettings(msgspec.Struct, frozen=True):
+    """Meeting insights computed after each transcription; the chat endpoint is optional."""
+
+    env_prefix: ClassVar[str] = "IAM_INSIGHTS_"
+    env_names: ClassVar[dict[str, tuple[str, ...]]] = {
+        "enabled": ("IAM_INSIGHTS",), "llm_base_url": ("IAM_LLM_BASE_URL",), "llm_model": ("IAM_LLM_MODEL",),
+        "llm_api_key": ("IAM_LLM_API_KEY",), "llm_timeout_seconds": ("IAM_LLM_TIMEOUT_SECONDS",),
+        "llm_max_input_chars": ("IAM_LLM_MAX_INPUT_CHARS",)}
+
+    enabled: bool = True
+    summary_sentences: Annotated[int, msgspec.Meta(ge=1, le=50)] = 5
+    keywords: Annotated[int, msgspec.Meta(ge=0, le=100)] = 10
+    timeline_seconds: Positive = 60.0
+    #: OpenAI-compatible API root (``http://vllm:8000/v1``); unset keeps insights offline.
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: str | None = None
+    llm_timeout_seconds: Positive = 30.0
+    #: Longest transcript sent to the endpoint, in characters (longer ones are cut).
+    llm_max_input_chars: Count = 48_000
+
+    def __post_init__(self) -> None:
+        if self.llm_base_url and not self.llm_model:
+            raise ConfigError("IAM_LLM_MODEL must name the model when IAM_LLM_BASE_URL is set")
+
+
 class Settings(msgspec.Struct, frozen=True):
     models: ModelSettings = ModelSettings()
     engine: EngineSettings = EngineSettings()
@@ -265,6 +294,7 @@ class Settings(msgspec.Struct, frozen=True):
     worker: WorkerSettings = WorkerSettings()
     webhooks: WebhookSettings = WebhookSettings()
     billing: BillingSettings = BillingSettings()
+    insights: InsightsSettings = InsightsSettings()
 
 
 def _dec_hook(kind: type, value):

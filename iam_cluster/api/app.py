@@ -14,6 +14,7 @@ from iam_cluster.api import (
     api_keys,
     auth,
     billing_stripe,
+    insights,
     jobs,
     meetings,
     messages,
@@ -40,6 +41,7 @@ V1_ROUTERS = [
     jobs.router,
     api_keys.router,
     webhooks.router,
+    insights.router,
     billing.router,
     billing_stripe.router,
 ]

@@ -4,8 +4,8 @@ Every Redis call goes through a ``RedisGate``: a short timeout, and a circuit br
 Redis has failed, skips it for a few seconds, so a dead or hanging Redis costs requests nothing.
 What happens then is each limit's choice: login, register and message sending fail closed (503
 ``unavailable``: without their counters they would be open to guessing and spam); the general
-request budgets and the upload slots fail open (the documented degraded mode: service goes on,
-unlimited, until Redis is back).
+request budgets are counted in this process instead (the documented degraded mode: each API
+process enforces them on its own until Redis is back), and upload slots go unlimited.
 """
 
 from __future__ import annotations
@@ -73,6 +73,25 @@ async def hit(redis, prefix: str, limits: list[tuple[str, int]], window_s: int =
     if any(count > limit for count, (_, limit) in zip(counts, limits)):
         return max(1, int((window + 1) * window_s - now + 0.999))
     return None
+
+
+class LocalCounters:
+    """Fixed-window counters in this process: the request budgets while Redis is unavailable."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.window = -1
+
+    def hit(self, limits: list[tuple[str, int]], window_s: int = 60, now: float | None = None) -> int | None:
+        now = time.time() if now is None else now
+        window = int(now // window_s)
+        if window != self.window:  # a new window: the old counts can go
+            self.counts, self.window = {}, window
+        over = False
+        for name, limit in limits:
+            self.counts[name] = self.counts.get(name, 0) + 1
+            over = over or self.counts[name] > limit
+        return max(1, int((window + 1) * window_s - now + 0.999)) if over else None
 
 
 def _account(prefix: str, email: str) -> str:

@@ -293,6 +293,10 @@ async def get_transcript(
     if meeting.processing_status != "completed" or meeting.transcript is None:
         raise APIError("conflict", f"no transcript yet: processing status is {meeting.processing_status!r}")
     text = render(msgspec.convert(meeting.transcript, Transcript), format)
+    if format == "json":  # the export carries the meeting's insights too
+        from iam_cluster.api.insights import attach_to_export
+
+        text = await attach_to_export(conn, meeting_id, current_user, text)
     media_type = "application/json" if format == "json" else "text/plain; charset=utf-8"
     return Response(text.encode("utf-8"), media_type=media_type)
 

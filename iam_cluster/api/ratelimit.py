@@ -12,7 +12,7 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from iam_cluster.api.errors import APIError
-from iam_cluster.api.limits import BREAK_SECONDS, RedisDown, hit
+from iam_cluster.api.limits import BREAK_SECONDS, LocalCounters, RedisDown, hit
 from iam_cluster.api.security import API_KEY_START, decode_access_token
 from iam_cluster.settings import Settings
 
@@ -68,6 +68,9 @@ class RateLimitMiddleware(ASGIMiddleware):
 
     scopes = (ScopeType.HTTP,)
 
+    def __init__(self) -> None:
+        self.local = LocalCounters()
+
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         # Probes and docs are not limited; Stripe's webhook is authenticated by its signature.
         if not scope["path"].startswith(("/api/", "/v1/")) or scope["path"] == "/api/v1/billing/webhook":
@@ -83,7 +86,8 @@ class RateLimitMiddleware(ASGIMiddleware):
                 await _refuse(send, 503, "unavailable", "signing in is unavailable right now; retry shortly",
                               int(BREAK_SECONDS))
                 return
-            retry_after = None  # the documented degraded mode: no budgets until Redis is back
+            # The documented degraded mode: this process counts the budgets until Redis is back.
+            retry_after = self.local.hit(limits_for(scope, settings), WINDOW_S)
         if retry_after is None:
             await next_app(scope, receive, send)
             return

@@ -15,16 +15,41 @@ from iam_cluster.settings import DatabaseSettings
 T = TypeVar("T")
 
 
-def make_pool(settings: DatabaseSettings, **kwargs: Any) -> AsyncConnectionPool:
+class Pool(AsyncConnectionPool):
+    """A pool that tells a dead database from a busy one.
+
+    A request waits up to ``timeout`` for a connection while the database is merely busy; when no
+    connection is free and the pool's attempts to open one have failed since its last success (the
+    database is unreachable), it waits only ``down_timeout`` before the 503, so a dead database
+    never stalls every route.
+    """
+
+    def __init__(self, *args: Any, down_timeout: float, **kwargs: Any) -> None:
+        self.down_timeout = down_timeout
+        self._errors_at_last_success = 0
+        super().__init__(*args, configure=self._connected, **kwargs)
+
+    async def _connected(self, conn) -> None:
+        self._errors_at_last_success = self.get_stats().get("connections_errors", 0)
+
+    def connection(self, timeout: float | None = None):
+        if timeout is None:
+            stats = self.get_stats()
+            if stats.get("pool_available", 0) == 0 and stats.get("connections_errors", 0) > self._errors_at_last_success:
+                timeout = min(self.timeout, self.down_timeout)
+        return super().connection(timeout)
+
+
+def make_pool(settings: DatabaseSettings, **kwargs: Any) -> Pool:
     """An async pool, not yet open: open it in the application's lifespan (``await pool.open()``).
 
     Args:
-        settings: URL and pool bounds.
-        **kwargs: passed on to ``AsyncConnectionPool`` (``name``, ``timeout``, ``configure``...).
+        settings: URL, pool bounds and timeouts.
+        **kwargs: passed on to ``AsyncConnectionPool`` (``name``, ``configure``...).
     """
-    return AsyncConnectionPool(settings.require_url(), min_size=settings.pool_min, max_size=settings.pool_max,
-                               timeout=settings.pool_timeout_s, open=False,
-                               kwargs={"connect_timeout": max(1, round(settings.connect_timeout_s))}, **kwargs)
+    return Pool(settings.require_url(), min_size=settings.pool_min, max_size=settings.pool_max,
+                timeout=settings.pool_timeout_s, down_timeout=settings.down_timeout_s, open=False,
+                kwargs={"connect_timeout": max(1, round(settings.connect_timeout_s))}, **kwargs)
 
 
 def struct_row(cls: type[T]) -> BaseRowFactory[T]:

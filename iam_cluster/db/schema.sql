@@ -280,3 +280,17 @@ CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (next_attempt_at) 
 CREATE INDEX webhook_deliveries_user_id_idx ON webhook_deliveries (user_id, created_at DESC);
 CREATE TRIGGER webhook_deliveries_set_updated_at BEFORE UPDATE ON webhook_deliveries
     FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+
+-- 0007_insights
+-- Written by the worker in the job's final transaction, or again on demand; a failed computation
+-- keeps its error here while the transcript itself completes.
+CREATE TABLE meeting_insights (
+    meeting_id  uuid PRIMARY KEY REFERENCES meetings (id) ON DELETE CASCADE,
+    status      text NOT NULL CHECK (status IN ('completed', 'failed')),
+    insights    jsonb,
+    error       text,
+    -- 'offline' or 'llm:MODEL': where the summary and action items came from.
+    backend     text,
+    computed_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT meeting_insights_result_check CHECK ((status = 'completed') = (insights IS NOT NULL))
+);

@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 
 from iam_cluster.db.queries import QUERIES
 from iam_cluster.errors import MediaError, OptionsError
+from iam_cluster.insights import service
 from iam_cluster.pipeline.types import ProgressHook, Transcript, parse_options
 from iam_cluster.queue import Job, Jobs, wait_for_jobs
 from iam_cluster.runner import Runner, make_runner
@@ -167,7 +168,11 @@ class Worker:
         started = time.monotonic()
         try:
             with Heartbeat(self.connect, job.id, self.worker_id, w.lease_seconds, w.heartbeat_seconds) as hb:
-                transcript = self.transcribe(job, self._progress_hook(job, hb))
+                hook = self._progress_hook(job, hb)
+                transcript = self.transcribe(job, hook)
+                # Its own stage; an error is recorded with the meeting, never fails the job.
+                insights = service.compute(transcript, self.settings.insights, hook,
+                                           reraise=(LeaseLost, JobCancelled))
         except LeaseLost:
             log.warning("job %s: lease lost while running; another worker has it", job.id)
             return
@@ -179,7 +184,7 @@ class Worker:
             log.exception("job %s failed (attempt %d of %d)", job.id, job.attempts, job.max_attempts)
             end.retry(job, w.retry_base_seconds, f"{type(exc).__name__}: {exc}")
             return
-        if end.complete(job, transcript) is None:
+        if end.complete(job, transcript, insights) is None:
             log.warning("job %s: finished after losing its lease; results discarded", job.id)
             return
         took = time.monotonic() - started

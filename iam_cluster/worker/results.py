@@ -20,6 +20,8 @@ from iam_cluster.billing import ledger
 from iam_cluster.billing.plans import billable_seconds
 from iam_cluster.db.errors import translate_errors
 from iam_cluster.db.queries import QUERIES
+from iam_cluster.insights import store as insights_store
+from iam_cluster.insights.service import Outcome as InsightsOutcome
 from iam_cluster.pipeline.types import Transcript
 from iam_cluster.queue import COMPLETED, FAILED, Job, Jobs
 from iam_cluster.webhooks import outbox
@@ -45,8 +47,8 @@ class JobEnd:
         with translate_errors():
             return self.conn.execute(QUERIES["mark_meeting_processing"], params).rowcount == 1
 
-    def complete(self, job: Job, transcript: Transcript) -> Job | None:
-        """Store the whole transcript with the meeting, bill it and complete the job.
+    def complete(self, job: Job, transcript: Transcript, insights: InsightsOutcome | None = None) -> Job | None:
+        """Store the whole transcript (and its insights, if any) with the meeting, bill it and complete the job.
 
         A ``sync`` job (one API request, no meeting) is billed and completed only: its caller has
         the transcript.
@@ -69,6 +71,8 @@ class JobEnd:
             if done.kind == "meeting":
                 with translate_errors():
                     self.conn.execute(QUERIES["write_meeting_results"], params)
+                if insights is not None:
+                    insights_store.save(self.conn, job.meeting_id, insights)
                 self._notify(done, pending, {"duration_seconds": transcript.duration})
         return done
 

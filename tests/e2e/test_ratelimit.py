@@ -79,14 +79,15 @@ def test_redis_down_degrades_limits_and_fails_closed_where_it_must(api_settings,
     _, email, password, headers = make_user()
     down = msgspec.structs.replace(api_settings, redis=msgspec.structs.replace(
         api_settings.redis, url="redis://127.0.0.1:1/0"))
-    with _client(down, rate_limit_per_ip=1, rate_limit_per_user=1) as client:
-        for _ in range(3):  # the documented degraded mode: no budgets until Redis is back
+    with _client(down, rate_limit_per_ip=4, rate_limit_per_user=100) as client:
+        for _ in range(3):  # the documented degraded mode: this process counts the budgets
             assert client.get("/api/v1/users/me", headers=headers).status_code == 200
         for r in (client.post("/api/v1/auth/login", json={"email": email, "password": password}),
                   client.post("/api/v2/messages", json={"recipient_email": email, "subject": "s", "body": "b"},
                               headers=headers)):
             assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable", r.text
             assert int(r.headers["retry-after"]) > 0
+        _assert_limited(client.get("/api/v1/users/me", headers=headers))  # the fifth request of this IP
 
 
 def test_a_hanging_redis_costs_requests_almost_nothing(api_settings, make_user):
@@ -107,7 +108,7 @@ def test_a_hanging_redis_costs_requests_almost_nothing(api_settings, make_user):
         started = time.monotonic()
         for _ in range(20):
             assert client.get("/api/v1/users/me", headers=headers).status_code == 200
-        assert time.monotonic() - started < 5.0  # not 20 x the 0.5-s timeout
+        assert time.monotonic() - started < 6.0  # one 2-s timeout, not twenty
         token = headers["Authorization"].split()[1]
         with client.websocket_connect(f"/api/v2/messages/ws?token={token}") as ws:
             ws.send_json({"type": "ping"})
@@ -128,20 +129,18 @@ def test_failed_sign_ins_slow_the_account_down(api_settings, make_user):
         assert client.post("/api/v1/auth/login", json={"email": email, "password": "nope nope nope"}).status_code == 401
 
 
-def test_limits_hold_under_200_concurrent_requests(api_settings, make_user, runner):
+def test_limits_hold_under_200_concurrent_requests(api_settings, make_user, tmp_path):
     import asyncio
 
     import httpx
 
-    from tests.fixtures.api import serving
+    from tests.fixtures.api import api_process
 
     _, _, _, headers = make_user()
-    settings = msgspec.structs.replace(api_settings, api=msgspec.structs.replace(
-        api_settings.api, rate_limit_per_ip=300, rate_limit_per_user=100_000))
-    with serving(settings, runner) as url:
+    with api_process(api_settings, tmp_path, RATE_LIMIT_PER_IP=300, RATE_LIMIT_PER_USER=100_000) as url:
         async def burst() -> list[int]:
-            limits = httpx.Limits(max_connections=200)
-            async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+            limits = httpx.Limits(max_connections=200, max_keepalive_connections=0)
+            async with httpx.AsyncClient(limits=limits, timeout=120) as client:
                 sem = asyncio.Semaphore(200)
 
                 async def one() -> int:
@@ -156,30 +155,11 @@ def test_limits_hold_under_200_concurrent_requests(api_settings, make_user, runn
 
 def test_forwarded_for_is_believed_only_from_trusted_proxies(api_settings, tmp_path):
     """``iam-cluster api`` as deployed: a forged X-Forwarded-For from an untrusted peer changes nothing."""
-    import os
-    import socket
-    import subprocess
-    import sys
-
     import httpx
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "DATABASE_URL": api_settings.database.url, "JWT_SECRET_KEY": api_settings.auth.jwt_secret_key,
-           "REDIS_KEY_PREFIX": api_settings.redis.key_prefix, "STORAGE_ROOT": str(tmp_path), "RATE_LIMIT_PER_IP": "5"}
-    proc = subprocess.Popen([sys.executable, "-m", "iam_cluster.cli", "api", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}/api/v1/users/me"
-        for _ in range(200):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        codes = [httpx.get(url, headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code for i in range(10)]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    from tests.fixtures.api import api_process
+
+    with api_process(api_settings, tmp_path, RATE_LIMIT_PER_IP=5) as url:
+        codes = [httpx.get(f"{url}/api/v1/users/me", headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code
+                 for i in range(10)]
     assert codes[:5] == [401] * 5 and codes[5:] == [429] * 5  # one budget: the forged addresses were ignored
