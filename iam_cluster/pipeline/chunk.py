@@ -86,6 +86,8 @@ def pack(
     return windows
 
 
+#: Seconds of audio one aligned word can account for (see ``placement``).
+MAX_WORD_SPAN = 1.0
 #: Longest silence (seconds, on the recording's timeline) kept inside one output segment.
 MAX_JOIN_GAP = 3.0
 SENTENCE_ENDS = (".", "?", "!", "。", "？", "！")
@@ -143,7 +145,9 @@ def placement(window: Window, text: WindowText) -> Placement:
                 doubtful.update((k, side))
         lo = piece.start + min(max(s - piece.offset, 0.0), piece.duration)
         hi = piece.start + min(max(e - piece.offset, 0.0), piece.duration)
-        spans[k].append((float(lo), float(max(lo, hi))))
+        # An aligned word longer than this was stretched over audio nobody wrote (its start holds):
+        # it covers only its first MAX_WORD_SPAN, so what it hides is found and decoded again.
+        spans[k].append((float(lo), float(min(max(lo, hi), lo + MAX_WORD_SPAN))))
         texts[k] += body
     return Placement(spans, texts, doubtful)
 
@@ -212,11 +216,12 @@ def _ends_segment(run: list[Word], next_start: float) -> bool:
 
 
 def clip_segment(segment: Segment, ranges: Sequence[SpeechRegion]) -> Segment | None:
-    """``segment`` with only the words whose middle lies in one of ``ranges`` (a segment without
-    words: whole or not at all, by its middle); None when nothing is left."""
+    """``segment`` with only the words that start in one of ``ranges`` (a word's start holds even
+    when alignment stretched its end over silence); a segment without words is kept whole when
+    its middle lies in a range. None when nothing is left."""
     def inside(start: float, end: float) -> bool:
-        mid = (start + end) / 2
-        return any(r.start <= mid <= r.end for r in ranges)
+        at = (start + end) / 2 if not segment.words else start
+        return any(r.start <= at <= r.end for r in ranges)
 
     if not segment.words:
         return segment if inside(segment.start, segment.end) else None

@@ -147,10 +147,12 @@ class WindowDecoder:
                             if tail and tail[0].end == piece.end and tail[0] not in skipped:
                                 skipped.append(tail[0])
                         self.stats.count("retry_pieces", len(skipped))
+                        # Keep words that start in the stretch or just before it (the stretch
+                        # begins WORD_PAD after the last word written).
                         nxt[piece.recording].extend(
                             _Item(SpeechRegion(max(piece.start, r.start - RETRY_CONTEXT),
-                                               min(piece.end, r.end + RETRY_CONTEXT)), 0, True, r)
-                            for r in skipped)
+                                               min(piece.end, r.end + RETRY_CONTEXT)), 0, True,
+                                  SpeechRegion(r.start - WORD_PAD / 2, r.end)) for r in skipped)
         return nxt
 
     def _decode(self, windows: list[Window], retries: list[bool], first: bool):
