@@ -6,10 +6,13 @@ one untimed warm-up of each on the first file) and the diarization is scored wit
 ``pyannote.metrics`` at two collars, overlapped speech included. Files without a reference can
 still be checked for their speaker count with ``--speakers FILE=N``.
 
-Example::
+``--cv`` scores the embedded diarizer without letting a file tune itself: see ``der_cv.py``.
+
+Examples::
 
     python benchmarks/der.py --audio /work/shared/data --diarizer embedded --label dev-embedded \\
         --speakers stereo_diarization.wav=2
+    python benchmarks/der.py --audio /work/shared/data --cv --encoders campp resemblyzer --label cv-cpu
 """
 
 from __future__ import annotations
@@ -49,6 +52,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--audio", nargs="+", required=True, help="audio files and/or folders (recursive)")
     p.add_argument("--diarizer", default="embedded", choices=("embedded", "pyannote"))
     p.add_argument("--pipeline", help="pyannote pipeline folder or hub id (pyannote diarizer only)")
+    p.add_argument("--encoder", default="resemblyzer", help="speaker encoder of the embedded diarizer")
+    p.add_argument("--cv", action="store_true",
+                   help="cross-validate the embedded diarizer's settings (leave one file, and every "
+                        "file sharing a speaker with it, out); no transcription")
+    p.add_argument("--encoders", nargs="+", default=["resemblyzer"], help="encoders compared by --cv")
+    p.add_argument("--segmentation-step", type=float, default=5.0, help="seconds between 10-s chunks")
     p.add_argument("--model", default="tiny.en", help="Whisper model: tiny.en, base or a folder")
     p.add_argument("--device", default="auto", help="ASR device: auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=2, help="CTranslate2 and torch intra-op threads")
@@ -133,7 +142,10 @@ def run(args: argparse.Namespace, files, metrics: dict) -> list[FileResult]:
     options = TranscribeOptions()
     pipe = Pipeline(WhisperASR(args.model, device=args.device, cpu_threads=args.threads),
                     settings_for(args.model).engine.batch_size)
-    kwargs = {"pipeline": args.pipeline} if args.diarizer == "pyannote" and args.pipeline else {}
+    if args.diarizer == "pyannote":
+        kwargs = {"pipeline": args.pipeline} if args.pipeline else {}
+    else:
+        kwargs = {"encoder": args.encoder, "segmentation_step": args.segmentation_step}
     diarizer = make_diarizer(args.diarizer, **kwargs)
     vad = SileroVad()
     results: list[FileResult] = []
@@ -230,6 +242,8 @@ def environment(args: argparse.Namespace) -> str:
     cpu = cpu_name()
     parts = [f"CPU {cpu}", f"{os.cpu_count()} cores", f"threads {args.threads}",
              f"model {args.model}", f"ASR device {args.device}", f"diarizer {args.diarizer}",
+             f"encoder {args.encoder if not args.cv else '/'.join(args.encoders)}",
+             f"segmentation step {args.segmentation_step} s",
              f"ctranslate2 {ctranslate2.__version__}", f"pyannote.metrics {pyannote.metrics.__version__}"]
     try:
         import torch
@@ -253,6 +267,15 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     except ImportError:
         pass
+    if args.cv:
+        from der_cv import run_cv
+
+        text = run_cv(args, files)
+        print(text)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        print(f"[der] written {out}", file=sys.stderr)
+        return
     from pyannote.metrics.diarization import DiarizationErrorRate
 
     metrics = {c: DiarizationErrorRate(collar=c, skip_overlap=False) for c in COLLARS}

@@ -80,19 +80,21 @@ class DiarizationSettings(msgspec.Struct, frozen=True):
     env_prefix: ClassVar[str] = "IAM_"
     env_names: ClassVar[dict[str, tuple[str, ...]]] = {
         "backend": ("IAM_DIARIZER",), "device": ("IAM_DIARIZER_DEVICE",),
-        "pyannote_token": ("IAM_PYANNOTE_TOKEN", "HF_TOKEN")}
+        "encoder": ("IAM_DIARIZER_ENCODER",), "pyannote_token": ("IAM_PYANNOTE_TOKEN", "HF_TOKEN")}
 
     backend: str = "embedded"
     #: pyannote.audio pipeline: a local folder or a Hugging Face hub id.
     pyannote_pipeline: str = "pyannote/speaker-diarization-community-1"
     pyannote_token: str | None = None
     device: str = "auto"
+    #: Speaker encoder of the embedded diarizer: resemblyzer (fast on CPU) | campp (more accurate).
+    encoder: str = "resemblyzer"
 
     def diarizer_kwargs(self, backend: str | None = None) -> dict:
         """Constructor arguments for ``make_diarizer(backend)``."""
         if (backend or self.backend) == "pyannote":
             return dict(pipeline=self.pyannote_pipeline, token=self.pyannote_token, device=self.device)
-        return {}
+        return dict(encoder=self.encoder, device=self.device)
 
 
 class ServeSettings(msgspec.Struct, frozen=True):
@@ -144,7 +146,7 @@ class RedisSettings(msgspec.Struct, frozen=True):
     #: Connections per API process (requests wait for one rather than fail).
     max_connections: Count = 256
     #: Longest any Redis call may take; past it, Redis counts as down for a few seconds.
-    timeout_s: Positive = 2.0
+    timeout_s: Positive = 1.0
 
 
 class StorageSettings(msgspec.Struct, frozen=True):

@@ -32,19 +32,42 @@ class RedisDown(Exception):
 
 
 class RedisGate:
-    """Runs Redis calls with a timeout; after a failure, refuses at once for ``BREAK_SECONDS``."""
+    """Runs Redis calls with a timeout; after a failure, refuses at once for ``BREAK_SECONDS``.
+
+    A call can also be late because this process is overloaded (its event loop runs behind, as
+    under a burst of hundreds of requests on two cores): that is not Redis's fault, and switching
+    limits off would be exactly wrong then. So the gate watches its own loop's lag, and a timeout
+    while the loop lags gets one more, longer try instead of opening the breaker.
+    """
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self.open_until = 0.0
+        self.lag = 0.0
+        self._watcher: asyncio.Task | None = None
         self._last_warning = 0.0
 
+    async def _watch(self, every: float = 0.1) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(every)
+            self.lag = max(0.0, loop.time() - started - every)
+
     async def call(self, make: Callable[[], Awaitable[T]]) -> T:
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.ensure_future(self._watch())
         if time.monotonic() < self.open_until:
             raise RedisDown("Redis is unavailable")
         try:
-            async with asyncio.timeout(self.timeout):
-                return await make()
+            try:
+                async with asyncio.timeout(self.timeout):
+                    return await make()
+            except TimeoutError:
+                if self.lag < self.timeout / 4:
+                    raise
+                async with asyncio.timeout(4 * self.timeout):  # we are slow, not Redis: wait longer
+                    return await make()
         except Exception as exc:
             self.open_until = time.monotonic() + BREAK_SECONDS
             if time.monotonic() - self._last_warning > 30:

