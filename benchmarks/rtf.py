@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from common import code_version, collect_audio, cpu_name, normalise, our_runner, settings_for
+from rtf_files import per_file_report
 
 SYSTEMS = ("ours", "ours_nowords", "fw_sequential", "fw_sequential_vad", "fw_batched", "fw_batched_words")
 RESULT_TAG = "RTF-RESULT "
@@ -43,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, help="for ours and fw_batched (default: the settings', IAM_BATCH_SIZE)")
     p.add_argument("--repeat", type=int, default=1, help="repeat the file list N times")
     p.add_argument("--rounds", type=int, default=1, help="time the whole list N times; report the median")
+    p.add_argument("--per-file", action="store_true",
+                   help="time each file on its own: per-file ratios, their minimum and median, stages")
     p.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated subset of {SYSTEMS}")
     p.add_argument("--label", help="name of the run (default: date and time)")
     p.add_argument("--out", type=Path, help="Markdown report (default benchmarks/results/rtf-LABEL.md)")
@@ -72,6 +75,7 @@ def make_system(system: str, args: argparse.Namespace):
         from iam_cluster.pipeline.types import TranscribeOptions
 
         runner = our_runner(str(model_path), device, compute_type, args.threads, batch_size=args.batch_size)
+        stats = runner.pipeline.stats
         options = TranscribeOptions(beam_size=args.beam_size, word_timestamps=system == "ours")
 
         def run(paths: list[Path]) -> list[str]:
@@ -82,6 +86,7 @@ def make_system(system: str, args: argparse.Namespace):
                 texts.append(result.text)
             return texts
 
+        run.stats = stats
         return run
 
     from faster_whisper import BatchedInferencePipeline, WhisperModel
@@ -107,18 +112,34 @@ def make_system(system: str, args: argparse.Namespace):
 
 
 def worker(args: argparse.Namespace) -> None:
-    """Child process: load, warm up on the first file, time the whole list (median of rounds), print JSON."""
+    """Child process: load, warm up on the first file, time the list (median of rounds), print JSON.
+
+    With ``--per-file`` each file is timed on its own (median of rounds per file), and ours also
+    reports its time per stage and its counts, per file (averaged over the rounds).
+    """
     paths = collect_audio(args.audio, args.repeat)
     run = make_system(args._worker, args)
+    stats = getattr(run, "stats", None)
     run(paths[:1])
-    walls = []
-    for _ in range(max(1, args.rounds)):
-        start = time.perf_counter()
-        texts = run(paths)
-        walls.append(time.perf_counter() - start)
-    wall = statistics.median(walls)
+    groups = [[p] for p in paths] if args.per_file else [paths]
+    walls, texts, stages = [], [], []
+    for group in groups:
+        times = []
+        if stats is not None:
+            stats.reset()
+        for _ in range(max(1, args.rounds)):
+            start = time.perf_counter()
+            out = run(group)
+            times.append(time.perf_counter() - start)
+        walls.append(times)
+        texts.extend(out)
+        if stats is not None:
+            snap = stats.snapshot()
+            stages.append({k: {n: v / max(1, args.rounds) for n, v in d.items()} for k, d in snap.items()})
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(RESULT_TAG + json.dumps({"wall": wall, "peak_mb": peak_kb / 1024, "texts": texts}), flush=True)
+    result = {"wall": sum(statistics.median(t) for t in walls), "walls": walls, "peak_mb": peak_kb / 1024,
+              "texts": texts, "stages": stages}
+    print(RESULT_TAG + json.dumps(result), flush=True)
 
 
 def run_worker(system: str) -> dict:
@@ -233,6 +254,8 @@ def main(argv: list[str] | None = None) -> None:
         results[system] = run_worker(system)
         print(f"[rtf] {system}: {results[system]['wall']:.2f} s", file=sys.stderr, flush=True)
     text = report(args, paths, results)
+    if args.per_file:
+        text += per_file_report(paths, results)
     if code_version() != args.code:
         text += f"\n**Warning:** iam_cluster changed during the run (now {code_version()}); rerun.\n"
     print(text)

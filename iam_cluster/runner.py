@@ -59,11 +59,13 @@ def in_process_runner(settings: Settings):
     def pipeline():
         from iam_cluster.pipeline.asr import WhisperASR
         from iam_cluster.pipeline.run import Pipeline
+        from iam_cluster.pipeline.stats import Stats
         from iam_cluster.pipeline.vad import SileroVad
 
+        stats = Stats()
         asr = WhisperASR(m.name, m.device, m.compute_type, m.cpu_threads, cache_dir=m.cache_dir,
-                         allow_download=m.allow_download)
-        return Pipeline(asr, e.batch_size, SileroVad(workers=e.vad_workers or None))
+                         allow_download=m.allow_download, stats=stats)
+        return Pipeline(asr, e.batch_size, SileroVad(workers=e.vad_workers or None), stats)
 
     return InProcessRunner(pipeline, lambda: make_diarizer(d.backend, **d.diarizer_kwargs()),
                            Limits(settings.audio.max_duration_s, settings.audio.min_duration_s),

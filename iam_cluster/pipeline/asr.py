@@ -17,6 +17,7 @@ from iam_cluster.pipeline.models import (
     resolve_device,
     resolve_model,
 )
+from iam_cluster.pipeline.stats import Stats
 from iam_cluster.pipeline.types import TranscribeOptions, WindowText
 
 # faster-whisper's own defaults for merging punctuation into words.
@@ -24,6 +25,14 @@ _PREPEND = "\"'“¿([{-"
 _APPEND = "\"'.。,，!！?？:：”)]}、"
 _MAX_INITIAL_TIMESTAMP_INDEX = 50  # first timestamp no later than 1.0 s, as sequential transcribe
 _WINDOW_FRAMES = 3000  # Whisper encodes exactly 30 s of 10-ms mel frames
+# Tokens a window may produce per second of its audio (timestamps included), plus a few: real
+# speech stays far below (fast speech with a timestamp pair every few seconds: about 6/s), so only
+# a decoder stuck repeating itself reaches the bound, and it stops there instead of at 448.
+_TOKENS_PER_SECOND = 10.0
+_MIN_NEW_TOKENS = 24
+# Sampling fallbacks draw from a generator seeded with this before each call: one file with one
+# set of options gives one transcript, run after run.
+_FALLBACK_SEED = 1234
 # A window Whisper calls silent whose words are also this unsure is a hallucination, even when
 # its log-probability passes Whisper's own test (which lets short made-up words through).
 _MIN_WORD_PROBABILITY_IF_NO_SPEECH = 0.5
@@ -41,7 +50,7 @@ class SpeechRecognizer(Protocol):
     def detect_languages(self, audios: Sequence[np.ndarray]) -> list[tuple[str, float]]: ...
 
     def decode(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
-               align: bool = True) -> list[WindowText]: ...
+               align: bool = True, timestamps: bool = True) -> list[WindowText]: ...
 
 
 class WhisperASR:
@@ -55,6 +64,7 @@ class WhisperASR:
         num_workers: CTranslate2 replicas for calls from several Python threads.
         cache_dir: where assembled/cached models live.
         allow_download: let faster-whisper fetch a named model that is not cached.
+        stats: where encode/generate/fallback/alignment times and counts accumulate.
     """
 
     def __init__(
@@ -66,6 +76,7 @@ class WhisperASR:
         num_workers: int = 1,
         cache_dir: Path | None = None,
         allow_download: bool = False,
+        stats: Stats | None = None,
     ) -> None:
         from faster_whisper import WhisperModel
 
@@ -81,6 +92,7 @@ class WhisperASR:
             num_workers=num_workers,
         )
         self._tokenizers: dict[tuple[str, str], object] = {}
+        self.stats = stats or Stats()
 
     @property
     def is_multilingual(self) -> bool:
@@ -113,7 +125,8 @@ class WhisperASR:
         return [(r[0][0][2:-2], float(r[0][1])) for r in results]
 
     def decode(
-        self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions, align: bool = True
+        self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions, align: bool = True,
+        timestamps: bool = True,
     ) -> list[WindowText]:
         """Decode a batch of windows of one language with ONE ``generate`` call.
 
@@ -126,20 +139,28 @@ class WhisperASR:
             language: the language token to decode with.
             options: beam size, temperatures and thresholds.
             align: compute word timings (needed to split windows holding several recordings).
+            timestamps: let Whisper write timestamp tokens (only without them when ``align``).
+                With them Whisper decodes as its sequential decoder does, and often leaves out
+                the last words of a window, expecting the next window to carry on; without them
+                it writes the whole window (faster-whisper's batched pipeline decodes so), with
+                segments cut from the aligned words.
         """
+        import ctranslate2
         from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
         tok = self.tokenizer(language, options.task)
-        features = self.features(audios)
-        encoded = self.whisper.encode(features)
+        with self.stats.time("encode"):
+            features = self.features(audios)
+            encoded = self.whisper.encode(features)
         prompt = self.whisper.get_prompt(
             tok,
             previous_tokens=tok.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else [],
-            without_timestamps=False,
+            without_timestamps=align and not timestamps,
             hotwords=options.hotwords,
         )
         suppress = get_suppressed_tokens(tok, [-1])
         n = len(audios)
+        budget = [new_tokens(len(a) / 16000) for a in audios]
         best: list[dict | None] = [None] * n
         pending = list(range(n))
         for t_index, temperature in enumerate(options.temperatures):
@@ -151,21 +172,16 @@ class WhisperASR:
                 if temperature == 0
                 else dict(beam_size=1, num_hypotheses=5, sampling_topk=0, sampling_temperature=temperature)
             )
-            results = self.whisper.model.generate(
-                source,
-                [list(prompt) for _ in pending],
-                length_penalty=1.0,
-                max_length=self.whisper.max_length,
-                return_scores=True,
-                return_no_speech_prob=True,
-                suppress_blank=True,
-                suppress_tokens=suppress,
-                max_initial_timestamp_index=_MAX_INITIAL_TIMESTAMP_INDEX,
-                **kwargs,
-            )
+            if t_index:
+                self.stats.count("fallback_windows", len(pending))
+                ctranslate2.set_random_seed(_FALLBACK_SEED)
+            max_length = min(self.whisper.max_length, len(prompt) + max(budget[i] for i in pending))
+            with self.stats.time("fallback" if t_index else "generate"):
+                results = self._generate(source, prompt, pending, suppress, max_length, kwargs)
             still = []
             for i, result in zip(pending, results):
                 tokens = result.sequences_ids[0]
+                looped = len(tokens) >= budget[i]
                 avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
                 text = tok.decode([t for t in tokens if t < tok.eot])
                 attempt = dict(
@@ -174,12 +190,13 @@ class WhisperASR:
                     no_speech_prob=result.no_speech_prob,
                     compression_ratio=get_compression_ratio(text) if text.strip() else 0.0,
                     temperature=temperature,
+                    words=len(text.split()),
                 )
                 silent = (
                     attempt["no_speech_prob"] > options.no_speech_threshold
                     and avg_logprob < options.log_prob_threshold
                 )
-                failed = attempt["compression_ratio"] > options.compression_ratio_threshold or (
+                failed = looped or attempt["compression_ratio"] > options.compression_ratio_threshold or (
                     avg_logprob < options.log_prob_threshold
                 )
                 previous = best[i]
@@ -188,7 +205,23 @@ class WhisperASR:
                 if failed and not silent:
                     still.append(i)
             pending = still
-        return self._segment(audios, encoded, tok, best, options, align)
+        with self.stats.time("align"):
+            return self._segment(audios, encoded, tok, best, options, align)
+
+    def _generate(self, source, prompt, pending, suppress, max_length, kwargs):
+        """One CTranslate2 ``generate`` over the ``pending`` windows."""
+        return self.whisper.model.generate(
+            source,
+            [list(prompt) for _ in pending],
+            length_penalty=1.0,
+            max_length=max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=suppress,
+            max_initial_timestamp_index=_MAX_INITIAL_TIMESTAMP_INDEX,
+            **kwargs,
+        )
 
     def _rows(self, encoded, features: np.ndarray, rows: list[int]):
         """The encoder output of some windows: sliced on CPU, encoded again on a GPU (cheap there)."""
@@ -212,6 +245,8 @@ class WhisperASR:
                 attempt["no_speech_prob"] > options.no_speech_threshold
                 and attempt["avg_logprob"] < options.log_prob_threshold
             )
+            if silent and attempt["words"]:
+                self.stats.count("guard_silent_words", attempt["words"])
             tokens = [] if silent else attempt["tokens"]
             subsegments, _, _ = self.whisper._split_segments_by_timestamps(
                 tokenizer=tok,
@@ -243,6 +278,7 @@ class WhisperASR:
                 and attempt["no_speech_prob"] > options.no_speech_threshold
                 and float(np.mean(probs)) < _MIN_WORD_PROBABILITY_IF_NO_SPEECH
             ):
+                self.stats.count("guard_unsure_words", len(probs))
                 segs = []  # Whisper thinks there is no speech and is unsure of every word it wrote
             for s in segs:
                 words = [
@@ -262,6 +298,11 @@ class WhisperASR:
                 )
             )
         return out
+
+
+def new_tokens(seconds: float) -> int:
+    """The most tokens a window of ``seconds`` of audio is allowed to produce."""
+    return int(_MIN_NEW_TOKENS + _TOKENS_PER_SECOND * seconds)
 
 
 def _better(attempt: dict, previous: dict, options: TranscribeOptions) -> bool:

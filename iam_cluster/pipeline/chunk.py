@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
+import msgspec
 import numpy as np
 
 from iam_cluster.pipeline.types import Piece, Segment, SpeechRegion, Window, WindowText, Word
@@ -25,22 +27,29 @@ def split_long(region: SpeechRegion, max_length: float) -> list[SpeechRegion]:
     return [SpeechRegion(region.start + i * step, min(region.end, region.start + (i + 1) * step)) for i in range(n)]
 
 
+#: Silence between pieces of two different recordings in one window: Whisper ends a segment
+#: there, and word times that stray into it are easy to tell (see ``placement``).
+RECORDING_GAP = 1.0
+
+
 def pack(
     regions: Sequence[Sequence[SpeechRegion]],
     chunk_length: float = 30.0,
     gap: float = 0.2,
     across_recordings: bool = True,
     groups: Sequence[object] | None = None,
+    recording_gap: float = RECORDING_GAP,
 ) -> list[Window]:
     """Greedily pack the regions of each recording, in order, into windows.
 
     Args:
         regions: per recording, its sorted speech regions.
         chunk_length: longest window, in seconds.
-        gap: silence between two pieces inside a window.
+        gap: silence between two pieces of one recording inside a window.
         across_recordings: let one window hold pieces of several recordings.
         groups: per recording, a key (e.g. its language); recordings share a window only when
             their keys are equal.
+        recording_gap: silence between pieces of two recordings (at least ``gap``).
 
     Returns:
         Windows in recording order; each recording's pieces appear in time order.
@@ -62,11 +71,12 @@ def pack(
         ):
             flush()
         need = sum(r.duration for r in rec_regions) + gap * max(0, len(rec_regions) - 1)
-        if current and need <= chunk_length and end + gap + need > chunk_length:
+        if current and need <= chunk_length and end + max(gap, recording_gap) + need > chunk_length:
             flush()  # a recording that fits in one window is not split across two
         for region in rec_regions:
             for part in split_long(region, chunk_length):
-                offset = end + gap if current else 0.0
+                between = gap if current and current[-1].recording == rec else max(gap, recording_gap)
+                offset = end + between if current else 0.0
                 if current and offset + part.duration > chunk_length:
                     flush()
                     offset = 0.0
@@ -76,8 +86,15 @@ def pack(
     return windows
 
 
+#: Seconds of audio one aligned word can account for (see ``placement``).
+MAX_WORD_SPAN = 1.0
 #: Longest silence (seconds, on the recording's timeline) kept inside one output segment.
 MAX_JOIN_GAP = 3.0
+SENTENCE_ENDS = (".", "?", "!", "。", "？", "！")
+#: Segments are cut from the words: at sentence ends, at pauses, at a comma once long enough.
+SEGMENT_PAUSE = 1.0
+LONG_SEGMENT = 10.0
+MAX_SEGMENT = 20.0
 
 
 def locate(window: Window, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -95,6 +112,57 @@ def locate(window: Window, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     starts = np.array([p.start for p in window.pieces])[idx]
     local = np.clip(times - offsets[idx], 0.0, ends[idx] - offsets[idx])
     return idx, starts + local
+
+
+class Placement(NamedTuple):
+    """Where a window's output fell, per piece: the spans of its words (or of its segments when
+    not aligned) on its recording and their text. ``doubtful`` holds the pieces whose words may
+    belong to another recording: those on either side of a word that fell wholly in the
+    silence between pieces of two recordings."""
+
+    spans: list[list[tuple[float, float]]]
+    texts: list[str]
+    doubtful: set[int]
+
+
+def placement(window: Window, text: WindowText) -> Placement:
+    """Words (or segments) of ``text`` per piece of ``window``, on the recordings' timelines."""
+    items = [(w["start"], w["end"], w["word"]) for seg in text.segments for w in seg["words"]]
+    items += [(seg["start"], seg["end"], seg["text"]) for seg in text.segments if not seg["words"]]
+    spans: list[list[tuple[float, float]]] = [[] for _ in window.pieces]
+    texts = [""] * len(window.pieces)
+    doubtful: set[int] = set()
+    if not items:
+        return Placement(spans, texts, doubtful)
+    mids = np.array([(i[0] + i[1]) / 2 for i in items], dtype=float)
+    idx, _ = locate(window, mids)
+    for (s, e, body), k in zip(items, idx.tolist()):
+        piece = window.pieces[k]
+        if e < piece.offset or s > piece.offset + piece.duration:
+            # wholly in a gap: doubtful if the pieces on either side belong to two recordings
+            side = k + 1 if s > piece.offset + piece.duration else k - 1
+            if 0 <= side < len(window.pieces) and window.pieces[side].recording != piece.recording:
+                doubtful.update((k, side))
+        lo = piece.start + min(max(s - piece.offset, 0.0), piece.duration)
+        hi = piece.start + min(max(e - piece.offset, 0.0), piece.duration)
+        # An aligned word longer than this was stretched over audio nobody wrote (its start holds):
+        # it covers only its first MAX_WORD_SPAN, so what it hides is found and decoded again.
+        spans[k].append((float(lo), float(min(max(lo, hi), lo + MAX_WORD_SPAN))))
+        texts[k] += body
+    return Placement(spans, texts, doubtful)
+
+
+def uncovered(piece: Piece, spans: Sequence[tuple[float, float]], pad: float, min_length: float) -> list[SpeechRegion]:
+    """Stretches of ``piece`` (recording timeline) at least ``min_length`` long that no span,
+    widened by ``pad`` on each side, touches: speech the decoder wrote nothing for."""
+    out, cursor = [], piece.start
+    for s, e in sorted(spans):
+        if s - pad - cursor >= min_length:
+            out.append(SpeechRegion(cursor, s - pad))
+        cursor = max(cursor, e + pad)
+    if piece.end - cursor >= min_length:
+        out.append(SpeechRegion(cursor, piece.end))
+    return out
 
 
 def unpack(window: Window, text: WindowText) -> Iterator[tuple[int, Segment]]:
@@ -128,7 +196,8 @@ def unpack(window: Window, text: WindowText) -> Iterator[tuple[int, Segment]]:
             hi = float(piece.start + min(max(e - piece.offset, 0.0), piece.duration))
             # A segment never spans two recordings, nor a jump on one recording's timeline
             # (pieces packed side by side may come from far apart, e.g. in a retry window).
-            if run and (piece.recording != run_rec or not -0.5 <= lo - run[-1].end <= MAX_JOIN_GAP):
+            if run and (piece.recording != run_rec or not -0.5 <= lo - run[-1].end <= MAX_JOIN_GAP
+                        or _ends_segment(run, lo)):
                 yield run_rec, _segment(run, text)
                 run = []
             run_rec = piece.recording
@@ -136,6 +205,33 @@ def unpack(window: Window, text: WindowText) -> Iterator[tuple[int, Segment]]:
                             probability=round(float(w["probability"]), 4)))
         if run:
             yield run_rec, _segment(run, text)
+
+
+def _ends_segment(run: list[Word], next_start: float) -> bool:
+    """Whether a segment holding ``run`` ends before a word starting at ``next_start``."""
+    last = run[-1].word.rstrip()
+    length = run[-1].end - run[0].start
+    return (last.endswith(SENTENCE_ENDS) or next_start - run[-1].end >= SEGMENT_PAUSE
+            or (length >= LONG_SEGMENT and last.endswith((",", ";", ":"))) or length >= MAX_SEGMENT)
+
+
+def clip_segment(segment: Segment, ranges: Sequence[SpeechRegion]) -> Segment | None:
+    """``segment`` with only the words that start in one of ``ranges`` (a word's start holds even
+    when alignment stretched its end over silence); a segment without words is kept whole when
+    its middle lies in a range. None when nothing is left."""
+    def inside(start: float, end: float) -> bool:
+        at = (start + end) / 2 if not segment.words else start
+        return any(r.start <= at <= r.end for r in ranges)
+
+    if not segment.words:
+        return segment if inside(segment.start, segment.end) else None
+    words = [w for w in segment.words if inside(w.start, w.end)]
+    if len(words) == len(segment.words):
+        return segment
+    if not words:
+        return None
+    text = "".join(w.word for w in words)
+    return msgspec.structs.replace(segment, start=words[0].start, end=words[-1].end, text=text, words=words)
 
 
 def _segment(words: list[Word], text: WindowText) -> Segment:

@@ -8,26 +8,20 @@ from collections.abc import Sequence
 import numpy as np
 
 from iam_cluster.pipeline.asr import SpeechRecognizer
-from iam_cluster.pipeline.chunk import pack, split_long, unpack
+from iam_cluster.pipeline.chunk import split_long
 from iam_cluster.pipeline.types import (
     SAMPLE_RATE,
     Audio,
-    Piece,
     ProgressHook,
     Segment,
     SpeechRegion,
     TranscribeOptions,
     Transcript,
-    Window,
     no_progress,
 )
+from iam_cluster.pipeline.stats import Stats
 from iam_cluster.pipeline.vad import SileroVad, VoiceActivityDetector, speech_duration
-
-#: Whisper often stops before speech that ends in the last second of its 30-s input, expecting
-#: the next window to carry on; windows are packed this much short of the chunk length.
-TAIL_MARGIN = 1.0
-#: Speech skipped at a window's end is decoded again only if it reaches this close to 30 s.
-TAIL_RETRY_ZONE = 3.0
+from iam_cluster.pipeline.windows import WindowDecoder, window_limit
 
 
 class Pipeline:
@@ -38,16 +32,21 @@ class Pipeline:
         asr: the speech recognizer (a loaded ``WhisperASR``, or a remote one on the Serve cluster).
         batch_size: windows handed to ``asr.decode`` per call.
         vad: the voice activity detector (Silero by default).
+        stats: where stage times and counts of the expensive paths accumulate (pass the model's
+            own to see both).
     """
 
-    def __init__(self, asr: SpeechRecognizer, batch_size: int, vad: VoiceActivityDetector | None = None) -> None:
+    def __init__(self, asr: SpeechRecognizer, batch_size: int, vad: VoiceActivityDetector | None = None,
+                 stats: Stats | None = None) -> None:
         self.asr = asr
         self.batch_size = batch_size
         self.vad = vad or SileroVad()
+        self.stats = stats or Stats()
 
     def speech(self, audio: Audio, options: TranscribeOptions) -> list[SpeechRegion]:
         """The VAD stage for one recording."""
-        return find_speech(audio, options, self.vad)
+        with self.stats.time("vad"):
+            return find_speech(audio, options, self.vad)
 
     def transcribe_regions(
         self, recordings: Sequence[Audio], regions: Sequence[Sequence[SpeechRegion]],
@@ -66,45 +65,12 @@ class Pipeline:
         options.check_model(self.asr.name, self.asr.is_multilingual)
         if languages is None:
             languages = self.languages(recordings, regions, options)
-        segments: list[list[Segment]] = [[] for _ in recordings]
-        windows = pack(
-            regions, window_limit(options), options.pack_gap,
-            across_recordings=options.pack_recordings, groups=[lang for lang, _ in languages],
-        )
-        missed = self._decode(windows, recordings, languages, options, segments, hook)
-        if any(missed):
-            # Speech Whisper skipped at the end of a window (it stops early when it expects the
-            # next window to go on) gets one more pass, packed into fresh windows.
-            retry = pack(missed, window_limit(options), options.pack_gap,
-                         across_recordings=options.pack_recordings, groups=[lang for lang, _ in languages])
-            self._decode(retry, recordings, languages, options, segments, no_progress)
+        segments = WindowDecoder(self.asr, recordings, languages, options, self.batch_size, self.stats,
+                                 hook).run(regions)
         return [
             assemble(audio, segs, regs, lang, self.asr.name, options)
             for audio, segs, regs, lang in zip(recordings, segments, regions, languages)
         ]
-
-    def _decode(self, windows, recordings, languages, options, segments, hook) -> list[list[SpeechRegion]]:
-        """Decode windows in batches of one language; return the pieces left at windows' tails."""
-        missed: list[list[SpeechRegion]] = [[] for _ in recordings]
-        # Batches hold one language; a stable sort keeps each recording's windows in time order.
-        step = self.batch_size
-        by_language: dict[str, list[Window]] = {}
-        for w in windows:
-            by_language.setdefault(languages[w.pieces[0].recording][0], []).append(w)
-        batches = [(lang, ws[i : i + step]) for lang, ws in by_language.items() for i in range(0, len(ws), step)]
-        done = 0
-        hook("asr", 0, len(windows))
-        for language, batch in batches:
-            audios = [window_audio(w, recordings) for w in batch]
-            align = options.word_timestamps or any(len(w.recordings) > 1 for w in batch)
-            for window, text in zip(batch, self.asr.decode(audios, language, options, align)):
-                for rec, segment in unpack(window, text):
-                    segments[rec].append(segment)
-                for piece in tail_misses(window, text):
-                    missed[piece.recording].append(SpeechRegion(piece.start, piece.end))
-            done += len(batch)
-            hook("asr", done, len(windows))
-        return missed
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -126,37 +92,6 @@ def find_speech(audio: Audio, options: TranscribeOptions, vad: VoiceActivityDete
         whole = SpeechRegion(0.0, audio.duration)
         return split_long(whole, window_limit(options)) if audio.duration > 0 else []
     return vad(audio, options.vad, max_region=window_limit(options))
-
-
-def window_limit(options: TranscribeOptions) -> float:
-    """Seconds of speech a window may hold: the chunk length less a tail Whisper tends to skip."""
-    return max(1.0, options.chunk_length - TAIL_MARGIN)
-
-
-def tail_misses(window: Window, text) -> list[Piece]:
-    """Pieces Whisper skipped because they run into the end of its 30-s input.
-
-    Only pieces after the last written word that reach into the last seconds of the input count:
-    a piece skipped earlier in the window is Whisper judging it not to be speech.
-    """
-    ends = [w["end"] for seg in text.segments for w in seg["words"]] or [seg["end"] for seg in text.segments]
-    if not ends:
-        return []
-    last = max(ends)
-    missed = [p for p in window.pieces if p.offset >= last]
-    if missed and missed[-1].offset + missed[-1].duration > 30.0 - TAIL_RETRY_ZONE:
-        return missed
-    return []
-
-
-def window_audio(window: Window, recordings: Sequence[Audio]) -> np.ndarray:
-    """The samples of a window: its pieces laid at their offsets, silence between them."""
-    out = np.zeros(int(math.ceil(window.duration * SAMPLE_RATE)), dtype=np.float32)
-    for p in window.pieces:
-        src = recordings[p.recording].samples[int(p.start * SAMPLE_RATE) : int(p.end * SAMPLE_RATE)]
-        at = int(p.offset * SAMPLE_RATE)
-        out[at : at + len(src)] = src[: len(out) - at]
-    return out
 
 
 def first_speech(audio: Audio, regions: Sequence[SpeechRegion], seconds: float) -> np.ndarray:

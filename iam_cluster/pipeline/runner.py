@@ -24,6 +24,7 @@ from iam_cluster.pipeline.diarize import Diarizer
 from iam_cluster.pipeline.merge import join_shards, merge
 from iam_cluster.pipeline.run import Pipeline, find_speech
 from iam_cluster.pipeline.shard import join_transcripts, shard
+from iam_cluster.pipeline.stats import Stats
 from iam_cluster.pipeline.types import (
     Audio,
     Diarization,
@@ -64,18 +65,21 @@ class Prepared(msgspec.Struct):
 
 
 def prepare(source: Source, options: TranscribeOptions, vad: VoiceActivityDetector, limits: Limits,
-            shard_seconds: float, name: str | None = None) -> Prepared:
+            shard_seconds: float, name: str | None = None, stats: Stats | None = None) -> Prepared:
     """Decode a recording (unless it is decoded already), find its speech and cut it into shards.
 
     Raises:
         MediaError: the media cannot be used, or its length is outside ``limits``.
     """
+    stats = stats or Stats()
     if isinstance(source, Audio):
         audio = source
     else:
-        audio = decode_audio(source, name=name, max_duration=limits.max_duration,
-                             min_duration=limits.min_duration)
-    regions = find_speech(audio, options, vad)
+        with stats.time("decode"):
+            audio = decode_audio(source, name=name, max_duration=limits.max_duration,
+                                 min_duration=limits.min_duration)
+    with stats.time("vad"):
+        regions = find_speech(audio, options, vad)
     return Prepared(audio.source, audio.duration, shard(audio, regions, shard_seconds))
 
 
@@ -154,7 +158,8 @@ class InProcessRunner:
         return self._build_diarizer()
 
     def prepare(self, source: Source, options: TranscribeOptions, name: str | None = None) -> Prepared:
-        return prepare(source, options, self.pipeline.vad, self.limits, self.shard_seconds, name)
+        return prepare(source, options, self.pipeline.vad, self.limits, self.shard_seconds, name,
+                       self.pipeline.stats)
 
     def run(self, source: Source, options: TranscribeOptions, hook: ProgressHook = no_progress,
             name: str | None = None) -> Transcript:

@@ -89,6 +89,8 @@ class WindowJob(msgspec.Struct, frozen=True):
     language: str
     options: TranscribeOptions
     align: bool
+    #: Let Whisper write timestamp tokens (off: it writes the whole window; see ``asr.decode``).
+    timestamps: bool = True
     #: ``time.time()`` when the window was sent (how long it waited for a batch is a metric).
     submitted_at: float = 0.0
 
@@ -168,12 +170,17 @@ class Diarization(msgspec.Struct):
 
 
 class VadOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Silero VAD settings (faster-whisper's, with defaults its batched pipeline uses)."""
+    """Silero VAD settings (faster-whisper's). The defaults were chosen by
+    ``benchmarks/vad_sweep.py`` on jfk, the Harvard sentences, two AMI excerpts and stress cases
+    built from them, and are reported on other files (``benchmarks/results/recall-*.md``); they
+    apply to level-normalised audio (``pipeline/level.py``)."""
 
-    threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.5
+    threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.35
+    #: Speech ends when the probability drops below this (None: ``threshold - 0.15``).
+    neg_threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] | None = None
     min_speech_duration_ms: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
     min_silence_duration_ms: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 160
-    speech_pad_ms: Annotated[int, msgspec.Meta(ge=0, le=5_000)] = 400
+    speech_pad_ms: Annotated[int, msgspec.Meta(ge=0, le=5_000)] = 600
 
 
 @functools.cache
@@ -210,8 +217,12 @@ class TranscribeOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     word_timestamps: bool = True
     initial_prompt: Prompt | None = None
     hotwords: Prompt | None = None
+    #: Decoding temperatures, tried in turn while a window's output looks failed (repetitive or
+    #: unlikely). One by default: on the dev sets the sampling fallback of Whisper's sequential
+    #: decoder changed no word (``benchmarks/results/recall-*nofallback*.md``) and cost time on
+    #: long recordings; pass e.g. ``(0.0, 0.2, 0.4, 0.6, 0.8, 1.0)`` to have it (seeded, bounded).
     temperatures: Annotated[tuple[Annotated[float, msgspec.Meta(ge=0, le=1)], ...],
-                            msgspec.Meta(min_length=1, max_length=10)] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+                            msgspec.Meta(min_length=1, max_length=10)] = (0.0,)
     compression_ratio_threshold: Annotated[float, msgspec.Meta(gt=0)] = 2.4
     log_prob_threshold: float = -1.0
     no_speech_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.6

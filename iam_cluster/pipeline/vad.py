@@ -8,6 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
+from iam_cluster.pipeline.level import normalised
 from iam_cluster.pipeline.types import SAMPLE_RATE, Audio, SpeechRegion, VadOptions
 
 #: Long recordings are scanned in parts of about this length, cut at quiet points, so several
@@ -27,6 +28,8 @@ class VoiceActivityDetector(Protocol):
 class SileroVad:
     """faster-whisper's Silero VAD (ONNX, one thread per call), with its region padding and
     max-length splitting; a long recording is cut at quiet points and its parts scanned at once.
+    The recording is scanned at a common speech level (``level.normalised``): Silero misses much
+    of quiet far-field speech at its own level.
 
     Args:
         workers: parts scanned concurrently (default: the machine's cores, at most 4); the
@@ -37,9 +40,9 @@ class SileroVad:
         self.workers = max(1, workers if workers is not None else min(4, os.cpu_count() or 1))
 
     def __call__(self, audio: Audio, options: VadOptions, max_region: float) -> list[SpeechRegion]:
-        samples = audio.samples
-        if len(samples) == 0:
+        if len(audio.samples) == 0:
             return []
+        samples = normalised(audio.samples)
         parts = int(len(samples) // (PART_SECONDS * SAMPLE_RATE))
         if parts < 2:
             return _scan(samples, 0, options, max_region)
@@ -58,6 +61,7 @@ def _scan(samples: np.ndarray, start: int, options: VadOptions, max_region: floa
         samples,
         FwVadOptions(
             threshold=options.threshold,
+            neg_threshold=options.neg_threshold,
             min_speech_duration_ms=options.min_speech_duration_ms,
             min_silence_duration_ms=options.min_silence_duration_ms,
             speech_pad_ms=options.speech_pad_ms,

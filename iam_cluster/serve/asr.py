@@ -68,12 +68,12 @@ class ASR:
             options = job.options
             if self.beam_size:
                 options = msgspec.structs.replace(options, beam_size=int(self.beam_size))
-            groups[(job.language, options, job.align)].append(i)
+            groups[(job.language, options, job.align, job.timestamps)].append(i)
         results: list = [None] * len(jobs)
-        for (language, options, align), idx in groups.items():
+        for (language, options, align, timestamps), idx in groups.items():
             try:
                 texts = await asyncio.to_thread(
-                    self.asr.decode, [jobs[i].audio for i in idx], language, options, align
+                    self.asr.decode, [jobs[i].audio for i in idx], language, options, align, timestamps
                 )
             except Exception as exc:  # noqa: BLE001 - the failure belongs to these windows only
                 texts = [exc] * len(idx)
@@ -111,9 +111,11 @@ class RemoteASR:
     def detect_languages(self, audios) -> list[tuple[str, float]]:
         return self.handle.detect_languages.remote(list(audios)).result()
 
-    def decode(self, audios, language: str, options: TranscribeOptions, align: bool = True) -> list[WindowText]:
+    def decode(self, audios, language: str, options: TranscribeOptions, align: bool = True,
+               timestamps: bool = True) -> list[WindowText]:
         responses = [
-            self.handle.decode_window.remote(WindowJob(a, language, options, align, time.time())) for a in audios
+            self.handle.decode_window.remote(WindowJob(a, language, options, align, timestamps, time.time()))
+            for a in audios
         ]
         out = [r.result() for r in responses]
         for item in out:

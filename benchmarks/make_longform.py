@@ -1,0 +1,199 @@
+"""Build the long-form benchmark set (2-15 min recordings) from the development clips.
+
+Every recording is made from real speech in ``--data`` (the project's ``shared/data``), with a
+reference beside it where its parts have one: ``.txt`` (the parts' transcripts, in order) or
+``.rttm`` (the AMI excerpts' speaker turns, shifted). The set is rebuilt identically from the same
+data (fixed seeds), so it is committed as this script, not as audio.
+
+| file | what | reference |
+|---|---|---|
+| ami_mix_a | the eight meeting excerpts back to back (4 min) | rttm |
+| ami_mix_b | the excerpts twice, other orders, 1-6 s pauses of room noise (8.5 min) | rttm |
+| long_silences | read clips separated by 8-45 s of near-silence (about 5 min) | txt |
+| ten_minutes | the read clips shuffled, at -35 to -18 dBFS, 0.3-3 s pauses (10 min) | txt |
+| harvard_gaps | the Harvard sentences four times, 1-4 s gaps (2.3 min) | txt |
+| stereo_meeting | the meeting excerpts in stereo: far channel 6 dB down and 3 ms late (4 min) | rttm |
+| quiet_read | read clips back to back (continuous speech) at -40 dBFS (2.5 min) | txt |
+| phone_read | the same passage band-limited to 8 kHz sampling, written at 8 kHz | txt |
+| stress/passage* | 50 s of continuous read speech: as is, at -40 dBFS, at 8 kHz | txt |
+| stress/quiet_* | the Harvard sentences and jfk at -40 dBFS (recall checks, not timing) | txt |
+
+Example::
+
+    python benchmarks/make_longform.py --data /work/shared/data --out /tmp/longform
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+SR = 16_000
+AMI = ["dev00", "dev01", "trn01", "trn02", "trn03", "trn04", "trn05", "sample"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    p.add_argument("--out", type=Path, required=True)
+    return p.parse_args(argv)
+
+
+class Builder:
+    """Lays clips one after another, keeping their references on the new timeline."""
+
+    def __init__(self, name: str, seed: int = 0) -> None:
+        self.name, self.parts, self.texts, self.turns = name, [], [], []
+        self.length = 0
+        self.rng = np.random.default_rng(seed)
+
+    def clip(self, samples: np.ndarray, text: str | None = None, rttm: Path | None = None) -> None:
+        offset = self.length / SR
+        if rttm is not None:
+            for line in rttm.read_text().splitlines():
+                f = line.split()
+                if len(f) > 7 and f[0] == "SPEAKER":
+                    self.turns.append((offset + float(f[3]), float(f[4]), f[7]))
+        if text:
+            self.texts.append(" ".join(text.split()))
+        self.parts.append(samples.astype(np.float32))
+        self.length += len(samples)
+
+    def pause(self, seconds: float, noise_dbfs: float = -65.0) -> None:
+        n = int(seconds * SR)
+        self.parts.append((self.rng.standard_normal(n) * 10 ** (noise_dbfs / 20)).astype(np.float32))
+        self.length += n
+
+    def write(self, out: Path, gain_db: float = 0.0, rate: int = SR, stereo: bool = False) -> Path:
+        import soundfile as sf
+
+        x = np.concatenate(self.parts) * np.float32(10 ** (gain_db / 20))
+        if rate != SR:
+            import librosa
+
+            x = librosa.resample(x, orig_sr=SR, target_sr=rate)
+        if stereo:
+            late = np.concatenate([np.zeros(int(0.003 * rate), np.float32), x])[: len(x)]
+            x = np.stack([x, late * np.float32(0.5)], axis=1)
+        path = out / f"{self.name}.wav"
+        sf.write(path, x, rate, subtype="PCM_16")
+        if self.texts:
+            path.with_suffix(".txt").write_text(" ".join(self.texts) + "\n")
+        if self.turns:
+            path.with_suffix(".rttm").write_text("".join(
+                f"SPEAKER {self.name} 1 {s:.3f} {d:.3f} <NA> <NA> {spk} <NA> <NA>\n" for s, d, spk in self.turns))
+        return path
+
+
+def scaled(samples: np.ndarray, dbfs: float) -> np.ndarray:
+    """``samples`` with their gated speech level at ``dbfs`` (see ``iam_cluster.pipeline.level``)."""
+    from iam_cluster.pipeline.level import speech_level
+
+    level = speech_level(samples)
+    return samples if level is None else samples * np.float32(10 ** ((dbfs - level) / 20))
+
+
+def build(data: Path, out: Path) -> list[Path]:
+    """Write every recording of the set into ``out``; returns their paths."""
+    from iam_cluster.pipeline.decode import decode_audio
+
+    out.mkdir(parents=True, exist_ok=True)
+    load = {}
+
+    def audio(path: Path) -> np.ndarray:
+        if path not in load:
+            load[path] = decode_audio(path).samples
+        return load[path]
+
+    ami = [data / f"{n}.wav" for n in AMI]
+    read = sorted(p for p in (data / "asr").glob("*.*") if p.suffix in (".wav", ".flac"))
+    harvard = sorted(data.glob("spk*_snt*.wav"))
+    texted = [*read, *harvard, data / "jfk.flac"]
+    text = {p: p.with_suffix(".txt").read_text() for p in texted}
+    made = []
+
+    b = Builder("ami_mix_a")
+    for p in ami:
+        b.clip(audio(p), rttm=p.with_suffix(".rttm"))
+    made.append(b.write(out))
+
+    b = Builder("ami_mix_b", seed=1)
+    for _ in range(2):
+        for i in b.rng.permutation(len(ami)):
+            b.clip(audio(ami[i]), rttm=ami[i].with_suffix(".rttm"))
+            b.pause(b.rng.uniform(1, 6), noise_dbfs=-55)
+    made.append(b.write(out))
+
+    b = Builder("long_silences", seed=2)
+    for k, i in enumerate(b.rng.permutation(len(texted))[:14]):
+        b.clip(audio(texted[i]), text[texted[i]])
+        b.pause(b.rng.uniform(8, 15) if k % 3 else b.rng.uniform(30, 45))
+    made.append(b.write(out))
+
+    b = Builder("ten_minutes", seed=3)
+    while b.length < 600 * SR:
+        for i in b.rng.permutation(len(texted)):
+            b.clip(scaled(audio(texted[i]), b.rng.uniform(-35, -18)), text[texted[i]])
+            b.pause(b.rng.uniform(0.3, 3.0), noise_dbfs=-60)
+            if b.length >= 600 * SR:
+                break
+    made.append(b.write(out))
+
+    b = Builder("harvard_gaps", seed=4)
+    for _ in range(4):
+        for i in b.rng.permutation(len(harvard)):
+            b.clip(audio(harvard[i]), text[harvard[i]])
+            b.pause(b.rng.uniform(1, 4))
+    while b.length < 120 * SR:
+        i = int(b.rng.integers(len(harvard)))
+        b.clip(audio(harvard[i]), text[harvard[i]])
+        b.pause(b.rng.uniform(1, 4))
+    made.append(b.write(out))
+
+    b = Builder("stereo_meeting", seed=5)
+    for i in b.rng.permutation(len(ami)):
+        b.clip(audio(ami[i]), rttm=ami[i].with_suffix(".rttm"))
+    made.append(b.write(out, stereo=True))
+
+    passage = [p for p in read if p.name.startswith(("lj_", "psx_sense", "speechbrain_LJ"))]
+    for name, rate in (("quiet_read", SR), ("phone_read", 8000)):
+        b = Builder(name, seed=6)
+        for _ in range(2):
+            for p in passage:
+                b.clip(scaled(audio(p), -20.0), text[p])
+        made.append(b.write(out, gain_db=-20.0 if name == "quiet_read" else 0.0, rate=rate))
+    return made + stress(data, out / "stress", audio, text, passage, [*harvard, data / "jfk.flac"])
+
+
+def stress(data: Path, out: Path, audio, text, passage: list[Path], clips: list[Path]) -> list[Path]:
+    """Short stress cases (``out``): about 50 s of continuous read speech as is, at -40 dBFS and
+    through an 8-kHz channel; and the dev clips at -40 dBFS, one file each."""
+    out.mkdir(parents=True, exist_ok=True)
+    made = []
+    for name, gain_db, rate in (("passage", 0.0, SR), ("passage_quiet", -20.0, SR), ("passage_phone", 0.0, 8000)):
+        b = Builder(name)
+        for p in passage:
+            if b.length > 48 * SR:
+                break
+            b.clip(scaled(audio(p), -20.0), text[p])
+        made.append(b.write(out, gain_db=gain_db, rate=rate))
+    for p in clips:
+        b = Builder(f"quiet_{p.stem}")
+        b.clip(scaled(audio(p), -40.0), text[p])
+        made.append(b.write(out))
+    return made
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    for path in build(args.data, args.out):
+        import soundfile as sf
+
+        info = sf.info(path)
+        print(f"{path}  {info.duration / 60:.1f} min  {info.samplerate} Hz  {info.channels} ch")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Level normalisation: one gain per recording that brings its speech to a common loudness.
+
+Far-field meeting audio often sits 20-30 dB below a close-talk recording. Silero VAD misses much
+of such quiet speech, and Whisper, whose log-mel input is not level-invariant, judges it silent
+more often; and when quiet and loud recordings share a packed window, the quiet one is the one
+that gets skipped. The VAD and the ASR windows therefore see every recording at the same level.
+
+The level is measured as ITU-R BS.1770 measures loudness, without its frequency weighting: mean
+power over 20-ms frames that pass an absolute gate, then over those within 10 dB of that mean
+(a relative gate), so long silences and the speech fraction do not move it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Speech level every recording is brought to (dBFS, gated mean power).
+TARGET_DBFS = -20.0
+#: Frames quieter than this never count as speech when measuring the level.
+ABSOLUTE_GATE_DBFS = -70.0
+RELATIVE_GATE_DB = 10.0
+#: The most a recording is amplified: digital silence and hiss at -60 dBFS stay quiet.
+MAX_GAIN_DB = 30.0
+#: After the gain, 99.9% of 20-ms frame peaks stay at or below this (no hard clipping of speech).
+PEAK_CEILING = 0.99
+_FRAME = 320  # 20 ms at 16 kHz
+
+
+def speech_level(samples: np.ndarray) -> float | None:
+    """Gated mean power of ``samples`` in dBFS, or None when nothing passes the absolute gate."""
+    n = len(samples) // _FRAME * _FRAME
+    if n == 0:
+        return None
+    frames = samples[:n].reshape(-1, _FRAME)
+    power = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / _FRAME
+    power = power[power > 10 ** (ABSOLUTE_GATE_DBFS / 10)]
+    if len(power) == 0:
+        return None
+    power = power[power > power.mean() * 10 ** (-RELATIVE_GATE_DB / 10)]
+    return float(10 * np.log10(power.mean()))
+
+
+def gain(samples: np.ndarray) -> float:
+    """The linear gain that brings ``samples``' speech level to TARGET_DBFS (1.0 for silence).
+
+    Attenuation is not limited; amplification is, by MAX_GAIN_DB and by the peaks.
+    """
+    level = speech_level(samples)
+    if level is None:
+        return 1.0
+    g = 10 ** (min(TARGET_DBFS - level, MAX_GAIN_DB) / 20)
+    n = len(samples) // _FRAME * _FRAME
+    peaks = np.abs(samples[:n].reshape(-1, _FRAME)).max(axis=1)
+    peak = float(np.quantile(peaks, 0.999))
+    if peak > 0 and g * peak > PEAK_CEILING:
+        g = max(min(g, PEAK_CEILING / peak), min(1.0, g))
+    return float(g)
+
+
+def normalised(samples: np.ndarray, g: float | None = None) -> np.ndarray:
+    """``samples`` times their gain (a new float32 array; the input is left alone)."""
+    g = gain(samples) if g is None else g
+    return samples if g == 1.0 else (samples * np.float32(g)).astype(np.float32, copy=False)

@@ -1,0 +1,214 @@
+"""Decode packed windows, check what each wrote, and decode again what was lost or is in doubt.
+
+Pass 1 decodes the packed windows. A window holding several recordings is trusted only if every
+recording in it got words, none of them repetitive or impossibly dense, none left in the silence
+between two recordings, and no stretch of its speech was skipped; otherwise its recordings are
+decoded again, each on its own, so one recording's words can never land in another's. Speech a
+window skipped (Whisper stops early near the end of its 30 s, or jumps over a sentence in long
+continuous speech) is cut out and decoded again on its own. Every window of a later pass holds
+one recording, and a retry is never retried.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from iam_cluster.pipeline.chunk import clip_segment, pack, placement, uncovered, unpack
+from iam_cluster.pipeline.level import gain
+from iam_cluster.pipeline.stats import Stats
+from iam_cluster.pipeline.types import SAMPLE_RATE, Audio, ProgressHook, Segment, SpeechRegion, Window
+from iam_cluster.pipeline.types import TranscribeOptions, no_progress
+
+#: Whisper often stops before speech that ends in the last second of its 30-s input, expecting
+#: the next window to carry on; windows are packed this much short of the chunk length.
+TAIL_MARGIN = 1.0
+#: A stretch of a piece this long with no word within WORD_PAD of it is speech Whisper skipped.
+MIN_MISS = 1.0
+WORD_PAD = 0.3
+#: At the end of a window (where Whisper, writing timestamps, drops the last words it hears)
+#: a shorter stretch counts.
+MIN_TAIL_MISS = 0.5
+#: Skipped speech is decoded again with this much of the audio around it (clipped to its piece),
+#: so Whisper hears it in context; only words inside the skipped stretch are kept.
+RETRY_CONTEXT = 2.0
+#: More words per second of speech than this means words were moved onto a recording.
+MAX_WORDS_PER_SECOND = 6.0
+#: Speech in windows that were not trusted this often is then decoded in windows of its own.
+MAX_SHARED_TRIES = 2
+
+
+def window_limit(options: TranscribeOptions) -> float:
+    """Seconds of speech a window may hold: the chunk length less a tail Whisper tends to skip."""
+    return max(1.0, options.chunk_length - TAIL_MARGIN)
+
+
+def window_audio(window: Window, recordings: Sequence[Audio], gains: Sequence[float] | None = None) -> np.ndarray:
+    """The samples of a window: its pieces laid at their offsets (each recording at its own
+    gain, see ``level``), silence between them."""
+    out = np.zeros(int(math.ceil(window.duration * SAMPLE_RATE)), dtype=np.float32)
+    for p in window.pieces:
+        src = recordings[p.recording].samples[int(p.start * SAMPLE_RATE) : int(p.end * SAMPLE_RATE)]
+        at = int(p.offset * SAMPLE_RATE)
+        n = len(src[: len(out) - at])
+        out[at : at + n] = src[:n] * (gains[p.recording] if gains else 1.0)
+    return out
+
+
+@dataclass(frozen=True)
+class _Item:
+    """Speech of one recording still to decode: how often it was in a window that was not
+    trusted, and whether it is speech a window skipped (a retry, never retried again)."""
+
+    region: SpeechRegion
+    tries: int = 0
+    retry: bool = False
+    #: Words are kept only inside this stretch (a retry's context is heard, not written).
+    keep: SpeechRegion | None = None
+
+
+class WindowDecoder:
+    """Runs the passes for one group of recordings and collects their segments.
+
+    Args:
+        asr: a ``SpeechRecognizer`` (``decode(audios, language, options, align)``).
+        recordings: the decoded recordings.
+        languages: per recording, (language, probability).
+        options: the transcription options.
+        batch_size: windows per ``asr.decode`` call.
+        stats: where time and counts go.
+        hook: progress, as ``hook("asr", windows done, windows known so far)``.
+    """
+
+    def __init__(self, asr, recordings: Sequence[Audio], languages: Sequence[tuple[str, float]],
+                 options: TranscribeOptions, batch_size: int, stats: Stats | None = None,
+                 hook: ProgressHook = no_progress) -> None:
+        self.asr, self.recordings, self.options, self.hook = asr, recordings, options, hook
+        self.batch_size = batch_size
+        self.languages = [lang for lang, _ in languages]
+        self.stats = stats or Stats()
+        self.gains = [gain(a.samples) for a in recordings]
+        self.segments: list[list[Segment]] = [[] for _ in recordings]
+        self.done = self.total = 0
+
+    def run(self, regions: Sequence[Sequence[SpeechRegion]]) -> list[list[Segment]]:
+        """Decode every recording's speech regions; returns each recording's segments."""
+        todo = [[_Item(r) for r in regs] for regs in regions]
+        first = True
+        while any(todo):
+            todo = self._pass(todo, first)
+            first = False
+        return self.segments
+
+    def _windows(self, todo: list[list[_Item]]) -> list[tuple[Window, list[_Item]]]:
+        """Pack the pending speech into windows, each with the items of its pieces. Speech that
+        was in too many untrusted windows gets windows of its own recording."""
+        o = self.options
+        out = []
+        for alone in (False, True):
+            chosen = [sorted((it for it in items if (it.tries >= MAX_SHARED_TRIES) == alone),
+                             key=lambda it: it.region.start) for items in todo]
+            lookup = {(rec, it.region.start, it.region.end): it for rec, items in enumerate(chosen) for it in items}
+            regions = [[it.region for it in items] for items in chosen]
+            across = o.pack_recordings and not alone
+            for w in pack(regions, window_limit(o), o.pack_gap, across_recordings=across, groups=self.languages):
+                out.append((w, [lookup.get((p.recording, p.start, p.end), _Item(SpeechRegion(p.start, p.end)))
+                                for p in w.pieces]))
+        return out
+
+    def _pass(self, todo: list[list[_Item]], first: bool) -> list[list[_Item]]:
+        """Decode the pending speech once; keep what is sound, return what must be decoded again."""
+        jobs = self._windows(todo)
+        if not first:
+            self.stats.count("again_windows", len(jobs))
+        nxt: list[list[_Item]] = [[] for _ in self.recordings]
+        self.total += len(jobs)
+        retries = [any(it.keep for it in items) for _, items in jobs]
+        for (window, items), text in zip(jobs, self._decode([w for w, _ in jobs], retries, first)):
+            with self.stats.time("unpack"):
+                placed = placement(window, text)
+                suspects = self._suspects(window, placed) if len(window.recordings) > 1 else set()
+                keep: dict[int, list[SpeechRegion]] = {}
+                for piece, item in zip(window.pieces, items):
+                    keep.setdefault(piece.recording, []).append(item.keep or SpeechRegion(piece.start, piece.end))
+                for rec, segment in unpack(window, text):
+                    if rec not in suspects and (segment := clip_segment(segment, keep[rec])):
+                        self.segments[rec].append(segment)
+                for piece, item, spans in zip(window.pieces, items, placed.spans):
+                    if piece.recording in suspects:
+                        nxt[piece.recording].append(replace(item, tries=item.tries + 1))
+                    elif not item.retry:
+                        skipped = uncovered(piece, spans, WORD_PAD, MIN_MISS)
+                        if piece is window.pieces[-1]:
+                            tail = uncovered(piece, spans, WORD_PAD, MIN_TAIL_MISS)[-1:]
+                            if tail and tail[0].end == piece.end and tail[0] not in skipped:
+                                skipped.append(tail[0])
+                        self.stats.count("retry_pieces", len(skipped))
+                        # Keep words that start in the stretch or just before it (the stretch
+                        # begins WORD_PAD after the last word written).
+                        nxt[piece.recording].extend(
+                            _Item(SpeechRegion(max(piece.start, r.start - RETRY_CONTEXT),
+                                               min(piece.end, r.end + RETRY_CONTEXT)), 0, True,
+                                  SpeechRegion(r.start - WORD_PAD / 2, r.end)) for r in skipped)
+        return nxt
+
+    def _decode(self, windows: list[Window], retries: list[bool], first: bool):
+        """Each window's WindowText, in order, decoding batches of one language. Words are always
+        aligned: they say whose speech is whose, and what a window skipped."""
+        o = self.options
+        step = self.batch_size
+        groups: dict[tuple[str, bool], list[int]] = {}
+        for i, w in enumerate(windows):
+            groups.setdefault((self.languages[w.pieces[0].recording], retries[i]), []).append(i)
+        texts: dict[int, object] = {}
+        self.hook("asr", self.done, self.total)
+        for (language, retry), indices in groups.items():
+            for start in range(0, len(indices), step):
+                batch = indices[start : start + step]
+                audios = [window_audio(windows[i], self.recordings, self.gains) for i in batch]
+                # Windows of skipped speech are decoded without timestamp tokens: with them
+                # Whisper leaves out the last words of its input again.
+                timestamps = not retry
+                with self.stats.time("asr" if first else "asr_again"):
+                    texts.update(zip(batch, self.asr.decode(audios, language, o, True, timestamps)))
+                self.stats.count("windows", len(batch))
+                self.done += len(batch)
+                self.hook("asr", self.done, self.total)
+        return [texts[i] for i in range(len(windows))]
+
+    def _suspects(self, window: Window, placed) -> set[int]:
+        """Recordings of a shared window whose words may not be (all) their own.
+
+        A piece is bad when its recording got no words, repetitive or impossibly many words,
+        when it skipped speech, or when ``placement`` doubts it; its recording is then a
+        suspect, and so are the recordings of the pieces on either side, whose words the
+        missing ones may have become.
+        """
+        from faster_whisper.transcribe import get_compression_ratio
+
+        pieces = window.pieces
+        speech: dict[int, float] = {}
+        body: dict[int, str] = {}
+        for piece, text in zip(pieces, placed.texts):
+            speech[piece.recording] = speech.get(piece.recording, 0.0) + piece.duration
+            body[piece.recording] = body.get(piece.recording, "") + text
+        bad_recordings = set()
+        for rec, text in body.items():
+            n = len(text.split())
+            if n == 0 or n > MAX_WORDS_PER_SECOND * speech[rec] + 2 or (
+                len(text) > 24 and get_compression_ratio(text) > self.options.compression_ratio_threshold
+            ):
+                bad_recordings.add(rec)
+        bad = set(placed.doubtful)
+        for k, (piece, spans) in enumerate(zip(pieces, placed.spans)):
+            if piece.recording in bad_recordings or uncovered(piece, spans, WORD_PAD, MIN_MISS):
+                bad.add(k)
+        suspects = {pieces[k].recording for k in bad}
+        self.stats.count("doubtful_pieces", len(placed.doubtful))
+        suspects |= {pieces[j].recording for k in bad for j in (k - 1, k + 1) if 0 <= j < len(pieces)}
+        if suspects:
+            self.stats.count("suspect_recordings", len(suspects))
+        return suspects

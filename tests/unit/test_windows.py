@@ -1,0 +1,86 @@
+"""The window decoder's passes with a model that fails on purpose: words never change files."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from iam_cluster.pipeline.asr import WindowText
+from iam_cluster.pipeline.types import SAMPLE_RATE, Audio, SpeechRegion, TranscribeOptions
+from iam_cluster.pipeline.windows import WindowDecoder
+
+
+def tone(rec: int, seconds: float) -> Audio:
+    """Recording ``rec`` is a tone whose pitch names it, so the fake model can tell whose audio it
+    hears wherever a window puts it (levels are normalised, pitch is not)."""
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return Audio(f"rec{rec}", (0.1 * np.sin(2 * np.pi * 200 * (rec + 1) * t)).astype(np.float32))
+
+
+def runs(audio: np.ndarray) -> list[tuple[float, float, int]]:
+    """(start s, end s, recording) of each stretch of tone in a window."""
+    on = np.abs(audio) > 0
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(int), [0]])))
+    out = []
+    for a, b in zip(edges[::2], edges[1::2]):
+        crossings = np.count_nonzero(np.diff(np.signbit(audio[a:b])))
+        freq = crossings / 2 / ((b - a) / SAMPLE_RATE)
+        out.append((a / SAMPLE_RATE, b / SAMPLE_RATE, int(round(freq / 200)) - 1))
+    return out
+
+
+def words(start: float, end: float, rec: int) -> list[dict]:
+    n = max(1, int((end - start) / 0.5))
+    step = (end - start) / n
+    return [dict(word=f" r{rec}", start=start + i * step, end=start + (i + 1) * step, probability=0.9)
+            for i in range(n)]
+
+
+class FakeASR:
+    """Writes ``r<k>`` twice a second of recording k's tone, except that (a) in a window holding
+    several recordings it gives the last recording's words to the one before it, leaving the
+    last empty, and (b) in the first window it sees of a long piece it skips 4 s in the middle."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def decode(self, audios, language, options, align=True, timestamps=True):
+        out = []
+        for audio in audios:
+            found = runs(audio)
+            ws = []
+            if len({r for _, _, r in found}) > 1:
+                *head, (s_last, e_last, r_last) = found
+                for s, e, r in head[:-1]:
+                    ws += words(s, e, r)
+                s, e, _ = head[-1]
+                ws += words(s, e, head[-1][2])[:1] + words(s + 0.5, e, r_last)  # the neighbour's words
+            else:
+                for s, e, r in found:
+                    part = words(s, e, r)
+                    if e - s > 10 and self.calls == 0:
+                        part = [w for w in part if not 4.0 <= w["start"] < 8.0]
+                    ws += part
+            self.calls += 1
+            segs = [dict(start=ws[0]["start"], end=ws[-1]["end"], text="".join(w["word"] for w in ws), words=ws)] if ws else []
+            out.append(WindowText(segments=segs, avg_logprob=-0.2, no_speech_prob=0.01, temperature=0.0))
+        return out
+
+
+def test_words_moved_between_packed_recordings_are_decoded_again_alone():
+    recordings = [tone(k, 2.0 + k % 3) for k in range(6)]
+    regions = [[SpeechRegion(0.0, a.duration)] for a in recordings]
+    decoder = WindowDecoder(FakeASR(), recordings, [("en", 1.0)] * 6, TranscribeOptions(), 4)
+    segments = decoder.run(regions)
+    for k, segs in enumerate(segments):
+        text = "".join(s.text for s in segs).split()
+        assert text and set(text) == {f"r{k}"}, (k, text)
+    assert decoder.stats.counts["suspect_recordings"] >= 2
+
+
+def test_speech_a_window_skipped_is_decoded_again():
+    long = tone(0, 20.0)
+    decoder = WindowDecoder(FakeASR(), [long], [("en", 1.0)], TranscribeOptions(), 8)
+    (segs,) = decoder.run([[SpeechRegion(0.0, 20.0)]])
+    starts = sorted(w.start for s in segs for w in s.words)
+    assert max(b - a for a, b in zip(starts, starts[1:])) < 1.5  # before: a 4-s hole
+    assert decoder.stats.counts["retry_pieces"] == 1
