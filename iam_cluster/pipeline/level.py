@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from iam_cluster.pipeline.types import to_float
+
 #: Speech level every recording is brought to (dBFS, gated mean power).
 TARGET_DBFS = -20.0
 #: Frames quieter than this never count as speech when measuring the level.
@@ -24,15 +26,28 @@ MAX_GAIN_DB = 30.0
 #: After the gain, 99.9% of 20-ms frame peaks stay at or below this (no hard clipping of speech).
 PEAK_CEILING = 0.99
 _FRAME = 320  # 20 ms at 16 kHz
+#: Frames measured at a time: hours of audio never become one float64 copy.
+_BLOCK_FRAMES = 30_000  # 10 minutes
+
+
+def _frame_power_and_peak(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean power and peak of each whole 20-ms frame (samples float32 or 16-bit PCM)."""
+    n = len(samples) // _FRAME
+    power, peak = np.empty(n), np.empty(n, np.float32)
+    for i in range(0, n, _BLOCK_FRAMES):
+        j = min(n, i + _BLOCK_FRAMES)
+        frames = to_float(samples[i * _FRAME : j * _FRAME]).reshape(-1, _FRAME)
+        power[i:j] = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / _FRAME
+        peak[i:j] = np.abs(frames).max(axis=1)
+    return power, peak
 
 
 def speech_level(samples: np.ndarray) -> float | None:
     """Gated mean power of ``samples`` in dBFS, or None when nothing passes the absolute gate."""
-    n = len(samples) // _FRAME * _FRAME
-    if n == 0:
-        return None
-    frames = samples[:n].reshape(-1, _FRAME)
-    power = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / _FRAME
+    return _level(_frame_power_and_peak(samples)[0])
+
+
+def _level(power: np.ndarray) -> float | None:
     power = power[power > 10 ** (ABSOLUTE_GATE_DBFS / 10)]
     if len(power) == 0:
         return None
@@ -45,12 +60,11 @@ def gain(samples: np.ndarray) -> float:
 
     Attenuation is not limited; amplification is, by MAX_GAIN_DB and by the peaks.
     """
-    level = speech_level(samples)
+    power, peaks = _frame_power_and_peak(samples)
+    level = _level(power)
     if level is None:
         return 1.0
     g = 10 ** (min(TARGET_DBFS - level, MAX_GAIN_DB) / 20)
-    n = len(samples) // _FRAME * _FRAME
-    peaks = np.abs(samples[:n].reshape(-1, _FRAME)).max(axis=1)
     peak = float(np.quantile(peaks, 0.999))
     if peak > 0 and g * peak > PEAK_CEILING:
         g = max(min(g, PEAK_CEILING / peak), min(1.0, g))
@@ -58,6 +72,7 @@ def gain(samples: np.ndarray) -> float:
 
 
 def normalised(samples: np.ndarray, g: float | None = None) -> np.ndarray:
-    """``samples`` times their gain (a new float32 array; the input is left alone)."""
+    """``samples`` (float32 or 16-bit PCM) times their gain, as float32; the input is left alone."""
     g = gain(samples) if g is None else g
-    return samples if g == 1.0 else (samples * np.float32(g)).astype(np.float32, copy=False)
+    floats = to_float(samples)
+    return floats if g == 1.0 else (floats * np.float32(g)).astype(np.float32, copy=False)

@@ -99,7 +99,7 @@ def first_speech(audio: Audio, regions: Sequence[SpeechRegion], seconds: float) 
     parts, total = [], 0
     limit = int(seconds * SAMPLE_RATE)
     for r in regions or [SpeechRegion(0.0, audio.duration)]:
-        part = audio.samples[int(r.start * SAMPLE_RATE) : int(r.end * SAMPLE_RATE)][: limit - total]
+        part = audio.span(r.start, r.end)[: limit - total]
         parts.append(part)
         total += len(part)
         if total >= limit:

@@ -77,7 +77,7 @@ def prepare(source: Source, options: TranscribeOptions, vad: VoiceActivityDetect
     else:
         with stats.time("decode"):
             audio = decode_audio(source, name=name, max_duration=limits.max_duration,
-                                 min_duration=limits.min_duration)
+                                 min_duration=limits.min_duration, pcm16=True)
     with stats.time("vad"):
         regions = find_speech(audio, options, vad)
     return Prepared(audio.source, audio.duration, shard(audio, regions, shard_seconds))

@@ -25,15 +25,35 @@ def no_progress(step: str, completed: int, total: int) -> None:
     """The default hook: report nothing."""
 
 
+#: int16 PCM to float: the scale of a full-scale sample.
+PCM_SCALE = 1.0 / 32768
+
+
+def to_float(samples: np.ndarray) -> np.ndarray:
+    """float32 samples in [-1, 1] from stored ones (16-bit PCM or float32; a copy only for PCM)."""
+    if samples.dtype == np.int16:
+        return samples.astype(np.float32) * np.float32(PCM_SCALE)
+    return np.asarray(samples, dtype=np.float32)
+
+
 class Audio(msgspec.Struct, frozen=True):
-    """A decoded recording: 16 kHz mono float32 samples in [-1, 1]."""
+    """A decoded recording at 16 kHz mono.
+
+    ``samples`` are float32 in [-1, 1], or 16-bit PCM (int16), which is how the service keeps the
+    recordings it transcribes: half the memory, so hours of audio fit in a worker. Stages read
+    them through ``to_float`` / ``span`` a stretch at a time.
+    """
 
     source: str
-    samples: np.ndarray  # float32, shape (n,)
+    samples: np.ndarray  # float32 or int16, shape (n,)
 
     @property
     def duration(self) -> float:
         return len(self.samples) / SAMPLE_RATE
+
+    def span(self, start: float, end: float) -> np.ndarray:
+        """float32 samples from ``start`` to ``end`` seconds."""
+        return to_float(self.samples[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)])
 
 
 class SpeechRegion(msgspec.Struct, frozen=True):

@@ -8,8 +8,8 @@ from typing import Protocol
 
 import numpy as np
 
-from iam_cluster.pipeline.level import normalised
-from iam_cluster.pipeline.types import SAMPLE_RATE, Audio, SpeechRegion, VadOptions
+from iam_cluster.pipeline.level import gain, normalised
+from iam_cluster.pipeline.types import SAMPLE_RATE, Audio, SpeechRegion, VadOptions, to_float
 
 #: Long recordings are scanned in parts of about this length, cut at quiet points, so several
 #: cores can share the work (Silero runs on one). The parts depend on the length only, never on
@@ -40,16 +40,18 @@ class SileroVad:
         self.workers = max(1, workers if workers is not None else min(4, os.cpu_count() or 1))
 
     def __call__(self, audio: Audio, options: VadOptions, max_region: float) -> list[SpeechRegion]:
-        if len(audio.samples) == 0:
+        samples = audio.samples
+        if len(samples) == 0:
             return []
-        samples = normalised(audio.samples)
+        g = gain(samples)  # each part is scaled as it is scanned: no float copy of the whole recording
         parts = int(len(samples) // (PART_SECONDS * SAMPLE_RATE))
         if parts < 2:
-            return _scan(samples, 0, options, max_region)
+            return _scan(normalised(samples, g), 0, options, max_region)
         cuts = quiet_cuts(samples, parts)
         bounds = list(zip([0, *cuts], [*cuts, len(samples)]))
         with ThreadPoolExecutor(min(self.workers, len(bounds))) as pool:  # onnxruntime releases the GIL
-            parts = pool.map(lambda b: _scan(samples[b[0] : b[1]], b[0], options, max_region), bounds)
+            parts = pool.map(lambda b: _scan(normalised(samples[b[0] : b[1]], g), b[0], options, max_region),
+                             bounds)
         return _join([r for part in parts for r in part], [c / SAMPLE_RATE for c in cuts], max_region)
 
 
@@ -80,7 +82,7 @@ def quiet_cuts(samples: np.ndarray, parts: int) -> list[int]:
         ideal = len(samples) * i // parts
         lo = max(0, ideal - int(_CUT_SEARCH_SECONDS * SAMPLE_RATE))
         hi = min(len(samples), ideal + int(_CUT_SEARCH_SECONDS * SAMPLE_RATE))
-        window = samples[lo : hi - (hi - lo) % frame].reshape(-1, frame)
+        window = to_float(samples[lo : hi - (hi - lo) % frame]).reshape(-1, frame)
         cuts.append(lo + int(np.argmin((window**2).mean(axis=1))) * frame + frame // 2)
     return cuts
 

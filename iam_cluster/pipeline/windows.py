@@ -51,7 +51,7 @@ def window_audio(window: Window, recordings: Sequence[Audio], gains: Sequence[fl
     gain, see ``level``), silence between them."""
     out = np.zeros(int(math.ceil(window.duration * SAMPLE_RATE)), dtype=np.float32)
     for p in window.pieces:
-        src = recordings[p.recording].samples[int(p.start * SAMPLE_RATE) : int(p.end * SAMPLE_RATE)]
+        src = recordings[p.recording].span(p.start, p.end)
         at = int(p.offset * SAMPLE_RATE)
         n = len(src[: len(out) - at])
         out[at : at + n] = src[:n] * (gains[p.recording] if gains else 1.0)

@@ -21,6 +21,7 @@ from iam_cluster.pipeline.types import (
     SpeechRegion,
     Turn,
     no_progress,
+    to_float,
 )
 
 DEFAULT_PIPELINE = "pyannote/speaker-diarization-community-1"
@@ -198,7 +199,7 @@ class PyannoteDiarizer:
         import torch
 
         # Writable, contiguous float32: torch.from_numpy shares the memory, and warns on read-only.
-        samples = np.require(audio.samples, dtype=np.float32, requirements=["C", "W"])
+        samples = np.require(to_float(audio.samples), dtype=np.float32, requirements=["C", "W"])
         file = {
             "waveform": torch.from_numpy(samples)[None],
             "sample_rate": SAMPLE_RATE,

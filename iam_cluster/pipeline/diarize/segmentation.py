@@ -11,7 +11,7 @@ from itertools import combinations
 
 import numpy as np
 
-from iam_cluster.pipeline.types import SAMPLE_RATE, ProgressHook, no_progress
+from iam_cluster.pipeline.types import SAMPLE_RATE, ProgressHook, no_progress, to_float
 
 CHUNK_SECONDS = 10.0
 #: Loud frames (this percentile of 50-ms frame levels) are brought to TARGET_DBFS.
@@ -24,6 +24,7 @@ MAX_GAIN_DB = 45.0
 def normalise_level(samples: np.ndarray) -> np.ndarray:
     """``samples`` scaled so their loud frames sit at ``TARGET_DBFS`` (a -40 dBFS far-field
     recording and a close-talk one look alike to the models), clipped to [-1, 1]."""
+    samples = to_float(samples)
     frame = SAMPLE_RATE // 20
     n = len(samples) // frame
     if n == 0 or not np.any(samples):
