@@ -319,3 +319,17 @@ FROM meetings;
 ALTER TABLE jobs ADD COLUMN request_id text;
 -- Metrics scrapes: the age of the oldest queued job without reading the queue.
 CREATE INDEX jobs_queued_created_at_idx ON jobs (created_at) WHERE status = 'queued';
+
+-- 0011_mailbox
+CREATE VIEW mailbox AS
+SELECT m.id, m.sender_id, m.recipient_id, m.subject, m.body, m.created_at,
+       m.recipient_id AS owner_id, true AS incoming, m.read_at IS NOT NULL AS is_read,
+       m.recipient_starred AS is_starred, m.recipient_archived AS is_archived
+FROM messages AS m
+WHERE NOT m.recipient_deleted
+UNION ALL
+SELECT m.id, m.sender_id, m.recipient_id, m.subject, m.body, m.created_at,
+       m.sender_id AS owner_id, false AS incoming, true AS is_read,
+       m.sender_starred AS is_starred, m.sender_archived AS is_archived
+FROM messages AS m
+WHERE NOT m.sender_deleted AND m.sender_id IS DISTINCT FROM m.recipient_id;

@@ -17,21 +17,11 @@ RETURNING *
 -- name: messages_list
 -- The caller's view of their messages, newest first; ``folder`` is inbox, sent, starred or archived.
 -- Keyset pagination: rows strictly older than (cursor_at, cursor_id) when a cursor is given.
-SELECT * FROM (
-    SELECT m.id, m.sender_id, m.recipient_id, m.subject, m.body, m.created_at,
-           m.recipient_id = %(user_id)s AS incoming,
-           CASE WHEN m.recipient_id = %(user_id)s THEN m.read_at IS NOT NULL ELSE true END AS is_read,
-           CASE WHEN m.recipient_id = %(user_id)s THEN m.recipient_starred ELSE m.sender_starred END
-               AS is_starred,
-           CASE WHEN m.recipient_id = %(user_id)s THEN m.recipient_archived ELSE m.sender_archived END
-               AS is_archived
-    FROM messages AS m
-    WHERE ((m.recipient_id = %(user_id)s AND NOT m.recipient_deleted)
-           OR (m.sender_id = %(user_id)s AND NOT m.sender_deleted))
-      AND (%(q)s::text IS NULL OR m.subject ILIKE %(q)s ESCAPE '\' OR m.body ILIKE %(q)s ESCAPE '\')
-      AND (%(cursor_at)s::timestamptz IS NULL OR (m.created_at, m.id) < (%(cursor_at)s, %(cursor_id)s::uuid))
-) AS v
-WHERE CASE %(folder)s::text
+SELECT v.* FROM mailbox AS v
+WHERE v.owner_id = %(user_id)s
+  AND (%(q)s::text IS NULL OR v.subject ILIKE %(q)s ESCAPE '\' OR v.body ILIKE %(q)s ESCAPE '\')
+  AND (%(cursor_at)s::timestamptz IS NULL OR (v.created_at, v.id) < (%(cursor_at)s, %(cursor_id)s::uuid))
+  AND CASE %(folder)s::text
           WHEN 'inbox' THEN v.incoming AND NOT v.is_archived
           WHEN 'sent' THEN NOT v.incoming AND NOT v.is_archived
           WHEN 'starred' THEN v.is_starred
@@ -43,15 +33,7 @@ LIMIT %(limit)s
 
 -- name: messages_get
 -- One message as the caller sees it; nothing when they are neither side or deleted it on their side.
-SELECT m.id, m.sender_id, m.recipient_id, m.subject, m.body, m.created_at,
-       m.recipient_id = %(user_id)s AS incoming,
-       CASE WHEN m.recipient_id = %(user_id)s THEN m.read_at IS NOT NULL ELSE true END AS is_read,
-       CASE WHEN m.recipient_id = %(user_id)s THEN m.recipient_starred ELSE m.sender_starred END AS is_starred,
-       CASE WHEN m.recipient_id = %(user_id)s THEN m.recipient_archived ELSE m.sender_archived END AS is_archived
-FROM messages AS m
-WHERE m.id = %(id)s
-  AND ((m.recipient_id = %(user_id)s AND NOT m.recipient_deleted)
-       OR (m.sender_id = %(user_id)s AND NOT m.sender_deleted))
+SELECT * FROM mailbox WHERE id = %(id)s AND owner_id = %(user_id)s
 
 -- name: messages_set_read
 -- Recipient side only; counts the messages whose read state changed.
@@ -102,17 +84,8 @@ SELECT count(*) FILTER (WHERE v.incoming) AS total,
        count(*) FILTER (WHERE v.is_starred) AS starred,
        count(*) FILTER (WHERE v.is_archived) AS archived,
        count(*) FILTER (WHERE NOT v.incoming) AS sent
-FROM (
-    SELECT m.recipient_id = %(user_id)s AS incoming,
-           CASE WHEN m.recipient_id = %(user_id)s THEN m.read_at IS NOT NULL ELSE true END AS is_read,
-           CASE WHEN m.recipient_id = %(user_id)s THEN m.recipient_starred ELSE m.sender_starred END
-               AS is_starred,
-           CASE WHEN m.recipient_id = %(user_id)s THEN m.recipient_archived ELSE m.sender_archived END
-               AS is_archived
-    FROM messages AS m
-    WHERE (m.recipient_id = %(user_id)s AND NOT m.recipient_deleted)
-       OR (m.sender_id = %(user_id)s AND NOT m.sender_deleted)
-) AS v
+FROM mailbox AS v
+WHERE v.owner_id = %(user_id)s
 
 -- name: notifications_list
 -- The caller's notifications, newest first.
