@@ -218,6 +218,8 @@ def _route_third_party(handler: logging.Handler) -> None:
     """uvicorn's and Ray's loggers: their console handlers give way to ours (files are kept)."""
     for name in THIRD_PARTY:
         logger = logging.getLogger(name)
+        logger.setLevel(logging.NOTSET)  # an embedded uvicorn may have set its own; ours governs
+        logger.disabled = False
         for existing in list(logger.handlers):
             if type(existing) is logging.StreamHandler:
                 logger.removeHandler(existing)

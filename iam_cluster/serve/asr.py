@@ -31,14 +31,16 @@ class ASR:
 
         self.asr = WhisperASR(model, device, compute_type, cpu_threads, cache_dir=cache_dir)
         self.beam_size: int | None = None
+        self.max_batch_size: int | None = None
         #: How many batches of each size this replica decoded (bounded: one key per size).
         self.batch_sizes: Counter[int] = Counter()
 
     def reconfigure(self, config: dict) -> None:
         """Apply the knobs ``config`` names; the others keep their value."""
         if "max_batch_size" in config:
-            self.decode_window.set_max_batch_size(int(config["max_batch_size"]))
-            self.metrics.max_batch_size.set(int(config["max_batch_size"]))
+            self.max_batch_size = int(config["max_batch_size"])
+            self.decode_window.set_max_batch_size(self.max_batch_size)
+            self.metrics.max_batch_size.set(self.max_batch_size)
         if "batch_wait_timeout_s" in config:
             self.decode_window.set_batch_wait_timeout_s(float(config["batch_wait_timeout_s"]))
         if "beam_size" in config:
@@ -79,6 +81,8 @@ class ASR:
                 texts = [exc] * len(idx)
             for i, text in zip(idx, texts):
                 results[i] = text
+        if self.max_batch_size:  # again with each batch: a gauge set once at start can miss Ray's first export
+            self.metrics.max_batch_size.set(self.max_batch_size)
         self.metrics.batch(len(jobs), [started - j.submitted_at for j in jobs if j.submitted_at],
                            sum(len(j.audio) for j in jobs) / SAMPLE_RATE, time.perf_counter() - t0)
         return results
