@@ -68,6 +68,15 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in ["python", *sys.argv])
 
 
+def free_port() -> int:
+    """A TCP port free on loopback now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def peak_rss_mb() -> float:
     """This process's own peak resident memory (VmHWM). Not ``ru_maxrss``: Linux carries that across
     ``exec``, so a child started from a big process reports its parent's peak."""
