@@ -28,6 +28,7 @@ from iam_cluster.api import billing, meeting_media
 from iam_cluster.api.deps import provide_conn, provide_redis, provide_settings, provide_storage
 from iam_cluster.api.errors import EXCEPTION_HANDLERS
 from iam_cluster.api.health import health, ready
+from iam_cluster.api.input_guard import InputGuard
 from iam_cluster.api.limits import RedisGate
 from iam_cluster.api.ratelimit import RateLimitMiddleware
 from iam_cluster.api.security import provide_current_user
@@ -96,8 +97,9 @@ def create_app(settings: Settings | None = None, runner=None) -> Litestar:
         route_handlers=[health, ready, *observability.route_handlers, Router("/api/v1", route_handlers=V1_ROUTERS),
                         Router("/api/v2", route_handlers=V2_ROUTERS), openai.router, *web.handlers(settings)],
         lifespan=[lifespan],
-        # request ids, access lines, /metrics; limits; the web app's CSRF checks and page headers
-        middleware=[*observability.middleware, RateLimitMiddleware(), web.protection(settings)],
+        # request ids, access lines, /metrics; limits; control characters refused; the web app's CSRF checks
+        # and page headers (after the guard, which replays the body it read)
+        middleware=[*observability.middleware, RateLimitMiddleware(), InputGuard(), web.protection(settings)],
         template_config=web.template_config(),
         dependencies={
             "conn": Provide(provide_conn),

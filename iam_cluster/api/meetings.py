@@ -18,6 +18,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 from psycopg import AsyncConnection
 
 from iam_cluster.api.errors import APIError, invalid_options
+from iam_cluster.api.input_guard import FREE_TEXT
 from iam_cluster.api.jobs import JobOut, TranscribeRequest, check_request, job_options, queue_job, replay, request_hash
 from iam_cluster.api.deps import transaction
 from iam_cluster.api.limits import upload_slot
@@ -34,7 +35,7 @@ from iam_cluster.settings import Settings
 from iam_cluster.storage import Storage
 
 Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\S")]
-Description = Annotated[str, msgspec.Meta(max_length=5000)]
+Description = Annotated[str, msgspec.Meta(max_length=5000, extra=FREE_TEXT)]
 TranscriptFormat = Literal["json", "txt", "srt", "vtt", "rttm"]
 ACTIVE = ("queued", "processing")
 
@@ -203,7 +204,7 @@ async def delete_meeting(conn: NamedDependency[AsyncConnection], current_user: N
         await anyio.to_thread.run_sync(storage.delete, row["audio_file_url"])
 
 
-@post("/{meeting_id:uuid}/upload", status_code=HTTP_200_OK, operation_class=upload_operation())
+@post("/{meeting_id:uuid}/upload", status_code=HTTP_200_OK, operation_class=upload_operation(), opt={"upload": True})
 async def upload_audio(
     request: Request, current_user: NamedDependency[User], settings: NamedDependency[Settings],
     storage: NamedDependency[Storage], meeting_id: FromPath[uuid.UUID],

@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 
 from iam_cluster import events
 from iam_cluster.api.errors import APIError
+from iam_cluster.api.input_guard import FREE_TEXT
 from iam_cluster.api.limits import RedisDown, RedisGate, hit, unavailable
 from iam_cluster.api.security import SESSION_ONLY
 from iam_cluster.db.queries import QUERIES, fetch_all, fetch_one
@@ -37,7 +38,7 @@ SEND_WINDOW_S = 60
 BULK_MAX_IDS = 100
 
 Subject = Annotated[str, msgspec.Meta(max_length=200)]
-Body = Annotated[str, msgspec.Meta(min_length=1, max_length=10_000, pattern=r"\S")]
+Body = Annotated[str, msgspec.Meta(min_length=1, max_length=10_000, pattern=r"\S", extra=FREE_TEXT)]
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320)]
 Folder = Literal["inbox", "sent", "starred", "archived"]
 BulkAction = Literal["read", "unread", "star", "unstar", "archive", "unarchive", "delete"]
