@@ -25,6 +25,7 @@ from litestar.response import ServerSentEvent
 
 from iam_cluster.api.errors import STATUS, APIError, log
 from iam_cluster.api.input_guard import FREE_TEXT, free_text_fields
+from iam_cluster.api.openapi import OBJECT, TEXT, errors
 from iam_cluster.api.jobs import OPENAI_MODEL_ALIAS
 from iam_cluster.api.limits import upload_slot
 from iam_cluster.api.sync import transcribe_now, upload_key
@@ -163,16 +164,19 @@ async def _audio(request: Request, settings: Settings, storage: Storage, user: U
 
 
 _upload = upload_operation(FORM_FIELDS, raw=False)
+_AUDIO_RESPONSES = errors(402, 408, 415, 422)
+_AUDIO_OPT = {"upload": True, "free_text": tuple(free_text_fields(Form)), "content": {200: {"application/json": OBJECT, "text/plain": TEXT,
+                                                "text/event-stream": TEXT}}}
 
 
-@post("/audio/transcriptions", status_code=200, operation_class=_upload, opt={"upload": True})
+@post("/audio/transcriptions", status_code=200, operation_class=_upload, opt=_AUDIO_OPT, responses=_AUDIO_RESPONSES)
 async def transcriptions(request: Request, current_user: NamedDependency[User], settings: NamedDependency[Settings],
                          storage: NamedDependency[Storage]) -> Response:
     """Transcribe an uploaded file (OpenAI's ``audio.transcriptions.create``)."""
     return await _audio(request, settings, storage, current_user, "transcribe")
 
 
-@post("/audio/translations", status_code=200, operation_class=_upload, opt={"upload": True})
+@post("/audio/translations", status_code=200, operation_class=_upload, opt=_AUDIO_OPT, responses=_AUDIO_RESPONSES)
 async def translations(request: Request, current_user: NamedDependency[User], settings: NamedDependency[Settings],
                        storage: NamedDependency[Storage]) -> Response:
     """Translate an uploaded file's speech into English text (multilingual models only)."""
