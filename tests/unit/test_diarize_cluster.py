@@ -1,4 +1,4 @@
-"""Speaker clustering, level normalisation and filterbanks of the embedded diarizer (no weights)."""
+"""Speaker clustering and filterbanks of the embedded diarizer (no weights)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 
 from iam_cluster.errors import ConfigError
 from iam_cluster.pipeline.diarize.cluster import cluster_speakers, merge_similar, spectral_labels
-from iam_cluster.pipeline.diarize.segmentation import normalise_level
 
 
 def voices(sizes, dim=64, spread=0.35, seed=0):
@@ -57,16 +56,6 @@ def test_few_embeddings_are_one_speaker_and_merges_keep_the_floor():
     labels = np.repeat([0, 1], 20)
     assert len(set(merge_similar(y, labels, -1.0))) == 1  # everything is "similar enough"
     assert len(set(merge_similar(y, labels, -1.0, low=2))) == 2
-
-
-def test_level_normalisation_makes_quiet_and_loud_copies_equal():
-    rng = np.random.default_rng(0)
-    speech = (rng.normal(size=16000 * 5) * np.repeat(rng.uniform(0, 1, 50), 1600)).astype(np.float32)
-    speech *= 0.3 / np.abs(speech).max()
-    quiet = speech * 10 ** (-35 / 20)
-    a, b = normalise_level(speech), normalise_level(quiet)
-    assert np.allclose(a, b, atol=1e-4)
-    assert normalise_level(np.zeros(16000, np.float32)).max() == 0.0
 
 
 def test_kaldi_filterbanks_are_level_free():

