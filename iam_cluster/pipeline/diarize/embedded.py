@@ -42,6 +42,10 @@ from iam_cluster.pipeline.types import (
 
 #: Cluster similarity chosen by cross-validation for each encoder (their cosine scales differ).
 SIMILARITY = {"campp": 0.55, "resemblyzer": 0.65}
+#: Seconds between segmentation chunks, per encoder, by cross-validation (``benchmarks/der.py
+#: --cv``): the segmentation is most of resemblyzer's cost, and 7.5 s (a third fewer chunks)
+#: scored no worse with it; CAM++ lost accuracy at 7.5 s and keeps 5 s.
+SEGMENTATION_STEP = {"campp": 5.0, "resemblyzer": 7.5}
 #: A local speaker needs this much audio of its own to be embedded at all (the encoder's floor).
 MIN_EMBED_SECONDS = 0.25
 
@@ -97,7 +101,8 @@ class EmbeddedDiarizer:
         overlap: label overlapped speech with both speakers.
         piece_seconds: longest stretch of one local speaker embedded at once (a chunk's local
             speaker can hide a change of voice the segmentation missed).
-        segmentation_step: seconds between the 10-s segmentation chunks.
+        segmentation_step: seconds between the 10-s segmentation chunks (default: the
+            encoder's cross-validated value, ``SEGMENTATION_STEP``).
         device: torch device for the models (``auto``: CUDA when torch sees it).
     """
 
@@ -110,7 +115,7 @@ class EmbeddedDiarizer:
         min_cluster_seconds: float = Decision.min_cluster_seconds,
         overlap: bool = Decision.overlap,
         piece_seconds: float = 3.0,
-        segmentation_step: float = 5.0,
+        segmentation_step: float | None = None,
         device: str = "cpu",
     ) -> None:
         from iam_cluster.pipeline.diarize.models import make_encoder, torch_device
@@ -121,6 +126,8 @@ class EmbeddedDiarizer:
         self.piece_seconds = piece_seconds
         device = torch_device(device)
         self.encoder = make_encoder(encoder, device)
+        if segmentation_step is None:
+            segmentation_step = SEGMENTATION_STEP.get(encoder, 5.0)
         self.segmenter = Segmenter(segmentation_step, device)
 
     def __call__(
