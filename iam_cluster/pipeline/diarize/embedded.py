@@ -22,7 +22,7 @@ Every cheap choice lives in ``Decision`` and is chosen by ``benchmarks/der.py --
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -40,8 +40,6 @@ from iam_cluster.pipeline.types import (
     no_progress,
 )
 
-#: Cluster similarity chosen by cross-validation for each encoder (their cosine scales differ).
-SIMILARITY = {"campp": 0.55, "resemblyzer": 0.65}
 #: Seconds between segmentation chunks, per encoder, by cross-validation (``benchmarks/der.py
 #: --cv``): the segmentation is most of resemblyzer's cost, and 7.5 s (a third fewer chunks)
 #: scored no worse with it; CAM++ lost accuracy at 7.5 s and keeps 5 s.
@@ -74,15 +72,19 @@ class Decision:
 
     Defaults: the setting ``benchmarks/der.py --cv`` chose on all RTTM-labelled development files
     with the resemblyzer encoder (its cross-validated figures are in
-    ``benchmarks/results/der-cv-cpu.md``). CAM++ needs its own similarity (0.55, ``SIMILARITY``).
+    ``benchmarks/results/der-cv-cpu.md``); CAM++ has its own (``DEFAULTS``).
     """
 
-    speech_threshold: float = 0.6
+    speech_threshold: float = 0.5
     method: str = "ahc"
-    similarity: float = 0.65
-    min_cluster_seconds: float = 0.5
+    similarity: float = 0.6
+    min_cluster_seconds: float = 1.0
     overlap: bool = True
     min_silence: float = 0.1
+
+
+#: Each encoder's setting, chosen by ``benchmarks/der.py --cv`` on all files (cosine scales differ).
+DEFAULTS = {"resemblyzer": Decision(), "campp": Decision(0.6, "ahc", 0.55, 0.5, True)}
 
 
 class EmbeddedDiarizer:
@@ -94,11 +96,11 @@ class EmbeddedDiarizer:
         speech_threshold: speech probability (segmentation-3.0, averaged over chunks) above
             which a frame is speech.
         method: ``ahc`` (average linkage stopped at ``similarity``) or ``spectral`` (eigengap).
-        similarity: cosine similarity above which two clusters are one voice (default: the
-            encoder's cross-validated value, ``SIMILARITY``).
+        similarity: cosine similarity above which two clusters are one voice.
         min_cluster_seconds: pieces with less clean speech than this are assigned to a
             speaker but do not found one.
-        overlap: label overlapped speech with both speakers.
+        overlap: label overlapped speech with both speakers. Unset, these five take the
+            encoder's cross-validated values (``DEFAULTS``).
         piece_seconds: longest stretch of one local speaker embedded at once (a chunk's local
             speaker can hide a change of voice the segmentation missed).
         segmentation_step: seconds between the 10-s segmentation chunks (default: the
@@ -109,20 +111,20 @@ class EmbeddedDiarizer:
     def __init__(
         self,
         encoder: str = "resemblyzer",
-        speech_threshold: float = Decision.speech_threshold,
-        method: str = Decision.method,
+        speech_threshold: float | None = None,
+        method: str | None = None,
         similarity: float | None = None,
-        min_cluster_seconds: float = Decision.min_cluster_seconds,
-        overlap: bool = Decision.overlap,
+        min_cluster_seconds: float | None = None,
+        overlap: bool | None = None,
         piece_seconds: float = 3.0,
         segmentation_step: float | None = None,
         device: str = "cpu",
     ) -> None:
         from iam_cluster.pipeline.diarize.models import make_encoder, torch_device
 
-        if similarity is None:
-            similarity = SIMILARITY.get(encoder, Decision.similarity)
-        self.decision = Decision(speech_threshold, method, similarity, min_cluster_seconds, overlap)
+        given = {"speech_threshold": speech_threshold, "method": method, "similarity": similarity,
+                 "min_cluster_seconds": min_cluster_seconds, "overlap": overlap}
+        self.decision = replace(DEFAULTS.get(encoder, Decision()), **{k: v for k, v in given.items() if v is not None})
         self.piece_seconds = piece_seconds
         device = torch_device(device)
         self.encoder = make_encoder(encoder, device)
