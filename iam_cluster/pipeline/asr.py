@@ -254,6 +254,9 @@ class WhisperASR:
                     tokens, tok.timestamp_begin, tok.eot, self.whisper.time_precision, duration
                 )
             ]
+            if not subsegments:  # faster-whisper's word timing reads every window's first segment
+                subsegments.append({"seek": i * _WINDOW_FRAMES, "start": i * 30.0, "end": i * 30.0 + duration,
+                                    "tokens": []})
             per_window.append(subsegments)
         if align and any(s["tokens"] for segs in per_window for s in segs):
             self.whisper.add_word_timestamps(
