@@ -68,8 +68,6 @@ class _Item:
     retry: bool = False
     #: Words are kept only inside this stretch (a retry's context is heard, not written).
     keep: SpeechRegion | None = None
-    #: First-pass speech held back to fill the free space of the windows of skipped speech.
-    deferred: bool = False
 
 
 class WindowDecoder:
@@ -125,23 +123,11 @@ class WindowDecoder:
         return out
 
     def _pass(self, todo: list[list[_Item]], first: bool) -> list[list[_Item]]:
-        """Decode the pending speech once; keep what is sound, return what must be decoded again.
-
-        The first pass holds back its last window when it is less than half full: that speech
-        is decoded in the second pass, in the free space of the windows of skipped speech (one
-        30-s encoding less), like a retry; with no skipped speech, as a first-pass window.
-        """
-        nxt: list[list[_Item]] = [[] for _ in self.recordings]
-        if not first and not any(it.retry and not it.deferred for items in todo for it in items):
-            todo = [[replace(it, retry=False, keep=None, deferred=False) if it.deferred else it for it in items]
-                    for items in todo]
+        """Decode the pending speech once; keep what is sound, return what must be decoded again."""
         jobs = self._windows(todo)
-        if first and len(jobs) > 1 and jobs[-1][0].duration < window_limit(self.options) / 2:
-            window, items = jobs.pop()
-            for piece, item in zip(window.pieces, items):
-                nxt[piece.recording].append(replace(item, retry=True, keep=item.region, deferred=True))
         if not first:
             self.stats.count("again_windows", len(jobs))
+        nxt: list[list[_Item]] = [[] for _ in self.recordings]
         self.total += len(jobs)
         retries = [any(it.keep for it in items) for _, items in jobs]
         for (window, items), text in zip(jobs, self._decode([w for w, _ in jobs], retries, first)):
@@ -216,8 +202,8 @@ class WindowDecoder:
             speech[piece.recording] = speech.get(piece.recording, 0.0) + piece.duration
             body[piece.recording] = body.get(piece.recording, "") + text
         bad_recordings = set()
-        retried = {p.recording for p, it in zip(pieces, items) if it.retry and not it.deferred}
-        only_retries = retried - {p.recording for p, it in zip(pieces, items) if not it.retry or it.deferred}
+        retried = {p.recording for p, it in zip(pieces, items) if it.retry}
+        only_retries = retried - {p.recording for p, it in zip(pieces, items) if not it.retry}
         for rec, text in body.items():
             n = len(text.split())
             if (n == 0 and rec not in only_retries) or n > MAX_WORDS_PER_SECOND * speech[rec] + 2 or (
