@@ -248,21 +248,15 @@ class WhisperASR:
             if silent and attempt["words"]:
                 self.stats.count("guard_silent_words", attempt["words"])
             tokens = [] if silent else attempt["tokens"]
-            subsegments, _, _ = self.whisper._split_segments_by_timestamps(
-                tokenizer=tok,
-                tokens=tokens,
-                time_offset=i * 30.0,
-                segment_size=frames,
-                segment_duration=duration,
-                seek=i * _WINDOW_FRAMES,
-            )
-            covered = sum(len(sub["tokens"]) for sub in subsegments)
-            tail = [t for t in tokens[covered:] if t < tok.eot]
-            if any(t < tok.timestamp_begin for t in tail):
-                # faster-whisper drops text after the last timestamp pair (its sequential decoder
-                # seeks back and decodes it again); a window has no "again", so keep it.
-                start = subsegments[-1]["end"] if subsegments else i * 30.0
-                subsegments.append(dict(seek=i * _WINDOW_FRAMES, start=start, end=i * 30.0 + duration, tokens=tail))
+            subsegments = [
+                {"seek": i * _WINDOW_FRAMES, "start": i * 30.0 + start, "end": i * 30.0 + end, "tokens": text}
+                for start, end, text in split_at_timestamps(
+                    tokens, tok.timestamp_begin, tok.eot, self.whisper.time_precision, duration
+                )
+            ]
+            if not subsegments:  # faster-whisper's word timing reads every window's first segment
+                subsegments.append({"seek": i * _WINDOW_FRAMES, "start": i * 30.0, "end": i * 30.0 + duration,
+                                    "tokens": []})
             per_window.append(subsegments)
         if align and any(s["tokens"] for segs in per_window for s in segs):
             self.whisper.add_word_timestamps(
@@ -298,6 +292,37 @@ class WhisperASR:
                 )
             )
         return out
+
+
+def split_at_timestamps(
+    tokens: Sequence[int], timestamp_begin: int, eot: int, precision: float, duration: float
+) -> list[tuple[float, float, list[int]]]:
+    """Segments ``(start s, end s, text tokens)`` of one window's output, cut at its timestamp tokens.
+
+    A run of text opens at the timestamp before it (or where the previous segment ended, 0.0 at
+    first) and closes at the timestamp after it; text after the last timestamp (Whisper, expecting
+    a next window, often leaves its last words unclosed) runs to the end of the window's audio, as
+    does all text written without timestamp tokens. Special tokens (end of text and the like) are
+    dropped. Times never go backwards and never pass ``duration``.
+    """
+    out: list[tuple[float, float, list[int]]] = []
+    start: float | None = None
+    text: list[int] = []
+    for t in tokens:
+        if t < eot:
+            text.append(t)
+        elif t >= timestamp_begin:
+            at = min(duration, (t - timestamp_begin) * precision)
+            if text:
+                begin = start if start is not None else (out[-1][1] if out else 0.0)
+                out.append((begin, max(begin, at), text))
+                text, start = [], None
+            else:
+                start = at
+    if text:
+        begin = start if start is not None else (out[-1][1] if out else 0.0)
+        out.append((begin, max(begin, duration), text))
+    return out
 
 
 def new_tokens(seconds: float) -> int:

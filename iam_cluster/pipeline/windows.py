@@ -81,16 +81,19 @@ class WindowDecoder:
         batch_size: windows per ``asr.decode`` call.
         stats: where time and counts go.
         hook: progress, as ``hook("asr", windows done, windows known so far)``.
+        sources: per recording, the recording it was cut from (shards of one long recording share
+            it): a window whose pieces all come from one source is checked as one recording's.
     """
 
     def __init__(self, asr, recordings: Sequence[Audio], languages: Sequence[tuple[str, float]],
                  options: TranscribeOptions, batch_size: int, stats: Stats | None = None,
-                 hook: ProgressHook = no_progress) -> None:
+                 hook: ProgressHook = no_progress, sources: Sequence[object] | None = None) -> None:
         self.asr, self.recordings, self.options, self.hook = asr, recordings, options, hook
         self.batch_size = batch_size
         self.languages = [lang for lang, _ in languages]
         self.stats = stats or Stats()
         self.gains = [gain(a.samples) for a in recordings]
+        self.sources = list(sources) if sources is not None else list(range(len(recordings)))
         self.segments: list[list[Segment]] = [[] for _ in recordings]
         self.done = self.total = 0
 
@@ -130,7 +133,8 @@ class WindowDecoder:
         for (window, items), text in zip(jobs, self._decode([w for w, _ in jobs], retries, first)):
             with self.stats.time("unpack"):
                 placed = placement(window, text)
-                suspects = self._suspects(window, placed) if len(window.recordings) > 1 else set()
+                shared = len({self.sources[r] for r in window.recordings}) > 1
+                suspects = self._suspects(window, placed, items) if shared else set()
                 keep: dict[int, list[SpeechRegion]] = {}
                 for piece, item in zip(window.pieces, items):
                     keep.setdefault(piece.recording, []).append(item.keep or SpeechRegion(piece.start, piece.end))
@@ -179,13 +183,15 @@ class WindowDecoder:
                 self.hook("asr", self.done, self.total)
         return [texts[i] for i in range(len(windows))]
 
-    def _suspects(self, window: Window, placed) -> set[int]:
+    def _suspects(self, window: Window, placed, items: Sequence[_Item]) -> set[int]:
         """Recordings of a shared window whose words may not be (all) their own.
 
         A piece is bad when its recording got no words, repetitive or impossibly many words,
         when it skipped speech, or when ``placement`` doubts it; its recording is then a
         suspect, and so are the recordings of the pieces on either side, whose words the
-        missing ones may have become.
+        missing ones may have become. A retry (speech a window skipped) that gets no words is
+        not bad: most such stretches hold no speech Whisper would write (a breath, a noise), and
+        doubting its neighbours decoded them again and again for nothing.
         """
         from faster_whisper.transcribe import get_compression_ratio
 
@@ -196,15 +202,19 @@ class WindowDecoder:
             speech[piece.recording] = speech.get(piece.recording, 0.0) + piece.duration
             body[piece.recording] = body.get(piece.recording, "") + text
         bad_recordings = set()
+        retried = {p.recording for p, it in zip(pieces, items) if it.retry}
+        only_retries = retried - {p.recording for p, it in zip(pieces, items) if not it.retry}
         for rec, text in body.items():
             n = len(text.split())
-            if n == 0 or n > MAX_WORDS_PER_SECOND * speech[rec] + 2 or (
+            if (n == 0 and rec not in only_retries) or n > MAX_WORDS_PER_SECOND * speech[rec] + 2 or (
                 len(text) > 24 and get_compression_ratio(text) > self.options.compression_ratio_threshold
             ):
                 bad_recordings.add(rec)
         bad = set(placed.doubtful)
-        for k, (piece, spans) in enumerate(zip(pieces, placed.spans)):
-            if piece.recording in bad_recordings or uncovered(piece, spans, WORD_PAD, MIN_MISS):
+        for k, (piece, spans, item) in enumerate(zip(pieces, placed.spans, items)):
+            if piece.recording in bad_recordings or (
+                not item.retry and uncovered(piece, spans, WORD_PAD, MIN_MISS)
+            ):
                 bad.add(k)
         suspects = {pieces[k].recording for k in bad}
         self.stats.count("doubtful_pieces", len(placed.doubtful))
