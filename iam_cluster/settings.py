@@ -121,6 +121,10 @@ class DatabaseSettings(msgspec.Struct, frozen=True):
     url: str | None = None
     pool_min: Annotated[int, msgspec.Meta(ge=0)] = 1
     pool_max: Count = 10
+    #: Connections kept apart for checking credentials. A request holds at most one of these and one
+    #: of the main pool, never waiting for the one while holding the other of the same pool, so a
+    #: burst of requests cannot all hold a connection while each waits for its second.
+    auth_pool_max: Count = 4
     #: Longest a request waits for a pooled connection while the database is busy: past it, 503
     #: ``database_unavailable`` (load is shed, never queued without end).
     pool_timeout_s: Positive = 5.0

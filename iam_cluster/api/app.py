@@ -76,13 +76,16 @@ def create_app(settings: Settings | None = None, runner=None) -> Litestar:
         from iam_cluster.db.pool import make_pool
         from iam_cluster.storage import make_storage
 
-        pool = make_pool(settings.database)
+        pool = make_pool(settings.database, name="requests")
+        # Credentials are looked up on a pool of their own: the request's ``conn`` may be held already.
+        auth_pool = make_pool(settings.database, max_size=settings.database.auth_pool_max, name="credentials")
         await pool.open(wait=False)
+        await auth_pool.open(wait=False)
         r = settings.redis
         redis = Redis(connection_pool=BlockingConnectionPool.from_url(
             r.url, max_connections=r.max_connections, timeout=r.timeout_s, socket_timeout=r.timeout_s,
             socket_connect_timeout=r.timeout_s))
-        app.state.update(settings=settings, pool=pool, redis=redis, redis_gate=RedisGate(r.timeout_s),
+        app.state.update(settings=settings, pool=pool, auth_pool=auth_pool, redis=redis, redis_gate=RedisGate(r.timeout_s),
                          storage=make_storage(settings.storage), runner=runner)
         await ws.start_hub(app)  # this process's one Redis subscriber for the WebSocket events
         try:
@@ -90,6 +93,7 @@ def create_app(settings: Settings | None = None, runner=None) -> Litestar:
         finally:
             await ws.stop_hub(app)
             await pool.close()
+            await auth_pool.close()
             await redis.aclose()
 
     observability = api_observability(settings.observability)  # request ids, access lines, /metrics

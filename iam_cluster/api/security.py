@@ -185,9 +185,9 @@ async def provide_current_user(request: Request, settings: NamedDependency[Setti
         APIError: 401 without a valid credential; 403 when an API key lacks the route's scope.
     """
     if uses_session(request):  # the web app's cookie session (CSRF-checked by web/protect.py)
-        principal = Principal(await session_user(request, request.app.state.pool))
+        principal = Principal(await session_user(request, request.app.state.auth_pool))
     else:
-        principal = await authenticate(bearer_token(request), request.app.state.pool, settings.auth)
+        principal = await authenticate(bearer_token(request), request.app.state.auth_pool, settings.auth)
     needed = required_scope(request)
     if principal.scopes is not None and needed not in principal.scopes:
         what = "an access token (API keys cannot)" if needed == SESSION_ONLY else f"the {needed!r} scope"

@@ -40,14 +40,16 @@ class Pool(AsyncConnectionPool):
         return super().connection(timeout)
 
 
-def make_pool(settings: DatabaseSettings, **kwargs: Any) -> Pool:
+def make_pool(settings: DatabaseSettings, max_size: int | None = None, **kwargs: Any) -> Pool:
     """An async pool, not yet open: open it in the application's lifespan (``await pool.open()``).
 
     Args:
         settings: URL, pool bounds and timeouts.
+        max_size: instead of ``settings.pool_max`` (the credentials pool's ``auth_pool_max``).
         **kwargs: passed on to ``AsyncConnectionPool`` (``name``, ``configure``...).
     """
-    return Pool(settings.require_url(), min_size=settings.pool_min, max_size=settings.pool_max,
+    max_size = max_size or settings.pool_max
+    return Pool(settings.require_url(), min_size=min(settings.pool_min, max_size), max_size=max_size,
                 timeout=settings.pool_timeout_s, down_timeout=settings.down_timeout_s, open=False,
                 kwargs={"connect_timeout": max(1, round(settings.connect_timeout_s))}, **kwargs)
 

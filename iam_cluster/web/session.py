@@ -96,7 +96,7 @@ async def socket_user_id(connection: ASGIConnection) -> str | None:
     if SESSION_COOKIE not in connection.cookies or not same_origin(connection):
         return None
     try:
-        user = await session_user(connection, connection.app.state.pool)
+        user = await session_user(connection, connection.app.state.auth_pool)
     except APIError:
         return None
     return str(user.id)

@@ -57,6 +57,26 @@ def test_stalled_uploads_leave_other_users_alone(api_settings, make_user, runner
     assert not [p for p in settings.storage.root.rglob("*") if p.is_file()]  # nothing half-written kept
 
 
+def test_a_burst_wider_than_the_pool_is_served(api_settings, make_user, runner):
+    """Each request holds the pool's connection through ``conn`` and checks its credential on a pool
+    of its own: 24 concurrent requests against a pool of 4 all answer (when both came from one pool,
+    every connection was held by a request waiting for its second, and all timed out with 503)."""
+    import asyncio
+
+    settings = msgspec.structs.replace(api_settings, api=msgspec.structs.replace(
+        api_settings.api, rate_limit_per_ip=100_000))
+    _, _, _, headers = make_user()
+    with serving(settings, runner) as url:
+        async def burst() -> list[int]:
+            async with httpx.AsyncClient(headers=headers, timeout=30) as client:
+                return [r.status_code for r in await asyncio.gather(
+                    *(client.get(f"{url}/api/v1/meetings") for _ in range(24)))]
+
+        started = time.monotonic()
+        codes = asyncio.run(burst())
+    assert codes == [200] * 24 and time.monotonic() - started < 4.0, codes
+
+
 def test_a_dead_database_is_a_fast_503(api_settings, make_user):
     from litestar.testing import TestClient
 
