@@ -13,6 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from iam_cluster.api import (
     api_keys,
     auth,
+    batches,
     billing_stripe,
     insights,
     jobs,
@@ -42,6 +43,7 @@ V1_ROUTERS = [
     meetings.router,
     meeting_media.router,
     jobs.router,
+    batches.router,
     api_keys.router,
     webhooks.router,
     insights.router,
