@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import psycopg
 
-from common import command_line, cpu_name, create_database, drop_database, save_report
+from common import command_line, cpu_name, create_database, drop_database, free_port, save_report
 
 BARE_APP = """
 from litestar import Litestar, get
@@ -42,12 +41,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--label", default="poll-cpu")
     return p.parse_args(argv)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def prepare_database() -> tuple[str, str, dict]:

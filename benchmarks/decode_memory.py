@@ -25,14 +25,16 @@ import numpy as np
 from common import command_line, cpu_name, save_report
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
+sys.path.insert(0, "benchmarks")
+from common import peak_rss_mb
 from iam_cluster.pipeline.decode import decode_audio
 from iam_cluster.pipeline.runner import Limits, prepare
 from iam_cluster.pipeline.types import TranscribeOptions
 from iam_cluster.pipeline.vad import SileroVad
 path, pcm16 = sys.argv[1], sys.argv[2] == "1"
 vad = SileroVad()
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+base = peak_rss_mb()
 t = time.perf_counter()
 if pcm16:
     prepared = prepare(path, TranscribeOptions(), vad, Limits(None), 300.0)
@@ -41,7 +43,7 @@ else:  # float32 samples kept, as before 16-bit storage
     from iam_cluster.pipeline.shard import shard
     audio = decode_audio(path)
     prepared = shard(audio, find_speech(audio, TranscribeOptions(), vad), 300.0)
-print(json.dumps({"base_mb": base, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"base_mb": base, "peak_mb": peak_rss_mb(),
                   "seconds": time.perf_counter() - t}))
 """
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from common import collect_audio, command_line, cpu_name, create_database, drop_database, our_runner, save_report
+from common import collect_audio, command_line, cpu_name, create_database, drop_database, free_port, our_runner, save_report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,12 +41,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num-cpus", type=int, default=2)
     p.add_argument("--label", default="cpu")
     return p.parse_args(argv)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve_cluster(args) -> str:

@@ -16,7 +16,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import resource
 import shlex
 import shutil
 import statistics
@@ -25,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import code_version, collect_audio, cpu_name, normalise, our_runner, settings_for
+from common import code_version, collect_audio, cpu_name, normalise, our_runner, peak_rss_mb, settings_for
 from rtf_files import per_file_report
 
 SYSTEMS = ("ours", "ours_nowords", "fw_sequential", "fw_sequential_vad", "fw_batched", "fw_batched_words")
@@ -136,8 +135,7 @@ def worker(args: argparse.Namespace) -> None:
         if stats is not None:
             snap = stats.snapshot()
             stages.append({k: {n: v / max(1, args.rounds) for n, v in d.items()} for k, d in snap.items()})
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    result = {"wall": sum(statistics.median(t) for t in walls), "walls": walls, "peak_mb": peak_kb / 1024,
+    result = {"wall": sum(statistics.median(t) for t in walls), "walls": walls, "peak_mb": peak_rss_mb(),
               "texts": texts, "stages": stages}
     print(RESULT_TAG + json.dumps(result), flush=True)
 

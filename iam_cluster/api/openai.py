@@ -36,6 +36,8 @@ from iam_cluster.settings import Settings
 from iam_cluster.storage import Storage
 
 FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+#: ``temperature=0``: Whisper's own fallback ladder, as OpenAI's endpoint documents.
+FALLBACK_LADDER = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 _text = Schema(type=OpenAPIType.STRING)
 FORM_FIELDS = {name: _text for name in (
     "model", "language", "prompt", "response_format", "temperature", "timestamp_granularities[]", "stream",
@@ -76,8 +78,9 @@ def parse_form(fields: dict[str, list[str]], task: str, settings: Settings) -> t
     wanted = {"language": form.language, "task": task, "initial_prompt": form.prompt, "hotwords": form.hotwords,
               "beam_size": form.beam_size, "diarize": form.diarize or None, "num_speakers": form.num_speakers,
               "min_speakers": form.min_speakers, "max_speakers": form.max_speakers,
-              # 0 means: start greedy and raise the temperature on failure (OpenAI's rule)
-              "temperatures": [form.temperature] if form.temperature > 0 else None,
+              # 0 means: start greedy and raise the temperature while the output looks failed
+              # (OpenAI's rule; our fallbacks are seeded, so the answer is still repeatable)
+              "temperatures": [form.temperature] if form.temperature > 0 else list(FALLBACK_LADDER),
               "word_timestamps": "word" in form.timestamp_granularities or form.diarize}
     options = parse_options({k: v for k, v in wanted.items() if v is not None})
     options.check_model(settings.models.name, is_multilingual(settings.models.name))

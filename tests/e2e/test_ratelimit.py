@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from iam_cluster.api.ratelimit import WINDOW_S
+from tests.fixtures.services import window_with
 
 
 @contextlib.contextmanager
@@ -26,9 +27,7 @@ def _client(settings, **api):
 
 
 def _window_with(seconds_left: float) -> None:
-    """Counters reset at each window's end: wait, if need be, until a window has this much left."""
-    if time.time() % WINDOW_S > WINDOW_S - seconds_left:
-        time.sleep(WINDOW_S - time.time() % WINDOW_S + 0.1)
+    window_with(seconds_left, WINDOW_S)
 
 
 @pytest.fixture(autouse=True)

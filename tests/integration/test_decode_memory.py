@@ -12,13 +12,16 @@ import pytest
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The child's own peak (VmHWM of its address space): ``ru_maxrss`` survives ``exec`` and would
+#: report the pytest process's peak when that is higher.
 CHILD = """
-import json, resource, sys
+import json, re, sys
 from iam_cluster.pipeline.runner import Limits, prepare
 from iam_cluster.pipeline.types import TranscribeOptions
 from iam_cluster.pipeline.vad import SileroVad
 prepared = prepare(sys.argv[1], TranscribeOptions(), SileroVad(), Limits(4 * 3600), 300.0)
-print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+peak_kb = int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+print(json.dumps({"peak_mb": peak_kb / 1024,
                   "shards": len(prepared.shards), "duration": prepared.duration}))
 """
 
