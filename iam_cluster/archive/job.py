@@ -82,6 +82,8 @@ class Packed(msgspec.Struct):
     prepared: list  # Prepared | None
     failures: list[Record]
     seconds: list[float]
+    #: Wall clock (``time.time()``) when the pack's first file began to be read.
+    started: float = 0.0
 
 
 # --- stage 1: read, decode, VAD (tasks) ----------------------------------------------------------
@@ -100,7 +102,7 @@ def prepare_group(batch: dict[str, np.ndarray], config: JobConfig) -> Iterator[d
     limits = Limits(config.audio.max_duration_s, config.audio.min_duration_s)
     for raw in batch["items"]:
         items = msgspec.msgpack.decode(raw, type=list[Item])
-        pack, windows = Packed([], [], [], []), 0.0
+        pack, windows = Packed([], [], [], [], time.time()), 0.0
         for item, media in read_items(config.source, items):
             t0 = time.perf_counter()
             if isinstance(media, IAMError):
@@ -117,7 +119,7 @@ def prepare_group(batch: dict[str, np.ndarray], config: JobConfig) -> Iterator[d
             windows += max(1.0, p.speech / config.options.chunk_length)
             if windows >= config.pack_windows:
                 yield _row(pack)
-                pack, windows = Packed([], [], [], []), 0.0
+                pack, windows = Packed([], [], [], [], time.time()), 0.0
         if pack.items or pack.failures:
             yield _row(pack)
 
@@ -149,9 +151,11 @@ class Transcriber:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = np.empty(len(batch["pack"]), dtype=object)
+        started = np.empty(len(batch["pack"]), dtype=np.float64)
         for i, raw in enumerate(batch["pack"]):
-            out[i] = msgspec.msgpack.encode(self.transcribe(pickle.loads(raw)))
-        return {"records": out}
+            pack = pickle.loads(raw)
+            out[i], started[i] = msgspec.msgpack.encode(self.transcribe(pack)), pack.started
+        return {"records": out, "started": started}
 
     def transcribe(self, pack: Packed) -> list[Record]:
         from iam_cluster.pipeline.runner import diarize_in_process, finish
@@ -205,6 +209,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     if root not in paths:  # local workers inherit the environment: make them import this checkout
         os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
     local = not (address or os.environ.get("RAY_ADDRESS"))
+    # Start-up is a fixed cost of every run: no dashboard, no usage-stats reporter, workers' logs not
+    # streamed back to the driver.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray.init(address=address, num_cpus=num_cpus if local else None, include_dashboard=False,
              log_to_driver=False, configure_logging=False)
 
@@ -218,7 +225,8 @@ def run(config: JobConfig, progress: Callable[[str], None] | None = None, *, add
     """
     import ray
 
-    started = time.perf_counter()
+    started, clock = time.perf_counter(), time.time()
+    first_read = last_output = None
     items = list_items(config.source)
     keys = [i.key for i in items]
     stems = output_stems(keys)
@@ -245,6 +253,8 @@ def run(config: JobConfig, progress: Callable[[str], None] | None = None, *, add
         for row in ds.iter_rows():
             records = msgspec.msgpack.decode(row["records"], type=list[Record])
             manifest.append(records)
+            last_output = time.time()
+            first_read = min(first_read or row["started"], row["started"])
             done += len(records)
             audio += sum(r.duration for r in records)
             reporter.update(records, audio)
@@ -252,6 +262,9 @@ def run(config: JobConfig, progress: Callable[[str], None] | None = None, *, add
     wall = time.perf_counter() - started
     manifest.close(keys)
     summary = manifest.summary(keys, skipped, wall, audio, config.workers)
+    if first_read is not None:  # the fixed cost (listing, starting Ray, loading models) vs the work itself
+        summary.startup_seconds = round(first_read - clock, 2)
+        summary.processing_seconds = round(last_output - first_read, 2)
     manifest.write_summary(summary)
     return summary
 

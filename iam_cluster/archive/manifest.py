@@ -60,6 +60,10 @@ class Summary(msgspec.Struct):
     #: Audio hours transcribed in this run per hour of one ASR worker.
     audio_hours_per_worker_hour: float
     workers: int
+    #: Seconds from the run's start to the first file read (listing, Ray start-up, readers starting).
+    startup_seconds: float = 0.0
+    #: Seconds from the first file read to the last output written.
+    processing_seconds: float = 0.0
 
 
 class Manifest:
