@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 import msgspec
+from botocore.exceptions import ClientError
 from litestar import Request, Router, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
@@ -51,6 +52,7 @@ from iam_cluster.errors import IAMError, MediaError
 from iam_cluster.queue import AsyncJobs
 from iam_cluster.settings import Settings
 from iam_cluster.storage import Storage
+from iam_cluster.webhooks import outbox
 
 
 class Intake(msgspec.Struct):
@@ -89,6 +91,13 @@ class BatchItemOut(msgspec.Struct, kw_only=True):
     transcript_url: str | None = None
 
 
+class S3Batch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``POST /api/v1/batches`` with a JSON body: the recordings under an S3 prefix the server may read."""
+
+    s3_prefix: Annotated[str, msgspec.Meta(min_length=6, max_length=1024)]
+    name: Annotated[str, msgspec.Meta(max_length=255)] | None = None
+
+
 def intake(storage: Storage, archive_key: str, prefix: str, settings: Settings) -> list[Intake]:
     """Lists the stored archive (refusing it as a whole when unsafe or over its limits) and stores each
     member as its own object, probed as audio; runs in a worker thread.
@@ -96,26 +105,76 @@ def intake(storage: Storage, archive_key: str, prefix: str, settings: Settings) 
     Raises:
         ArchiveError: the archive is refused (its code says why).
     """
-    out: list[Intake] = []
     with storage.local_path(archive_key) as path:
         source = open_source(str(path), ArchiveLimits())
         if source.kind not in ("zip", "tar"):
             raise APIError("bad_archive", "the upload is not a zip or tar archive")
-        for n, (item, media) in enumerate(read_items(source, list_items(source))):
-            if isinstance(media, IAMError):
-                out.append(Intake(item.key, error_code=media.code, error_message=media.message))
-                continue
-            key = f"{prefix}/{n:05d}.{extension(posixpath.basename(item.key))}"
-            stored = storage.put_stream(key, iter(lambda m=media: m.read(1024 * 1024), b""),
-                                        settings.storage.max_upload_bytes)
-            try:
-                info = probe_stored(storage, key, item.key, stored.size, settings.audio)
-            except MediaError as exc:
-                storage.delete(key)
-                out.append(Intake(item.key, error_code=exc.code, error_message=exc.message))
-                continue
-            out.append(Intake(item.key, key, stored.size, info.format.split(",")[0], info.duration or 0.0))
+        return _store_members(storage, read_items(source, list_items(source)), prefix, settings)
+
+
+def intake_s3(storage: Storage, uri: str, prefix: str, settings: Settings) -> list[Intake]:
+    """Lists the objects under ``uri`` (with the archive limits: member count, sizes, unsafe names) and
+    stores each as its own object, probed as audio; runs in a worker thread.
+
+    Raises:
+        ArchiveError: the prefix is refused as a whole (its code says why), or holds nothing.
+    """
+    from iam_cluster.archive.sources import s3_client
+
+    client = s3_client(storage=settings.storage)
+    source = open_source(uri, ArchiveLimits())
+    try:
+        items = list_items(source, client)
+    except ClientError as exc:  # no such bucket, access denied: the caller named something unreadable
+        raise APIError("bad_archive", f"{uri}: cannot be listed ({exc.response['Error'].get('Code')})") from None
+    if not items:
+        raise APIError("bad_archive", f"{uri}: no objects under this prefix")
+    return _store_members(storage, read_items(source, items, client), prefix, settings)
+
+
+def _store_members(storage: Storage, members, prefix: str, settings: Settings) -> list[Intake]:
+    """Each member stored as its own object and probed as audio (or recorded with why it was refused)."""
+    out: list[Intake] = []
+    for n, (item, media) in enumerate(members):
+        if isinstance(media, IAMError):
+            out.append(Intake(item.key, error_code=media.code, error_message=media.message))
+            continue
+        key = f"{prefix}/{n:05d}.{extension(posixpath.basename(item.key))}"
+        stored = storage.put_stream(key, iter(lambda m=media: m.read(1024 * 1024), b""),
+                                    settings.storage.max_upload_bytes)
+        try:
+            info = probe_stored(storage, key, item.key, stored.size, settings.audio)
+        except MediaError as exc:
+            storage.delete(key)
+            out.append(Intake(item.key, error_code=exc.code, error_message=exc.message))
+            continue
+        out.append(Intake(item.key, key, stored.size, info.format.split(",")[0], info.duration or 0.0))
     return out
+
+
+def allowed_s3_prefix(uri: str, allowed: tuple[str, ...], user_id: uuid.UUID) -> str:
+    """``uri`` as a folder prefix (``s3://bucket/prefix/``) when it lies under one of the ``allowed``
+    prefixes (``{user_id}`` in them is the caller's id).
+
+    Raises:
+        APIError: not an S3 prefix, or ``.``/``..``/empty path segments (422 ``invalid_source``);
+            under none of the allowed prefixes, or none configured (403 ``forbidden``).
+    """
+    from iam_cluster.archive.sources import split_s3
+
+    if not uri.startswith("s3://"):
+        raise APIError("invalid_source", "s3_prefix must be an s3://bucket/prefix/ URI")
+    bucket, key = split_s3(uri)
+    parts = key.rstrip("/").split("/") if key.rstrip("/") else []
+    if any(p in ("", ".", "..") for p in parts) or any(c in uri for c in "\\\0?#"):
+        raise APIError("invalid_source", "s3_prefix has an empty, '.' or '..' segment, or a '\\', '?' or '#'")
+    folder = "/".join(parts) + "/" if parts else ""
+    for pattern in allowed:
+        a_bucket, a_key = split_s3(pattern.replace("{user_id}", str(user_id)))
+        a_key = a_key if not a_key or a_key.endswith("/") else a_key + "/"
+        if a_bucket == bucket and folder.startswith(a_key):
+            return f"s3://{bucket}/{folder}"
+    raise APIError("forbidden", "this server does not read recordings from that S3 prefix")
 
 
 @post("/", status_code=HTTP_201_CREATED, operation_class=upload_operation())
@@ -125,12 +184,15 @@ async def create_batch(
     filename: Annotated[str | None, QueryParameter(max_length=255, description="the archive's name")] = None,
     language: Annotated[str | None, QueryParameter(max_length=10)] = None,
 ) -> BatchOut:
-    """Upload a zip or tar archive (raw body or multipart ``file``): one job per recording in it."""
+    """Upload a zip or tar archive (raw body or multipart ``file``), or name an S3 prefix the server may
+    read (JSON ``{"s3_prefix": "s3://bucket/prefix/"}``): one job per recording in it."""
     from iam_cluster.pipeline.types import parse_options
 
     options = msgspec.to_builtins(parse_options({"language": language} if language else {}))
     batch_prefix = f"users/{current_user.id}/batches/{uuid.uuid4().hex}"
     state = request.app.state
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json":
+        return await _create_from_s3(request, current_user, settings, storage, options, batch_prefix)
     async with upload_slot(state.redis_gate, state.redis, settings.redis.key_prefix, current_user.id,
                            settings.api.max_concurrent_uploads):
         received = await receive_upload(request, storage, lambda name: f"{batch_prefix}/archive.{extension(name)}",
@@ -141,19 +203,47 @@ async def create_batch(
         items = await anyio.to_thread.run_sync(intake, storage, received.key, batch_prefix, settings)
         stored = [i for i in items if i.stored]
         async with transaction(state.pool) as conn:
-            batch = await _queue(conn, current_user, received.filename, items, options, settings)
+            batch, finished = await _queue(conn, current_user, received.filename, items, options, settings)
     except BaseException:
         for i in stored:
             await anyio.to_thread.run_sync(storage.delete, i.stored)
         raise
     finally:
         await anyio.to_thread.run_sync(storage.delete, received.key)
+    await _publish_finished(request, current_user, finished)
+    return batch
+
+
+async def _create_from_s3(request: Request, user: User, settings: Settings, storage: Storage, options: dict,
+                          batch_prefix: str) -> BatchOut:
+    body = await request.body()
+    if len(body) > 4096:
+        raise APIError("too_large", "the JSON body of a batch is at most 4 KiB")
+    try:
+        spec = msgspec.json.decode(body, type=S3Batch)
+    except msgspec.ValidationError as exc:
+        raise APIError("invalid_source", str(exc)) from None
+    except msgspec.DecodeError:
+        raise APIError("bad_request", "the body is not JSON") from None
+    uri = allowed_s3_prefix(spec.s3_prefix, settings.storage.batch_s3_prefixes, user.id)
+    stored: list[Intake] = []
+    try:
+        items = await anyio.to_thread.run_sync(intake_s3, storage, uri, batch_prefix, settings)
+        stored = [i for i in items if i.stored]
+        async with transaction(request.app.state.pool) as conn:
+            batch, finished = await _queue(conn, user, spec.name or uri[-255:], items, options, settings)
+    except BaseException:
+        for i in stored:
+            await anyio.to_thread.run_sync(storage.delete, i.stored)
+        raise
+    await _publish_finished(request, user, finished)
     return batch
 
 
 async def _queue(conn: AsyncConnection, user: User, name: str | None, items: list[Intake], options: dict,
-                 settings: Settings) -> BatchOut:
-    """Checks the whole batch against the plan, then creates its meetings and jobs (one transaction)."""
+                 settings: Settings) -> tuple[BatchOut, dict | None]:
+    """Checks the whole batch against the plan, then creates its meetings and jobs (one transaction);
+    a batch with nothing to run (every member refused) is finished at once (its row is returned)."""
     minutes = [billable_minutes(i.duration) for i in items if i.stored]
     try:
         await quotas.check_minutes(conn, user.id, sum(minutes, Decimal(0)))
@@ -179,7 +269,25 @@ async def _queue(conn: AsyncConnection, user: User, name: str | None, items: lis
             "batch_id": row["id"], "key": item.key, "meeting_id": meeting_id, "job_id": job_id,
             "error_code": item.error_code, "error_message": item.error_message,
             "duration": item.duration if item.stored else None})
-    return await _batch(conn, user, row["id"])
+    finished = await fetch_one(conn, "batch_finish_if_empty", {"id": row["id"]})
+    if finished is not None:
+        await _record_finished(conn, user, finished["id"])
+    return await _batch(conn, user, row["id"]), finished
+
+
+async def _record_finished(conn: AsyncConnection, user: User, batch_id: uuid.UUID) -> None:
+    """The ``batch.completed`` webhook deliveries, in the transaction that marked the batch finished."""
+    row = await fetch_one(conn, "batch_get", {"id": batch_id, "user_id": user.id})
+    await outbox.record_async(conn, user.id, *outbox.batch_event(row))
+
+
+async def _publish_finished(request: Request, user: User, finished: dict | None) -> None:
+    """The ``batch_completed`` live event, after the commit."""
+    if finished is not None:
+        state = request.app.state
+        prefix = state.settings.redis.key_prefix
+        await state.redis_gate.call(lambda: events.publish(state.redis, prefix, user.id, "batch_completed",
+                                                           events.batch_completed(finished)))
 
 
 async def _batch(conn: AsyncConnection, user: User, batch_id: uuid.UUID) -> BatchOut:
@@ -267,11 +375,10 @@ async def cancel_batch(request: Request, current_user: NamedDependency[User],
         for row in await fetch_all(conn, "batch_active_jobs", {"id": batch_id}):
             last = await cancel_for(conn, current_user.id, row["id"]) or last
         finished = await fetch_one(conn, "batch_finish_if_done", {"job_id": last.id}) if last else None
+        if finished is not None:
+            await _record_finished(conn, current_user, batch_id)
         batch = await _batch(conn, current_user, batch_id)
-    if finished is not None:  # published after the commit
-        prefix = state.settings.redis.key_prefix
-        await state.redis_gate.call(lambda: events.publish(state.redis, prefix, current_user.id, "batch_completed",
-                                                           events.batch_completed(finished)))
+    await _publish_finished(request, current_user, finished)
     return batch
 
 

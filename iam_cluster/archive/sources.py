@@ -100,8 +100,8 @@ def _is_tar(path: Path) -> bool:
 
 # --- listing -------------------------------------------------------------------------------------
 
-def list_items(source: Source) -> list[Item]:
-    """Every recording of the source, in a stable order.
+def list_items(source: Source, client=None) -> list[Item]:
+    """Every recording of the source, in a stable order (S3 through ``client`` when given).
 
     Raises:
         UnsafeMember: a member name would escape the output folder (the whole archive is refused).
@@ -110,7 +110,7 @@ def list_items(source: Source) -> list[Item]:
     """
     budget = Budget(source.limits, source.location)
     try:
-        items = _LISTERS[source.kind](source, budget)
+        items = _list_s3(source, budget, client) if source.kind == "s3" else _LISTERS[source.kind](source, budget)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
         raise ArchiveError(f"{source.location}: cannot read the archive ({exc})") from exc
     keys = [i.key for i in items]
@@ -160,13 +160,13 @@ def _list_tar(source: Source, budget: Budget) -> list[Item]:
     return items
 
 
-def _list_s3(source: Source, budget: Budget) -> list[Item]:
+def _list_s3(source: Source, budget: Budget, client=None) -> list[Item]:
     bucket, prefix = split_s3(source.location)
     if prefix and not prefix.endswith("/"):
         prefix += "/"
     items = []
-    for page in s3_client(source.endpoint_url).get_paginator("list_objects_v2").paginate(Bucket=bucket,
-                                                                                       Prefix=prefix):
+    client = client or s3_client(source.endpoint_url)
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             if obj["Key"].endswith("/"):
                 continue
@@ -237,8 +237,9 @@ _LISTERS = {"folder": _list_folder, "zip": _list_zip, "tar": _list_tar, "s3": _l
 Media = str | IO[bytes]
 
 
-def read_items(source: Source, items: Sequence[Item]) -> Iterator[tuple[Item, Media | ArchiveError]]:
-    """Each item's media, in the order given: a path (local files), else a spooled file at position 0.
+def read_items(source: Source, items: Sequence[Item], client=None) -> Iterator[tuple[Item, Media | ArchiveError]]:
+    """Each item's media, in the order given: a path (local files), else a spooled file at position 0
+    (S3 objects through ``client`` when given).
 
     One member is held at a time (in memory up to ``SPOOL_BYTES``, on disk beyond), counted against
     ``max_member_bytes`` as it is unpacked. A member that cannot be read yields its error alone.
@@ -251,7 +252,6 @@ def read_items(source: Source, items: Sequence[Item]) -> Iterator[tuple[Item, Me
     if source.kind == "tar":
         yield from _read_tar(source, items)
         return
-    client = None
     for item in items:
         if source.kind == "folder" or (source.kind == "manifest" and not item.ref.startswith("s3://")):
             yield item, item.ref
@@ -311,14 +311,15 @@ def split_s3(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def s3_client(endpoint_url: str | None = None):
-    """A boto3 S3 client: the storage settings' endpoint and credentials, else boto3's own lookup."""
+def s3_client(endpoint_url: str | None = None, storage=None):
+    """A boto3 S3 client: the storage settings' (``storage``, else the process's) endpoint and
+    credentials, else boto3's own lookup."""
     import boto3
     from botocore.config import Config
 
     from iam_cluster.settings import get_settings
 
-    s = get_settings().storage
+    s = storage or get_settings().storage
     endpoint = endpoint_url or s.endpoint_url
     return boto3.session.Session().client(
         "s3", endpoint_url=endpoint, region_name=s.region, aws_access_key_id=s.access_key_id,

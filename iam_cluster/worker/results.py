@@ -142,14 +142,18 @@ class JobEnd:
         self._batch_end(job, pending)
 
     def _batch_end(self, job: Job, pending: list[Event]) -> None:
-        """``batch_completed`` once the job's batch (if it has one) has no job left to run."""
+        """``batch_completed`` (live event) and ``batch.completed`` (webhook, in this transaction) once the
+        job's batch (if it has one) has no job left to run."""
         with translate_errors():
             if self.conn.execute(QUERIES["batch_lock_of_job"], {"job_id": job.id}).fetchone() is None:
                 return
             with self.conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
                 finished = cur.execute(QUERIES["batch_finish_if_done"], {"job_id": job.id}).fetchone()
-        if finished is not None:
-            pending.append((job.user_id, "batch_completed", events.batch_completed(finished)))
+                if finished is None:
+                    return
+                batch = cur.execute(QUERIES["batch_get"], {"id": finished["id"], "user_id": job.user_id}).fetchone()
+        outbox.record(self.conn, job.user_id, *outbox.batch_event(batch))
+        pending.append((job.user_id, "batch_completed", events.batch_completed(finished)))
 
     def _meeting_status(self, job: Job, status: str, error: str | None) -> None:
         with translate_errors():

@@ -227,3 +227,49 @@ def test_manifest_resumes_and_keeps_one_line_per_input(tmp_path):
 def test_output_stems_mirror_keys_and_avoid_collisions():
     stems = output_stems(["a/x.wav", "a/x.mp3", "b/y.flac", "manifest.wav"])
     assert stems == {"a/x.wav": "a/x.wav", "a/x.mp3": "a/x.mp3", "b/y.flac": "b/y", "manifest.wav": "manifest.wav"}
+
+
+# --- S3 prefixes the batch API may read ----------------------------------------------------------
+
+USER = "7b0c3f0e-1d2a-4c5b-9e8f-0a1b2c3d4e5f"
+ALLOWED = ("s3://intake/{user_id}/", "s3://shared/calls")
+
+
+@pytest.mark.parametrize(("uri", "expected"), [
+    (f"s3://intake/{USER}/", f"s3://intake/{USER}/"),
+    (f"s3://intake/{USER}/2024/june", f"s3://intake/{USER}/2024/june/"),
+    ("s3://shared/calls/", "s3://shared/calls/"),
+    ("s3://shared/calls/day1/", "s3://shared/calls/day1/"),
+])
+def test_prefixes_under_an_allowed_one_are_accepted(uri, expected):
+    import uuid
+
+    from iam_cluster.api.batches import allowed_s3_prefix
+
+    assert allowed_s3_prefix(uri, ALLOWED, uuid.UUID(USER)) == expected
+
+
+@pytest.mark.parametrize(("uri", "code"), [
+    ("s3://intake/", "forbidden"),                               # above the caller's folder
+    ("s3://intake/00000000-0000-0000-0000-000000000000/", "forbidden"),  # another user's folder
+    (f"s3://intake/{USER}-x/", "forbidden"),                     # a sibling whose name starts alike
+    ("s3://shared/calls-private/", "forbidden"),
+    ("s3://shared/", "forbidden"),
+    ("s3://other/calls/", "forbidden"),
+    (f"s3://intake/{USER}/../x/", "invalid_source"),
+    (f"s3://intake/{USER}//x/", "invalid_source"),
+    ("https://intake/x/", "invalid_source"),
+    ("/srv/recordings/", "invalid_source"),
+])
+def test_other_prefixes_are_refused(uri, code):
+    import uuid
+
+    from iam_cluster.api.batches import allowed_s3_prefix
+    from iam_cluster.api.errors import APIError
+
+    with pytest.raises(APIError) as exc:
+        allowed_s3_prefix(uri, ALLOWED, uuid.UUID(USER))
+    assert exc.value.code == code
+    with pytest.raises(APIError) as exc:  # nothing configured: nothing is readable
+        allowed_s3_prefix(f"s3://intake/{USER}/", (), uuid.UUID(USER))
+    assert exc.value.code == "forbidden"

@@ -69,3 +69,10 @@ RETURNING b.id, b.user_id, b.total_items;
 SELECT b.id FROM batches AS b JOIN batch_items AS i ON i.batch_id = b.id
 WHERE i.job_id = %(job_id)s
 FOR UPDATE OF b;
+
+-- name: batch_finish_if_empty
+-- Marks a batch with no job to run (every member refused at intake) finished at once.
+UPDATE batches AS b SET finished_at = now()
+WHERE b.id = %(id)s AND b.finished_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM batch_items AS i WHERE i.batch_id = b.id AND i.job_id IS NOT NULL)
+RETURNING b.id, b.user_id, b.total_items;
