@@ -197,6 +197,20 @@ def groups_of(source: Source, items: Sequence[Item], group_files: int, paralleli
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
+def asr_threads(config: JobConfig, cluster_cpus: float, nodes: int) -> int:
+    """CTranslate2 threads of each CPU ASR actor when none were asked for.
+
+    Ray sets ``OMP_NUM_THREADS`` to an actor's ``num_cpus`` (1), which CTranslate2 takes as its default:
+    one thread, however many cores the node has. On one node the actors share its cores (the read
+    tasks mostly wait on them); across nodes each actor gets its reservation.
+    """
+    if config.models.cpu_threads or config.gpus_per_worker:
+        return config.models.cpu_threads
+    if nodes == 1:
+        return max(1, int(cluster_cpus) // max(1, config.workers))
+    return max(1, math.ceil(config.cpus_per_worker))
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Connects to the cluster (``address`` or ``RAY_ADDRESS``, as under ``ray job submit``) or starts a
     local one whose workers import this same package."""
@@ -236,7 +250,10 @@ def run(config: JobConfig, progress: Callable[[str], None] | None = None, *, add
     audio, done = 0.0, 0
     if todo:
         init_ray(address, num_cpus)
-        parallelism = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        cpus = ray.cluster_resources().get("CPU", 1)
+        parallelism = max(1, int(cpus))
+        threads = asr_threads(config, cpus, sum(n["Alive"] for n in ray.nodes()))
+        config = msgspec.structs.replace(config, models=msgspec.structs.replace(config.models, cpu_threads=threads))
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         groups = groups_of(config.source, todo, config.group_files, parallelism)
