@@ -273,3 +273,21 @@ def test_other_prefixes_are_refused(uri, code):
     with pytest.raises(APIError) as exc:  # nothing configured: nothing is readable
         allowed_s3_prefix(f"s3://intake/{USER}/", (), uuid.UUID(USER))
     assert exc.value.code == "forbidden"
+
+
+def test_cpu_asr_actors_get_the_nodes_cores_unless_told(tmp_path):
+    """Ray's OMP_NUM_THREADS=1 would leave CTranslate2 one thread: the job sets the count itself."""
+    from iam_cluster.archive.job import JobConfig, asr_threads
+    from iam_cluster.pipeline.types import TranscribeOptions
+    from iam_cluster.settings import ModelSettings
+
+    def config(**kw):
+        models = ModelSettings(cpu_threads=kw.pop("cpu_threads", 0))
+        return JobConfig(source=open_source(str(tmp_path)), sink=Sink(str(tmp_path)), options=TranscribeOptions(),
+                         models=models, **kw)
+
+    assert asr_threads(config(), cluster_cpus=2, nodes=1) == 2
+    assert asr_threads(config(workers=3), cluster_cpus=16, nodes=1) == 5
+    assert asr_threads(config(workers=4), cluster_cpus=2, nodes=1) == 1
+    assert asr_threads(config(cpus_per_worker=4), cluster_cpus=64, nodes=4) == 4
+    assert asr_threads(config(cpu_threads=3), cluster_cpus=16, nodes=1) == 3  # --cpu-threads wins
