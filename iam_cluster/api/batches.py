@@ -216,9 +216,11 @@ async def create_batch(
 
 async def _create_from_s3(request: Request, user: User, settings: Settings, storage: Storage, options: dict,
                           batch_prefix: str) -> BatchOut:
-    body = await request.body()
-    if len(body) > 4096:
-        raise APIError("too_large", "the JSON body of a batch is at most 4 KiB")
+    body = b""
+    async for chunk in request.stream():  # at most 4 KiB is read, whatever the upload limit
+        body += chunk
+        if len(body) > 4096:
+            raise APIError("too_large", "the JSON body of a batch is at most 4 KiB")
     try:
         spec = msgspec.json.decode(body, type=S3Batch)
     except msgspec.ValidationError as exc:

@@ -232,6 +232,9 @@ def test_batch_from_an_allowed_s3_prefix(s3_intake, runner, make_user, harvard):
         ]:
             r = post(body)
             assert (r.status_code, r.json()["error"]["code"]) == (status, code), (body, r.text)
+        r = client.post("/api/v1/batches", content=b'{"s3_prefix": "' + b"x" * 10_000 + b'"}',
+                        headers={**headers, "Content-Type": "application/json"})
+        assert (r.status_code, r.json()["error"]["code"]) == (413, "too_large")
 
         worker = Worker(settings, runner=runner)
         while worker.run_once():
