@@ -25,6 +25,7 @@ import msgspec
 from botocore.exceptions import ClientError
 from litestar import Request, Router, get, post
 from litestar.di import NamedDependency
+from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
@@ -177,7 +178,12 @@ def allowed_s3_prefix(uri: str, allowed: tuple[str, ...], user_id: uuid.UUID) ->
     raise APIError("forbidden", "this server does not read recordings from that S3 prefix")
 
 
-@post("/", status_code=HTTP_201_CREATED, operation_class=upload_operation())
+_S3_BODY = Schema(type=OpenAPIType.OBJECT, required=["s3_prefix"], properties={
+    "s3_prefix": Schema(type=OpenAPIType.STRING, description="s3://bucket/prefix/ under IAM_BATCH_S3_PREFIXES"),
+    "name": Schema(type=OpenAPIType.STRING, description="the batch's name (default: the prefix)")})
+
+
+@post("/", status_code=HTTP_201_CREATED, operation_class=upload_operation(json=_S3_BODY))
 async def create_batch(
     request: Request, current_user: NamedDependency[User], settings: NamedDependency[Settings],
     storage: NamedDependency[Storage],
