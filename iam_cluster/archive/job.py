@@ -25,7 +25,14 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from iam_cluster.archive.manifest import FAILED, OK, Manifest, Record, Summary
+from iam_cluster.archive.manifest import (
+    FAILED,
+    OK,
+    Manifest,
+    Record,
+    Summary,
+    write_part,
+)
 from iam_cluster.archive.outputs import Sink, output_stems, write_outputs
 from iam_cluster.archive.sources import Item, Source, list_items, read_items
 from iam_cluster.errors import IAMError
@@ -154,7 +161,9 @@ class Transcriber:
         started = np.empty(len(batch["pack"]), dtype=np.float64)
         for i, raw in enumerate(batch["pack"]):
             pack = pickle.loads(raw)
-            out[i], started[i] = msgspec.msgpack.encode(self.transcribe(pack)), pack.started
+            records = self.transcribe(pack)
+            write_part(self.config.sink, records)  # what a killed run finished is not redone
+            out[i], started[i] = msgspec.msgpack.encode(records), pack.started
         return {"records": out, "started": started}
 
     def transcribe(self, pack: Packed) -> list[Record]:

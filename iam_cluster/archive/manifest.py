@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -15,6 +16,9 @@ from iam_cluster.archive.sources import Item
 from iam_cluster.errors import MediaError
 
 MANIFEST_KEY = "manifest.jsonl"
+#: Each ASR worker writes its pack's records here right after the pack's outputs, so a run killed
+#: before the driver heard of them does not redo them; merged into the manifest and removed.
+PARTS_PREFIX = ".manifest-parts/"
 SUMMARY_KEY = "summary.json"
 OK, FAILED = "ok", "failed"
 #: Failures that another run would repeat (the input itself is at fault): a rerun skips them too.
@@ -83,11 +87,22 @@ class Manifest:
             except msgspec.DecodeError:  # a line cut short by a kill: its input is simply redone
                 continue
             self.records[rec.key] = rec
+        parts = sink.keys(PARTS_PREFIX)
+        for part in parts:  # written by the workers of a run that was killed
+            for line in (sink.read(part) or b"").splitlines():
+                try:
+                    rec = msgspec.json.decode(line, type=Record)
+                except msgspec.DecodeError:
+                    continue
+                self.records[rec.key] = rec
         self._flushed = time.monotonic()
         path = sink.local_file(MANIFEST_KEY)
         self._file = None
-        if path is not None:
+        if path is not None or parts:
             self.compact()
+        for part in parts:  # now in the manifest
+            sink.delete(part)
+        if path is not None:
             self._file = path.open("ab")
 
     def done(self, item: Item) -> bool:
@@ -125,10 +140,12 @@ class Manifest:
         return getattr(self, "_file", None) is not None and not self._file.closed
 
     def close(self, keys: Sequence[str]) -> None:
-        """Final rewrite: one line per input, in the source's order."""
+        """Final rewrite: one line per input, in the source's order; the workers' parts go."""
         self.compact(keys)
         if self._file is not None:
             self._file.close()
+        for part in self.sink.keys(PARTS_PREFIX):
+            self.sink.delete(part)
 
     def summary(self, keys: Sequence[str], skipped: int, wall: float, audio_this_run: float,
                 workers: int) -> Summary:
@@ -145,3 +162,10 @@ class Manifest:
 
     def write_summary(self, summary: Summary) -> None:
         self.sink.write(SUMMARY_KEY, msgspec.json.format(msgspec.json.encode(summary)) + b"\n")
+
+
+def write_part(sink: Sink, records: Sequence[Record]) -> None:
+    """An ASR worker's records of one pack, written (whole) once the pack's outputs are."""
+    if records:
+        data = b"".join(msgspec.json.encode(r) + b"\n" for r in records)
+        sink.write(f"{PARTS_PREFIX}{uuid.uuid4().hex}.jsonl", data)

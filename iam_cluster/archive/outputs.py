@@ -58,6 +58,24 @@ class Sink(msgspec.Struct, frozen=True):
         path = Path(self.location, *key.split("/"))
         return path.read_bytes() if path.is_file() else None
 
+    def keys(self, prefix: str) -> list[str]:
+        """The keys under ``prefix`` (a folder, ``a/b/``), relative to the sink."""
+        if self.is_s3:
+            client, bucket, root = self._s3()
+            full = posixpath.join(root, prefix) if root else prefix
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=full)
+            return [o["Key"][len(root) + 1 if root else 0:] for p in pages for o in p.get("Contents", [])]
+        folder = Path(self.location, *prefix.strip("/").split("/"))
+        return sorted(f"{prefix.rstrip('/')}/{p.name}" for p in folder.glob("*") if p.is_file()
+                      and not p.name.endswith(".part")) if folder.is_dir() else []
+
+    def delete(self, key: str) -> None:
+        if self.is_s3:
+            client, bucket, prefix = self._s3()
+            client.delete_object(Bucket=bucket, Key=posixpath.join(prefix, key) if prefix else key)
+            return
+        Path(self.location, *key.split("/")).unlink(missing_ok=True)
+
     def local_file(self, key: str) -> Path | None:
         """The local path of ``key`` (None on S3)."""
         return None if self.is_s3 else Path(self.location, *key.split("/"))

@@ -76,7 +76,8 @@ def test_killed_job_resumes_and_transcribes_every_file_once(tmp_path):
     assert proc.poll() is None, "the job ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
     proc.wait()
-    before = {r["key"]: r for r in _lines(manifest)}
+    # What the driver recorded, and what the workers recorded after writing outputs it had not heard of.
+    before = {r["key"]: r for p in [manifest, *sorted((out / ".manifest-parts").glob("*.jsonl"))] for r in _lines(p)}
     assert 3 <= len(before) < len(expected)
     stamps = {k: (out / r["outputs"][0]).stat().st_mtime_ns for k, r in before.items() if r["status"] == "ok"}
 
@@ -84,6 +85,7 @@ def test_killed_job_resumes_and_transcribes_every_file_once(tmp_path):
     assert summary["skipped"] == len(before) and summary["files"] == len(expected)
     lines = _lines(manifest)
     assert len(lines) == len(expected) and len({r["key"] for r in lines}) == len(expected)
+    assert not list((out / ".manifest-parts").glob("*"))  # merged into the manifest, then removed
     got = {r["key"]: r["status"] if r["status"] == "ok" else r["error_code"] for r in lines}
     assert got == expected
     for r in lines:
