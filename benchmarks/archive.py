@@ -148,6 +148,7 @@ def run_resume(paths: list[Path], work: Path, args) -> list[str]:
     killed_after = time.perf_counter() - t0
     time.sleep(1.0)  # let the killed Ray's workers go
     recorded, written = _manifest_keys(out / "manifest.jsonl"), _outputs(out)
+    parts = set().union(*[_manifest_keys(p) for p in (out / ".manifest-parts").glob("*.jsonl")]) - recorded
     t1 = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, check=False)
     rerun = time.perf_counter() - t1
@@ -158,13 +159,14 @@ def run_resume(paths: list[Path], work: Path, args) -> list[str]:
     redone = sum(after.get(k) != t for k, t in written.items())
     transcribed = n - summary["skipped"]
     return [(f"- {n} files; killed (SIGKILL to the driver's process group) after {killed_after:.1f} s with "
-            f"{len(recorded)} files in the manifest ({100 * len(recorded) / n:.0f} %) and {len(written)} outputs written"),
+            f"{len(recorded)} files in the manifest ({100 * len(recorded) / n:.0f} %), {len(parts)} more in the "
+            f"workers' parts, and {len(written)} outputs written"),
             (f"- rerun: {rerun:.1f} s, skipped {summary['skipped']}, transcribed {transcribed}; ok {summary['ok']}, "
             f"failed {summary['failed']}, manifest lines {len(_manifest_keys(out / 'manifest.jsonl'))}"),
             (f"- files transcribed again although their outputs were already written: {redone} "
             f"({100 * redone / n:.1f} % of the set; target <= 10 %)"),
-            (f"- files transcribed in the two runs together: {len(recorded) + transcribed} for {n} "
-            f"({100 * (len(recorded) + transcribed - n) / n:.1f} % redone)")]
+            (f"- files transcribed in the two runs together: {len(recorded | parts) + transcribed} for {n} "
+            f"({100 * (len(recorded | parts) + transcribed - n) / n:.1f} % redone)")]
 
 
 def run_cli(paths: list[Path], work: Path, args) -> dict:
