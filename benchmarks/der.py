@@ -57,7 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="cross-validate the embedded diarizer's settings (leave one file, and every "
                         "file sharing a speaker with it, out); no transcription")
     p.add_argument("--encoders", nargs="+", default=["resemblyzer"], help="encoders compared by --cv")
-    p.add_argument("--segmentation-step", type=float, default=5.0, help="seconds between 10-s chunks")
+    p.add_argument("--segmentation-step", type=float,
+                   help="seconds between 10-s chunks (default: the encoder's own, SEGMENTATION_STEP)")
     p.add_argument("--model", default="tiny.en", help="Whisper model: tiny.en, base or a folder")
     p.add_argument("--device", default="auto", help="ASR device: auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=2, help="CTranslate2 and torch intra-op threads")
@@ -243,7 +244,7 @@ def environment(args: argparse.Namespace) -> str:
     parts = [f"CPU {cpu}", f"{os.cpu_count()} cores", f"threads {args.threads}",
              f"model {args.model}", f"ASR device {args.device}", f"diarizer {args.diarizer}",
              f"encoder {args.encoder if not args.cv else '/'.join(args.encoders)}",
-             f"segmentation step {args.segmentation_step} s",
+             f"segmentation step {_step(args)}",
              f"ctranslate2 {ctranslate2.__version__}", f"pyannote.metrics {pyannote.metrics.__version__}"]
     try:
         import torch
@@ -254,6 +255,15 @@ def environment(args: argparse.Namespace) -> str:
     if args.pipeline:
         parts.append(f"pipeline {args.pipeline}")
     return ", ".join(parts + [f"code {code_version()}"])
+
+
+def _step(args: argparse.Namespace) -> str:
+    if args.segmentation_step is not None:
+        return f"{args.segmentation_step} s"
+    from iam_cluster.pipeline.diarize.embedded import SEGMENTATION_STEP
+
+    names = args.encoders if args.cv else [args.encoder]
+    return "/".join(f"{SEGMENTATION_STEP.get(n, 5.0)} s" for n in names) + " (per encoder)"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,7 +3,7 @@
 For every audio file with a ``.rttm`` beside it, each detector marks speech on a 10-ms grid and is
 scored against the union of the reference turns (no collar): recall (reference speech found) and
 precision (marked time that is reference speech), per file and over all files. Levels are
-normalised first (``normalise_level``), as the diarizer does; Silero also runs on the raw level,
+normalised first (``pipeline/level.py``), as the diarizer does; Silero also runs on the raw level,
 as the ASR's VAD did. The diarizer's own threshold is chosen by ``der.py --cv`` (on DER); this
 table shows the trade-off around it.
 
@@ -37,11 +37,12 @@ def grid_mask(spans, duration: float) -> np.ndarray:
 def detectors(audio):
     """``name -> list of (start, end)`` for every detector and threshold on one recording."""
     from iam_cluster.pipeline.diarize.embedded import _speech_frames
-    from iam_cluster.pipeline.diarize.segmentation import Segmenter, normalise_level
+    from iam_cluster.pipeline.diarize.segmentation import Segmenter
+    from iam_cluster.pipeline.level import normalised
     from iam_cluster.pipeline.types import Audio, VadOptions
     from iam_cluster.pipeline.vad import _scan
 
-    level = normalise_level(audio.samples)
+    level = normalised(audio.samples)
     seg = Segmenter(5.0)(level)
     out = {}
     for threshold in SEGMENTATION:

@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
 
 from iam_cluster.api import (
     api_keys,
@@ -29,7 +28,9 @@ from iam_cluster.api import billing, meeting_media
 from iam_cluster.api.deps import provide_conn, provide_redis, provide_settings, provide_storage
 from iam_cluster.api.errors import EXCEPTION_HANDLERS
 from iam_cluster.api.health import health, ready
+from iam_cluster.api.input_guard import InputGuard
 from iam_cluster.api.limits import RedisGate
+from iam_cluster.api.openapi import asset_handlers, openapi_config
 from iam_cluster.api.ratelimit import RateLimitMiddleware
 from iam_cluster.api.security import provide_current_user
 from iam_cluster.observability.asgi import api_observability
@@ -94,12 +95,13 @@ def create_app(settings: Settings | None = None, runner=None) -> Litestar:
             await redis.aclose()
 
     observability = api_observability(settings.observability)  # request ids, access lines, /metrics
-    return Litestar(
-        route_handlers=[health, ready, *observability.route_handlers, Router("/api/v1", route_handlers=V1_ROUTERS),
+    app = Litestar(
+        route_handlers=[health, ready, *observability.route_handlers, *asset_handlers(), Router("/api/v1", route_handlers=V1_ROUTERS),
                         Router("/api/v2", route_handlers=V2_ROUTERS), openai.router, *web.handlers(settings)],
         lifespan=[lifespan],
-        # request ids, access lines, /metrics; limits; the web app's CSRF checks and page headers
-        middleware=[*observability.middleware, RateLimitMiddleware(), web.protection(settings)],
+        # request ids, access lines, /metrics; limits; control characters refused; the web app's CSRF checks
+        # and page headers (after the guard, which replays the body it read)
+        middleware=[*observability.middleware, RateLimitMiddleware(), InputGuard(), web.protection(settings)],
         template_config=web.template_config(),
         dependencies={
             "conn": Provide(provide_conn),
@@ -110,10 +112,31 @@ def create_app(settings: Settings | None = None, runner=None) -> Litestar:
         },
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(allow_origins=list(settings.api.cors_origins)) if settings.api.cors_origins else None,
-        openapi_config=OpenAPIConfig(title="IAM Cluster", version="0.1.0", path="/docs"),
+        openapi_config=openapi_config(),
         request_max_body_size=settings.storage.max_upload_bytes,
         logging_config=None,  # Litestar leaves logging alone: observability.logging configures it
     )
+    _allow_every_method(app)
+    return app
+
+
+def _allow_every_method(app: Litestar) -> None:
+    """``OPTIONS`` answers ``Allow`` with every method of its path.
+
+    Litestar's automatic OPTIONS handler reads the methods of the route object that created it: on a
+    path whose handlers are registered one after another (``GET /me``, then ``PUT /me``) that is an
+    earlier, partial route, and ``Allow`` leaves methods out. Its route is brought up to date here.
+    """
+    from litestar.routes import HTTPRoute
+
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            if handler.http_methods == {"OPTIONS"} and handler.fn.__name__ == "options_handler":
+                for cell in handler.fn.__closure__ or ():
+                    if isinstance(cell.cell_contents, HTTPRoute):
+                        cell.cell_contents.methods = set(route.methods)
 
 
 def serve_api(host: str = "127.0.0.1", port: int = 8080) -> None:

@@ -20,6 +20,7 @@ from psycopg.rows import dict_row
 
 from iam_cluster.api import limits
 from iam_cluster.api.errors import APIError, body
+from iam_cluster.api.openapi import errors
 from iam_cluster.api.security import check_password, create_access_token, hash_password, verify_password
 from iam_cluster.db.errors import Conflict, translate_errors
 from iam_cluster.db.pool import struct_row
@@ -156,14 +157,14 @@ async def check_login(request: Request, conn: AsyncConnection, settings: Setting
     return user
 
 
-@post("/register", status_code=HTTP_201_CREATED)
+@post("/register", status_code=HTTP_201_CREATED, responses=errors({409: "The email is already registered.", 422: "The password is too easy to guess (`weak_password`)."}))
 async def register(data: JSONBody[RegisterRequest], conn: NamedDependency[AsyncConnection]) -> UserOut:
     """Create an account; an email already registered (in any case) is a 409 ``conflict``, a
     guessable password a 422 ``weak_password``."""
     return UserOut.of(await create_user(conn, data))
 
 
-@post("/login", status_code=HTTP_200_OK)
+@post("/login", status_code=HTTP_200_OK, responses=errors({401: "Wrong email or password.", 429: "Too many failed sign-ins: wait `Retry-After` seconds."}))
 async def login(request: Request, data: JSONBody[LoginRequest], conn: NamedDependency[AsyncConnection],
                 settings: NamedDependency[Settings]) -> TokenPair:
     """Exchange email and password for an access token and a refresh token (see ``check_login``)."""
@@ -172,7 +173,7 @@ async def login(request: Request, data: JSONBody[LoginRequest], conn: NamedDepen
     return pair
 
 
-@post("/refresh", status_code=HTTP_200_OK)
+@post("/refresh", status_code=HTTP_200_OK, responses=errors({401: "Unknown, expired or already used refresh token."}))
 async def refresh(data: JSONBody[RefreshRequest], conn: NamedDependency[AsyncConnection], settings: NamedDependency[Settings]) -> Response[TokenPair]:
     """Rotate a refresh token: new access and refresh tokens, the old one revoked.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException, ValidationException
 
 from iam_cluster.errors import IAMError, OptionsError
 
@@ -13,7 +13,7 @@ log = logging.getLogger("iam_cluster.api")
 
 #: Error code -> HTTP status. Codes not listed are server errors (500).
 STATUS = {
-    "bad_request": 400, "invalid_value": 400, "config": 400,
+    "bad_request": 400, "invalid_value": 400, "invalid_characters": 400, "config": 400,
     "unauthorized": 401, "invalid_token": 401,
     "payment_required": 402, "quota_exceeded": 402,
     "forbidden": 403,
@@ -64,6 +64,13 @@ def invalid_options(request: Request, exc: ValidationException) -> Response:
 
 
 def http_error_handler(request: Request, exc: HTTPException) -> Response:
+    if isinstance(exc, NotFoundException) and "route_handler" not in request.scope:
+        from iam_cluster.api import input_guard
+
+        if input_guard.has_control(request.scope["path"]):  # a path parameter that fails its type (a uuid...)
+            field = input_guard.path_field(request.app, request.scope["path"])
+            return iam_error_handler(request, input_guard.ControlCharacters(field, next(
+                c for c in request.scope["path"] if input_guard.has_control(c))))
     status = exc.status_code
     if isinstance(exc, ValidationException):
         code = "bad_request"
@@ -76,7 +83,8 @@ def http_error_handler(request: Request, exc: HTTPException) -> Response:
         log.exception("request failed: %s %s", request.method, request.url.path, exc_info=exc)
     detail = exc.detail if status < 500 else "internal error"
     extra = {"details": exc.extra} if isinstance(exc, ValidationException) and exc.extra else {}
-    return Response({**body(code, str(detail), status), **extra}, status_code=status, headers=exc.headers)
+    field = next((e.get("key") for e in extra.get("details", ()) if isinstance(e, dict) and e.get("key")), None)
+    return Response({**body(code, str(detail), status, field), **extra}, status_code=status, headers=exc.headers)
 
 
 def unhandled_error_handler(request: Request, exc: Exception) -> Response:

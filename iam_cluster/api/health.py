@@ -7,13 +7,20 @@ import asyncio
 import anyio.to_thread
 from litestar import Response, get
 from litestar.datastructures import State
+from litestar.openapi.spec import Schema
+from litestar.openapi.spec.enums import OpenAPIType
 
+#: ``/ready``'s body, 200 or 503: ``{"status": "ok" | "unavailable", "checks": {name: "ok" | "error: ..."}}``.
+READY = Schema(type=OpenAPIType.OBJECT, required=["status", "checks"], properties={
+    "status": Schema(type=OpenAPIType.STRING, enum=["ok", "unavailable"]),
+    "checks": Schema(type=OpenAPIType.OBJECT, additional_properties=Schema(type=OpenAPIType.STRING))})
 #: Longest wait for any one dependency: a probe must answer quickly even when one hangs.
 CHECK_TIMEOUT_S = 2.0
 
 
 @get("/health", sync_to_thread=False, tags=["health"])
 def health() -> dict:
+    """Liveness: the process is up (no dependency is checked)."""
     return {"status": "ok"}
 
 
@@ -39,8 +46,9 @@ async def _check(probe, state: State) -> str:
         return f"error: {type(exc).__name__}"
 
 
-@get("/ready", tags=["health"])
+@get("/ready", tags=["health"], opt={"content": {200: {"application/json": READY}, 503: {"application/json": READY}}})
 async def ready(state: State) -> Response:
+    """Readiness: PostgreSQL, Redis and storage each answer (200), or which one does not (503)."""
     names = ("postgres", "redis", "storage")
     results = await asyncio.gather(*(_check(probe, state) for probe in (_postgres, _redis, _storage)))
     checks = dict(zip(names, results))

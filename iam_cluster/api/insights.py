@@ -15,6 +15,7 @@ from litestar.status_codes import HTTP_200_OK
 from psycopg import AsyncConnection
 
 from iam_cluster.api.errors import APIError
+from iam_cluster.api.openapi import errors
 from iam_cluster.db.pool import convert_row
 from iam_cluster.db.queries import fetch_one
 from iam_cluster.db.rows import Meeting, User
@@ -56,7 +57,7 @@ async def _meeting(conn: AsyncConnection, meeting_id: uuid.UUID, user: User) -> 
     return convert_row(row, Meeting)
 
 
-@get("/{meeting_id:uuid}/insights")
+@get("/{meeting_id:uuid}/insights", responses=errors({409: "No transcript, or no insights computed yet."}))
 async def get_insights(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
                        meeting_id: FromPath[uuid.UUID]) -> InsightsOut:
     """The meeting's insights as last computed (by its transcription job or a POST here)."""
@@ -69,7 +70,7 @@ async def get_insights(conn: NamedDependency[AsyncConnection], current_user: Nam
     raise APIError("conflict", "no insights have been computed for this meeting: POST here to compute them")
 
 
-@post("/{meeting_id:uuid}/insights", status_code=HTTP_200_OK)
+@post("/{meeting_id:uuid}/insights", status_code=HTTP_200_OK, responses=errors({409: "No transcript yet."}))
 async def compute_insights(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
                            settings: NamedDependency[Settings], meeting_id: FromPath[uuid.UUID],
                            data: JSONBody[InsightsRequest | None] = None) -> InsightsOut:

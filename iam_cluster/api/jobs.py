@@ -17,6 +17,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 from psycopg import AsyncConnection
 
 from iam_cluster.api.errors import APIError
+from iam_cluster.api.openapi import errors
 from iam_cluster.billing import quotas
 from iam_cluster.db.queries import QUERIES, fetch_one
 from iam_cluster.db.rows import User
@@ -173,13 +174,14 @@ async def list_jobs(
 @get("/{job_id:uuid}")
 async def get_job(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
                   job_id: FromPath[uuid.UUID]) -> JobOut:
+    """One of the caller's jobs: status, progress, error."""
     job = await AsyncJobs(conn).get(current_user.id, job_id)
     if job is None:
         raise APIError("not_found", "job not found")
     return job_out(job)
 
 
-@post("/{job_id:uuid}/cancel", status_code=HTTP_200_OK)
+@post("/{job_id:uuid}/cancel", status_code=HTTP_200_OK, responses=errors({409: "The job has already ended."}))
 async def cancel_job(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
                      job_id: FromPath[uuid.UUID]) -> JobOut:
     """Cancel a queued job now, a running one at its next window; its reserved minutes are freed."""
@@ -192,7 +194,8 @@ async def cancel_job(conn: NamedDependency[AsyncConnection], current_user: Named
     return job_out(job)
 
 
-@post("/{job_id:uuid}/retry", status_code=HTTP_202_ACCEPTED)
+@post("/{job_id:uuid}/retry", status_code=HTTP_202_ACCEPTED,
+      responses=errors(402, {409: "Only failed or cancelled meeting jobs can be retried."}))
 async def retry_job(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
                     settings: NamedDependency[Settings], job_id: FromPath[uuid.UUID]) -> Response[JobOut]:
     """Queue a failed or cancelled meeting job again, with the same options (quota checked again)."""

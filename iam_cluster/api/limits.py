@@ -99,7 +99,8 @@ async def hit(redis, prefix: str, limits: list[tuple[str, int]], window_s: int =
 
 
 class LocalCounters:
-    """Fixed-window counters in this process: the request budgets while Redis is unavailable."""
+    """Fixed-window counters in this process, kept beside Redis's: the request budgets while Redis
+    is unavailable (each API process then enforces them on its own)."""
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}

@@ -17,6 +17,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from iam_cluster.api.errors import APIError
+from iam_cluster.api.openapi import BINARY, errors
 from iam_cluster.db.queries import fetch_one
 from iam_cluster.db.rows import User
 from iam_cluster.pipeline.types import Transcript
@@ -90,7 +91,8 @@ async def _chunks(storage: Storage, key: str, start: int, end: int) -> AsyncIter
         await anyio.to_thread.run_sync(stream.close)
 
 
-@get("/{meeting_id:uuid}/audio")
+@get("/{meeting_id:uuid}/audio", responses=errors(416), opt={"content": {
+    200: {"audio/*": BINARY, "application/octet-stream": BINARY}, 206: {"audio/*": BINARY, "application/octet-stream": BINARY}}})
 async def get_audio(request: Request, conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
                     storage: NamedDependency[Storage], meeting_id: FromPath[uuid.UUID]) -> Stream:
     """The uploaded audio as stored; honours ``Range: bytes=...`` (206) so players can seek."""
@@ -110,7 +112,7 @@ async def get_audio(request: Request, conn: NamedDependency[AsyncConnection], cu
                   headers=headers, media_type=media_type(row["audio_format"], row["original_filename"]))
 
 
-@put("/{meeting_id:uuid}/speakers")
+@put("/{meeting_id:uuid}/speakers", responses=errors({400: "A label that is not a speaker of the transcript, or two speakers with one name."}))
 async def set_speaker_names(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
                             meeting_id: FromPath[uuid.UUID], data: JSONBody[SpeakerNames]) -> SpeakersOut:
     """Replaces the speakers' display names (shown by the web app and used in every export)."""

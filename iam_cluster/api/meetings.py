@@ -18,6 +18,8 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 from psycopg import AsyncConnection
 
 from iam_cluster.api.errors import APIError, invalid_options
+from iam_cluster.api.input_guard import FREE_TEXT
+from iam_cluster.api.openapi import OBJECT, TEXT, errors
 from iam_cluster.api.jobs import JobOut, TranscribeRequest, check_request, job_options, queue_job, replay, request_hash
 from iam_cluster.api.deps import transaction
 from iam_cluster.api.limits import upload_slot
@@ -34,7 +36,7 @@ from iam_cluster.settings import Settings
 from iam_cluster.storage import Storage
 
 Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\S")]
-Description = Annotated[str, msgspec.Meta(max_length=5000)]
+Description = Annotated[str, msgspec.Meta(max_length=5000, extra=FREE_TEXT)]
 TranscriptFormat = Literal["json", "txt", "srt", "vtt", "rttm"]
 ACTIVE = ("queued", "processing")
 
@@ -154,6 +156,7 @@ async def list_meetings(
 @post("/", status_code=HTTP_201_CREATED)
 async def create_meeting(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
                          data: JSONBody[MeetingCreate]) -> MeetingDetail:
+    """A new meeting (no audio yet: upload it, then transcribe)."""
     row = await fetch_one(conn, "meetings_api_create", {
         "user_id": current_user.id, "title": data.title, "description": data.description,
         "meeting_date": _utc(data.meeting_date)})
@@ -177,6 +180,7 @@ async def _detail(conn: AsyncConnection, user: User, meeting_id: uuid.UUID) -> M
 @put("/{meeting_id:uuid}")
 async def update_meeting(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
                          meeting_id: FromPath[uuid.UUID], data: JSONBody[MeetingUpdate]) -> MeetingDetail:
+    """Change the title, description or date; fields left out keep their value."""
     row = await fetch_one(conn, "meetings_api_update", {
         "id": meeting_id, "user_id": current_user.id,
         "set_title": data.title is not msgspec.UNSET,
@@ -203,7 +207,8 @@ async def delete_meeting(conn: NamedDependency[AsyncConnection], current_user: N
         await anyio.to_thread.run_sync(storage.delete, row["audio_file_url"])
 
 
-@post("/{meeting_id:uuid}/upload", status_code=HTTP_200_OK, operation_class=upload_operation())
+@post("/{meeting_id:uuid}/upload", status_code=HTTP_200_OK, operation_class=upload_operation(), opt={"upload": True},
+      responses=errors(408, 415, 422, {409: "A transcription job is queued or processing for this meeting."}))
 async def upload_audio(
     request: Request, current_user: NamedDependency[User], settings: NamedDependency[Settings],
     storage: NamedDependency[Storage], meeting_id: FromPath[uuid.UUID],
@@ -253,7 +258,9 @@ async def upload_audio(
 
 
 @post("/{meeting_id:uuid}/transcribe", status_code=HTTP_202_ACCEPTED,
-      exception_handlers={ValidationException: invalid_options})
+      exception_handlers={ValidationException: invalid_options},
+      responses=errors(402, {409: "The meeting has no audio, a job is active, or the Idempotency-Key was used "
+                                  "with another request.", 422: "Invalid options (`invalid_options`, naming the field)."}))
 async def transcribe(
     conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
     settings: NamedDependency[Settings], meeting_id: FromPath[uuid.UUID],
@@ -280,7 +287,8 @@ async def transcribe(
         raise APIError("idempotency_conflict", "this Idempotency-Key was used with a different request") from None
 
 
-@get("/{meeting_id:uuid}/transcript")
+@get("/{meeting_id:uuid}/transcript", responses=errors({409: "No transcript yet."}),
+     opt={"content": {200: {"application/json": OBJECT, "text/plain": TEXT}}})
 async def get_transcript(
     conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
     meeting_id: FromPath[uuid.UUID],

@@ -24,6 +24,8 @@ from redis.asyncio import Redis
 
 from iam_cluster import events
 from iam_cluster.api.errors import APIError
+from iam_cluster.api.input_guard import FREE_TEXT
+from iam_cluster.api.openapi import errors
 from iam_cluster.api.limits import RedisDown, RedisGate, hit, unavailable
 from iam_cluster.api.security import SESSION_ONLY
 from iam_cluster.db.queries import QUERIES, fetch_all, fetch_one
@@ -37,7 +39,7 @@ SEND_WINDOW_S = 60
 BULK_MAX_IDS = 100
 
 Subject = Annotated[str, msgspec.Meta(max_length=200)]
-Body = Annotated[str, msgspec.Meta(min_length=1, max_length=10_000, pattern=r"\S")]
+Body = Annotated[str, msgspec.Meta(min_length=1, max_length=10_000, pattern=r"\S", extra=FREE_TEXT)]
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320)]
 Folder = Literal["inbox", "sent", "starred", "archived"]
 BulkAction = Literal["read", "unread", "star", "unstar", "archive", "unarchive", "delete"]
@@ -217,7 +219,7 @@ async def list_messages(
     return MessagePage(items=items, next_cursor=next_cursor, limit=limit)
 
 
-@post("/", status_code=HTTP_201_CREATED)
+@post("/", status_code=HTTP_201_CREATED, responses=errors({404: "No such recipient."}))
 async def send_message(
     request: Request, conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
     settings: NamedDependency[Settings], redis: NamedDependency[Redis], data: JSONBody[MessageCreate],
@@ -247,6 +249,7 @@ async def send_message(
 
 @get("/stats/summary")
 async def message_stats(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User]) -> MessageStats:
+    """Counts of the caller's messages: received, unread, starred, archived, sent."""
     row = await fetch_one(conn, "messages_stats", {"user_id": current_user.id})
     return MessageStats(**row)
 
@@ -282,6 +285,7 @@ async def get_message(conn: NamedDependency[AsyncConnection], current_user: Name
 @patch("/{message_id:uuid}")
 async def update_message(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
                          message_id: FromPath[uuid.UUID], data: JSONBody[MessageUpdate]) -> MessageOut:
+    """Set the caller's side of a message's flags (read, starred, archived)."""
     params = {"id": message_id, "user_id": current_user.id}
     row = await fetch_one(conn, "messages_get", params)
     if row is None:

@@ -72,6 +72,7 @@ async def list_notifications(
 
 @post("/read-all", status_code=HTTP_200_OK)
 async def read_all(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User]) -> ReadAllResult:
+    """Mark every notification of the caller read."""
     rows = await _all(conn, "notifications_read_all", {"user_id": current_user.id})
     return ReadAllResult(changed=len(rows))
 
@@ -79,6 +80,7 @@ async def read_all(conn: NamedDependency[AsyncConnection], current_user: NamedDe
 @post("/{notification_id:uuid}/read", status_code=HTTP_200_OK)
 async def read_one(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
                    notification_id: FromPath[uuid.UUID]) -> NotificationOut:
+    """Mark one notification read."""
     rows = await _all(conn, "notifications_read", {"id": notification_id, "user_id": current_user.id})
     if not rows:
         raise APIError("not_found", "notification not found")

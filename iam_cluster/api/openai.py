@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
+from typing import Annotated
 
 import anyio.to_thread
 import msgspec
@@ -23,6 +24,8 @@ from litestar.openapi.spec.enums import OpenAPIType
 from litestar.response import ServerSentEvent
 
 from iam_cluster.api.errors import STATUS, APIError, log
+from iam_cluster.api.input_guard import FREE_TEXT, free_text_fields
+from iam_cluster.api.openapi import OBJECT, TEXT, errors
 from iam_cluster.api.jobs import OPENAI_MODEL_ALIAS
 from iam_cluster.api.limits import upload_slot
 from iam_cluster.api.sync import transcribe_now, upload_key
@@ -49,7 +52,7 @@ class Form(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     model: str = OPENAI_MODEL_ALIAS
     language: str | None = None
-    prompt: str | None = None
+    prompt: Annotated[str, msgspec.Meta(extra=FREE_TEXT)] | None = None
     response_format: str = "json"
     temperature: float = 0.0
     timestamp_granularities: list[str] = []
@@ -142,7 +145,8 @@ async def _audio(request: Request, settings: Settings, storage: Storage, user: U
     async with upload_slot(state.redis_gate, state.redis, settings.redis.key_prefix, user.id,
                            settings.api.max_concurrent_uploads):
         received = await receive_upload(request, storage, lambda name: upload_key(user.id, name),
-                                        settings.storage.max_upload_bytes, settings.api.upload_read_timeout_s)
+                                        settings.storage.max_upload_bytes, settings.api.upload_read_timeout_s,
+                                        free_text=free_text_fields(Form))
     try:
         form, options = parse_form(received.fields, task, settings)
         name = received.filename or "upload"
@@ -163,16 +167,19 @@ async def _audio(request: Request, settings: Settings, storage: Storage, user: U
 
 
 _upload = upload_operation(FORM_FIELDS, raw=False)
+_AUDIO_RESPONSES = errors(402, 408, 415, 422)
+_AUDIO_OPT = {"upload": True, "free_text": tuple(free_text_fields(Form)), "content": {200: {"application/json": OBJECT, "text/plain": TEXT,
+                                                "text/event-stream": TEXT}}}
 
 
-@post("/audio/transcriptions", status_code=200, operation_class=_upload)
+@post("/audio/transcriptions", status_code=200, operation_class=_upload, opt=_AUDIO_OPT, responses=_AUDIO_RESPONSES)
 async def transcriptions(request: Request, current_user: NamedDependency[User], settings: NamedDependency[Settings],
                          storage: NamedDependency[Storage]) -> Response:
     """Transcribe an uploaded file (OpenAI's ``audio.transcriptions.create``)."""
     return await _audio(request, settings, storage, current_user, "transcribe")
 
 
-@post("/audio/translations", status_code=200, operation_class=_upload)
+@post("/audio/translations", status_code=200, operation_class=_upload, opt=_AUDIO_OPT, responses=_AUDIO_RESPONSES)
 async def translations(request: Request, current_user: NamedDependency[User], settings: NamedDependency[Settings],
                        storage: NamedDependency[Storage]) -> Response:
     """Translate an uploaded file's speech into English text (multilingual models only)."""

@@ -79,16 +79,20 @@ class RateLimitMiddleware(ASGIMiddleware):
             return
         state = scope["app"].state
         settings: Settings = state.settings
+        limits = limits_for(scope, settings)
+        # Counted here too, always: should Redis fail mid-window, this process's budgets already
+        # hold what it admitted in the window (a fresh count would admit the limit a second time).
+        local_retry_after = self.local.hit(limits, WINDOW_S)
         try:
             retry_after = await state.redis_gate.call(
-                lambda: hit(state.redis, settings.redis.key_prefix, limits_for(scope, settings), WINDOW_S))
+                lambda: hit(state.redis, settings.redis.key_prefix, limits, WINDOW_S))
         except RedisDown:
             if scope["path"] in AUTH_PATHS:
                 await _refuse(send, 503, "unavailable", "signing in is unavailable right now; retry shortly",
                               int(BREAK_SECONDS))
                 return
-            # The documented degraded mode: this process counts the budgets until Redis is back.
-            retry_after = self.local.hit(limits_for(scope, settings), WINDOW_S)
+            # The documented degraded mode: this process's own counts decide until Redis is back.
+            retry_after = local_retry_after
         if retry_after is None:
             await next_app(scope, receive, send)
             return

@@ -33,6 +33,8 @@ def hash_password(password: str) -> str:
 
 #: zxcvbn's score (0-4) a new password must reach: 3 is "safely unguessable" by an online attack.
 MIN_PASSWORD_SCORE = 3
+#: The longest password zxcvbn scores (it raises past its default of 72 characters).
+ZXCVBN_MAX_LENGTH = 100
 
 
 def check_password(password: str, *user_inputs: str | None) -> None:
@@ -43,7 +45,9 @@ def check_password(password: str, *user_inputs: str | None) -> None:
     """
     from zxcvbn import zxcvbn
 
-    verdict = zxcvbn(password[:100], user_inputs=[u for u in user_inputs if u])
+    # zxcvbn refuses (ValueError) more than 72 characters; what it scores of a longer one is a floor
+    verdict = zxcvbn(password[:ZXCVBN_MAX_LENGTH], user_inputs=[u for u in user_inputs if u],
+                     max_length=ZXCVBN_MAX_LENGTH)
     if verdict["score"] < MIN_PASSWORD_SCORE:
         advice = " ".join(filter(None, [verdict["feedback"].get("warning"), *verdict["feedback"].get("suggestions", [])]))
         error = APIError("weak_password", f"this password is too easy to guess. {advice}".strip())

@@ -24,6 +24,7 @@ from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Sche
 from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 
 from iam_cluster.api.errors import APIError
+from iam_cluster.api.input_guard import check_fields
 from iam_cluster.errors import MediaError
 from iam_cluster.settings import AudioSettings
 from iam_cluster.storage import Storage, StoredObject
@@ -87,11 +88,14 @@ def extension(filename: str | None) -> str:
 
 
 async def receive_upload(request: Request, storage: Storage, key_for: Callable[[str | None], str], max_bytes: int,
-                         read_timeout: float, query_name: str | None = None) -> Received:
-    """Stream the request's file into storage under ``key_for(filename)``.
+                         read_timeout: float, query_name: str | None = None,
+                         free_text: frozenset[str] = frozenset()) -> Received:
+    """Stream the request's file into storage under ``key_for(filename)``; the form's text fields
+    named in ``free_text`` may hold tab, LF and CR, other fields no control character at all.
 
     Raises:
-        APIError: no file (400), over ``max_bytes`` (413), the client stalled (408), a malformed form.
+        APIError: no file (400), over ``max_bytes`` (413), the client stalled (408), a malformed form,
+            a control character in a text field (400 ``invalid_characters`` naming it).
     """
     body = _Body(request, read_timeout)
     ctype, options = multipart.parse_options_header(request.headers.get("content-type", ""))
@@ -102,7 +106,7 @@ async def receive_upload(request: Request, storage: Storage, key_for: Callable[[
         return Received(stored.key, stored.size, name, {})
     if not options.get("boundary"):
         raise APIError("bad_request", "multipart/form-data without a boundary")
-    form = _Form(body, options["boundary"], max_bytes)
+    form = _Form(body, options["boundary"], max_bytes, free_text)
     segment = await form.fields_until_file()
     name = sanitise_filename(query_name or segment.filename)
     stored = await _store(storage, key_for(name), form.file_chunks(), max_bytes)
@@ -150,7 +154,7 @@ class _Body:
 class _Form:
     """A streaming ``multipart/form-data`` reader: text fields kept (bounded), the file passed on."""
 
-    def __init__(self, body: _Body, boundary: str, max_bytes: int) -> None:
+    def __init__(self, body: _Body, boundary: str, max_bytes: int, free_text: frozenset[str]) -> None:
         self.source = body.chunks()
         self.parser = multipart.PushMultipartParser(boundary, max_segment_count=MAX_FIELDS + 1,
                                                     max_segment_size=max_bytes)
@@ -158,6 +162,7 @@ class _Form:
         self.fields: dict[str, list[str]] = {}
         self.field_bytes = 0
         self.seen_file = False
+        self.free_text = free_text
 
     async def _event(self):
         while not self.pending:
@@ -181,12 +186,15 @@ class _Form:
             self.field_bytes += len(event)
             if self.field_bytes > MAX_FIELD_BYTES:
                 raise APIError("too_large", f"form fields over {MAX_FIELD_BYTES} bytes")
-        self.fields.setdefault(segment.name, []).append(value.decode("utf-8", "replace"))
+        text = value.decode("utf-8", "replace")
+        check_fields([(segment.name, text)], self.free_text)
+        self.fields.setdefault(segment.name, []).append(text)
 
     async def fields_until_file(self):
         """Read text fields up to the ``file`` field; returns its segment (filename, type)."""
         while (event := await self._event()) is not StopAsyncIteration:
             if isinstance(event, multipart.MultipartSegment):
+                check_fields([(event.name, "")])
                 if event.name == "file":
                     self.seen_file = True
                     return event

@@ -12,6 +12,7 @@ from psycopg import AsyncConnection
 
 from iam_cluster.api.auth import Email, FullName, UserOut
 from iam_cluster.api.errors import APIError
+from iam_cluster.api.openapi import errors
 from iam_cluster.api.security import SESSION_ONLY
 from iam_cluster.db.errors import Conflict, translate_errors
 from iam_cluster.db.pool import struct_row
@@ -28,10 +29,11 @@ class UserUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 @get("/me")
 async def get_me(current_user: NamedDependency[User]) -> UserOut:
+    """The caller's own account."""
     return UserOut.of(current_user)
 
 
-@put("/me")
+@put("/me", responses=errors({409: "Another account holds this email."}))
 async def update_me(data: JSONBody[UserUpdate], current_user: NamedDependency[User], conn: NamedDependency[AsyncConnection]) -> UserOut:
     """Change the caller's name or email; an email another account holds (in any case) is a 409."""
     try:

@@ -98,6 +98,7 @@ async def create_endpoint(conn: NamedDependency[AsyncConnection], current_user: 
 
 @get("/endpoints")
 async def list_endpoints(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User]) -> list[EndpointOut]:
+    """The caller's webhook endpoints."""
     return [_endpoint(r) for r in await fetch_all(conn, "webhook_endpoint_list", {"user_id": current_user.id})]
 
 
@@ -105,6 +106,7 @@ async def list_endpoints(conn: NamedDependency[AsyncConnection], current_user: N
 async def update_endpoint(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
                           settings: NamedDependency[Settings], endpoint_id: FromPath[uuid.UUID],
                           data: JSONBody[EndpointUpdate]) -> EndpointOut:
+    """Change an endpoint's URL (checked like a new one), events, or turn it off and on."""
     url = await _safe(data.url, settings) if data.url is not None else None
     return _endpoint(await fetch_one(conn, "webhook_endpoint_update", {
         "id": endpoint_id, "user_id": current_user.id, "url": url,
@@ -114,6 +116,7 @@ async def update_endpoint(conn: NamedDependency[AsyncConnection], current_user: 
 @delete("/endpoints/{endpoint_id:uuid}", status_code=204)
 async def delete_endpoint(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
                           endpoint_id: FromPath[uuid.UUID]) -> None:
+    """Remove an endpoint; no further event is sent to it."""
     if await fetch_one(conn, "webhook_endpoint_delete", {"id": endpoint_id, "user_id": current_user.id}) is None:
         raise APIError("not_found", "webhook endpoint not found")
 

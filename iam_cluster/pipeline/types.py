@@ -214,6 +214,8 @@ def whisper_languages() -> frozenset[str]:
 
 Speakers = Annotated[int, msgspec.Meta(ge=1, le=64)]
 Prompt = Annotated[str, msgspec.Meta(max_length=1000)]
+#: A prompt may run over several lines: the API lets tab, LF and CR through (see api/input_guard.py).
+FreeTextPrompt = Annotated[str, msgspec.Meta(max_length=1000, extra={"free_text": True})]
 
 
 class TranscribeOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -235,7 +237,7 @@ class TranscribeOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     #: Pack speech of several recordings into one window (the lever for many short clips).
     pack_recordings: bool = True
     word_timestamps: bool = True
-    initial_prompt: Prompt | None = None
+    initial_prompt: FreeTextPrompt | None = None
     hotwords: Prompt | None = None
     #: Decoding temperatures, tried in turn while a window's output looks failed (repetitive or
     #: unlikely). One by default: on the dev sets the sampling fallback of Whisper's sequential

