@@ -37,6 +37,7 @@ from iam_cluster.api.deps import transaction
 from iam_cluster.api.errors import APIError
 from iam_cluster.api.jobs import cancel_for
 from iam_cluster.api.limits import upload_slot
+from iam_cluster.api.openapi import errors
 from iam_cluster.api.uploads import (
     extension,
     probe_stored,
@@ -183,7 +184,11 @@ _S3_BODY = Schema(type=OpenAPIType.OBJECT, required=["s3_prefix"], properties={
     "name": Schema(type=OpenAPIType.STRING, description="the batch's name (default: the prefix)")})
 
 
-@post("/", status_code=HTTP_201_CREATED, operation_class=upload_operation(json=_S3_BODY))
+@post("/", status_code=HTTP_201_CREATED, operation_class=upload_operation(json=_S3_BODY), opt={"upload": True},
+      responses=errors(402, 408, {
+          403: "The S3 prefix is not under one the server may read (`forbidden`), or the key lacks the scope.",
+          422: "The archive or prefix is refused: not a zip/tar (`bad_archive`), an unsafe member name "
+               "(`unsafe_member`), a malformed S3 prefix (`invalid_source`), or nothing under it."}))
 async def create_batch(
     request: Request, current_user: NamedDependency[User], settings: NamedDependency[Settings],
     storage: NamedDependency[Storage],
