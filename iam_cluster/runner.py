@@ -60,13 +60,19 @@ def in_process_runner(settings: Settings):
         from iam_cluster.pipeline.asr import WhisperASR
         from iam_cluster.pipeline.run import Pipeline
         from iam_cluster.pipeline.stats import Stats
-        from iam_cluster.pipeline.vad import SileroVad
 
         stats = Stats()
         asr = WhisperASR(m.name, m.device, m.compute_type, m.cpu_threads, cache_dir=m.cache_dir,
                          allow_download=m.allow_download, stats=stats)
-        return Pipeline(asr, e.batch_size, SileroVad(workers=e.vad_workers or None), stats)
+        return Pipeline(asr, e.batch_size, make_vad(settings), stats)
 
     return InProcessRunner(pipeline, lambda: make_diarizer(d.backend, **d.diarizer_kwargs()),
                            Limits(settings.audio.max_duration_s, settings.audio.min_duration_s),
                            e.shard_seconds)
+
+
+def make_vad(settings: Settings):
+    """The voice activity detector the settings ask for (what ``prepare`` runs wherever it runs)."""
+    from iam_cluster.pipeline.vad import SileroVad
+
+    return SileroVad(workers=settings.engine.vad_workers or None)

@@ -160,7 +160,7 @@ class StorageSettings(msgspec.Struct, frozen=True):
     env_names: ClassVar[dict[str, tuple[str, ...]]] = {
         "bucket": ("AWS_S3_BUCKET",), "endpoint_url": ("AWS_ENDPOINT_URL",), "region": ("AWS_REGION",),
         "access_key_id": ("AWS_ACCESS_KEY_ID",), "secret_access_key": ("AWS_SECRET_ACCESS_KEY",),
-        "max_upload_bytes": ("MAX_UPLOAD_BYTES",)}
+        "max_upload_bytes": ("MAX_UPLOAD_BYTES",), "batch_s3_prefixes": ("IAM_BATCH_S3_PREFIXES",)}
 
     backend: str = "local"
     root: Path = Path.home() / ".local" / "share" / "iam-cluster" / "media"
@@ -171,6 +171,14 @@ class StorageSettings(msgspec.Struct, frozen=True):
     secret_access_key: str | None = None
     #: Largest accepted upload, for the API and the Serve cluster alike.
     max_upload_bytes: Count = 500 * 1024 * 1024
+    #: S3 prefixes (``s3://bucket/prefix/``) the batch API may read recordings from, with this
+    #: storage's endpoint and credentials; ``{user_id}`` stands for the caller's id. None: refused.
+    batch_s3_prefixes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        bad = [p for p in self.batch_s3_prefixes if not p.startswith("s3://") or len(p) <= len("s3://")]
+        if bad:
+            raise ConfigError(f"IAM_BATCH_S3_PREFIXES: not an s3://bucket/prefix/: {bad[0]!r}")
 
 
 class AuthSettings(msgspec.Struct, frozen=True):

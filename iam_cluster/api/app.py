@@ -12,6 +12,7 @@ from litestar.di import Provide
 from iam_cluster.api import (
     api_keys,
     auth,
+    batches,
     billing_stripe,
     insights,
     jobs,
@@ -43,6 +44,7 @@ V1_ROUTERS = [
     meetings.router,
     meeting_media.router,
     jobs.router,
+    batches.router,
     api_keys.router,
     webhooks.router,
     insights.router,

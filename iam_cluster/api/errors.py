@@ -21,6 +21,7 @@ STATUS = {
     "request_timeout": 408,
     "conflict": 409, "idempotency_conflict": 409,
     "too_large": 413, "range_not_satisfiable": 416,
+    "bad_archive": 422, "invalid_source": 422, "unsafe_member": 422, "archive_too_large": 413, "member_too_large": 413,
     "invalid_options": 422, "weak_password": 422,
     "unsupported_media": 415, "empty_media": 422, "truncated_media": 422, "too_short": 422, "too_long": 422,
     "rate_limited": 429,

@@ -134,6 +134,19 @@ async def queue_job(conn: AsyncConnection, user: User, meeting: dict[str, Any], 
 
 # --- job control ---------------------------------------------------------------------------------
 
+async def cancel_for(conn: AsyncConnection, user_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
+    """Cancel the user's job (a queued one ends here, as a worker would have ended it: minutes freed,
+    meeting marked, webhook recorded); None when it is not theirs or has already ended."""
+    job = await AsyncJobs(conn).cancel(user_id, job_id)
+    if job is not None and job.status == "cancelled":  # it never ran
+        await quotas.release(conn, job.id)
+        if job.meeting_id is not None:
+            await conn.execute(QUERIES["write_meeting_status"], {"meeting_id": job.meeting_id, "status": "cancelled",
+                                                                 "error": job.error_message})
+        await outbox.record_async(conn, job.user_id, *outbox.job_event(job), callback_url=job.callback_url)
+    return job
+
+
 @get("/")
 async def list_jobs(
     conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
@@ -172,18 +185,12 @@ async def get_job(conn: NamedDependency[AsyncConnection], current_user: NamedDep
 async def cancel_job(conn: NamedDependency[AsyncConnection], current_user: NamedDependency[User],
                      job_id: FromPath[uuid.UUID]) -> JobOut:
     """Cancel a queued job now, a running one at its next window; its reserved minutes are freed."""
-    job = await AsyncJobs(conn).cancel(current_user.id, job_id)
+    job = await cancel_for(conn, current_user.id, job_id)
     if job is None:
         found = await AsyncJobs(conn).get(current_user.id, job_id)
         if found is None:
             raise APIError("not_found", "job not found")
         raise APIError("conflict", f"the job has already ended ({found.status})")
-    if job.status == "cancelled":  # it never ran: end it here, as a worker would have
-        await quotas.release(conn, job.id)
-        if job.meeting_id is not None:
-            await conn.execute(QUERIES["write_meeting_status"], {"meeting_id": job.meeting_id, "status": "cancelled",
-                                                                 "error": job.error_message})
-        await outbox.record_async(conn, job.user_id, *outbox.job_event(job), callback_url=job.callback_url)
     return job_out(job)
 
 

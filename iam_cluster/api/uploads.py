@@ -34,9 +34,11 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 MAX_FIELDS, MAX_FIELD_BYTES = 32, 64 * 1024
 
 
-def upload_operation(fields: dict[str, Schema] | None = None, raw: bool = True) -> type[Operation]:
+def upload_operation(fields: dict[str, Schema] | None = None, raw: bool = True,
+                     json: Schema | None = None) -> type[Operation]:
     """An OpenAPI operation class documenting an upload body: the raw file and/or a form whose
-    ``file`` field holds it, with ``fields`` beside it (the handlers read the body themselves)."""
+    ``file`` field holds it, with ``fields`` beside it, or a JSON body of schema ``json`` (the
+    handlers read the body themselves)."""
     binary = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
     form = Schema(type=OpenAPIType.OBJECT, required=["file"],
                   properties={"file": Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY,
@@ -44,6 +46,8 @@ def upload_operation(fields: dict[str, Schema] | None = None, raw: bool = True) 
     content = {"multipart/form-data": OpenAPIMediaType(schema=form)}
     if raw:
         content["application/octet-stream"] = OpenAPIMediaType(schema=binary)
+    if json is not None:
+        content["application/json"] = OpenAPIMediaType(schema=json)
 
     @dataclass
     class UploadOperation(Operation):

@@ -82,15 +82,25 @@ async def check_quota(conn: AsyncConnection, user_id: uuid.UUID, audio_seconds: 
     Raises:
         QuotaExceeded: they do not fit.
     """
+    needed = billable_minutes(audio_seconds)
+    await check_minutes(conn, user_id, needed)
+    return needed
+
+
+async def check_minutes(conn: AsyncConnection, user_id: uuid.UUID, needed: Decimal) -> Usage:
+    """``check_quota`` for minutes already counted (a batch: the sum of its files' billable minutes).
+
+    Raises:
+        QuotaExceeded: they do not fit.
+    """
     with translate_errors():
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(QUERIES["billing_lock_user"], {"user_id": user_id})
             user = await cur.fetchone()
-    needed = billable_minutes(audio_seconds)
     usage = await _summary(conn, user_id, user["tier"])
     if usage.remaining_minutes is not None and needed > usage.remaining_minutes:
         raise QuotaExceeded(needed, usage)
-    return needed
+    return usage
 
 
 async def reserve(conn: AsyncConnection, user_id: uuid.UUID, job_id: uuid.UUID, minutes: Decimal) -> None:

@@ -61,3 +61,19 @@ def job_event(job, links_base: str = "/api/v1") -> tuple[str, dict]:
         data["links"] = {"meeting": f"{links_base}/meetings/{job.meeting_id}",
                          "transcript": f"{links_base}/meetings/{job.meeting_id}/transcript"}
     return event, data
+
+
+def batch_event(batch: dict, links_base: str = "/api/v1") -> tuple[str, dict]:
+    """The webhook event of a batch whose last job ended: ``batch.completed`` and its data.
+
+    ``batch`` is the batch's row with its items' counts by state (the ``batch_get`` query).
+    """
+    counts = {k: batch[k] for k in ("queued", "processing", "completed", "failed", "cancelled")}
+    url = f"{links_base}/batches/{batch['id']}"
+    data = {"batch": {"id": str(batch["id"]), "name": batch["name"],
+                      "status": "cancelled" if batch["cancelled_at"] else "completed",
+                      "total": batch["total_items"], "counts": counts,
+                      "created_at": batch["created_at"].isoformat(),
+                      "finished_at": batch["finished_at"].isoformat() if batch["finished_at"] else None},
+            "links": {"batch": url, "items": f"{url}/items", "results": f"{url}/results"}}
+    return "batch.completed", data

@@ -14,8 +14,10 @@ from contextlib import contextmanager
 
 import msgspec
 import psycopg
+import psycopg.rows
 from psycopg.types.json import Jsonb
 
+from iam_cluster import events
 from iam_cluster.billing import ledger
 from iam_cluster.billing.plans import billable_seconds
 from iam_cluster.db.errors import translate_errors
@@ -137,6 +139,21 @@ class JobEnd:
                         "created_at": row[1].isoformat()}
         pending.extend([(job.user_id, kind, {**payload, "status": job.status}),
                         (job.user_id, "notification", notification)])
+        self._batch_end(job, pending)
+
+    def _batch_end(self, job: Job, pending: list[Event]) -> None:
+        """``batch_completed`` (live event) and ``batch.completed`` (webhook, in this transaction) once the
+        job's batch (if it has one) has no job left to run."""
+        with translate_errors():
+            if self.conn.execute(QUERIES["batch_lock_of_job"], {"job_id": job.id}).fetchone() is None:
+                return
+            with self.conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+                finished = cur.execute(QUERIES["batch_finish_if_done"], {"job_id": job.id}).fetchone()
+                if finished is None:
+                    return
+                batch = cur.execute(QUERIES["batch_get"], {"id": finished["id"], "user_id": job.user_id}).fetchone()
+        outbox.record(self.conn, job.user_id, *outbox.batch_event(batch))
+        pending.append((job.user_id, "batch_completed", events.batch_completed(finished)))
 
     def _meeting_status(self, job: Job, status: str, error: str | None) -> None:
         with translate_errors():

@@ -20,6 +20,7 @@ def test_values_are_converted_from_their_variables(tmp_path):
         "IAM_ALLOW_DOWNLOAD": "true", "IAM_CACHE_DIR": str(tmp_path), "IAM_BATCH_SIZE": "16",
         "CORS_ORIGINS": "https://a.example, https://b.example", "HF_TOKEN": "hf_x",
         "STRIPE_PRICE_PRO": "price_1", "STRIPE_PRICE_ENTERPRISE": "price_2", "IAM_SERVE_ADDRESS": "http://ray:8000",
+        "IAM_BATCH_S3_PREFIXES": "s3://intake/{user_id}/, s3://shared/calls/",
     })
     assert (s.database.url, s.database.pool_max, s.models.name, s.models.allow_download) == (
         "postgresql://db/iam", 7, "base", True)
@@ -28,6 +29,7 @@ def test_values_are_converted_from_their_variables(tmp_path):
     assert s.diarization.pyannote_token == "hf_x"  # HF_TOKEN when IAM_PYANNOTE_TOKEN is not set
     assert s.billing.price == {"pro": "price_1", "enterprise": "price_2"}
     assert s.serve.address == "http://ray:8000"
+    assert s.storage.batch_s3_prefixes == ("s3://intake/{user_id}/", "s3://shared/calls/")
     assert load_settings({}) == Settings()  # nothing set: every default, from one place
 
 
@@ -35,6 +37,7 @@ def test_values_are_converted_from_their_variables(tmp_path):
     ({"DATABASE_POOL_MAX": "lots"}, "DATABASE_POOL_MAX"), ({"IAM_BATCH_SIZE": "0"}, "IAM_BATCH_SIZE"),
     ({"IAM_MAX_AUDIO_SECONDS": "-1"}, "IAM_MAX_AUDIO_SECONDS"), ({"IAM_ALLOW_DOWNLOAD": "maybe"}, "IAM_ALLOW_DOWNLOAD"),
     ({"WORKER_LEASE_SECONDS": "0"}, "WORKER_LEASE_SECONDS"),
+    ({"IAM_BATCH_S3_PREFIXES": "/srv/recordings/"}, "IAM_BATCH_S3_PREFIXES"),
 ])
 def test_a_bad_value_names_its_variable(env, variable):
     with pytest.raises(ConfigError, match=f"^{variable}: "):

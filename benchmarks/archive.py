@@ -1,0 +1,291 @@
+"""Archive job on Ray Data vs the CLI folder run vs faster-whisper file by file, on one zipped set.
+
+    flock /work/bench.lock python benchmarks/archive.py tests/data/spk*_snt*.wav --repeat 50
+    flock /work/bench.lock python benchmarks/archive.py tests/data/spk*_snt*.wav --rss-sizes 100,2000 --only archive
+    flock /work/bench.lock python benchmarks/archive.py tests/data/spk*_snt*.wav --resume 200
+
+Prints wall time, x real time and WER of each system and the ratios of the archive job to the two
+peers (the issue's targets: >= 3x faster-whisper BatchedInferencePipeline file by file, >= 0.9x the
+CLI folder run), and with ``--rss-sizes`` the peak RSS of the job's driver and of its largest Ray
+worker for each archive size (flat: within 20 % from the smallest to the largest), and with
+``--resume N`` how many files a rerun redoes after the job was killed half-way (target: <= 10 %).
+Each system runs in its own process. The archive job's wall time includes starting its local Ray;
+its summary also gives the time from the first file read to the last output written, and the
+ratios are printed both ways.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+from common import (
+    code_version,
+    collect_audio,
+    command_line,
+    cpu_name,
+    normalise,
+    save_report,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _zip(paths: list[Path], out: Path) -> None:
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
+        for i, p in enumerate(paths):
+            zf.write(p, f"part{i % 7}/{i:05d}_{p.name}")
+
+
+def _folder(paths: list[Path], out: Path) -> None:
+    for i, p in enumerate(paths):
+        dst = out / f"part{i % 7}" / f"{i:05d}_{p.name}"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(p.read_bytes())
+
+
+class RssWatch:
+    """Peak RSS of a process and, separately, of the largest of its descendants (Ray's workers)."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self.proc, self.driver, self.worker = psutil.Process(pid), 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.wait(0.2):
+            try:
+                self.driver = max(self.driver, self.proc.memory_info().rss)
+                kids = self.proc.children(recursive=True)
+            except psutil.Error:
+                return
+            for k in kids:
+                try:
+                    if "python" in k.name() or "ray::" in " ".join(k.cmdline()[:1]):
+                        self.worker = max(self.worker, k.memory_info().rss)
+                except psutil.Error:
+                    pass
+
+    def stop(self) -> tuple[int, int]:
+        self._stop.set()
+        self._thread.join()
+        return self.driver, self.worker
+
+
+def _archive_cmd(zpath: Path, out: Path, args) -> list[str]:
+    cmd = [sys.executable, str(ROOT / "jobs" / "transcribe_archive.py"), str(zpath), "--output", str(out), "-q",
+           "--format", "json,txt", "--workers", str(args.workers), "--cpu-threads", str(args.threads)]
+    return cmd + (["--num-cpus", str(args.num_cpus)] if args.num_cpus else [])
+
+
+def run_archive(paths: list[Path], work: Path, args) -> dict:
+    zpath, out = work / "in.zip", work / "archive-out"
+    _zip(paths, zpath)
+    cmd = _archive_cmd(zpath, out, args)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    watch = RssWatch(proc.pid)
+    stdout, stderr = proc.communicate()
+    wall = time.perf_counter() - t0
+    driver, worker = watch.stop()
+    if proc.returncode != 0:
+        raise RuntimeError(stderr.decode()[-2000:])
+    summary = json.loads(stdout)
+    texts = {}
+    for line in (out / "manifest.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if rec["status"] == "ok":
+            txt = next(k for k in rec["outputs"] if k.endswith(".txt"))
+            texts[rec["key"].rsplit("/", 1)[-1]] = (out / txt).read_text()
+    return {"wall": wall, "texts": texts, "driver_rss": driver, "worker_rss": worker, "summary": summary}
+
+
+def _manifest_keys(path: Path) -> set[str]:
+    keys = set()
+    for line in path.read_bytes().splitlines() if path.exists() else []:
+        try:
+            keys.add(json.loads(line)["key"])
+        except (ValueError, KeyError):  # a line cut short by the kill
+            pass
+    return keys
+
+
+def _outputs(out: Path) -> dict[str, int]:
+    """Each transcribed file's .txt output and its modification time (ns)."""
+    return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in out.rglob("*.txt")}
+
+
+def run_resume(paths: list[Path], work: Path, args) -> list[str]:
+    """Kills the job (driver and its local Ray) once half the files are in the manifest, reruns it, and
+    counts the files whose output the rerun wrote again."""
+    zpath, out = work / "in.zip", work / "archive-out"
+    _zip(paths, zpath)
+    cmd, env = _archive_cmd(zpath, out, args), {**os.environ, "PYTHONPATH": str(ROOT)}
+    n = len(paths)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    while len(_manifest_keys(out / "manifest.jsonl")) < n // 2 and proc.poll() is None:
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        raise RuntimeError("the job ended before it could be killed: " + proc.stderr.read().decode()[-2000:])
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_after = time.perf_counter() - t0
+    time.sleep(1.0)  # let the killed Ray's workers go
+    recorded, written = _manifest_keys(out / "manifest.jsonl"), _outputs(out)
+    parts = set().union(*[_manifest_keys(p) for p in (out / ".manifest-parts").glob("*.jsonl")]) - recorded
+    t1 = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, check=False)
+    rerun = time.perf_counter() - t1
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.decode()[-2000:])
+    summary = json.loads(done.stdout)
+    after = _outputs(out)
+    redone = sum(after.get(k) != t for k, t in written.items())
+    transcribed = n - summary["skipped"]
+    return [(f"- {n} files; killed (SIGKILL to the driver's process group) after {killed_after:.1f} s with "
+            f"{len(recorded)} files in the manifest ({100 * len(recorded) / n:.0f} %), {len(parts)} more in the "
+            f"workers' parts, and {len(written)} outputs written"),
+            (f"- rerun: {rerun:.1f} s, skipped {summary['skipped']}, transcribed {transcribed}; ok {summary['ok']}, "
+            f"failed {summary['failed']}, manifest lines {len(_manifest_keys(out / 'manifest.jsonl'))}"),
+            (f"- files transcribed again although their outputs were already written: {redone} "
+            f"({100 * redone / n:.1f} % of the set; target <= 10 %)"),
+            (f"- files transcribed in the two runs together: {len(recorded | parts) + transcribed} for {n} "
+            f"({100 * (len(recorded | parts) + transcribed - n) / n:.1f} % redone)")]
+
+
+def run_cli(paths: list[Path], work: Path, args) -> dict:
+    src, out = work / "folder", work / "cli-out"
+    src.mkdir()
+    _folder(paths, src)
+    cmd = [sys.executable, "-m", "iam_cluster.cli", "transcribe", str(src), "--output-dir", str(out), "-q",
+           "--format", "json,txt", "--cpu-threads", str(args.threads)]
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, check=False)
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.decode()[-2000:])
+    return {"wall": wall, "texts": {p.name.replace(".txt", ".wav"): p.read_text() for p in out.rglob("*.txt")}}
+
+
+def run_fw(paths: list[Path], work: Path, args) -> dict:
+    """faster-whisper's BatchedInferencePipeline, one file after another (model load not timed)."""
+    code = f"""
+import json, sys, time
+sys.path.insert(0, {str(ROOT)!r})
+from faster_whisper import BatchedInferencePipeline, WhisperModel
+from iam_cluster.pipeline.models import resolve_model
+from iam_cluster.settings import get_settings
+ref = resolve_model("tiny.en", get_settings().models.cache_dir)
+model = BatchedInferencePipeline(WhisperModel(str(ref.path), device="cpu", compute_type="int8",
+                                              cpu_threads={args.threads}))
+paths = json.load(sys.stdin)
+t0 = time.perf_counter()
+texts = {{}}
+for p in paths:
+    segs, _ = model.transcribe(p, batch_size=8, beam_size=5)
+    texts[p.rsplit("/", 1)[-1]] = " ".join(s.text.strip() for s in segs)
+print(json.dumps({{"wall": time.perf_counter() - t0, "texts": texts}}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], input=json.dumps([str(p) for p in paths]).encode(),
+                          capture_output=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.decode()[-2000:])
+    return json.loads(done.stdout)
+
+
+def _wer(paths: list[Path], texts: dict[str, str]) -> float:
+    import jiwer
+
+    refs, hyps = [], []
+    for i, p in enumerate(paths):
+        ref = p.with_suffix(".txt")
+        if ref.is_file():
+            refs.append(normalise(ref.read_text()))
+            hyps.append(normalise(texts.get(f"{i:05d}_{p.name}", texts.get(p.name, ""))))
+    return 100 * jiwer.wer(refs, hyps) if refs else float("nan")
+
+
+def _audio_seconds(paths: list[Path]) -> float:
+    import soundfile
+
+    return sum(soundfile.info(str(p)).duration for p in paths)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("items", nargs="+", help="audio files or folders (references beside them as .txt)")
+    ap.add_argument("--repeat", type=int, default=50, help="the set is repeated this many times")
+    ap.add_argument("--only", default="archive,cli,fw", help="systems: archive,cli,fw")
+    ap.add_argument("--threads", type=int, default=0, help="CTranslate2 threads (0: all cores)")
+    ap.add_argument("--workers", type=int, default=1, help="ASR actors of the archive job")
+    ap.add_argument("--num-cpus", type=int, default=0, help="CPUs of the job's local Ray (0: all)")
+    ap.add_argument("--rss-sizes", help="comma-separated archive sizes (files) for the RSS-flatness run")
+    ap.add_argument("--resume", type=int, help="files for the kill-at-half-way-then-rerun run")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "archive.md")
+    args = ap.parse_args()
+    base = collect_audio(args.items)
+    systems = args.only.split(",")
+    lines = ["# Archive job benchmark", "", f"- command: `{command_line()}`", f"- code: {code_version()}",
+             f"- cpu: {cpu_name()} ({os.cpu_count()} cores)", "- model: tiny.en, int8, beam 5", ""]
+    if args.resume:
+        paths = (base * (args.resume // len(base) + 1))[: args.resume]
+        with tempfile.TemporaryDirectory() as work:
+            lines += ["## Resume after a kill at half-way", "", *run_resume(paths, Path(work), args), ""]
+    elif args.rss_sizes:
+        lines += ["## Peak RSS by archive size (archive job)", "", "| files | wall s | driver MB | largest worker MB |",
+                  "|---:|---:|---:|---:|"]
+        peaks = []
+        for n in (int(x) for x in args.rss_sizes.split(",")):
+            paths = (base * (n // len(base) + 1))[:n]
+            with tempfile.TemporaryDirectory() as work:
+                r = run_archive(paths, Path(work), args)
+            peaks.append((r["driver_rss"], r["worker_rss"]))
+            lines.append(f"| {n} | {r['wall']:.1f} | {r['driver_rss'] / 2**20:.0f} | {r['worker_rss'] / 2**20:.0f} |")
+        d, w = peaks[-1][0] / peaks[0][0], peaks[-1][1] / peaks[0][1]
+        lines += ["", f"largest/smallest archive: driver x{d:.2f}, worker x{w:.2f} (target: within 20 %)", ""]
+    else:
+        paths = base * args.repeat
+        audio = _audio_seconds(paths)
+        lines += [f"- set: {len(paths)} files ({len(base)} distinct x {args.repeat}), {audio / 60:.1f} min of audio",
+                  "", "| system | wall s | x real time | WER % |", "|---|---:|---:|---:|"]
+        results = {}
+        for name, fn in (("archive", run_archive), ("cli", run_cli), ("fw", run_fw)):
+            if name in systems:
+                with tempfile.TemporaryDirectory() as work:
+                    results[name] = fn(paths, Path(work), args)
+                r = results[name]
+                lines.append(f"| {name} | {r['wall']:.1f} | {audio / r['wall']:.1f} | {_wer(paths, r['texts']):.1f} |")
+        if "archive" in results:
+            a = results["archive"]["wall"]
+            s = results["archive"]["summary"]
+            work = s.get("processing_seconds") or a
+            lines += ["", (f"- archive job: {a:.1f} s in all = {s.get('startup_seconds', 0):.1f} s before the first "
+                          f"file read (listing, Ray start-up, readers) + {work:.1f} s first read to last output "
+                          f"+ {max(0.0, a - s.get('startup_seconds', 0) - work):.1f} s to exit")]
+            for peer in ("fw", "cli"):
+                if peer in results:
+                    lines.append(f"- archive job vs {peer}: x{results[peer]['wall'] / a:.2f} faster with Ray's "
+                                 f"start-up, x{results[peer]['wall'] / work:.2f} without it")
+            lines.append(f"- archive job peak RSS: driver {results['archive']['driver_rss'] / 2**20:.0f} MB, "
+                         f"largest worker {results['archive']['worker_rss'] / 2**20:.0f} MB")
+    save_report("\n".join(lines) + "\n", args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The archive job on a real local Ray (2 CPUs): kill mid-run then rerun, S3 in and out through moto."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+import zipfile
+from pathlib import Path
+
+import msgspec
+import pytest
+
+ROOT = Path(__file__).parents[2]
+DATA = ROOT / "tests" / "data"
+SCRIPT = ROOT / "jobs" / "transcribe_archive.py"
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("ray.data")
+
+
+def _job(args: list[str], env: dict | None = None, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": "", **(env or {})}
+    env.pop("RAY_ADDRESS")
+    return subprocess.Popen([sys.executable, str(SCRIPT), *args, "--num-cpus", "2", "-q"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, **kwargs)
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 240) -> dict:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    return msgspec.json.decode(out)
+
+
+def _lines(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_bytes().splitlines():
+        try:
+            out.append(msgspec.json.decode(line))
+        except msgspec.DecodeError:
+            pass
+    return out
+
+
+def _archive(path: Path) -> dict[str, str]:
+    """Eight Harvard sentences (four in a nested folder), jfk, and two bad members; returns expected status."""
+    expected = {}
+    with zipfile.ZipFile(path, "w") as zf:
+        for i, wav in enumerate(sorted(DATA.glob("spk*_snt*.wav"))):
+            name = f"calls/day{i % 2}/{wav.name}" if i % 2 else wav.name
+            zf.write(wav, name)
+            expected[name] = "ok"
+        zf.write(DATA / "jfk.flac", "jfk.flac")
+        expected["jfk.flac"] = "ok"
+        zf.writestr("notes.txt", b"not audio")
+        expected["notes.txt"] = "unsupported_media"
+        zf.writestr("empty.wav", b"")
+        expected["empty.wav"] = "empty_media"
+    return expected
+
+
+def test_killed_job_resumes_and_transcribes_every_file_once(tmp_path):
+    expected = _archive(tmp_path / "in.zip")
+    out = tmp_path / "out"
+    args = [str(tmp_path / "in.zip"), "--output", str(out), "--group-files", "1", "--pack-windows", "1"]
+    proc = _job(args)
+    manifest = out / "manifest.jsonl"
+    deadline = time.monotonic() + 180
+    while len(_lines(manifest)) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the job ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
+    proc.wait()
+    # What the driver recorded, and what the workers recorded after writing outputs it had not heard of.
+    before = {r["key"]: r for p in [manifest, *sorted((out / ".manifest-parts").glob("*.jsonl"))] for r in _lines(p)}
+    assert 3 <= len(before) < len(expected)
+    stamps = {k: (out / r["outputs"][0]).stat().st_mtime_ns for k, r in before.items() if r["status"] == "ok"}
+
+    summary = _finish(_job(args))
+    assert summary["skipped"] == len(before) and summary["files"] == len(expected)
+    lines = _lines(manifest)
+    assert len(lines) == len(expected) and len({r["key"] for r in lines}) == len(expected)
+    assert not list((out / ".manifest-parts").glob("*"))  # merged into the manifest, then removed
+    got = {r["key"]: r["status"] if r["status"] == "ok" else r["error_code"] for r in lines}
+    assert got == expected
+    for r in lines:
+        if r["status"] == "ok":
+            assert r["duration"] > 0 and r["words"] > 0 and r["language"] == "en"
+            assert all((out / k).is_file() for k in r["outputs"])
+    # What the killed run finished was not transcribed again.
+    assert all((out / before[k]["outputs"][0]).stat().st_mtime_ns == t for k, t in stamps.items())
+    assert (out / "calls/day1/spk1_snt2.txt").read_text().strip()
+    assert summary["failures_by_code"] == {"empty_media": 1, "unsupported_media": 1}
+
+    again = _finish(_job(args))  # nothing left to do: no Ray is even started
+    assert again["skipped"] == len(expected) and again["ok"] == len(expected) - 2
+
+
+def test_s3_prefix_in_and_out(moto_endpoint):
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+    bucket = f"archive-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.upload_file(str(DATA / "spk1_snt1.wav"), bucket, "in/a/spk1_snt1.wav")
+    s3.upload_file(str(DATA / "spk2_snt2.wav"), bucket, "in/b/c/spk2_snt2.wav")
+    s3.put_object(Bucket=bucket, Key="in/bad.wav", Body=b"RIFF\x00\x00")
+    s3.put_object(Bucket=bucket, Key="other/ignored.wav", Body=b"x")
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_ENDPOINT_URL": moto_endpoint}
+    args = [f"s3://{bucket}/in/", "--output", f"s3://{bucket}/out", "--format", "json,txt"]
+    summary = _finish(_job(args, env))
+    assert (summary["files"], summary["ok"], summary["failed"]) == (3, 2, 1)
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="out/")["Contents"]}
+    assert keys == {"out/a/spk1_snt1.json", "out/a/spk1_snt1.txt", "out/b/c/spk2_snt2.json",
+                    "out/b/c/spk2_snt2.txt", "out/manifest.jsonl", "out/summary.json"}
+    text = s3.get_object(Bucket=bucket, Key="out/a/spk1_snt1.txt")["Body"].read().decode().lower()
+    assert "dog" in text
+    lines = [msgspec.json.decode(x) for x in s3.get_object(Bucket=bucket, Key="out/manifest.jsonl")["Body"].read()
+             .splitlines()]
+    assert sorted(r["key"] for r in lines) == ["a/spk1_snt1.wav", "b/c/spk2_snt2.wav", "bad.wav"]
+    assert next(r for r in lines if r["key"] == "bad.wav")["error_code"] == "truncated_media"
+    assert _finish(_job(args, env))["skipped"] == 3
