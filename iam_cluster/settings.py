@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import functools
 import os
-import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
+from iam_cluster.envconf import from_env
 from iam_cluster.errors import ConfigError
 from iam_cluster.pipeline.models import DEFAULT_CACHE_DIR
 
@@ -349,53 +349,8 @@ class Settings(msgspec.Struct, frozen=True):
     webhooks: WebhookSettings = WebhookSettings()
     billing: BillingSettings = BillingSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
-
-
     insights: InsightsSettings = InsightsSettings()
     web: WebSettings = WebSettings()
-
-
-def _dec_hook(kind: type, value):
-    if kind is Path:
-        return Path(value).expanduser()
-    raise NotImplementedError(kind)
-
-
-def env_names(cls: type, field: str) -> tuple[str, ...]:
-    """The environment variables a settings field is read from, first match wins."""
-    return getattr(cls, "env_names", {}).get(field) or (f"{cls.env_prefix}{field.upper()}",)
-
-
-def _container(hint) -> type | None:
-    """``dict`` or ``tuple`` when a field holds a mapping or a sequence (through Annotated/Optional)."""
-    while typing.get_origin(hint) is Annotated:
-        hint = typing.get_args(hint)[0]
-    origin = typing.get_origin(hint)
-    return origin if origin in (dict, tuple) else None
-
-
-def _section(cls: type, env: Mapping[str, str]):
-    hints = typing.get_type_hints(cls, include_extras=True)
-    raw: dict[str, object] = {}
-    for field in msgspec.structs.fields(cls):
-        names = env_names(cls, field.name)
-        kind = _container(hints[field.name])
-        if kind is dict:
-            prefix = names[0] + "_"
-            found = {k[len(prefix):].lower(): v for k, v in env.items() if k.startswith(prefix) and v}
-            if found:
-                raw[field.name] = found
-            continue
-        value = next((env[n] for n in names if env.get(n)), None)
-        if value is not None:
-            raw[field.name] = [v.strip() for v in value.split(",") if v.strip()] if kind is tuple else value
-    try:
-        return msgspec.convert(raw, cls, strict=False, dec_hook=_dec_hook)
-    except msgspec.ValidationError as exc:
-        message, _, where = str(exc).partition(" - at `$.")
-        field = where.split(".")[0].split("[")[0].rstrip("`")
-        known = field in {f.name for f in msgspec.structs.fields(cls)}
-        raise ConfigError(f"{env_names(cls, field)[0] if known else cls.__name__}: {message}") from None
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -405,7 +360,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ConfigError: a variable holds a value of the wrong kind or out of range; the message names it.
     """
     env = os.environ if env is None else env
-    return Settings(**{f.name: _section(f.type, env) for f in msgspec.structs.fields(Settings)})
+    return Settings(**{f.name: from_env(f.type, env) for f in msgspec.structs.fields(Settings)})
 
 
 @functools.cache

@@ -176,7 +176,8 @@ def setting_variables() -> set[str]:
     """Every environment variable the settings read."""
     import msgspec
 
-    from iam_cluster.settings import Settings, env_names
+    from iam_cluster.envconf import env_names
+    from iam_cluster.settings import Settings
 
     names = set()
     for section in msgspec.structs.fields(Settings):

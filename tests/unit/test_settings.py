@@ -9,7 +9,8 @@ import msgspec
 import pytest
 
 from iam_cluster.errors import ConfigError
-from iam_cluster.settings import Settings, env_names, load_settings
+from iam_cluster.envconf import env_names
+from iam_cluster.settings import Settings, load_settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
