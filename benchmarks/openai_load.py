@@ -72,7 +72,10 @@ def api_process(db_url: str, serve_url: str, media: Path) -> tuple[subprocess.Po
     port = free_port()
     env = {**os.environ, "DATABASE_URL": db_url, "JWT_SECRET_KEY": uuid.uuid4().hex * 2,
            "IAM_SERVE_ADDRESS": serve_url, "STORAGE_ROOT": str(media), "REDIS_KEY_PREFIX": f"b{uuid.uuid4().hex[:6]}:",
-           "RATE_LIMIT_PER_USER": "100000", "RATE_LIMIT_PER_IP": "100000"}
+           "RATE_LIMIT_PER_USER": "100000", "RATE_LIMIT_PER_IP": "100000",
+           # One API key sends every request: allow it as many uploads at once as the benchmark's
+           # concurrency (the default, 4 per account, would answer the rest 429 with Retry-After).
+           "MAX_CONCURRENT_UPLOADS": "1000"}
     code = (f"import uvicorn\nfrom iam_cluster.api.app import create_app\n"
             f"uvicorn.run(create_app(), host='127.0.0.1', port={port}, log_level='warning')")
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT)
@@ -92,7 +95,10 @@ def post_all(url: str, key: str, files: list[Path], concurrency: int) -> tuple[f
         with path.open("rb") as f:
             r = httpx.post(f"{url}/v1/audio/transcriptions", headers={"Authorization": f"Bearer {key}"},
                            files={"file": (path.name, f)}, data={"model": "whisper-1"}, timeout=600)
-        return time.perf_counter() - t, r.status_code == 200 and bool(r.json()["text"])
+        ok = r.status_code == 200 and bool(r.json()["text"])
+        if not ok:
+            print(f"error: {path.name}: {r.status_code} {r.text[:300]}", flush=True)
+        return time.perf_counter() - t, ok
 
     one(files[0])  # warm-up: first requests load lazily on every replica
     start = time.perf_counter()
