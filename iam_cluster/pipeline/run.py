@@ -51,15 +51,13 @@ class Pipeline:
     def transcribe_regions(
         self, recordings: Sequence[Audio], regions: Sequence[Sequence[SpeechRegion]],
         options: TranscribeOptions, hook: ProgressHook = no_progress,
-        languages: Sequence[tuple[str, float]] | None = None, sources: Sequence[object] | None = None,
+        languages: Sequence[tuple[str, float]] | None = None,
     ) -> list[Transcript]:
         """ASR over recordings whose speech regions are known; their windows share batches.
 
         Args:
             languages: ``(code, probability)`` per recording when already known (the shards of one
                 recording share its language); detected here otherwise.
-            sources: per recording, the recording it was cut from (shards of one recording share
-                it; by default every recording is its own), see ``WindowDecoder``.
 
         Returns:
             One transcript per recording, in order.
@@ -68,7 +66,7 @@ class Pipeline:
         if languages is None:
             languages = self.languages(recordings, regions, options)
         segments = WindowDecoder(self.asr, recordings, languages, options, self.batch_size, self.stats,
-                                 hook, sources).run(regions)
+                                 hook).run(regions)
         return [
             assemble(audio, segs, regs, lang, self.asr.name, options)
             for audio, segs, regs, lang in zip(recordings, segments, regions, languages)

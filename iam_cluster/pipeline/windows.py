@@ -81,19 +81,16 @@ class WindowDecoder:
         batch_size: windows per ``asr.decode`` call.
         stats: where time and counts go.
         hook: progress, as ``hook("asr", windows done, windows known so far)``.
-        sources: per recording, the recording it was cut from (shards of one long recording share
-            it): a window whose pieces all come from one source is checked as one recording's.
     """
 
     def __init__(self, asr, recordings: Sequence[Audio], languages: Sequence[tuple[str, float]],
                  options: TranscribeOptions, batch_size: int, stats: Stats | None = None,
-                 hook: ProgressHook = no_progress, sources: Sequence[object] | None = None) -> None:
+                 hook: ProgressHook = no_progress) -> None:
         self.asr, self.recordings, self.options, self.hook = asr, recordings, options, hook
         self.batch_size = batch_size
         self.languages = [lang for lang, _ in languages]
         self.stats = stats or Stats()
         self.gains = [gain(a.samples) for a in recordings]
-        self.sources = list(sources) if sources is not None else list(range(len(recordings)))
         self.segments: list[list[Segment]] = [[] for _ in recordings]
         self.done = self.total = 0
 
@@ -133,8 +130,11 @@ class WindowDecoder:
         for (window, items), text in zip(jobs, self._decode([w for w, _ in jobs], retries, first)):
             with self.stats.time("unpack"):
                 placed = placement(window, text)
-                shared = len({self.sources[r] for r in window.recordings}) > 1
-                suspects = self._suspects(window, placed, items) if shared else set()
+                # Shards of one recording are checked against each other like recordings: a shard
+                # whose piece came out repetitive (a decoding loop) gets decoded again in another
+                # layout; with the shards taken as one recording it was kept (and the Serve and
+                # in-process paths, whose batches differ, disagreed on a long recording).
+                suspects = self._suspects(window, placed, items) if len(window.recordings) > 1 else set()
                 keep: dict[int, list[SpeechRegion]] = {}
                 for piece, item in zip(window.pieces, items):
                     keep.setdefault(piece.recording, []).append(item.keep or SpeechRegion(piece.start, piece.end))
