@@ -36,14 +36,14 @@ def test_pack_empty_and_long_regions():
 
 
 def test_locate_maps_times_and_sends_gap_times_to_the_nearer_piece():
-    (window,) = pack([[R(5, 8)], [R(100, 104)]], 30, gap=1.0)  # pieces at [0,3] and [4,8]
+    (window,) = pack([[R(5, 8)], [R(100, 104)]], 30, gap=1.0, recording_gap=1.0)  # pieces at [0,3] and [4,8]
     idx, t = locate(window, np.array([0.0, 2.9, 3.2, 3.9, 5.0, 9.0]))
     assert idx.tolist() == [0, 0, 0, 1, 1, 1]
     assert t.tolist() == pytest.approx([5.0, 7.9, 8.0, 100.0, 101.0, 104.0])
 
 
 def test_unpack_splits_a_segment_spanning_two_recordings():
-    (window,) = pack([[R(5, 8)], [R(100, 104)]], 30, gap=1.0)
+    (window,) = pack([[R(5, 8)], [R(100, 104)]], 30, gap=1.0, recording_gap=1.0)
     words = [
         dict(word=" one", start=0.5, end=1.0, probability=0.9),
         dict(word=" two", start=1.2, end=2.5, probability=0.8),
