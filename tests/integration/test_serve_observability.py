@@ -42,7 +42,8 @@ def test_serve_metrics_and_job_ids_in_replica_logs(serve_app, ray_metrics_url, h
     assert transcript.text
 
     samples = ray_samples(ray_metrics_url, ray_iam_serve_asr_windows_decoded_total=1,
-                          ray_iam_serve_shards_per_request_count=1, ray_iam_serve_requests_total=1)
+                          ray_iam_serve_shards_per_request_count=1, ray_iam_serve_requests_total=1,
+                          ray_iam_serve_asr_max_batch_size=1)  # gauges can reach an export after counters
     assert value(samples, "ray_iam_serve_asr_batch_size_count") >= 1
     assert value(samples, "ray_iam_serve_asr_window_wait_seconds_count") >= 1
     assert value(samples, "ray_iam_serve_asr_audio_seconds_total") >= transcript.duration - 0.5
