@@ -18,12 +18,10 @@ Example::
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import socket
 import statistics
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -31,6 +29,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from api_load import start as start_app
 from common import command_line, cpu_name, create_database, drop_database, free_port, save_report
 
 APP = "from iam_cluster.api.app import create_app\napp = create_app()"
@@ -45,8 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def start(port: int, env: dict) -> subprocess.Popen:
-    code = f"import uvicorn\n{APP}\nuvicorn.run(app, host='127.0.0.1', port={port}, log_level='warning')"
-    return subprocess.Popen([sys.executable, "-c", code], env=env, cwd=Path(__file__).parent.parent)
+    return start_app(APP, port, env)
 
 
 def wait_up(url: str) -> None:
