@@ -70,6 +70,22 @@ class _Item:
     keep: SpeechRegion | None = None
 
 
+@dataclass
+class _Held:
+    """What a shared window wrote for the recording just before one it dropped at its end (see
+    ``_dropped_tail``), kept aside until the dropped recording is decoded again: if the dropped
+    recording's words then turn out to be what its neighbour got, the neighbour's words are
+    thrown away and decoded again; otherwise they are kept."""
+
+    neighbour: int
+    segments: list[Segment]
+    words: list[str]
+    #: the neighbour's items in that window (decoded again if rejected)
+    items: list[_Item]
+    #: speech of the neighbour that window skipped (decoded again if accepted)
+    retries: list[_Item]
+
+
 class WindowDecoder:
     """Runs the passes for one group of recordings and collects their segments.
 
@@ -93,12 +109,16 @@ class WindowDecoder:
         self.gains = [gain(a.samples) for a in recordings]
         self.segments: list[list[Segment]] = [[] for _ in recordings]
         self.done = self.total = 0
+        #: per dropped recording, its neighbours' words held until it is decoded again
+        self.held: dict[int, list[_Held]] = {}
+        #: per recording, the words of its trusted (not retry) decodes so far
+        self.heard: list[list[str]] = [[] for _ in recordings]
 
     def run(self, regions: Sequence[Sequence[SpeechRegion]]) -> list[list[Segment]]:
         """Decode every recording's speech regions; returns each recording's segments."""
         todo = [[_Item(r) for r in regs] for regs in regions]
         first = True
-        while any(todo):
+        while any(todo) or self.held:
             todo = self._pass(todo, first)
             first = False
         return self.segments
@@ -134,30 +154,64 @@ class WindowDecoder:
                 # whose piece came out repetitive (a decoding loop) gets decoded again in another
                 # layout; with the shards taken as one recording it was kept (and the Serve and
                 # in-process paths, whose batches differ, disagreed on a long recording).
-                suspects = self._suspects(window, placed, items) if len(window.recordings) > 1 else set()
+                shared = len(window.recordings) > 1
+                dropped = _dropped_tail(window.pieces, placed) if shared else None
+                suspects = self._suspects(window, placed, items, dropped) if shared else set()
+                held = None
+                if dropped is not None:
+                    before = window.pieces[[p.recording for p in window.pieces].index(dropped) - 1].recording
+                    if before not in suspects:
+                        held = _Held(before, [], [], [], [])
+                        self.held.setdefault(dropped, []).append(held)
+                        self.stats.count("held_recordings")
                 keep: dict[int, list[SpeechRegion]] = {}
                 for piece, item in zip(window.pieces, items):
                     keep.setdefault(piece.recording, []).append(item.keep or SpeechRegion(piece.start, piece.end))
                 for rec, segment in unpack(window, text):
                     if rec not in suspects and (segment := clip_segment(segment, keep[rec])):
-                        self.segments[rec].append(segment)
-                for piece, item, spans in zip(window.pieces, items, placed.spans):
-                    if piece.recording in suspects:
-                        nxt[piece.recording].append(replace(item, tries=item.tries + 1))
+                        (held.segments if held and rec == held.neighbour else self.segments[rec]).append(segment)
+                for piece, item, spans, said in zip(window.pieces, items, placed.spans, placed.texts):
+                    rec = piece.recording
+                    if rec in suspects or rec == dropped:
+                        nxt[rec].append(replace(item, tries=item.tries + 1))
+                        continue
+                    if held and rec == held.neighbour:
+                        held.items.append(item)
+                        held.words.extend(said.lower().split())
                     elif not item.retry:
-                        skipped = uncovered(piece, spans, WORD_PAD, MIN_MISS)
-                        if piece is window.pieces[-1]:
-                            tail = uncovered(piece, spans, WORD_PAD, MIN_TAIL_MISS)[-1:]
-                            if tail and tail[0].end == piece.end and tail[0] not in skipped:
-                                skipped.append(tail[0])
-                        self.stats.count("retry_pieces", len(skipped))
-                        # Keep words that start in the stretch or just before it (the stretch
-                        # begins WORD_PAD after the last word written).
-                        nxt[piece.recording].extend(
-                            _Item(SpeechRegion(max(piece.start, r.start - RETRY_CONTEXT),
-                                               min(piece.end, r.end + RETRY_CONTEXT)), 0, True,
-                                  SpeechRegion(r.start - WORD_PAD / 2, r.end)) for r in skipped)
+                        self.heard[rec].extend(said.lower().split())
+                    if item.retry:
+                        continue
+                    skipped = uncovered(piece, spans, WORD_PAD, MIN_MISS)
+                    if piece is window.pieces[-1]:
+                        tail = uncovered(piece, spans, WORD_PAD, MIN_TAIL_MISS)[-1:]
+                        if tail and tail[0].end == piece.end and tail[0] not in skipped:
+                            skipped.append(tail[0])
+                    self.stats.count("retry_pieces", len(skipped))
+                    # Keep words that start in the stretch or just before it (the stretch
+                    # begins WORD_PAD after the last word written).
+                    (held.retries if held and rec == held.neighbour else nxt[rec]).extend(
+                        _Item(SpeechRegion(max(piece.start, r.start - RETRY_CONTEXT),
+                                           min(piece.end, r.end + RETRY_CONTEXT)), 0, True,
+                              SpeechRegion(r.start - WORD_PAD / 2, r.end)) for r in skipped)
+        self._settle(nxt)
         return nxt
+
+    def _settle(self, nxt: list[list[_Item]]) -> None:
+        """Judge the words held for each dropped recording that is now decoded (nothing of it
+        left to decode but skipped speech): its neighbour's words are kept unless most of the
+        dropped recording's word pairs are among them (the neighbour got its words)."""
+        for dropped in list(self.held):
+            if any(not it.retry for it in nxt[dropped]):
+                continue
+            for held in self.held.pop(dropped):
+                if _echoes(self.heard[dropped], held.words):
+                    self.stats.count("moved_words_caught")
+                    nxt[held.neighbour].extend(replace(it, tries=it.tries + 1) for it in held.items)
+                else:
+                    self.segments[held.neighbour].extend(held.segments)
+                    self.heard[held.neighbour].extend(held.words)
+                    nxt[held.neighbour].extend(held.retries)
 
     def _decode(self, windows: list[Window], retries: list[bool], first: bool):
         """Each window's WindowText, in order, decoding batches of one language. Words are always
@@ -183,7 +237,7 @@ class WindowDecoder:
                 self.hook("asr", self.done, self.total)
         return [texts[i] for i in range(len(windows))]
 
-    def _suspects(self, window: Window, placed, items: Sequence[_Item]) -> set[int]:
+    def _suspects(self, window: Window, placed, items: Sequence[_Item], dropped: int | None) -> set[int]:
         """Recordings of a shared window whose words may not be (all) their own.
 
         A piece is bad when its recording got no words, repetitive or impossibly many words,
@@ -191,7 +245,9 @@ class WindowDecoder:
         suspect, and so are the recordings of the pieces on either side, whose words the
         missing ones may have become. A retry (speech a window skipped) that gets no words is
         not bad: most such stretches hold no speech Whisper would write (a breath, a noise), and
-        doubting its neighbours decoded them again and again for nothing.
+        doubting its neighbours decoded them again and again for nothing. Nor is the
+        recording Whisper ``dropped`` at the window's end (see ``_dropped_tail``): it is packed
+        again, its neighbours kept.
         """
         from faster_whisper.transcribe import get_compression_ratio
 
@@ -206,14 +262,14 @@ class WindowDecoder:
         only_retries = retried - {p.recording for p, it in zip(pieces, items) if not it.retry}
         for rec, text in body.items():
             n = len(text.split())
-            if (n == 0 and rec not in only_retries) or n > MAX_WORDS_PER_SECOND * speech[rec] + 2 or (
+            if (n == 0 and rec not in only_retries and rec != dropped) or n > MAX_WORDS_PER_SECOND * speech[rec] + 2 or (
                 len(text) > 24 and get_compression_ratio(text) > self.options.compression_ratio_threshold
             ):
                 bad_recordings.add(rec)
         bad = set(placed.doubtful)
         for k, (piece, spans, item) in enumerate(zip(pieces, placed.spans, items)):
             if piece.recording in bad_recordings or (
-                not item.retry and uncovered(piece, spans, WORD_PAD, MIN_MISS)
+                not item.retry and piece.recording != dropped and uncovered(piece, spans, WORD_PAD, MIN_MISS)
             ):
                 bad.add(k)
         suspects = {pieces[k].recording for k in bad}
@@ -222,3 +278,28 @@ class WindowDecoder:
         if suspects:
             self.stats.count("suspect_recordings", len(suspects))
         return suspects
+
+
+def _dropped_tail(pieces: Sequence, placed) -> int | None:
+    """The recording Whisper left out at the end of a shared window, if it did: the window's
+    last recording, all of whose pieces come after every other recording's, got no words.
+    Whisper, writing timestamps, often stops before speech near the end of its 30 s; that is no
+    sign of words moved between recordings (the gap between recordings is wide enough that
+    alignment does not carry words across it), so its speech is packed again (into a later,
+    shorter window) and what its neighbour got is held until then (see ``_Held``)."""
+    last = pieces[-1].recording
+    mine = [k for k, p in enumerate(pieces) if p.recording == last]
+    if mine[0] == 0 or mine != list(range(mine[0], len(pieces))) or any(placed.texts[k].strip() for k in mine):
+        return None
+    return last
+
+
+def _echoes(words: Sequence[str], other: Sequence[str]) -> bool:
+    """Whether most of ``words`` (its word pairs; a lone word itself) are found in ``other``."""
+    def grams(ws: Sequence[str]) -> list[tuple[str, ...]]:
+        ws = ["".join(c for c in w if c.isalnum()) for w in ws]
+        return [tuple(ws[i : i + 2]) for i in range(len(ws) - 1)] if len(ws) > 1 else [tuple(ws)]
+
+    mine = grams(words) if words else []
+    theirs = set(grams(other)) if other else set()
+    return bool(mine) and sum(g in theirs for g in mine) >= 0.5 * len(mine)

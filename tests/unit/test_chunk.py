@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iam_cluster.pipeline.types import WindowText
-from iam_cluster.pipeline.chunk import locate, pack, split_long, unpack
+from iam_cluster.pipeline.types import Piece, Window, WindowText
+from iam_cluster.pipeline.chunk import locate, pack, placement, split_long, unpack
 from iam_cluster.pipeline.types import SpeechRegion as R
+
+
+def two_recordings(gap: float = 1.0) -> Window:
+    """Recording 0's [5, 8] at [0, 3] of the window, recording 1's [100, 104] ``gap`` later."""
+    return Window(pieces=(Piece(recording=0, start=5, end=8, offset=0.0),
+                          Piece(recording=1, start=100, end=104, offset=3.0 + gap)))
 
 
 def test_pack_fills_windows_in_order_and_respects_length():
@@ -36,14 +42,14 @@ def test_pack_empty_and_long_regions():
 
 
 def test_locate_maps_times_and_sends_gap_times_to_the_nearer_piece():
-    (window,) = pack([[R(5, 8)], [R(100, 104)]], 30, gap=1.0, recording_gap=1.0)  # pieces at [0,3] and [4,8]
+    window = two_recordings()  # pieces at [0,3] and [4,8]
     idx, t = locate(window, np.array([0.0, 2.9, 3.2, 3.9, 5.0, 9.0]))
     assert idx.tolist() == [0, 0, 0, 1, 1, 1]
     assert t.tolist() == pytest.approx([5.0, 7.9, 8.0, 100.0, 101.0, 104.0])
 
 
 def test_unpack_splits_a_segment_spanning_two_recordings():
-    (window,) = pack([[R(5, 8)], [R(100, 104)]], 30, gap=1.0, recording_gap=1.0)
+    window = two_recordings()
     words = [
         dict(word=" one", start=0.5, end=1.0, probability=0.9),
         dict(word=" two", start=1.2, end=2.5, probability=0.8),
@@ -73,3 +79,32 @@ def test_unpack_splits_pieces_far_apart_on_one_recording():
                       no_speech_prob=0.0, temperature=0.0)
     out = list(unpack(window, text))
     assert [(rec, s.start, s.end) for rec, s in out] == [(0, 10.5, 11.0), (0, 60.3, 60.8)]
+
+
+def test_pack_widens_the_gaps_between_recordings_into_spare_time():
+    (window,) = pack([[R(0, 3)], [R(1, 4)], [R(0, 2)]], 30, recording_gap=2.0)
+    offsets = [p.offset for p in window.pieces]
+    assert offsets[1] - 3.0 == pytest.approx(4.0) and offsets[2] - (offsets[1] + 3.0) == pytest.approx(4.0)
+    assert window.duration <= 30 - 4.0
+    # a full window keeps the narrow gaps
+    full = pack([[R(0, 13)], [R(0, 13)]], 30, recording_gap=2.0)[0]
+    assert full.pieces[1].offset == pytest.approx(15.0)
+
+
+def word(w: str, start: float, end: float) -> dict:
+    return dict(word=w, start=start, end=end, probability=0.9)
+
+
+def test_a_word_stretched_into_the_gap_goes_with_its_segment_and_only_a_lone_one_is_doubted():
+    window = two_recordings(gap=3.0)  # pieces at [0,3] and [6,10]
+    # " pure." aligned at 4.6 (nearer recording 1) but its segment's other words are recording 0's
+    stretched = [dict(start=0.0, end=4.6, words=[word(" the", 0.2, 1.0), word(" air", 1.0, 2.9), word(" pure.", 4.6, 4.6)]),
+                 dict(start=6.2, end=9.0, words=[word(" next", 6.2, 7.0), word(" one.", 7.0, 9.0)])]
+    placed = placement(window, WindowText(segments=stretched, avg_logprob=-0.2, no_speech_prob=0.0, temperature=0.0))
+    assert placed.texts == [" the air pure.", " next one."] and not placed.doubtful
+    assert [rec for rec, _ in unpack(window, WindowText(segments=stretched, avg_logprob=-0.2,
+                                                        no_speech_prob=0.0, temperature=0.0))] == [0, 1]
+    # a word alone in the middle of the gap could be either recording's
+    lone = [dict(start=4.3, end=4.7, words=[word(" who?", 4.3, 4.7)])]
+    placed = placement(window, WindowText(segments=lone, avg_logprob=-0.2, no_speech_prob=0.0, temperature=0.0))
+    assert placed.doubtful == {0, 1}
