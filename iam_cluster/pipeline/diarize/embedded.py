@@ -21,7 +21,8 @@ Every cheap choice lives in ``Decision`` and is chosen by ``benchmarks/der.py --
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -44,6 +45,11 @@ from iam_cluster.pipeline.types import (
 #: --cv``): the segmentation is most of resemblyzer's cost, and 7.5 s (a third fewer chunks)
 #: scored no worse with it; CAM++ lost accuracy at 7.5 s and keeps 5 s.
 SEGMENTATION_STEP = {"campp": 5.0, "resemblyzer": 7.5}
+#: torch intra-op threads while diarizing on CPU. Once CTranslate2 has run in the process (the
+#: worker transcribes, then diarizes), torch with one thread per core ran the diarizer 2.4x
+#: slower than with one thread (150-s meeting on 2 cores: 1.66 s against 0.69 s; 0.45 s with
+#: two threads before any ASR): the two thread pools contend.
+CPU_THREADS = 1
 #: A local speaker needs this much audio of its own to be embedded at all (the encoder's floor).
 MIN_EMBED_SECONDS = 0.25
 
@@ -106,6 +112,7 @@ class EmbeddedDiarizer:
         segmentation_step: seconds between the 10-s segmentation chunks (default: the
             encoder's cross-validated value, ``SEGMENTATION_STEP``).
         device: torch device for the models (``auto``: CUDA when torch sees it).
+        cpu_threads: torch intra-op threads while it runs (``CPU_THREADS``; 0: torch's own).
     """
 
     def __init__(
@@ -119,6 +126,7 @@ class EmbeddedDiarizer:
         piece_seconds: float = 3.0,
         segmentation_step: float | None = None,
         device: str = "cpu",
+        cpu_threads: int = CPU_THREADS,
     ) -> None:
         from iam_cluster.pipeline.diarize.models import make_encoder, torch_device
 
@@ -131,6 +139,7 @@ class EmbeddedDiarizer:
         if segmentation_step is None:
             segmentation_step = SEGMENTATION_STEP.get(encoder, 5.0)
         self.segmenter = Segmenter(segmentation_step, device)
+        self.cpu_threads = cpu_threads
 
     def __call__(
         self,
@@ -148,6 +157,10 @@ class EmbeddedDiarizer:
 
     def analyse(self, audio: Audio, hook: ProgressHook = no_progress) -> Analysis:
         """Normalise, segment, and embed each local speaker's clean speech in pieces."""
+        with torch_threads(self.cpu_threads):
+            return self._analyse(audio, hook)
+
+    def _analyse(self, audio: Audio, hook: ProgressHook) -> Analysis:
         samples = normalised(audio.samples)
         seg = self.segmenter(samples, hook)
         alone = seg.local * (seg.local.sum(-1, keepdims=True) == 1)
@@ -295,3 +308,18 @@ def _turns(seg: Segmentation, labels: np.ndarray, centroids: np.ndarray) -> Diar
             embeddings.append(centroids[k].round(5).tolist())
     order = sorted(range(len(turns)), key=lambda i: (turns[i].start, turns[i].end))
     return Diarization(turns=[turns[i] for i in order], embeddings=[embeddings[i] for i in order])
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``n`` (0: leave it) for the block, then restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n and n != before:
+            torch.set_num_threads(before)
