@@ -108,6 +108,9 @@ class ServeSettings(msgspec.Struct, frozen=True):
     batch_wait_s: Annotated[float, msgspec.Meta(ge=0, le=5)] = 0.05
     #: ``file://`` URIs under this folder may be sent to the cluster instead of bytes.
     media_root: str | None = None
+    #: Short recordings of concurrent requests share decoding windows (``serve/packing.py``);
+    #: each still gets only its own words.
+    pack_requests: bool = True
     #: Longest a caller waits for one transcription from the cluster.
     timeout_s: Positive = 3600.0
 

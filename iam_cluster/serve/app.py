@@ -41,6 +41,8 @@ class AppArgs(BaseModel):
     shard_seconds: float | None = Field(None, gt=10)
     max_batch_size: int | None = Field(None, ge=1)
     media_root: str | None = None
+    #: Short recordings of concurrent requests share windows (None: the settings' value).
+    pack_requests: bool | None = None
 
 
 def build_app(args: AppArgs | dict | None = None, settings: Settings | None = None) -> Application:
@@ -68,4 +70,5 @@ def build_app(args: AppArgs | dict | None = None, settings: Settings | None = No
     return Ingress.options(ray_actor_options={"num_cpus": 0.1}).bind(
         preprocess, asr, diarize, limits, settings.storage.max_upload_bytes,
         args.media_root or settings.serve.media_root, INGRESS_WINDOWS,
+        settings.serve.pack_requests if args.pack_requests is None else args.pack_requests,
     )

@@ -25,6 +25,7 @@ from iam_cluster.pipeline.runner import Limits, finish
 from iam_cluster.pipeline.types import ProgressHook, no_progress, parse_options
 from iam_cluster.serve.asr import RemoteASR
 from iam_cluster.serve.diarize import diarize_remotely
+from iam_cluster.serve.packing import RequestPacker
 
 log = get_logger("iam_cluster.serve")
 #: HTTP status of each error code the cluster answers with.
@@ -48,9 +49,11 @@ class Ingress:
     """
 
     def __init__(self, preprocess, asr, diarize, limits: Limits, max_upload_bytes: int,
-                 media_root: str | None, batch_windows: int) -> None:
+                 media_root: str | None, batch_windows: int, pack_requests: bool = True) -> None:
         self.preprocess, self.diarize = preprocess, diarize
         self.pipeline = Pipeline(RemoteASR(asr), batch_windows, vad=_NoVad())
+        # Short recordings of concurrent requests share windows (see ``packing``).
+        self.packer = RequestPacker(self._finish) if pack_requests else None
         self.limits = limits
         self.max_upload_bytes = max_upload_bytes
         self.media_root = Path(media_root).resolve() if media_root else None
@@ -70,12 +73,17 @@ class Ingress:
         started = time.perf_counter()
         prepared = await self.preprocess.remote(audio, name, opts, self._limits(limits))
         self.metrics.shards.observe(len(prepared.shards))
-        [transcript] = await asyncio.to_thread(finish, self.pipeline, [prepared], opts, hook,
-                                               diarize_remotely(self.diarize))
+        if self.packer is not None and self.packer.packable(prepared):
+            transcript = await self.packer.transcribe(prepared, opts, hook)
+        else:
+            [transcript] = await asyncio.to_thread(self._finish, [prepared], opts, hook)
         wall = time.perf_counter() - started
         log.info("transcribed", shards=len(prepared.shards), audio_s=round(prepared.duration, 3),
                  wall_s=round(wall, 3), x_real_time=round(prepared.duration / wall, 2) if wall > 0 else None)
         return msgspec.to_builtins(transcript)
+
+    def _finish(self, prepared: list, options, hook: ProgressHook) -> list:
+        return finish(self.pipeline, prepared, options, hook, diarize_remotely(self.diarize))
 
     async def __call__(self, request: Request) -> Response:
         # The caller's ids (the worker sends its job's) go on every line about this request.

@@ -105,3 +105,27 @@ def test_http_runner_errors_keep_their_codes(both, harvard, tmp_path):
     assert refused.value.field == "language"
     results = dict(cluster.run_many([harvard[1], broken], TranscribeOptions()))
     assert results[harvard[1]].text and isinstance(results[broken], MediaError)
+
+
+def test_concurrent_short_requests_share_windows_and_keep_their_own_words(serve_app, harvard):
+    """Eight requests at once are packed into shared windows (fewer windows than requests), and
+    every transcript holds its own sentence's words, none of another request's."""
+    from ray import serve
+
+    from tests.fixtures.audio import normalise, reference
+
+    handle, _, _ = serve_app
+    asr_handle = serve.get_deployment_handle("ASR", app_name="iam")
+    before = asr_handle.batch_sizes_seen.remote().result()
+    responses = [handle.transcribe.remote(p.read_bytes(), {}, p.name) for p in harvard]
+    texts = [normalise(msgspec.convert(r.result(), Transcript).text).split() for r in responses]
+    after = asr_handle.batch_sizes_seen.remote().result()
+    windows = sum(size * (n - before.get(size, 0)) for size, n in after.items())
+    assert windows < len(harvard), windows
+    refs = [set(normalise(reference(p)).split()) for p in harvard]
+    for k, words in enumerate(texts):
+        assert words, harvard[k].name
+        mine = refs[k]
+        foreign = {w for w in words if w not in mine and any(w in r for j, r in enumerate(refs) if j != k)}
+        assert not foreign, (harvard[k].name, words, foreign)
+        assert len(set(words) & mine) >= 0.6 * len(mine), (harvard[k].name, words)
