@@ -291,3 +291,17 @@ def test_cpu_asr_actors_get_the_nodes_cores_unless_told(tmp_path):
     assert asr_threads(config(workers=4), cluster_cpus=2, nodes=1) == 1
     assert asr_threads(config(cpus_per_worker=4), cluster_cpus=64, nodes=4) == 4
     assert asr_threads(config(cpu_threads=3), cluster_cpus=16, nodes=1) == 3  # --cpu-threads wins
+
+
+def test_read_groups_fill_a_batch_and_keep_readers_busy():
+    from iam_cluster.archive.job import MIN_GROUP_FILES, groups_of
+    from iam_cluster.archive.sources import Source
+
+    items = [Item(key=f"{i}.wav", ref=f"/in/{i}.wav", size=1, fingerprint="x") for i in range(2000)]
+    folder = Source(kind="folder", location="/in")
+    small = groups_of(folder, items[:100], 128, 2)
+    assert [len(g) for g in small] == [MIN_GROUP_FILES, 100 - MIN_GROUP_FILES]  # not 4 groups of 25
+    large = groups_of(folder, items, 128, 2)
+    assert all(len(g) == 128 for g in large[:-1]) and sum(map(len, large)) == 2000
+    assert [len(g) for g in groups_of(folder, items[:10], 4, 2)] == [4, 4, 2]  # asked for: kept
+    assert len(groups_of(Source(kind="tar", location="/in.tar"), items, 128, 2)) == 2
