@@ -14,6 +14,7 @@ CLI, the worker and the Serve cluster give it.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import math
 import os
@@ -164,6 +165,8 @@ class Transcriber:
             records = self.transcribe(pack)
             write_part(self.config.sink, records)  # what a killed run finished is not redone
             out[i], started[i] = msgspec.msgpack.encode(records), pack.started
+            del pack
+            _trim_heap()
         return {"records": out, "started": started}
 
     def transcribe(self, pack: Packed) -> list[Record]:
@@ -192,6 +195,15 @@ class Transcriber:
                 words=sum(len(s.words) or len(s.text.split()) for s in t.segments), speakers=len(t.speakers),
                 seconds=round(prep + asr * max(p.speech, 1e-3) / speech, 3), outputs=keys))
         return records
+
+
+def _trim_heap() -> None:
+    """Hand freed heap pages back to the system after a pack (glibc keeps them otherwise, and the
+    actor's resident memory crept up pack after pack: 945 MB after 100 files, 1,147 MB after 2,000)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 # --- the driver ----------------------------------------------------------------------------------
