@@ -105,10 +105,14 @@ def test_results_after_a_lost_lease_are_never_written(conn, settings, storage, r
 
         def run(self, source, options, hook, name=None):
             transcript = runner.run(source, options)
-            with psycopg.connect(database_url, autocommit=True) as other:
+            # One transaction: w1's heartbeat cannot renew the lease between the expiry and w2's
+            # claim (it waits on the row, then finds w2 holding it).
+            with psycopg.connect(database_url) as other:
                 other.execute("UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = %s",
                               [job.id])
-                assert Jobs(other).claim("w2", lease_seconds=30).id == job.id
+                taken = Jobs(other).claim("w2", lease_seconds=30)
+                other.commit()
+            assert taken is not None and taken.id == job.id
             return transcript
 
     worker = Worker(settings, runner=Overtaken(), storage=storage, worker_id="w1")
