@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import wave
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from iam_cluster.pipeline.decode import decode_audio
 from iam_cluster.pipeline.level import speech_level
 from iam_cluster.pipeline.types import Audio, TranscribeOptions
-from tests.fixtures.audio import DATA, HARVARD, normalise, reference, wer
+from tests.fixtures.audio import DATA, HARVARD, foreign_words, normalise, reference, wer
 
 ASR = DATA / "asr"
 CLIPS = [*HARVARD, DATA / "jfk.flac", *sorted(p for p in ASR.iterdir() if p.suffix in (".wav", ".flac"))]
@@ -71,14 +70,8 @@ def test_no_clip_comes_out_empty(clip_set, folder_and_alone):
 def test_packed_clips_keep_only_their_own_words(clip_set, folder_and_alone):
     """Words that only one clip's reference holds must not turn up in another clip's transcript."""
     audios, refs = clip_set
-    owner: dict[str, set[str]] = {}
-    for ref in refs:
-        for w in normalise(ref).split():
-            owner.setdefault(w, set()).add(ref)
-    distinct = {w: next(iter(r)) for w, r in owner.items() if len(r) == 1}
     folder, _ = folder_and_alone
-    for audio, ref, t in zip(audios, refs, folder):
-        foreign = [w for w in normalise(t.text).split() if w in distinct and distinct[w] != ref]
+    for audio, t, foreign in zip(audios, folder, foreign_words(refs, [t.text for t in folder])):
         assert not foreign, f"{audio.source}: {foreign} in {t.text!r}"
 
 

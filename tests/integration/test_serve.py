@@ -113,24 +113,17 @@ def test_concurrent_short_requests_share_windows_and_keep_their_own_words(serve_
     another clip's transcript (the rule of ``test_recall``)."""
     from ray import serve
 
-    from tests.fixtures.audio import DATA, normalise, reference
+    from tests.fixtures.audio import DATA, foreign_words, normalise, reference
 
     clips = [*harvard, DATA / "jfk.flac", *sorted(p for p in (DATA / "asr").iterdir() if p.suffix in (".wav", ".flac"))]
     handle, _, _ = serve_app
     asr_handle = serve.get_deployment_handle("ASR", app_name="iam")
     before = asr_handle.batch_sizes_seen.remote().result()
     responses = [handle.transcribe.remote(p.read_bytes(), {}, p.name) for p in clips]
-    texts = [normalise(msgspec.convert(r.result(), Transcript).text).split() for r in responses]
+    texts = [msgspec.convert(r.result(), Transcript).text for r in responses]
     after = asr_handle.batch_sizes_seen.remote().result()
     windows = sum(size * (n - before.get(size, 0)) for size, n in after.items())
     assert windows < len(clips), windows  # how many groups form depends on arrival times
-    refs = [reference(p) for p in clips]
-    owner: dict[str, set[str]] = {}
-    for ref in refs:
-        for w in normalise(ref).split():
-            owner.setdefault(w, set()).add(ref)
-    distinct = {w: next(iter(r)) for w, r in owner.items() if len(r) == 1}
-    for path, ref, words in zip(clips, refs, texts):
-        assert words, path.name
-        foreign = [w for w in words if w in distinct and distinct[w] != ref]
-        assert not foreign, (path.name, words, foreign)
+    for path, text, foreign in zip(clips, texts, foreign_words([reference(p) for p in clips], texts)):
+        assert normalise(text), path.name
+        assert not foreign, (path.name, text, foreign)
