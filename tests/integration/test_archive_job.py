@@ -47,6 +47,40 @@ def _lines(path: Path) -> list[dict]:
     return out
 
 
+def _session(sid: int) -> list[int]:
+    """Live processes of a session (zombies, which can write nothing more, left out)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, _ppid, _pgid, session = stat[stat.rindex(")") + 2 :].split()[:4]
+        if int(session) == sid and state != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def _kill_session(proc: subprocess.Popen) -> None:
+    """SIGKILL to every process the job started, as a lost node would; returns once none is alive.
+
+    Killing the driver's process group is not enough: Ray puts each worker in a group of its own, and a
+    worker outliving its raylet for a moment could still write a file after the kill was observed.
+    """
+    deadline = time.monotonic() + 60
+    while (pids := _session(proc.pid)) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+    proc.wait()
+    assert not _session(proc.pid), "the job's processes outlived SIGKILL"
+
+
 def _archive(path: Path) -> dict[str, str]:
     """Eight Harvard sentences (four in a nested folder), jfk, and two bad members; returns expected status."""
     expected = {}
@@ -74,20 +108,9 @@ def test_killed_job_resumes_and_transcribes_every_file_once(tmp_path):
     while len(_lines(manifest)) < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, "the job ended before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
-    proc.wait()
-    # What the driver recorded, and what the workers recorded after writing outputs it had not heard of.
-    # Ray's worker processes die a moment after their raylet: read once nothing changes any more.
-    def recorded() -> dict:
-        return {r["key"]: r for p in [manifest, *sorted((out / ".manifest-parts").glob("*.jsonl"))] for r in _lines(p)}
-
-    before, settled = recorded(), time.monotonic() + 30
-    while time.monotonic() < settled:
-        time.sleep(1.0)
-        now = recorded()
-        if now == before:
-            break
-        before = now
+    _kill_session(proc)  # the driver, the local Ray it started and every worker of that Ray
+    # What the driver recorded, and what workers recorded after writing outputs it had not heard of.
+    before = {r["key"]: r for p in [manifest, *sorted((out / ".manifest-parts").glob("*.jsonl"))] for r in _lines(p)}
     assert 3 <= len(before) < len(expected)
     stamps = {k: (out / r["outputs"][0]).stat().st_mtime_ns for k, r in before.items() if r["status"] == "ok"}
 
