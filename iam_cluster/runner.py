@@ -62,7 +62,7 @@ def in_process_runner(settings: Settings):
         from iam_cluster.pipeline.stats import Stats
 
         stats = Stats()
-        asr = WhisperASR(m.name, m.device, m.compute_type, m.cpu_threads, cache_dir=m.cache_dir,
+        asr = WhisperASR(m.name, m.device, m.compute_type, m.cpu_threads, m.cpu_replicas, cache_dir=m.cache_dir,
                          allow_download=m.allow_download, stats=stats)
         return Pipeline(asr, e.batch_size, make_vad(settings), stats)
 

@@ -41,8 +41,11 @@ class ModelSettings(msgspec.Struct, frozen=True):
     name: str = "tiny.en"
     device: str = "auto"
     compute_type: str = "auto"
-    #: CTranslate2 intra-op threads; 0 lets it choose (all cores).
+    #: CPU threads of the model in all; 0: the process's cores.
     cpu_threads: Annotated[int, msgspec.Meta(ge=0)] = 0
+    #: Copies of the model on CPU, each decoding its share of a batch on its own threads; 0: one
+    #: per thread, up to four (``pipeline.asr.cpu_layout``). Ignored on GPUs.
+    cpu_replicas: Annotated[int, msgspec.Meta(ge=0)] = 0
     cache_dir: Path = DEFAULT_CACHE_DIR
     #: Let faster-whisper fetch named models from the Hugging Face Hub when not cached.
     allow_download: bool = False

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -33,6 +35,8 @@ _MIN_NEW_TOKENS = 24
 # Sampling fallbacks draw from a generator seeded with this before each call: one file with one
 # set of options gives one transcript, run after run.
 _FALLBACK_SEED = 1234
+# CPU model copies by default: one per thread, at most this many (see ``cpu_layout``).
+_MAX_AUTO_CPU_REPLICAS = 4
 # A window Whisper calls silent whose words are also this unsure is a hallucination, even when
 # its log-probability passes Whisper's own test (which lets short made-up words through).
 _MIN_WORD_PROBABILITY_IF_NO_SPEECH = 0.5
@@ -60,8 +64,9 @@ class WhisperASR:
         model: model name or folder (see ``resolve_model``).
         device: ``auto``, ``cpu`` or ``cuda``.
         compute_type: ``auto`` (int8 on CPU, float16 on CUDA) or a CTranslate2 compute type.
-        cpu_threads: intra-op threads (0: CTranslate2's choice).
-        num_workers: CTranslate2 replicas for calls from several Python threads.
+        cpu_threads: CPU threads in all (0: the process's cores).
+        cpu_replicas: copies of the model on CPU, each decoding its share of every batch in
+            parallel on ``cpu_threads / cpu_replicas`` threads (0: see ``cpu_layout``).
         cache_dir: where assembled/cached models live.
         allow_download: let faster-whisper fetch a named model that is not cached.
         stats: where encode/generate/fallback/alignment times and counts accumulate.
@@ -73,7 +78,7 @@ class WhisperASR:
         device: str = "auto",
         compute_type: str = "auto",
         cpu_threads: int = 0,
-        num_workers: int = 1,
+        cpu_replicas: int = 0,
         cache_dir: Path | None = None,
         allow_download: bool = False,
         stats: Stats | None = None,
@@ -84,13 +89,16 @@ class WhisperASR:
         self.device = resolve_device(device)
         self.compute_type = resolve_compute_type(compute_type, self.device)
         self.name = ref.name
-        self.whisper = WhisperModel(
-            str(ref.path),
-            device=self.device,
-            compute_type=self.compute_type,
-            cpu_threads=cpu_threads,
-            num_workers=num_workers,
-        )
+        replicas, threads = cpu_layout(cpu_threads, cpu_replicas) if self.device == "cpu" else (1, cpu_threads)
+        #: One ``WhisperModel`` per replica, each with one CTranslate2 worker: part ``k`` of a batch
+        #: always runs on replica ``k``, so a file's words (sampling fallbacks included) do not
+        #: depend on which thread got there first.
+        self.replicas = [
+            WhisperModel(str(ref.path), device=self.device, compute_type=self.compute_type, cpu_threads=threads)
+            for _ in range(replicas)
+        ]
+        self.whisper = self.replicas[0]
+        self._pool = ThreadPoolExecutor(replicas, thread_name_prefix="iam-asr") if replicas > 1 else None
         self._tokenizers: dict[tuple[str, str], object] = {}
         self.stats = stats or Stats()
 
@@ -145,14 +153,24 @@ class WhisperASR:
                 it writes the whole window (faster-whisper's batched pipeline decodes so), with
                 segments cut from the aligned words.
         """
+        parts = _split(len(audios), len(self.replicas))
+        if len(parts) == 1:
+            return self._decode_on(self.whisper, audios, language, options, align, timestamps)
+        futures = [self._pool.submit(self._decode_on, self.replicas[k], audios[a:b], language, options, align,
+                                     timestamps) for k, (a, b) in enumerate(parts)]
+        return [text for f in futures for text in f.result()]
+
+    def _decode_on(self, whisper, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
+                   align: bool, timestamps: bool) -> list[WindowText]:
+        """``decode`` on one replica (``whisper``, a faster-whisper ``WhisperModel``)."""
         import ctranslate2
         from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
         tok = self.tokenizer(language, options.task)
         with self.stats.time("encode"):
             features = self.features(audios)
-            encoded = self.whisper.encode(features)
-        prompt = self.whisper.get_prompt(
+            encoded = whisper.encode(features)
+        prompt = whisper.get_prompt(
             tok,
             previous_tokens=tok.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else [],
             without_timestamps=align and not timestamps,
@@ -166,7 +184,7 @@ class WhisperASR:
         for t_index, temperature in enumerate(options.temperatures):
             if not pending:
                 break
-            source = encoded if t_index == 0 else self._rows(encoded, features, pending)
+            source = encoded if t_index == 0 else self._rows(whisper, encoded, features, pending)
             kwargs = (
                 dict(beam_size=options.beam_size, patience=1.0)
                 if temperature == 0
@@ -175,9 +193,9 @@ class WhisperASR:
             if t_index:
                 self.stats.count("fallback_windows", len(pending))
                 ctranslate2.set_random_seed(_FALLBACK_SEED)
-            max_length = min(self.whisper.max_length, len(prompt) + max(budget[i] for i in pending))
+            max_length = min(whisper.max_length, len(prompt) + max(budget[i] for i in pending))
             with self.stats.time("fallback" if t_index else "generate"):
-                results = self._generate(source, prompt, pending, suppress, max_length, kwargs)
+                results = self._generate(whisper, source, prompt, pending, suppress, max_length, kwargs)
             still = []
             for i, result in zip(pending, results):
                 tokens = result.sequences_ids[0]
@@ -206,11 +224,11 @@ class WhisperASR:
                     still.append(i)
             pending = still
         with self.stats.time("align"):
-            return self._segment(audios, encoded, tok, best, options, align)
+            return self._segment(whisper, audios, encoded, tok, best, options, align)
 
-    def _generate(self, source, prompt, pending, suppress, max_length, kwargs):
+    def _generate(self, whisper, source, prompt, pending, suppress, max_length, kwargs):
         """One CTranslate2 ``generate`` over the ``pending`` windows."""
-        return self.whisper.model.generate(
+        return whisper.model.generate(
             source,
             [list(prompt) for _ in pending],
             length_penalty=1.0,
@@ -223,15 +241,15 @@ class WhisperASR:
             **kwargs,
         )
 
-    def _rows(self, encoded, features: np.ndarray, rows: list[int]):
+    def _rows(self, whisper, encoded, features: np.ndarray, rows: list[int]):
         """The encoder output of some windows: sliced on CPU, encoded again on a GPU (cheap there)."""
         import ctranslate2
 
         if self.device == "cpu":
             return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[rows]))
-        return self.whisper.encode(features[rows])
+        return whisper.encode(features[rows])
 
-    def _segment(self, audios, encoded, tok, best, options, align) -> list[WindowText]:
+    def _segment(self, whisper, audios, encoded, tok, best, options, align) -> list[WindowText]:
         """Split each window's tokens at timestamps and align words to the audio."""
         per_window: list[list[dict]] = []
         num_frames: list[int] = []
@@ -239,7 +257,7 @@ class WhisperASR:
         # faster-whisper, which carry state from one segment to the next, see time moving forward.
         for i, (audio, attempt) in enumerate(zip(audios, best)):
             duration = len(audio) / 16000
-            frames = min(_WINDOW_FRAMES, math.ceil(duration * self.whisper.frames_per_second))
+            frames = min(_WINDOW_FRAMES, math.ceil(duration * whisper.frames_per_second))
             num_frames.append(frames)
             silent = (
                 attempt["no_speech_prob"] > options.no_speech_threshold
@@ -251,7 +269,7 @@ class WhisperASR:
             subsegments = [
                 {"seek": i * _WINDOW_FRAMES, "start": i * 30.0 + start, "end": i * 30.0 + end, "tokens": text}
                 for start, end, text in split_at_timestamps(
-                    tokens, tok.timestamp_begin, tok.eot, self.whisper.time_precision, duration
+                    tokens, tok.timestamp_begin, tok.eot, whisper.time_precision, duration
                 )
             ]
             if not subsegments:  # faster-whisper's word timing reads every window's first segment
@@ -259,7 +277,7 @@ class WhisperASR:
                                     "tokens": []})
             per_window.append(subsegments)
         if align and any(s["tokens"] for segs in per_window for s in segs):
-            self.whisper.add_word_timestamps(
+            whisper.add_word_timestamps(
                 per_window, tok, encoded, num_frames, _PREPEND, _APPEND, last_speech_timestamp=0.0
             )
         out = []
@@ -323,6 +341,27 @@ def split_at_timestamps(
         begin = start if start is not None else (out[-1][1] if out else 0.0)
         out.append((begin, max(begin, duration), text))
     return out
+
+
+def cpu_layout(threads: int, replicas: int = 0) -> tuple[int, int]:
+    """``(model copies, threads each)`` for ``threads`` CPU threads in all (0: the process's cores).
+
+    Whisper's matrices are small next to a CPU's caches (tiny and base: 384 and 512 wide), and
+    CTranslate2's intra-op threads scale poorly on them: on 2 cores one batch of 8 windows took
+    5.2 s with 2 threads, 6.9 s with 1, and 3.5 s as two batches of 4 on two single-thread copies
+    at once (``benchmarks/results/cpu-replicas-cpu.md``). So by default each thread gets a copy of
+    its own, up to four copies, which then share the rest of the threads.
+    """
+    threads = threads or len(os.sched_getaffinity(0))
+    replicas = max(1, min(replicas or min(threads, _MAX_AUTO_CPU_REPLICAS), threads))
+    return replicas, max(1, threads // replicas)
+
+
+def _split(n: int, parts: int) -> list[tuple[int, int]]:
+    """``[start, end)`` of at most ``parts`` contiguous runs of ``n`` items, sizes differing by one at most."""
+    parts = max(1, min(parts, n))
+    bounds = [n * k // parts for k in range(parts + 1)]
+    return list(zip(bounds, bounds[1:]))
 
 
 def new_tokens(seconds: float) -> int:

@@ -29,7 +29,8 @@ class AppArgs(BaseModel):
     model: str | None = None
     device: str | None = None
     compute_type: str | None = None
-    #: CTranslate2 threads per ASR replica (0: all cores of the replica's machine).
+    #: CPU threads per ASR replica (0: all cores of the replica's machine), split among copies of
+    #: the model as the settings' ``cpu_replicas`` says.
     cpu_threads: int | None = Field(None, ge=0)
     asr_replicas: int = Field(1, ge=1)
     #: GPUs per ASR replica: 0 on CPU, 1 (or a fraction to pack several replicas) on GPUs.
@@ -58,7 +59,7 @@ def build_app(args: AppArgs | dict | None = None, settings: Settings | None = No
         max_ongoing_requests=max(16, 2 * batch),
         user_config={"max_batch_size": batch, "batch_wait_timeout_s": settings.serve.batch_wait_s},
     ).bind(args.model or m.name, args.device or m.device, args.compute_type or m.compute_type,
-           m.cpu_threads if args.cpu_threads is None else args.cpu_threads, str(m.cache_dir))
+           m.cpu_threads if args.cpu_threads is None else args.cpu_threads, str(m.cache_dir), m.cpu_replicas)
     preprocess = Preprocess.options(
         num_replicas=args.preprocess_replicas, ray_actor_options={"num_cpus": 0.25}
     ).bind(args.shard_seconds or e.shard_seconds)

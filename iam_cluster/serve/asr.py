@@ -21,7 +21,8 @@ class ASR:
     and ``beam_size`` (when set, it overrides the requests' beam size).
     """
 
-    def __init__(self, model: str, device: str, compute_type: str, cpu_threads: int, cache_dir: str) -> None:
+    def __init__(self, model: str, device: str, compute_type: str, cpu_threads: int, cache_dir: str,
+                 cpu_replicas: int = 0) -> None:
         from iam_cluster.observability import setup_from_env
         from iam_cluster.observability.serve_metrics import AsrMetrics
         from iam_cluster.pipeline.asr import WhisperASR
@@ -29,7 +30,7 @@ class ASR:
         setup_from_env("serve")
         self.metrics = AsrMetrics()
 
-        self.asr = WhisperASR(model, device, compute_type, cpu_threads, cache_dir=cache_dir)
+        self.asr = WhisperASR(model, device, compute_type, cpu_threads, cpu_replicas, cache_dir=cache_dir)
         self.beam_size: int | None = None
         self.max_batch_size: int | None = None
         #: How many batches of each size this replica decoded (bounded: one key per size).

@@ -8,7 +8,7 @@ import pytest
 from iam_cluster.errors import MediaError
 from iam_cluster.pipeline.decode import decode_audio
 from iam_cluster.pipeline.types import SAMPLE_RATE, Audio, TranscribeOptions
-from tests.fixtures.audio import layout_slack, normalise, reference, wer
+from tests.fixtures.audio import layout_slack, normalise, reference, wer, word_changes
 
 
 def test_tiny_en_wer_on_harvard_sentences(runner, harvard):
@@ -130,3 +130,20 @@ def test_option_languages_are_the_models(base_asr, tiny_asr, model_cache):
     # A folder is judged by its vocabulary, as Whisper does (the embedded tiny.en's folder is "model").
     assert not is_multilingual(str(resolve_model("tiny.en", model_cache).path))
     assert is_multilingual(str(resolve_model("base", model_cache).path))
+
+
+def test_model_copies_give_the_words_of_one_copy(tiny_asr, model_cache, harvard):
+    """A batch split over CPU copies of the model (the default with several threads) gives each
+    window the words one copy decoding the whole batch gives it, in order."""
+    from iam_cluster.pipeline.asr import WhisperASR
+
+    assert len(tiny_asr.replicas) == 2  # 2 threads: two single-thread copies
+    one = WhisperASR("tiny.en", device="cpu", compute_type="int8", cpu_threads=2, cpu_replicas=1,
+                     cache_dir=model_cache)
+    assert len(one.replicas) == 1
+    audios = [decode_audio(p).samples for p in harvard[:7]]
+    split = [" ".join(s["text"] for s in w.segments) for w in tiny_asr.decode(audios, "en", TranscribeOptions())]
+    whole = [" ".join(s["text"] for s in w.segments) for w in one.decode(audios, "en", TranscribeOptions())]
+    assert all(split) and len(split) == len(audios)
+    changes = sum(word_changes(a, b) for a, b in zip(split, whole))
+    assert changes <= layout_slack(sum(len(t.split()) for t in whole))

@@ -33,3 +33,19 @@ def test_without_timestamp_tokens_one_segment_spans_the_window():
 def test_times_are_clamped_to_the_audio_and_never_go_backwards():
     tokens = [ts(5.0), 11, ts(4.0), ts(29.0), 12, ts(29.9)]
     assert split_at_timestamps(tokens, TS, EOT, P, 8.0) == [(5.0, 5.0, [11]), (8.0, 8.0, [12])]
+
+
+def test_cpu_threads_become_single_thread_copies_up_to_four():
+    from iam_cluster.pipeline.asr import _split, cpu_layout
+
+    assert cpu_layout(1) == (1, 1)
+    assert cpu_layout(2) == (2, 1)
+    assert cpu_layout(4) == (4, 1)
+    assert cpu_layout(16) == (4, 4)
+    assert cpu_layout(2, 1) == (1, 2)  # asked for one copy: all threads on it
+    assert cpu_layout(3, 8) == (3, 1)  # never more copies than threads
+    assert cpu_layout(0)[0] * cpu_layout(0)[1] <= len(__import__("os").sched_getaffinity(0))
+    assert _split(7, 2) == [(0, 3), (3, 7)]
+    assert _split(1, 4) == [(0, 1)]
+    assert _split(8, 4) == [(0, 2), (2, 4), (4, 6), (6, 8)]
+    assert _split(0, 2) == [(0, 0)]
