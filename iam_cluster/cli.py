@@ -203,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--chunk-length", type=float, help="longest window, seconds (default 30)")
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto")
     t.add_argument("--compute-type", help="auto (int8 on CPU, float16 on CUDA), int8, float16, ...")
-    t.add_argument("--cpu-threads", type=int, help="0: all cores (default: IAM_CPU_THREADS, 0)")
+    t.add_argument("--cpu-threads", type=int,
+                   help="0: all cores; one model copy per thread, up to 4 (default: IAM_CPU_THREADS, 0)")
     t.add_argument("--no-word-timestamps", action="store_true", help="leave words out of the outputs")
     d = t.add_argument_group("speakers")
     d.add_argument("--diarize", action="store_true", help="attribute words and segments to speakers")

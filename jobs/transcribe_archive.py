@@ -32,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--language", help="language code; detected per file when omitted (multilingual models)")
     p.add_argument("--diarize", action="store_true", help="attribute words to speakers")
     p.add_argument("--batch-size", type=int, help="windows per model call (default: IAM_BATCH_SIZE)")
-    p.add_argument("--cpu-threads", type=int, help="CTranslate2 threads per CPU worker (default: IAM_CPU_THREADS, else the "
-                   "node's cores / workers)")
+    p.add_argument("--cpu-threads", type=int, help="CPU threads per ASR worker, one model copy each up to 4 "
+                   "(default: IAM_CPU_THREADS, else the node's cores / workers)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     r = p.add_argument_group("Ray")
     r.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
