@@ -350,7 +350,8 @@ def cpu_layout(threads: int, replicas: int = 0) -> tuple[int, int]:
     CTranslate2's intra-op threads scale poorly on them: on 2 cores one batch of 8 windows took
     5.2 s with 2 threads, 6.9 s with 1, and 3.5 s as two batches of 4 on two single-thread copies
     at once (``benchmarks/results/cpu-replicas-cpu.md``). So by default each thread gets a copy of
-    its own, up to four copies, which then share the rest of the threads.
+    its own, up to four copies, which then share the rest of the threads. Measured on 2 cores only;
+    the cap of four bounds memory (each copy of tiny.en adds ~90 MB) and is not tuned.
     """
     threads = threads or len(os.sched_getaffinity(0))
     replicas = max(1, min(replicas or min(threads, _MAX_AUTO_CPU_REPLICAS), threads))
