@@ -137,10 +137,10 @@ def test_model_copies_give_the_words_of_one_copy(tiny_asr, model_cache, harvard)
     window the words one copy decoding the whole batch gives it, in order."""
     from iam_cluster.pipeline.asr import WhisperASR
 
-    assert len(tiny_asr.replicas) == 2  # 2 threads: two single-thread copies
+    assert tiny_asr.replicas == 2  # 2 threads: two single-thread workers sharing the weights
     one = WhisperASR("tiny.en", device="cpu", compute_type="int8", cpu_threads=2, cpu_replicas=1,
                      cache_dir=model_cache)
-    assert len(one.replicas) == 1
+    assert one.replicas == 1
     audios = [decode_audio(p).samples for p in harvard[:7]]
     split = [" ".join(s["text"] for s in w.segments) for w in tiny_asr.decode(audios, "en", TranscribeOptions())]
     whole = [" ".join(s["text"] for s in w.segments) for w in one.decode(audios, "en", TranscribeOptions())]
