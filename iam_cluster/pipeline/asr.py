@@ -128,7 +128,7 @@ class WhisperASR:
         """Most likely language and its probability for each audio, in one encoder batch."""
         if not self.is_multilingual:
             return [("en", 1.0)] * len(audios)
-        encoded = self.whisper.encode(self.features(audios))
+        encoded = self._encode(self.features(audios))
         results = self.whisper.model.detect_language(encoded)
         return [(r[0][0][2:-2], float(r[0][1])) for r in results]
 
@@ -170,7 +170,7 @@ class WhisperASR:
         tok = self.tokenizer(language, options.task)
         with self.stats.time("encode"):
             features = self.features(audios)
-            encoded = whisper.encode(features)
+            encoded = self._encode(features)
         prompt = whisper.get_prompt(
             tok,
             previous_tokens=tok.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else [],
@@ -226,6 +226,18 @@ class WhisperASR:
             pending = still
         with self.stats.time("align"):
             return self._segment(whisper, audios, encoded, tok, best, options, align)
+
+    def _encode(self, features: np.ndarray):
+        """Whisper's encoder output for a batch of features: on a GPU in one call, on CPU one window
+        at a time. The encoder's attention holds heads x 1500 x 1500 floats per window (tiny.en: 54
+        MB), so four windows at once took 216 MB more at the peak, per copy of the model, for
+        nothing: on CPU the encoder costs the same per window in a batch or alone."""
+        import ctranslate2
+
+        if self.device != "cpu" or len(features) == 1:
+            return self.whisper.encode(features)
+        rows = [np.asarray(self.whisper.encode(features[i : i + 1])) for i in range(len(features))]
+        return ctranslate2.StorageView.from_array(np.concatenate(rows))
 
     def _generate(self, whisper, source, prompt, pending, suppress, max_length, kwargs):
         """One CTranslate2 ``generate`` over the ``pending`` windows."""
