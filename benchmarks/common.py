@@ -89,9 +89,11 @@ def peak_rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def save_report(text: str, out: Path) -> Path:
-    """Print a Markdown report and write it to ``out`` (folders created)."""
+def save_report(text: str, out: Path | None) -> Path | None:
+    """Print a Markdown report and write it to ``out`` (folders created; None: print only)."""
     print(text)
+    if out is None:
+        return None
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     print(f"[report] written {out}")

@@ -14,7 +14,7 @@ import argparse
 import time
 from pathlib import Path
 
-from common import code_version, cpu_name
+from common import code_version, cpu_name, save_report
 
 from iam_cluster.pipeline.asr import WhisperASR
 from iam_cluster.pipeline.decode import decode_audio
@@ -70,10 +70,7 @@ def main() -> None:
     base = rows[1][1]
     lines += ["", "copies faster by: " + ", ".join(f"{n} windows x{b / t:.2f}"
                                                   for n, b, t in zip(sizes, base, rows[0][1]))]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    save_report("\n".join(lines) + "\n", args.out)
 
 
 if __name__ == "__main__":

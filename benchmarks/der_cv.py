@@ -15,7 +15,6 @@ import itertools
 import sys
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 from der import COMPONENTS, reference_turns, to_annotation

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import code_version, cpu_name
+from common import code_version, command_line, cpu_name, save_report
 
 from iam_cluster.pipeline.asr import WhisperASR
 from iam_cluster.pipeline.decode import decode_audio
@@ -50,7 +50,7 @@ def main() -> None:
     lines = [
         "# Encoder cost against input length",
         "",
-        f"- command: `python benchmarks/encoder_frames.py {args.audio} --frames {args.frames} --rounds {args.rounds}`",
+        f"- command: `{command_line()}`",
         f"- code: {code_version()}",
         f"- cpu: {cpu_name()}, one CTranslate2 thread, model {asr.name}, {asr.compute_type}",
         "",
@@ -59,10 +59,7 @@ def main() -> None:
     ]
     for frames, t in rows:
         lines.append(f"| {frames / 100:.0f} | {frames} | {t:.3f} | {t / full:.2f} | {t / (frames / 100):.4f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    save_report("\n".join(lines) + "\n", args.out)
 
 
 if __name__ == "__main__":
