@@ -54,7 +54,7 @@ def main() -> None:
         f"- code: {code_version()}",
         f"- cpu: {cpu_name()}, one CTranslate2 thread, model {asr.name}, {asr.compute_type}",
         "",
-        "| input s | mel frames | encode s (best) | x the 30-s cost | s per input second |",
+        "| input s | mel frames | encode s (best) | x the first length's cost | s per input second |",
         "|---:|---:|---:|---:|---:|",
     ]
     for frames, t in rows:
