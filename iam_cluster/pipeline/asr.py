@@ -125,7 +125,7 @@ class WhisperASR:
         return np.stack([pad_or_trim(fe(a)[..., :-1], _WINDOW_FRAMES) for a in audios]).astype(np.float32)
 
     def detect_languages(self, audios: Sequence[np.ndarray]) -> list[tuple[str, float]]:
-        """Most likely language and its probability for each audio, in one encoder batch."""
+        """Most likely language and its probability for each audio, in one detection batch."""
         if not self.is_multilingual:
             return [("en", 1.0)] * len(audios)
         encoded = self._encode(self.features(audios))
