@@ -304,4 +304,6 @@ def test_read_groups_fill_a_batch_and_keep_readers_busy():
     large = groups_of(folder, items, 128, 2)
     assert all(len(g) == 128 for g in large[:-1]) and sum(map(len, large)) == 2000
     assert [len(g) for g in groups_of(folder, items[:10], 4, 2)] == [4, 4, 2]  # asked for: kept
+    # whole packs of short files per group: no group ends in a half-empty pack (not 4 groups of 100)
+    assert [len(g) for g in groups_of(folder, items[:400], 128, 2, pack_windows=64)] == [128, 128, 128, 16]
     assert len(groups_of(Source(kind="tar", location="/in.tar"), items, 128, 2)) == 2
