@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, default=1, help="ASR actors (one model each)")
     r.add_argument("--gpus-per-worker", type=float, default=0.0, help="num_gpus per ASR actor (0: CPU actors)")
     r.add_argument("--cpus-per-worker", type=float, default=1.0)
-    r.add_argument("--group-files", type=int, default=128, help="files read by one task")
+    r.add_argument("--group-files", type=int, default=64, help="files read by one task (default: a pack of short files)")
     r.add_argument("--pack-windows", type=int, default=64, help="30-s windows of speech per ASR pack")
     lim = p.add_argument_group("archive limits")
     lim.add_argument("--max-members", type=int, default=10_000)

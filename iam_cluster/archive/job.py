@@ -59,7 +59,8 @@ class JobConfig(msgspec.Struct, frozen=True, kw_only=True):
         workers: ASR actors (one model each).
         gpus_per_worker: ``num_gpus`` of each actor (0: CPU actors).
         cpus_per_worker: ``num_cpus`` Ray reserves for each actor.
-        group_files: Items read by one task (files packed together come from one group).
+        group_files: Items read by one task (files packed together come from one group): one pack
+            of short files by default.
         pack_windows: Windows of speech per pack handed to an actor.
     """
 
@@ -74,7 +75,7 @@ class JobConfig(msgspec.Struct, frozen=True, kw_only=True):
     workers: int = 1
     gpus_per_worker: float = 0.0
     cpus_per_worker: float = 1.0
-    group_files: int = 128
+    group_files: int = PACK_WINDOWS
     pack_windows: int = PACK_WINDOWS
 
     def settings(self):
@@ -208,28 +209,20 @@ def _trim_heap() -> None:
 
 # --- the driver ----------------------------------------------------------------------------------
 
-#: The fewest files in a read group (unless ``group_files`` is smaller): the files of a pack come
-#: from one group, and a pack of short clips needs about this many to fill a batch of windows. With
-#: groups of 25 (100 files over 4 readers) the ASR actor decoded half-empty batches: slower, and its
-#: peak memory followed the archive's size (730 MB at 100 files, 1,100 MB from 400 on).
-MIN_GROUP_FILES = 64
-
-
-def groups_of(source: Source, items: Sequence[Item], group_files: int, parallelism: int,
-              pack_windows: int = PACK_WINDOWS) -> list[list[Item]]:
+def groups_of(source: Source, items: Sequence[Item], group_files: int, parallelism: int) -> list[list[Item]]:
     """Items split into read groups; a tar (read from its start by each group) gets few, long groups.
 
-    A group of short files holds a whole number of packs (each file counts at least one window), so
-    that no group ends in a half-empty pack: 400 clips in groups of 100 made eight ASR calls, four of
-    them of 36 files, where groups of 128 make seven, as the CLI does.
+    Otherwise a group is ``group_files`` files: by default one pack of short files (each file counts at
+    least one window of the pack), so no group ends in a half-empty pack and the readers stay about a
+    pack ahead of the ASR actors, filling the cores' idle moments. Measured on 400 clips, 2 cores, the
+    job on a running cluster (``benchmarks/results/archive-on-cluster-cpu.md``): groups of 100 made
+    eight ASR calls, four of them of 36 files; groups of 128 (two packs) took 37.9-39.1 s; groups
+    of 64 took 36.1-37.1 s.
     """
     size = group_files
     if source.kind == "tar":
         size = max(group_files, math.ceil(len(items) / max(1, parallelism)))
-    else:  # enough groups to keep every reader busy, each big enough to fill a batch
-        want = max(MIN_GROUP_FILES, math.ceil(len(items) / max(1, 2 * parallelism)))
-        size = max(1, min(group_files, math.ceil(want / pack_windows) * pack_windows))
-    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+    return [list(items[i : i + max(1, size)]) for i in range(0, len(items), max(1, size))]
 
 
 def asr_threads(config: JobConfig, cluster_cpus: float, nodes: int) -> int:
@@ -291,7 +284,7 @@ def run(config: JobConfig, progress: Callable[[str], None] | None = None, *, add
         config = msgspec.structs.replace(config, models=msgspec.structs.replace(config.models, cpu_threads=threads))
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
-        groups = groups_of(config.source, todo, config.group_files, parallelism, config.pack_windows)
+        groups = groups_of(config.source, todo, config.group_files, parallelism)
         ds = ray.data.from_items([{"items": msgspec.msgpack.encode(g)} for g in groups],
                                  override_num_blocks=len(groups))
         # Retried when a reader dies (its own remote args also keep Ray Data from fusing the readers

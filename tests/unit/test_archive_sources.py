@@ -293,17 +293,14 @@ def test_cpu_asr_actors_get_the_nodes_cores_unless_told(tmp_path):
     assert asr_threads(config(cpu_threads=3), cluster_cpus=16, nodes=1) == 3  # --cpu-threads wins
 
 
-def test_read_groups_fill_a_batch_and_keep_readers_busy():
-    from iam_cluster.archive.job import MIN_GROUP_FILES, groups_of
+def test_read_groups_hold_whole_packs_of_short_files():
+    from iam_cluster.archive.job import PACK_WINDOWS, groups_of
     from iam_cluster.archive.sources import Source
 
     items = [Item(key=f"{i}.wav", ref=f"/in/{i}.wav", size=1, fingerprint="x") for i in range(2000)]
     folder = Source(kind="folder", location="/in")
-    small = groups_of(folder, items[:100], 128, 2)
-    assert [len(g) for g in small] == [MIN_GROUP_FILES, 100 - MIN_GROUP_FILES]  # not 4 groups of 25
-    large = groups_of(folder, items, 128, 2)
-    assert all(len(g) == 128 for g in large[:-1]) and sum(map(len, large)) == 2000
+    # one pack per group: no group ends in a half-empty pack (400 clips: not 4 groups of 100)
+    assert [len(g) for g in groups_of(folder, items[:400], PACK_WINDOWS, 2)] == [64] * 6 + [16]
+    assert [len(g) for g in groups_of(folder, items[:100], PACK_WINDOWS, 2)] == [64, 36]
     assert [len(g) for g in groups_of(folder, items[:10], 4, 2)] == [4, 4, 2]  # asked for: kept
-    # whole packs of short files per group: no group ends in a half-empty pack (not 4 groups of 100)
-    assert [len(g) for g in groups_of(folder, items[:400], 128, 2, pack_windows=64)] == [128, 128, 128, 16]
     assert len(groups_of(Source(kind="tar", location="/in.tar"), items, 128, 2)) == 2
