@@ -214,10 +214,9 @@ def groups_of(source: Source, items: Sequence[Item], group_files: int, paralleli
 
     Otherwise a group is ``group_files`` files: by default one pack of short files (each file counts at
     least one window of the pack), so no group ends in a half-empty pack and the readers stay about a
-    pack ahead of the ASR actors, filling the cores' idle moments. Measured on 400 clips, 2 cores, the
-    job on a running cluster (``benchmarks/results/archive-on-cluster-cpu.md``): groups of 100 made
-    eight ASR calls, four of them of 36 files; groups of 128 (two packs) took 37.9-39.1 s; groups
-    of 64 took 36.1-37.1 s.
+    pack ahead of the ASR actors. On 400 clips (2 cores) groups of 100 made eight ASR calls, four of
+    them of 36 files, where the CLI makes seven; with whole packs the job makes seven too (on a
+    running cluster, medians of 5 rounds: groups of 128 38.0 s, groups of 64 37.8 s).
     """
     size = group_files
     if source.kind == "tar":
