@@ -60,13 +60,25 @@ def _folder(paths: list[Path], out: Path) -> None:
         dst.write_bytes(p.read_bytes())
 
 
+def _shmem(pid: int) -> int:
+    """Bytes of a process's RSS that are shared memory (for a Ray worker: the object store's pages)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssShmem:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 class RssWatch:
-    """Peak RSS of a process and, separately, of the largest of its descendants (Ray's workers)."""
+    """Peak RSS of a process and, separately, of the largest of its descendants (Ray's workers); also
+    the largest descendant's peak without shared memory (the object store's pages it has touched)."""
 
     def __init__(self, pid: int) -> None:
         import psutil
 
-        self.proc, self.driver, self.worker = psutil.Process(pid), 0, 0
+        self.proc, self.driver, self.worker, self.own = psutil.Process(pid), 0, 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -83,19 +95,22 @@ class RssWatch:
             for k in kids:
                 try:
                     if "python" in k.name() or "ray::" in " ".join(k.cmdline()[:1]):
-                        self.worker = max(self.worker, k.memory_info().rss)
+                        rss = k.memory_info().rss
+                        self.worker = max(self.worker, rss)
+                        self.own = max(self.own, rss - _shmem(k.pid))
                 except psutil.Error:
                     pass
 
-    def stop(self) -> tuple[int, int]:
+    def stop(self) -> tuple[int, int, int]:
         self._stop.set()
         self._thread.join()
-        return self.driver, self.worker
+        return self.driver, self.worker, self.own
 
 
 def _archive_cmd(zpath: Path, out: Path, args) -> list[str]:
     cmd = [sys.executable, str(ROOT / "jobs" / "transcribe_archive.py"), str(zpath), "--output", str(out), "-q",
            "--format", "json,txt", "--workers", str(args.workers), "--cpu-threads", str(args.threads)]
+    cmd += ["--object-store-mb", str(args.object_store_mb)] if args.object_store_mb else []
     return cmd + (["--num-cpus", str(args.num_cpus)] if args.num_cpus else [])
 
 
@@ -109,7 +124,7 @@ def run_archive(paths: list[Path], work: Path, args) -> dict:
     watch = RssWatch(proc.pid)
     stdout, stderr = proc.communicate()
     wall = time.perf_counter() - t0
-    driver, worker = watch.stop()
+    driver, worker, own = watch.stop()
     if proc.returncode != 0:
         raise RuntimeError(stderr.decode()[-2000:])
     summary = json.loads(stdout)
@@ -119,7 +134,8 @@ def run_archive(paths: list[Path], work: Path, args) -> dict:
         if rec["status"] == "ok":
             txt = next(k for k in rec["outputs"] if k.endswith(".txt"))
             texts[rec["key"].rsplit("/", 1)[-1]] = (out / txt).read_text()
-    return {"wall": wall, "texts": texts, "driver_rss": driver, "worker_rss": worker, "summary": summary}
+    return {"wall": wall, "texts": texts, "driver_rss": driver, "worker_rss": worker, "worker_own": own,
+            "summary": summary}
 
 
 @contextlib.contextmanager
@@ -160,16 +176,22 @@ def _outputs(out: Path) -> dict[str, int]:
     return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in out.rglob("*.txt")}
 
 
+def _finished(out: Path) -> set[str]:
+    """Files the manifest or an ASR worker's part records as done."""
+    parts = [_manifest_keys(p) for p in (out / ".manifest-parts").glob("*.jsonl")]
+    return _manifest_keys(out / "manifest.jsonl").union(*parts)
+
+
 def run_resume(paths: list[Path], work: Path, args) -> list[str]:
-    """Kills the job (driver and its local Ray) once half the files are in the manifest, reruns it, and
-    counts the files whose output the rerun wrote again."""
+    """Kills the job (driver and its local Ray) once half the files are recorded as done (manifest or
+    workers' parts), reruns it, and counts the files whose output the rerun wrote again."""
     zpath, out = work / "in.zip", work / "archive-out"
     _zip(paths, zpath)
     cmd, env = _archive_cmd(zpath, out, args), {**os.environ, "PYTHONPATH": str(ROOT)}
     n = len(paths)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    while len(_manifest_keys(out / "manifest.jsonl")) < n // 2 and proc.poll() is None:
+    while len(_finished(out)) < n // 2 and proc.poll() is None:  # what the driver or a worker recorded
         time.sleep(0.05)
     if proc.poll() is not None:
         raise RuntimeError("the job ended before it could be killed: " + proc.stderr.read().decode()[-2000:])
@@ -178,7 +200,7 @@ def run_resume(paths: list[Path], work: Path, args) -> list[str]:
     killed_after = time.perf_counter() - t0
     time.sleep(1.0)  # let the killed Ray's workers go
     recorded, written = _manifest_keys(out / "manifest.jsonl"), _outputs(out)
-    parts = set().union(*[_manifest_keys(p) for p in (out / ".manifest-parts").glob("*.jsonl")]) - recorded
+    parts = _finished(out) - recorded
     t1 = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, check=False)
     rerun = time.perf_counter() - t1
@@ -265,6 +287,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="CTranslate2 threads (0: all cores)")
     ap.add_argument("--workers", type=int, default=1, help="ASR actors of the archive job")
     ap.add_argument("--num-cpus", type=int, default=0, help="CPUs of the job's local Ray (0: all)")
+    ap.add_argument("--object-store-mb", type=int, help="object store of the job's local Ray, MiB (default: the job's)")
     ap.add_argument("--rss-sizes", help="comma-separated archive sizes (files) for the RSS-flatness run")
     ap.add_argument("--resume", type=int, help="files for the kill-at-half-way-then-rerun run")
     ap.add_argument("--on-cluster", action="store_true",
@@ -282,17 +305,20 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as work:
             lines += ["## Resume after a kill at half-way", "", *run_resume(paths, Path(work), args), ""]
     elif args.rss_sizes:
-        lines += ["## Peak RSS by archive size (archive job)", "", "| files | wall s | driver MB | largest worker MB |",
-                  "|---:|---:|---:|---:|"]
+        lines += ["## Peak RSS by archive size (archive job)", "",
+                  "| files | wall s | driver MB | largest worker MB | largest worker MB without shared memory |",
+                  "|---:|---:|---:|---:|---:|"]
         peaks = []
         for n in (int(x) for x in args.rss_sizes.split(",")):
             paths = (base * (n // len(base) + 1))[:n]
             with tempfile.TemporaryDirectory() as work:
                 r = run_archive(paths, Path(work), args)
-            peaks.append((r["driver_rss"], r["worker_rss"]))
-            lines.append(f"| {n} | {r['wall']:.1f} | {r['driver_rss'] / 2**20:.0f} | {r['worker_rss'] / 2**20:.0f} |")
-        d, w = peaks[-1][0] / peaks[0][0], peaks[-1][1] / peaks[0][1]
-        lines += ["", f"largest/smallest archive: driver x{d:.2f}, worker x{w:.2f} (target: within 20 %)", ""]
+            peaks.append((r["driver_rss"], r["worker_rss"], r["worker_own"]))
+            lines.append(f"| {n} | {r['wall']:.1f} | {r['driver_rss'] / 2**20:.0f} | {r['worker_rss'] / 2**20:.0f} "
+                         f"| {r['worker_own'] / 2**20:.0f} |")
+        d, w, o = (peaks[-1][i] / peaks[0][i] for i in range(3))
+        lines += ["", f"largest/smallest archive: driver x{d:.2f}, worker x{w:.2f}, worker without shared memory "
+                      f"x{o:.2f} (target: within 20 %)", ""]
     else:
         paths = base * args.repeat
         audio = _audio_seconds(paths)

@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("Ray")
     r.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     r.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    r.add_argument("--object-store-mb", type=int, help="object store of the local Ray, MiB (default: 128; the "
+                   "pages the packs touch count in the ASR worker's RSS)")
     r.add_argument("--workers", type=int, default=1, help="ASR actors (one model each)")
     r.add_argument("--gpus-per-worker", type=float, default=0.0, help="num_gpus per ASR actor (0: CPU actors)")
     r.add_argument("--cpus-per-worker", type=float, default=1.0)
@@ -99,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from(args)
         summary = run(config, None if args.quiet else lambda line: print(line, file=sys.stderr, flush=True),
-                      address=args.address, num_cpus=args.num_cpus)
+                      address=args.address, num_cpus=args.num_cpus,
+                      object_store_mb=args.object_store_mb)
     except IAMError as exc:
         print(f"transcribe_archive: {exc.message} [{exc.code}]", file=sys.stderr)
         return 2

@@ -238,9 +238,22 @@ def asr_threads(config: JobConfig, cluster_cpus: float, nodes: int) -> int:
     return max(1, math.ceil(config.cpus_per_worker))
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+#: Object store of a local Ray, MiB. The packs pass through it, and every page of it they touch stays
+#: in the ASR worker's RSS as shared memory: with Ray's default (30 % of the memory) the worker's RSS
+#: grew with the archive (643 -> 803 MB from 100 to 2,000 clips) while its own memory barely did
+#: (638 -> 712 MB); a small store is reused instead (128 MB: 636 -> 748 MB, and no slower). A pack
+#: larger than the store goes to Ray's fallback allocation on disk (a 45-min file through an 80-MB
+#: store: transcribed). ``benchmarks/results/archive-rss-*.md``.
+LOCAL_OBJECT_STORE_MB = 128
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None, object_store_mb: int | None = None) -> None:
     """Connects to the cluster (``address`` or ``RAY_ADDRESS``, as under ``ray job submit``) or starts a
-    local one whose workers import this same package."""
+    local one whose workers import this same package.
+
+    Args:
+        object_store_mb: size of a local Ray's object store (default ``LOCAL_OBJECT_STORE_MB``).
+    """
     import ray
 
     if ray.is_initialized():
@@ -253,12 +266,13 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     # Start-up is a fixed cost of every run: no dashboard, no usage-stats reporter, workers' logs not
     # streamed back to the driver.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(address=address, num_cpus=num_cpus if local else None, include_dashboard=False,
-             log_to_driver=False, configure_logging=False)
+    store = (object_store_mb or LOCAL_OBJECT_STORE_MB) * 2**20 if local else None
+    ray.init(address=address, num_cpus=num_cpus if local else None, object_store_memory=store,
+             include_dashboard=False, log_to_driver=False, configure_logging=False)
 
 
 def run(config: JobConfig, progress: Callable[[str], None] | None = None, *, address: str | None = None,
-        num_cpus: int | None = None) -> Summary:
+        num_cpus: int | None = None, object_store_mb: int | None = None) -> Summary:
     """Transcribes every input not yet done; returns the summary (also written as ``summary.json``).
 
     Raises:
@@ -276,7 +290,7 @@ def run(config: JobConfig, progress: Callable[[str], None] | None = None, *, add
     skipped = len(items) - len(todo)
     audio, done = 0.0, 0
     if todo:
-        init_ray(address, num_cpus)
+        init_ray(address, num_cpus, object_store_mb)
         cpus = ray.cluster_resources().get("CPU", 1)
         parallelism = max(1, int(cpus))
         threads = asr_threads(config, cpus, sum(n["Alive"] for n in ray.nodes()))
