@@ -267,8 +267,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, object_sto
     # streamed back to the driver.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     store = (object_store_mb or LOCAL_OBJECT_STORE_MB) * 2**20 if local else None
-    ray.init(address=address, num_cpus=num_cpus if local else None, object_store_memory=store,
-             include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # "local": a Ray of its own even when a `ray start` cluster runs on this machine (``ray.init()``
+    # would join that one, which refuses the local Ray's sizes).
+    ray.init(address="local" if local else address, num_cpus=num_cpus if local else None,
+             object_store_memory=store, include_dashboard=False, log_to_driver=False, configure_logging=False)
 
 
 def run(config: JobConfig, progress: Callable[[str], None] | None = None, *, address: str | None = None,

@@ -1,8 +1,10 @@
-"""The archive job on a real local Ray (2 CPUs): kill mid-run then rerun, S3 in and out through moto."""
+"""The archive job on a real local Ray (2 CPUs): kill mid-run then rerun, S3 in and out through moto, and
+submitted to a Ray cluster already running (``ray start --head``), as ``ray job submit`` runs it."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -159,3 +161,42 @@ def test_s3_prefix_in_and_out(moto_endpoint):
     assert sorted(r["key"] for r in lines) == ["a/spk1_snt1.wav", "b/c/spk2_snt2.wav", "bad.wav"]
     assert next(r for r in lines if r["key"] == "bad.wav")["error_code"] == "truncated_media"
     assert _finish(_job(args, env))["skipped"] == 3
+
+
+def test_job_submitted_to_a_running_cluster(tmp_path):
+    """The production path: the job's driver joins a cluster it did not start (RAY_ADDRESS), whose
+    workers run its tasks and actors; a local job started meanwhile still gets a Ray of its own."""
+    from tests.fixtures.services import free_port
+
+    temp = Path(f"/tmp/rt-{uuid.uuid4().hex[:8]}")  # short: Ray's socket paths must fit 107 bytes
+    # Ray (2.60) turns token authentication on for clusters started with `ray start`.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    head = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
+                             "--port", str(free_port()), "--num-cpus", "2", "--include-dashboard=false",
+                             "--disable-usage-stats", "--temp-dir", str(temp)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        current = temp / "ray_current_cluster"
+        deadline = time.monotonic() + 90
+        while not current.exists() and head.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert current.exists(), "ray start --head did not come up"
+        address = current.read_text().strip()
+        with zipfile.ZipFile(tmp_path / "in.zip", "w") as zf:
+            zf.write(DATA / "spk1_snt1.wav", "a/spk1_snt1.wav")
+            zf.write(DATA / "jfk.flac", "jfk.flac")
+        out = tmp_path / "out"
+        proc = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "in.zip"), "--output", str(out), "-q"],
+                              cwd=ROOT, env={**env, "RAY_ADDRESS": address}, capture_output=True, timeout=240)
+        assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+        summary = msgspec.json.decode(proc.stdout)
+        assert (summary["files"], summary["ok"]) == (2, 2)
+        assert "dog" in (out / "a/spk1_snt1.txt").read_text().lower()
+        assert "country" in (out / "jfk.txt").read_text().lower()
+        # Without an address the job starts a Ray of its own beside the running cluster.
+        local = _finish(_job([str(tmp_path / "in.zip"), "--output", str(tmp_path / "out2")], env))
+        assert local["ok"] == 2
+    finally:
+        _kill_session(head)  # the head and every process it started; no other Ray on this machine is touched
+        shutil.rmtree(temp, ignore_errors=True)
