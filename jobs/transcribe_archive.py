@@ -23,6 +23,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 
+def _store_mb(text: str) -> int:
+    """``--object-store-mb``: Ray refuses an object store under 75 MiB."""
+    mb = int(text)
+    if mb < 75:
+        raise argparse.ArgumentTypeError(f"{mb} MiB is below Ray's smallest object store, 75 MiB")
+    return mb
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("input", help="folder, .zip/.tar/.tar.gz archive, s3://bucket/prefix, or .jsonl/.csv manifest")
@@ -38,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("Ray")
     r.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     r.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
-    r.add_argument("--object-store-mb", type=int, help="object store of the local Ray, MiB (default: 128; the "
+    r.add_argument("--object-store-mb", type=_store_mb, help="object store of the local Ray, MiB (default: 128; the "
                    "pages the packs touch count in the ASR worker's RSS)")
     r.add_argument("--workers", type=int, default=1, help="ASR actors (one model each)")
     r.add_argument("--gpus-per-worker", type=float, default=0.0, help="num_gpus per ASR actor (0: CPU actors)")

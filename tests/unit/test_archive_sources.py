@@ -304,3 +304,17 @@ def test_read_groups_hold_whole_packs_of_short_files():
     assert [len(g) for g in groups_of(folder, items[:100], PACK_WINDOWS, 2)] == [64, 36]
     assert [len(g) for g in groups_of(folder, items[:10], 4, 2)] == [4, 4, 2]  # asked for: kept
     assert len(groups_of(Source(kind="tar", location="/in.tar"), items, 128, 2)) == 2
+
+
+def test_object_store_below_rays_minimum_is_refused_with_a_clear_message(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("transcribe_archive", Path(__file__).parents[2] / "jobs" /
+                                                  "transcribe_archive.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    with pytest.raises(SystemExit) as exit_:
+        job.build_parser().parse_args(["in/", "--output", "out/", "--object-store-mb", "10"])
+    assert exit_.value.code == 2
+    assert "below Ray's smallest object store, 75 MiB" in capsys.readouterr().err
+    assert job.build_parser().parse_args(["in/", "--output", "o/", "--object-store-mb", "128"]).object_store_mb == 128
