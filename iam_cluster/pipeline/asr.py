@@ -42,6 +42,10 @@ _MAX_AUTO_CPU_REPLICAS = 4
 # A window Whisper calls silent whose words are also this unsure is a hallucination, even when
 # its log-probability passes Whisper's own test (which lets short made-up words through).
 _MIN_WORD_PROBABILITY_IF_NO_SPEECH = 0.5
+#: More words than this per second of a window's audio (plus two) cannot have been said in it:
+#: fast speech stays near 4. Whisper writes such text on noise ("Thank you for watching, see you
+#: in the next video..." over 1.3 s of a far-field murmur) and in decoding loops.
+MAX_WORDS_PER_SECOND = 6.0
 
 
 class SpeechRecognizer(Protocol):
@@ -138,8 +142,10 @@ class WhisperASR:
     ) -> list[WindowText]:
         """Decode a batch of windows of one language with ONE ``generate`` call.
 
-        Windows whose output looks like a failure (repetition, low log-probability) are decoded
-        again, together, at the next temperature, as Whisper's sequential decoder does.
+        Windows whose output looks like a failure (repetition, low log-probability, more words
+        than the audio can hold) are decoded again, together, at the next temperature, as
+        Whisper's sequential decoder does; text still too dense after the last temperature is
+        dropped.
         Windows that Whisper judges silent come back with no segments.
 
         Args:
@@ -179,7 +185,8 @@ class WhisperASR:
         )
         suppress = get_suppressed_tokens(tok, [-1])
         n = len(audios)
-        budget = [new_tokens(len(a) / 16000) for a in audios]
+        seconds = [len(a) / 16000 for a in audios]
+        budget = [new_tokens(t) for t in seconds]
         best: list[dict | None] = [None] * n
         pending = list(range(n))
         for t_index, temperature in enumerate(options.temperatures):
@@ -211,11 +218,12 @@ class WhisperASR:
                     temperature=temperature,
                     words=len(text.split()),
                 )
+                attempt["dense"] = too_dense(attempt["words"], seconds[i])
                 silent = (
                     attempt["no_speech_prob"] > options.no_speech_threshold
                     and avg_logprob < options.log_prob_threshold
                 )
-                failed = looped or attempt["compression_ratio"] > options.compression_ratio_threshold or (
+                failed = looped or attempt["dense"] or attempt["compression_ratio"] > options.compression_ratio_threshold or (
                     avg_logprob < options.log_prob_threshold
                 )
                 previous = best[i]
@@ -278,7 +286,10 @@ class WhisperASR:
             )
             if silent and attempt["words"]:
                 self.stats.count("guard_silent_words", attempt["words"])
-            tokens = [] if silent else attempt["tokens"]
+            elif attempt["dense"]:
+                # Every temperature wrote more words than the audio can hold: none of them is kept.
+                self.stats.count("guard_dense_words", attempt["words"])
+            tokens = [] if silent or attempt["dense"] else attempt["tokens"]
             subsegments = [
                 {"seek": i * _WINDOW_FRAMES, "start": i * 30.0 + start, "end": i * 30.0 + end, "tokens": text}
                 for start, end, text in split_at_timestamps(
@@ -386,8 +397,16 @@ def new_tokens(seconds: float) -> int:
     return int(_MIN_NEW_TOKENS + _TOKENS_PER_SECOND * seconds)
 
 
+def too_dense(words: int, seconds: float) -> bool:
+    """Whether ``words`` are more than ``seconds`` of audio can hold (``MAX_WORDS_PER_SECOND``)."""
+    return words > MAX_WORDS_PER_SECOND * seconds + 2
+
+
 def _better(attempt: dict, previous: dict, options: TranscribeOptions) -> bool:
-    """Prefer attempts under the repetition threshold, then higher average log-probability."""
+    """Prefer attempts with no more words than the audio can hold, then under the repetition
+    threshold, then higher average log-probability."""
+    if attempt["dense"] != previous["dense"]:
+        return not attempt["dense"]
     ok_a = attempt["compression_ratio"] <= options.compression_ratio_threshold
     ok_p = previous["compression_ratio"] <= options.compression_ratio_threshold
     if ok_a != ok_p:

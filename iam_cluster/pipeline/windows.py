@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from iam_cluster.pipeline.asr import too_dense
 from iam_cluster.pipeline.chunk import clip_segment, pack, placement, uncovered, unpack
 from iam_cluster.pipeline.level import gain
 from iam_cluster.pipeline.stats import Stats
@@ -38,8 +39,6 @@ MIN_TAIL_MISS = 0.5
 #: 1.5, 2.0 s: every fold chose 1.0; held-out WER 7.56 % against 8.59 % at 2.0 s, same windows;
 #: ``benchmarks/results/retry-context-cv-cpu.md``).
 RETRY_CONTEXT = 1.0
-#: More words per second of speech than this means words were moved onto a recording.
-MAX_WORDS_PER_SECOND = 6.0
 #: Speech in windows that were not trusted this often is then decoded in windows of its own.
 MAX_SHARED_TRIES = 2
 
@@ -265,7 +264,7 @@ class WindowDecoder:
         only_retries = retried - {p.recording for p, it in zip(pieces, items) if not it.retry}
         for rec, text in body.items():
             n = len(text.split())
-            if (n == 0 and rec not in only_retries and rec != dropped) or n > MAX_WORDS_PER_SECOND * speech[rec] + 2 or (
+            if (n == 0 and rec not in only_retries and rec != dropped) or too_dense(n, speech[rec]) or (
                 len(text) > 24 and get_compression_ratio(text) > self.options.compression_ratio_threshold
             ):
                 bad_recordings.add(rec)

@@ -118,6 +118,18 @@ def test_model_level_guard_drops_hallucinations_on_silence(tiny_asr, data_dir):
     assert out[2].segments and out[2].no_speech_prob < 0.5
 
 
+def test_no_more_words_than_the_audio_can_hold(runner, data_dir):
+    """trn01 (AMI) is a far-field murmur with a few fragments of speech. Whisper used to write
+    "Thank you for watching, see you in the next video, see you in the next video, see you in"
+    (19 words) over 1.3 s of it; faster-whisper's sequential decoder writes nothing. Text denser
+    than any speech is decoded again at higher temperatures, then dropped."""
+    from iam_cluster.pipeline.asr import too_dense
+
+    t = runner.run(data_dir / "trn01.wav", TranscribeOptions())
+    assert "watching" not in t.text.lower() and "video" not in t.text.lower()
+    assert all(not too_dense(len(s.words), s.end - s.start) for s in t.segments)
+
+
 def test_option_languages_are_the_models(base_asr, tiny_asr, model_cache):
     """Options are checked against Whisper's language list without loading a model; it must be the
     list a loaded multilingual model reports."""
