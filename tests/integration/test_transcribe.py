@@ -130,6 +130,15 @@ def test_no_more_words_than_the_audio_can_hold(runner, data_dir):
     assert all(not too_dense(len(s.words), s.end - s.start) for s in t.segments)
 
 
+@pytest.mark.parametrize("level_db", [-55.0, -65.0, -75.0])
+def test_quiet_noise_alone_gives_no_words(runner, level_db):
+    """Hiss far below speech is amplified by up to 40 dB like quiet speech; it still gives no words."""
+    rng = np.random.default_rng(7)
+    hiss = rng.standard_normal(20 * SAMPLE_RATE)
+    hiss = (hiss / np.sqrt(np.mean(hiss**2)) * 10 ** (level_db / 20)).astype(np.float32)
+    assert runner.run(Audio("hiss", hiss), TranscribeOptions()).text == ""
+
+
 def test_option_languages_are_the_models(base_asr, tiny_asr, model_cache):
     """Options are checked against Whisper's language list without loading a model; it must be the
     list a loaded multilingual model reports."""
