@@ -21,8 +21,7 @@ Every cheap choice lives in ``Decision`` and is chosen by ``benchmarks/der.py --
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -30,6 +29,7 @@ import numpy as np
 from iam_cluster.pipeline.diarize import check_speaker_counts
 from iam_cluster.pipeline.diarize.cluster import cluster_speakers
 from iam_cluster.pipeline.diarize.segmentation import Segmentation, Segmenter, regions
+from iam_cluster.pipeline.diarize.threads import cpu_workers, torch_threads
 from iam_cluster.pipeline.level import normalised
 from iam_cluster.pipeline.types import (
     SAMPLE_RATE,
@@ -45,10 +45,11 @@ from iam_cluster.pipeline.types import (
 #: --cv``): the segmentation is most of resemblyzer's cost, and 7.5 s (a third fewer chunks)
 #: scored no worse with it; CAM++ lost accuracy at 7.5 s and keeps 5 s.
 SEGMENTATION_STEP = {"campp": 5.0, "resemblyzer": 7.5}
-#: torch intra-op threads while diarizing on CPU. Once CTranslate2 has run in the process (the
-#: worker transcribes, then diarizes), torch with one thread per core ran the diarizer 2.4x
-#: slower than with one thread (150-s meeting on 2 cores: 1.66 s against 0.69 s; 0.45 s with
-#: two threads before any ASR): the two thread pools contend.
+#: torch intra-op threads per model call while diarizing on CPU. Once CTranslate2 has run in the
+#: process (the worker transcribes, then diarizes), torch with one thread per core ran the
+#: diarizer 2.4x slower than with one thread on a 2-core Intel host (150-s meeting: 1.66 s
+#: against 0.69 s): the two thread pools contend. The cores are used by running batches in
+#: Python threads instead (``threads.py``).
 CPU_THREADS = 1
 #: A local speaker needs this much audio of its own to be embedded at all (the encoder's floor).
 MIN_EMBED_SECONDS = 0.25
@@ -113,6 +114,8 @@ class EmbeddedDiarizer:
             encoder's cross-validated value, ``SEGMENTATION_STEP``).
         device: torch device for the models (``auto``: CUDA when torch sees it).
         cpu_threads: torch intra-op threads while it runs (``CPU_THREADS``; 0: torch's own).
+        workers: model batches run at once, each on ``cpu_threads`` (default: one per core on
+            CPU, at most four; one on a GPU).
     """
 
     def __init__(
@@ -127,6 +130,7 @@ class EmbeddedDiarizer:
         segmentation_step: float | None = None,
         device: str = "cpu",
         cpu_threads: int = CPU_THREADS,
+        workers: int | None = None,
     ) -> None:
         from iam_cluster.pipeline.diarize.models import make_encoder, torch_device
 
@@ -135,10 +139,11 @@ class EmbeddedDiarizer:
         self.decision = replace(DEFAULTS.get(encoder, Decision()), **{k: v for k, v in given.items() if v is not None})
         self.piece_seconds = piece_seconds
         device = torch_device(device)
-        self.encoder = make_encoder(encoder, device)
+        self.workers = workers if workers is not None else cpu_workers(device)
+        self.encoder = make_encoder(encoder, device, self.workers)
         if segmentation_step is None:
             segmentation_step = SEGMENTATION_STEP.get(encoder, 5.0)
-        self.segmenter = Segmenter(segmentation_step, device)
+        self.segmenter = Segmenter(segmentation_step, device, workers=self.workers)
         self.cpu_threads = cpu_threads
 
     def __call__(
@@ -309,17 +314,3 @@ def _turns(seg: Segmentation, labels: np.ndarray, centroids: np.ndarray) -> Diar
     order = sorted(range(len(turns)), key=lambda i: (turns[i].start, turns[i].end))
     return Diarization(turns=[turns[i] for i in order], embeddings=[embeddings[i] for i in order])
 
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """torch's intra-op thread count set to ``n`` (0: leave it) for the block, then restored."""
-    import torch
-
-    before = torch.get_num_threads()
-    if n and n != before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if n and n != before:
-            torch.set_num_threads(before)

