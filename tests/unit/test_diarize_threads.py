@@ -35,5 +35,8 @@ def test_results_come_back_in_order_from_concurrent_threads():
     assert list(in_threads(work, [3], 4)) == [9]
 
 
-def test_one_worker_on_a_gpu():
+def test_one_worker_on_a_gpu_and_omp_num_threads_honoured(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert cpu_workers("cuda") == 1 and cpu_workers("cpu") >= 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what Ray gives a worker with one CPU or less
+    assert cpu_workers("cpu") == 1

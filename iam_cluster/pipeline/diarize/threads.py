@@ -24,8 +24,15 @@ MAX_CPU_WORKERS = 4
 
 
 def cpu_workers(device: str) -> int:
-    """Batches run at once: one per core on CPU (at most ``MAX_CPU_WORKERS``), one on a GPU."""
-    return 1 if device != "cpu" else max(1, min(MAX_CPU_WORKERS, len(os.sched_getaffinity(0))))
+    """Batches run at once: one per core on CPU (at most ``MAX_CPU_WORKERS``, and at most
+    ``OMP_NUM_THREADS`` where that is set, as Ray sets it for its workers), one on a GPU."""
+    if device != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0))
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    if omp.isdigit() and int(omp) > 0:
+        cores = min(cores, int(omp))
+    return max(1, min(MAX_CPU_WORKERS, cores))
 
 
 def spans(n: int, batch_size: int, workers: int, min_size: int = 1) -> list[tuple[int, int]]:
