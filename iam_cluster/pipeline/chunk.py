@@ -68,6 +68,8 @@ def pack(
         current, end = [], 0.0
 
     for rec, rec_regions in enumerate(regions):
+        if not rec_regions:
+            continue
         if current and (
             not across_recordings
             or (groups is not None and groups[rec] != groups[current[-1].recording])

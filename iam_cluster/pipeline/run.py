@@ -51,13 +51,14 @@ class Pipeline:
     def transcribe_regions(
         self, recordings: Sequence[Audio], regions: Sequence[Sequence[SpeechRegion]],
         options: TranscribeOptions, hook: ProgressHook = no_progress,
-        languages: Sequence[tuple[str, float]] | None = None,
+        languages: Sequence[tuple[str, float]] | None = None, files: Sequence[int] | None = None,
     ) -> list[Transcript]:
         """ASR over recordings whose speech regions are known; their windows share batches.
 
         Args:
             languages: ``(code, probability)`` per recording when already known (the shards of one
                 recording share its language); detected here otherwise.
+            files: per recording, the file it is a shard of (default: each its own file).
 
         Returns:
             One transcript per recording, in order.
@@ -66,7 +67,7 @@ class Pipeline:
         if languages is None:
             languages = self.languages(recordings, regions, options)
         segments = WindowDecoder(self.asr, recordings, languages, options, self.batch_size, self.stats,
-                                 hook).run(regions)
+                                 hook, files).run(regions)
         return [
             assemble(audio, segs, regs, lang, self.asr.name, options)
             for audio, segs, regs, lang in zip(recordings, segments, regions, languages)

@@ -101,8 +101,9 @@ def finish(pipeline: Pipeline, prepared: Sequence[Prepared], options: Transcribe
     firsts = [p.shards[0] for p in prepared]
     detected = pipeline.languages([s.audio for s in firsts], [s.regions for s in firsts], options)
     languages = [lang for p, lang in zip(prepared, detected) for _ in p.shards]
+    files = [k for k, p in enumerate(prepared) for _ in p.shards]
     texts = pipeline.transcribe_regions([s.audio for s in shards], [s.regions for s in shards], options,
-                                        hook, languages=languages)
+                                        hook, languages=languages, files=files)
     diarizations = wait() if wait is not None else None
     out: list[Transcript] = []
     at = 0

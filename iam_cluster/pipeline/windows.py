@@ -5,8 +5,10 @@ recording in it got words, none of them repetitive or impossibly dense, none lef
 between two recordings, and no stretch of its speech was skipped; otherwise its recordings are
 decoded again, each on its own, so one recording's words can never land in another's. Speech a
 window skipped (Whisper stops early near the end of its 30 s, or jumps over a sentence in long
-continuous speech) is cut out and decoded again on its own. Every window of a later pass holds
-one recording, and a retry is never retried.
+continuous speech) is cut out and decoded again, beside its own file's skipped speech only (the
+shards of a long file share such windows; another file's louder voice beside a quiet stretch made
+Whisper pass over it again). Recordings in doubt are packed again, and after
+``MAX_SHARED_TRIES`` untrusted windows get windows of their own; a retry is never retried.
 """
 
 from __future__ import annotations
@@ -103,10 +105,12 @@ class WindowDecoder:
 
     def __init__(self, asr, recordings: Sequence[Audio], languages: Sequence[tuple[str, float]],
                  options: TranscribeOptions, batch_size: int, stats: Stats | None = None,
-                 hook: ProgressHook = no_progress) -> None:
+                 hook: ProgressHook = no_progress, files: Sequence[int] | None = None) -> None:
         self.asr, self.recordings, self.options, self.hook = asr, recordings, options, hook
         self.batch_size = batch_size
         self.languages = [lang for lang, _ in languages]
+        #: per recording, the file it is a shard of (shards of one file may share retry windows)
+        self.files = list(files) if files is not None else list(range(len(recordings)))
         self.stats = stats or Stats()
         self.gains = [gain(a.samples) for a in recordings]
         self.segments: list[list[Segment]] = [[] for _ in recordings]
@@ -130,13 +134,18 @@ class WindowDecoder:
         was in too many untrusted windows gets windows of its own recording."""
         o = self.options
         out = []
+        # A file with skipped speech to decode again shares windows with no other file: packed
+        # beside another file's (a louder voice), a quiet stretch was passed over again, and lost.
+        # Its shards still share windows with each other.
+        retrying = {self.files[rec] for rec, items in enumerate(todo) if any(it.retry for it in items)}
+        groups = [(lang, f if f in retrying else None) for lang, f in zip(self.languages, self.files)]
         for alone in (False, True):
             chosen = [sorted((it for it in items if (it.tries >= MAX_SHARED_TRIES) == alone),
                              key=lambda it: it.region.start) for items in todo]
             lookup = {(rec, it.region.start, it.region.end): it for rec, items in enumerate(chosen) for it in items}
             regions = [[it.region for it in items] for items in chosen]
             across = o.pack_recordings and not alone
-            for w in pack(regions, window_limit(o), o.pack_gap, across_recordings=across, groups=self.languages):
+            for w in pack(regions, window_limit(o), o.pack_gap, across_recordings=across, groups=groups):
                 out.append((w, [lookup.get((p.recording, p.start, p.end), _Item(SpeechRegion(p.start, p.end)))
                                 for p in w.pieces]))
         return out

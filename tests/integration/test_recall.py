@@ -116,3 +116,16 @@ def test_same_file_same_transcript_every_run(runner, passage):
     audio, _ = passage
     runs = Counter(runner.run(at_dbfs(audio, -40.0, "again"), TranscribeOptions()).text for _ in range(2))
     assert len(runs) == 1, runs
+
+
+def test_meeting_excerpts_keep_their_words_in_a_folder(runner):
+    """trn04 opens with 10 s of quiet talk that Whisper passes over in its first window; decoded
+    again beside trn05's skipped speech it was passed over again, and a folder run lost half of
+    trn04's words. Skipped speech is decoded again beside its own file's only."""
+    audios = [decode_audio(DATA / name) for name in ("trn04.wav", "trn05.wav", "dev00.wav")]
+    options = TranscribeOptions()
+    folder = runner.run_together(audios, options)
+    for audio, together in zip(audios, folder):
+        alone = runner.run(audio, options)
+        n_alone, n_folder = len(alone.text.split()), len(together.text.split())
+        assert n_folder >= 0.85 * n_alone, (audio.source, together.text, alone.text)

@@ -120,3 +120,45 @@ def test_a_recording_dropped_at_a_windows_end_is_decoded_again_and_its_neighbour
     assert asr.windows[0] == [0, 1, 2, 3]
     assert asr.windows[1:] == [[3]]  # only the dropped one again; its neighbour's words were kept
     assert decoder.stats.counts["held_recordings"] == 1 and not decoder.stats.counts["moved_words_caught"]
+
+
+class SkipsTheMiddle:
+    """Writes ``r<k>_<i>`` twice a second of recording k's tone, but in the first pass (timestamp
+    tokens on) passes over 4-8 s of every stretch longer than 10 s; records each window's
+    recordings per pass."""
+
+    def __init__(self) -> None:
+        self.windows: dict[bool, list[list[int]]] = {True: [], False: []}
+
+    def decode(self, audios, language, options, align=True, timestamps=True):
+        out = []
+        for audio in audios:
+            found = runs(audio)
+            self.windows[timestamps].append(sorted({r for _, _, r in found}))
+            ws = []
+            for s, e, r in found:
+                part = [dict(w, word=f"{w['word']}_{i}") for i, w in enumerate(words(s, e, r))]  # no repeats
+                if timestamps and e - s > 10:
+                    part = [w for w in part if not s + 4.0 <= w["start"] < s + 8.0]
+                ws += part
+            segs = [dict(start=ws[0]["start"], end=ws[-1]["end"], text="".join(w["word"] for w in ws), words=ws)] if ws else []
+            out.append(WindowText(segments=segs, avg_logprob=-0.2, no_speech_prob=0.01, temperature=0.0))
+        return out
+
+
+def test_skipped_speech_is_decoded_again_beside_its_own_files_only():
+    recordings = [tone(k, 20.0) for k in range(2)]
+    regions = [[SpeechRegion(0.0, 20.0)] for _ in recordings]
+    asr = SkipsTheMiddle()
+    segments = WindowDecoder(asr, recordings, [("en", 1.0)] * 2, TranscribeOptions(), 8).run(regions)
+    for k, segs in enumerate(segments):
+        starts = sorted(w.start for s in segs for w in s.words)
+        assert {w.word.strip().split("_")[0] for s in segs for w in s.words} == {f"r{k}"}
+        assert max(b - a for a, b in zip(starts, starts[1:])) < 1.5  # the skipped 4 s came back
+    # each file's skipped stretch in a window of its own: never beside another file's voice
+    assert asr.windows[False] == [[0], [1]]
+
+    # two shards of one file: their skipped stretches share one window
+    asr = SkipsTheMiddle()
+    WindowDecoder(asr, recordings, [("en", 1.0)] * 2, TranscribeOptions(), 8, files=[0, 0]).run(regions)
+    assert asr.windows[False] == [[0, 1]]
