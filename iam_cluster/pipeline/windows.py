@@ -41,6 +41,11 @@ MIN_TAIL_MISS = 0.5
 #: 1.5, 2.0 s: every fold chose 1.0; held-out WER 7.56 % against 8.59 % at 2.0 s, same windows;
 #: ``benchmarks/results/retry-context-cv-cpu.md``).
 RETRY_CONTEXT = 1.0
+#: Skipped speech after the end of what its retry window wrote is decoded once more if at least
+#: this long (a sentence of a read passage was lost); a shorter stretch costs a window for a word.
+MIN_LOST_AT_END = 2.0
+#: ... at most this many times (each time Whisper writes at least the first stretch it hears).
+MAX_CHANCES = 3
 #: Speech in windows that were not trusted this often is then decoded in windows of its own.
 MAX_SHARED_TRIES = 2
 
@@ -72,6 +77,8 @@ class _Item:
     retry: bool = False
     #: Words are kept only inside this stretch (a retry's context is heard, not written).
     keep: SpeechRegion | None = None
+    #: times a retry was decoded again because its window's text ended before it
+    chances: int = 0
 
 
 @dataclass
@@ -129,9 +136,10 @@ class WindowDecoder:
             first = False
         return self.segments
 
-    def _windows(self, todo: list[list[_Item]]) -> list[tuple[Window, list[_Item]]]:
-        """Pack the pending speech into windows, each with the items of its pieces. Speech that
-        was in too many untrusted windows gets windows of its own recording."""
+    def _windows(self, todo: list[list[_Item]], limit: float) -> list[tuple[Window, list[_Item]]]:
+        """Pack the pending speech into windows of at most ``limit`` seconds, each with the items
+        of its pieces. Speech that was in too many untrusted windows gets windows of its own
+        recording."""
         o = self.options
         out = []
         # A file with skipped speech to decode again shares windows with no other file: packed
@@ -145,15 +153,33 @@ class WindowDecoder:
             lookup = {(rec, it.region.start, it.region.end): it for rec, items in enumerate(chosen) for it in items}
             regions = [[it.region for it in items] for items in chosen]
             across = o.pack_recordings and not alone
-            for w in pack(regions, window_limit(o), o.pack_gap, across_recordings=across, groups=groups):
+            for w in pack(regions, limit, o.pack_gap, across_recordings=across, groups=groups):
                 out.append((w, [lookup.get((p.recording, p.start, p.end), _Item(SpeechRegion(p.start, p.end)))
                                 for p in w.pieces]))
         return out
 
+    def _spread_over_workers(self, todo: list[list[_Item]], jobs: list) -> list:
+        """A later pass with fewer windows than the model has CPU workers is packed into as many
+        shorter windows as there are workers: a worker left idle costs as much time as one
+        decoding, and Whisper writes a short collage of skipped stretches more completely than a
+        long one (it sometimes ends its text after the first few)."""
+        workers = getattr(self.asr, "replicas", 1)
+        if not jobs or len(jobs) >= workers:
+            return jobs
+        pieces = [p for w, _ in jobs for p in w.pieces]
+        limit = max(max(p.duration for p in pieces), sum(p.duration for p in pieces) / workers)
+        while limit < window_limit(self.options):  # the shortest limit that needs no more windows
+            more = self._windows(todo, limit)
+            if len(more) <= workers:
+                return more if len(more) > len(jobs) else jobs
+            limit += 0.5
+        return jobs
+
     def _pass(self, todo: list[list[_Item]], first: bool) -> list[list[_Item]]:
         """Decode the pending speech once; keep what is sound, return what must be decoded again."""
-        jobs = self._windows(todo)
+        jobs = self._windows(todo, window_limit(self.options))
         if not first:
+            jobs = self._spread_over_workers(todo, jobs)
             self.stats.count("again_windows", len(jobs))
         nxt: list[list[_Item]] = [[] for _ in self.recordings]
         self.total += len(jobs)
@@ -181,7 +207,8 @@ class WindowDecoder:
                 for rec, segment in unpack(window, text):
                     if rec not in suspects and (segment := clip_segment(segment, keep[rec])):
                         (held.segments if held and rec == held.neighbour else self.segments[rec]).append(segment)
-                for piece, item, spans, said in zip(window.pieces, items, placed.spans, placed.texts):
+                cut_short = _after_the_text(window, items, placed)
+                for k, (piece, item, spans, said) in enumerate(zip(window.pieces, items, placed.spans, placed.texts)):
                     rec = piece.recording
                     if rec in suspects or rec == dropped:
                         nxt[rec].append(replace(item, tries=item.tries + 1))
@@ -192,6 +219,9 @@ class WindowDecoder:
                     elif not item.retry:
                         self.heard[rec].extend(said.lower().split())
                     if item.retry:
+                        if k in cut_short:
+                            self.stats.count("retry_again_pieces")
+                            nxt[rec].append(replace(item, chances=item.chances + 1))
                         continue
                     skipped = uncovered(piece, spans, WORD_PAD, MIN_MISS)
                     if piece is window.pieces[-1]:
@@ -289,6 +319,20 @@ class WindowDecoder:
         if suspects:
             self.stats.count("suspect_recordings", len(suspects))
         return suspects
+
+
+def _after_the_text(window: Window, items: Sequence[_Item], placed) -> set[int]:
+    """Pieces of skipped speech (indices) that come after the last word a window of skipped
+    speech wrote: written without timestamp tokens, Whisper sometimes ends its text after the
+    first stretches of such a collage, and the stretches after it were lost (a whole sentence of a
+    read passage); those of at least ``MIN_LOST_AT_END`` are decoded again (up to ``MAX_CHANCES``
+    times: each time Whisper writes at least the first stretch it hears). Stretches it passed over between words it wrote are taken as holding nothing
+    it would write (a breath, a noise); a window that wrote nothing is taken as silent."""
+    written = [k for k, spans in enumerate(placed.spans) if spans]
+    if not written:
+        return set()
+    return {k for k in range(written[-1] + 1, len(window.pieces))
+            if items[k].retry and items[k].chances < MAX_CHANCES and items[k].keep.duration >= MIN_LOST_AT_END}
 
 
 def _dropped_tail(pieces: Sequence, placed) -> int | None:

@@ -48,7 +48,8 @@ class ASR:
             self.beam_size = config["beam_size"]
 
     async def info(self) -> dict:
-        return {"name": self.asr.name, "multilingual": self.asr.is_multilingual, "device": self.asr.device}
+        return {"name": self.asr.name, "multilingual": self.asr.is_multilingual, "device": self.asr.device,
+                "replicas": self.asr.replicas}
 
     async def detect_languages(self, audios: list) -> list[tuple[str, float]]:
         return await asyncio.to_thread(self.asr.detect_languages, audios)
@@ -112,6 +113,11 @@ class RemoteASR:
     @property
     def is_multilingual(self) -> bool:
         return self._about()["multilingual"]
+
+    @property
+    def replicas(self) -> int:
+        """The deployment's model copies (the engine lays out later passes as in process)."""
+        return self._about()["replicas"]
 
     def detect_languages(self, audios) -> list[tuple[str, float]]:
         return self.handle.detect_languages.remote(list(audios)).result()

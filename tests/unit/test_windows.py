@@ -162,3 +162,48 @@ def test_skipped_speech_is_decoded_again_beside_its_own_files_only():
     asr = SkipsTheMiddle()
     WindowDecoder(asr, recordings, [("en", 1.0)] * 2, TranscribeOptions(), 8, files=[0, 0]).run(regions)
     assert asr.windows[False] == [[0, 1]]
+
+
+class EndsAfterTheFirstStretch(SkipsTheMiddle):
+    """As ``SkipsTheMiddle``, but a window of skipped speech (no timestamp tokens) gets words for
+    its first stretch only, as Whisper sometimes ends its text early on such a collage."""
+
+    def decode(self, audios, language, options, align=True, timestamps=True):
+        if timestamps:
+            return super().decode(audios, language, options, align, timestamps)
+        out = []
+        for audio in audios:
+            found = runs(audio)
+            self.windows[timestamps].append(sorted({r for _, _, r in found}))
+            s, e, r = found[0]
+            ws = [dict(w, word=f"{w['word']}_{i}") for i, w in enumerate(words(s, e, r))]
+            segs = [dict(start=ws[0]["start"], end=ws[-1]["end"], text="".join(w["word"] for w in ws), words=ws)]
+            out.append(WindowText(segments=segs, avg_logprob=-0.2, no_speech_prob=0.01, temperature=0.0))
+        return out
+
+
+def test_skipped_speech_after_where_its_window_stopped_writing_is_decoded_once_more():
+    long = tone(0, 41.0)
+    regions = [[SpeechRegion(0.0, 20.0), SpeechRegion(21.0, 41.0)]]  # two windows, a skip in each
+    asr = EndsAfterTheFirstStretch()
+    decoder = WindowDecoder(asr, [long], [("en", 1.0)], TranscribeOptions(), 8)
+    (segs,) = decoder.run(regions)
+    starts = sorted(w.start for s in segs for w in s.words)
+    assert max(b - a for a, b in zip(starts, starts[1:])) < 2.0  # (the 1-s gap between regions)
+    # the retry window wrote its first stretch only: the second went once more
+    assert asr.windows[False] == [[0], [0]]
+    assert decoder.stats.counts["retry_again_pieces"] == 1
+
+
+def test_a_later_pass_with_fewer_windows_than_workers_is_spread_over_them():
+    long = tone(0, 41.0)
+    regions = [[SpeechRegion(0.0, 20.0), SpeechRegion(21.0, 41.0)]]  # a skip in each of two windows
+    asr = SkipsTheMiddle()
+    WindowDecoder(asr, [long], [("en", 1.0)], TranscribeOptions(), 8).run(regions)
+    assert asr.windows[False] == [[0]]  # one worker: both skipped stretches in one window
+    asr = SkipsTheMiddle()
+    asr.replicas = 2  # two CPU workers: a window each, decoded at once
+    (segs,) = WindowDecoder(asr, [long], [("en", 1.0)], TranscribeOptions(), 8).run(regions)
+    assert asr.windows[False] == [[0], [0]]
+    starts = sorted(w.start for s in segs for w in s.words)
+    assert max(b - a for a, b in zip(starts, starts[1:])) < 2.0
