@@ -41,8 +41,8 @@ MIN_TAIL_MISS = 0.5
 #: 1.5, 2.0 s: every fold chose 1.0; held-out WER 7.56 % against 8.59 % at 2.0 s, same windows;
 #: ``benchmarks/results/retry-context-cv-cpu.md``).
 RETRY_CONTEXT = 1.0
-#: Skipped speech after the end of what its retry window wrote is decoded once more if at least
-#: this long (a sentence of a read passage was lost); a shorter stretch costs a window for a word.
+#: Skipped speech after the end of what its retry window wrote is decoded again if at least this
+#: long in all (a sentence of a read passage was lost); less costs a window for a word or two.
 MIN_LOST_AT_END = 2.0
 #: ... at most this many times (each time Whisper writes at least the first stretch it hears).
 MAX_CHANCES = 3
@@ -325,14 +325,14 @@ def _after_the_text(window: Window, items: Sequence[_Item], placed) -> set[int]:
     """Pieces of skipped speech (indices) that come after the last word a window of skipped
     speech wrote: written without timestamp tokens, Whisper sometimes ends its text after the
     first stretches of such a collage, and the stretches after it were lost (a whole sentence of a
-    read passage); those of at least ``MIN_LOST_AT_END`` are decoded again (up to ``MAX_CHANCES``
+    read passage); if they hold ``MIN_LOST_AT_END`` in all they are decoded again (up to ``MAX_CHANCES``
     times: each time Whisper writes at least the first stretch it hears). Stretches it passed over between words it wrote are taken as holding nothing
     it would write (a breath, a noise); a window that wrote nothing is taken as silent."""
     written = [k for k, spans in enumerate(placed.spans) if spans]
     if not written:
         return set()
-    return {k for k in range(written[-1] + 1, len(window.pieces))
-            if items[k].retry and items[k].chances < MAX_CHANCES and items[k].keep.duration >= MIN_LOST_AT_END}
+    after = [k for k in range(written[-1] + 1, len(window.pieces)) if items[k].retry and items[k].chances < MAX_CHANCES]
+    return set(after) if sum(items[k].keep.duration for k in after) >= MIN_LOST_AT_END else set()
 
 
 def _dropped_tail(pieces: Sequence, placed) -> int | None:
