@@ -44,8 +44,9 @@ RETRY_CONTEXT = 1.0
 #: Skipped speech after the end of what its retry window wrote is decoded again if at least this
 #: long in all (a sentence of a read passage was lost); less costs a window for a word or two.
 MIN_LOST_AT_END = 2.0
-#: ... at most this many times (each time Whisper writes at least the first stretch it hears).
-MAX_CHANCES = 3
+#: ... this many times: on meeting audio (AMI mixes) most such stretches hold nothing Whisper
+#: writes, and three chances took `ami_mix_b` from 16 to 21 windows where one takes it to 19.
+MAX_CHANCES = 1
 #: Speech in windows that were not trusted this often is then decoded in windows of its own.
 MAX_SHARED_TRIES = 2
 
@@ -325,9 +326,9 @@ def _after_the_text(window: Window, items: Sequence[_Item], placed) -> set[int]:
     """Pieces of skipped speech (indices) that come after the last word a window of skipped
     speech wrote: written without timestamp tokens, Whisper sometimes ends its text after the
     first stretches of such a collage, and the stretches after it were lost (a whole sentence of a
-    read passage); if they hold ``MIN_LOST_AT_END`` in all they are decoded again (up to ``MAX_CHANCES``
-    times: each time Whisper writes at least the first stretch it hears). Stretches it passed over between words it wrote are taken as holding nothing
-    it would write (a breath, a noise); a window that wrote nothing is taken as silent."""
+    read passage); if they hold ``MIN_LOST_AT_END`` in all they are decoded again (at most
+    ``MAX_CHANCES`` times). Stretches it passed over between words it wrote are taken as holding
+    nothing it would write (a breath, a noise); a window that wrote nothing is taken as silent."""
     written = [k for k, spans in enumerate(placed.spans) if spans]
     if not written:
         return set()
