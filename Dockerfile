@@ -33,6 +33,9 @@ RUN pip install ".[serve,archive]"
 COPY serve_config.yaml ./
 COPY jobs ./jobs
 COPY deploy/serve ./deploy/serve
+# One malloc arena per process: Ray's worker processes hold many threads before a replica loads
+# its model, too late for the cap the engine sets itself (iam_cluster/pipeline/heap.py).
+ENV MALLOC_ARENA_MAX=1
 USER iam
 EXPOSE 8000 8265 9500
 CMD ["serve", "run", "deploy/serve/cpu.yaml"]

@@ -76,6 +76,8 @@ class WhisperASR:
         cache_dir: where assembled/cached models live.
         allow_download: let faster-whisper fetch a named model that is not cached.
         stats: where encode/generate/fallback/alignment times and counts accumulate.
+        malloc_arenas: cap on the process's glibc malloc arenas, set before the model loads
+            (``pipeline.heap``; 0: glibc's default).
     """
 
     def __init__(
@@ -88,8 +90,13 @@ class WhisperASR:
         cache_dir: Path | None = None,
         allow_download: bool = False,
         stats: Stats | None = None,
+        malloc_arenas: int = 1,
     ) -> None:
         from faster_whisper import WhisperModel
+
+        from iam_cluster.pipeline.heap import limit_arenas
+
+        limit_arenas(malloc_arenas)
 
         ref = resolve_model(model, cache_dir or DEFAULT_CACHE_DIR, allow_download)
         self.device = resolve_device(device)
