@@ -110,13 +110,14 @@ def segmentation_session(cache_dir: Path):
             import onnxruntime as ort
 
             path = _segmentation_onnx(Path(cache_dir))
-        except (ImportError, OSError, RuntimeError) as exc:
-            log.warning("segmentation stays on torch: no ONNX export (%s)", exc)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = 1
+            options.inter_op_num_threads = 1
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # an optional speed-up: whatever fails (no onnx, a read-only
+            # cache, an exporter that changed with torch), the torch module still serves
+            log.warning("segmentation stays on torch: no ONNX export (%s: %s)", type(exc).__name__, exc)
             return None
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     return _cached(("segmentation-onnx", str(cache_dir)), build)
 
