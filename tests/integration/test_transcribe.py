@@ -168,3 +168,25 @@ def test_model_copies_give_the_words_of_one_copy(tiny_asr, model_cache, harvard)
     assert all(split) and len(split) == len(audios)
     changes = sum(word_changes(a, b) for a, b in zip(split, whole))
     assert changes <= layout_slack(sum(len(t.split()) for t in whole))
+
+
+def test_words_are_aligned_one_window_at_a_time_on_cpu_as_in_one_call(tiny_asr, harvard, monkeypatch):
+    """On CPU the word timings come from one ``align`` per window (its cross-attention is the
+    largest transient of a decode); they are the timings one call over the batch gives."""
+    audios = [np.concatenate([decode_audio(p).samples for p in harvard[k : k + 3]]) for k in (0, 3, 5)]
+    options = TranscribeOptions()
+
+    def words(texts):
+        return [[(w["word"], round(w["start"], 2), round(w["end"], 2)) for s in t.segments for w in s["words"]]
+                for t in texts]
+
+    calls = []
+    real = tiny_asr.whisper.add_word_timestamps
+    monkeypatch.setattr(tiny_asr.whisper, "add_word_timestamps", lambda segs, *a, **k: calls.append(len(segs))
+                        or real(segs, *a, **k))
+    one_by_one = words(tiny_asr.decode(audios, "en", options))
+    assert calls and set(calls) == {1}
+    monkeypatch.setattr(tiny_asr, "device", "cuda")  # the GPU's path: one call per batch (on the CPU here)
+    together = words(tiny_asr.decode(audios, "en", options))
+    assert max(calls) > 1
+    assert all(one_by_one) and one_by_one == together
