@@ -89,6 +89,20 @@ def peak_rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def gpu_memory_mb() -> float | None:
+    """GPU memory this process holds now (``nvidia-smi``'s per-process figure; CTranslate2's caching
+    allocator keeps what it took at the peak), or None without a GPU or where the driver hides it."""
+    import shutil
+
+    if not shutil.which("nvidia-smi"):
+        return None
+    out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                         capture_output=True, text=True).stdout
+    used = [float(m) for pid, m in (ln.split(",") for ln in out.splitlines() if "," in ln)
+            if pid.strip() == str(os.getpid()) and m.strip().replace(".", "", 1).isdigit()]
+    return sum(used) if used else None
+
+
 def save_report(text: str, out: Path | None) -> Path | None:
     """Print a Markdown report and write it to ``out`` (folders created; None: print only)."""
     print(text)

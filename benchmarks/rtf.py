@@ -24,7 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from common import code_version, collect_audio, cpu_name, normalise, our_runner, peak_rss_mb, settings_for
+from common import (code_version, collect_audio, cpu_name, gpu_memory_mb, normalise, our_runner, peak_rss_mb,
+                    settings_for)
 from rtf_files import per_file_report
 
 SYSTEMS = ("ours", "ours_nowords", "fw_sequential", "fw_sequential_vad", "fw_batched", "fw_batched_words")
@@ -135,8 +136,9 @@ def worker(args: argparse.Namespace) -> None:
         if stats is not None:
             snap = stats.snapshot()
             stages.append({k: {n: v / max(1, args.rounds) for n, v in d.items()} for k, d in snap.items()})
+    gpu_mb = gpu_memory_mb() if resolved_setup(args)[1] == "cuda" else None
     result = {"wall": sum(statistics.median(t) for t in walls), "walls": walls, "peak_mb": peak_rss_mb(),
-              "texts": texts, "stages": stages}
+              "gpu_mb": gpu_mb, "texts": texts, "stages": stages}
     print(RESULT_TAG + json.dumps(result), flush=True)
 
 
@@ -211,19 +213,21 @@ def report(args: argparse.Namespace, paths: list[Path], results: dict[str, dict]
         refs.append(ref.read_text(encoding="utf-8") if ref.is_file() else None)
     seconds = audio_seconds(paths)
     rows, xrt, wer = [], {}, {}
+    gpu_head = " GPU MB held at the end |" if any(r.get("gpu_mb") is not None for r in results.values()) else ""
     for system, r in results.items():
         xrt[system] = seconds / r["wall"]
         counts = word_errors(refs, r["texts"])
         wer[system] = 100.0 * counts[0] / counts[1] if counts else None
         wer_cell = f"{wer[system]:.2f} ({counts[0]}/{counts[1]})" if counts else ""
+        gpu = (" – |" if r.get("gpu_mb") is None else f" {r['gpu_mb']:.0f} |") if gpu_head else ""
         rows.append(f"| {system} | {len(paths)} | {seconds:.1f} | {r['wall']:.2f} "
-                    f"| {r['wall'] / seconds:.4f} | {xrt[system]:.1f} | {r['peak_mb']:.0f} | {wer_cell} |")
+                    f"| {r['wall'] / seconds:.4f} | {xrt[system]:.1f} | {r['peak_mb']:.0f} |{gpu} {wer_cell} |")
     lines = [
         f"# RTF benchmark: {args.label}", "",
         "Command: `" + " ".join(shlex.quote(a) for a in ["python", *sys.argv]) + "`", "",
         f"Environment: {environment(args)}", "",
-        "| system | files | audio s | wall s | RTF | x real time | peak RSS MB | WER % (errors/words) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|", *rows,
+        "| system | files | audio s | wall s | RTF | x real time | peak RSS MB |" + gpu_head
+        + " WER % (errors/words) |", "|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * bool(gpu_head), *rows,
     ]
     if "ours" in results and len(results) > 1:
         lines += ["", "| ours vs | speed ratio (x-RT ours / peer) | WER ours − peer (points) |",
