@@ -79,12 +79,14 @@ class WhisperASR:
         stats: where encode/generate/fallback/alignment times and counts accumulate.
         malloc_arenas: cap on the process's glibc malloc arenas, set before the model loads
             (``pipeline.heap``; 0: glibc's default).
-        timestamp_tokens: ``on``: a first decode asked for with timestamps writes Whisper's
-            timestamp tokens; ``off``: never (the whole window; segments cut from the words);
-            ``auto``: on on CPU, off on a GPU. CTranslate2 applies Whisper's timestamp rules to
-            one hypothesis at a time, each a device round trip, at every decoding step: on an
-            H200 a batch of 16 windows at beam 5 spent most of its ``generate`` there
-            (``benchmarks/results/rtf-longform-gpu-h200-tiny.en.md``).
+        timestamp_tokens: ``on``: a decode asked for with timestamps writes Whisper's timestamp
+            tokens; ``off``: never (the whole window; segments cut from the aligned words).
+            CTranslate2 applies Whisper's timestamp rules to one hypothesis at a time, each a
+            device round trip, at every decoding step: on an H200, with them, ``generate`` was
+            88 % of our wall time (``benchmarks/results/rtf-longform-gpu-h200-tiny.en.md``). Off
+            costs words: on CPU the long-form set's WER went from 7.13 to 8.59 %, whole sentences
+            lost where the aligner stretched the words around them over the stretch Whisper
+            skipped, so no gap was left for a retry to find.
     """
 
     def __init__(
@@ -98,7 +100,7 @@ class WhisperASR:
         allow_download: bool = False,
         stats: Stats | None = None,
         malloc_arenas: int = 1,
-        timestamp_tokens: str = "auto",
+        timestamp_tokens: str = "on",
     ) -> None:
         from faster_whisper import WhisperModel
 
@@ -110,10 +112,10 @@ class WhisperASR:
         self.device = resolve_device(device)
         self.compute_type = resolve_compute_type(compute_type, self.device)
         self.name = ref.name
-        if timestamp_tokens not in ("auto", "on", "off"):
-            raise ConfigError(f"timestamp_tokens must be auto, on or off, not {timestamp_tokens!r}")
+        if timestamp_tokens not in ("on", "off"):
+            raise ConfigError(f"timestamp_tokens must be on or off, not {timestamp_tokens!r}")
         #: Whether a decode asked for with timestamp tokens gets them (see ``timestamp_tokens``).
-        self.timestamp_tokens = timestamp_tokens == "on" or (timestamp_tokens == "auto" and self.device == "cpu")
+        self.timestamp_tokens = timestamp_tokens == "on"
         replicas, threads = cpu_layout(cpu_threads, cpu_replicas) if self.device == "cpu" else (1, cpu_threads)
         #: Copies of the model decoding at once: CTranslate2 workers of ONE model, which share its
         #: weights (two single-thread copies of tiny.en int8: +69 MB resident as workers, +123 MB as

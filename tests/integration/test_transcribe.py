@@ -190,3 +190,25 @@ def test_words_are_aligned_one_window_at_a_time_on_cpu_as_in_one_call(tiny_asr, 
     together = words(tiny_asr.decode(audios, "en", options))
     assert max(calls) > 1
     assert all(one_by_one) and one_by_one == together
+
+
+def test_timestamp_tokens_off_decodes_every_window_without_them(tiny_asr, harvard, monkeypatch):
+    """``timestamp_tokens=off`` (a GPU's fast path) makes a decode asked for with timestamp tokens
+    the decode without them: same tokens, words and times; the default writes them."""
+    from iam_cluster.errors import ConfigError
+    from iam_cluster.pipeline.asr import WhisperASR
+
+    audios = [np.concatenate([decode_audio(p).samples for p in harvard[k : k + 3]]) for k in (0, 3)]
+    options = TranscribeOptions()
+
+    def words(texts):
+        return [[(w["word"], round(w["start"], 2), round(w["end"], 2)) for s in t.segments for w in s["words"]]
+                for t in texts]
+
+    assert tiny_asr.timestamp_tokens
+    without = words(tiny_asr.decode(audios, "en", options, True, False))
+    monkeypatch.setattr(tiny_asr, "timestamp_tokens", False)
+    assert words(tiny_asr.decode(audios, "en", options, True, True)) == without
+    assert all(without)
+    with pytest.raises(ConfigError, match="timestamp_tokens"):
+        WhisperASR("tiny.en", device="cpu", timestamp_tokens="sometimes")
