@@ -28,6 +28,16 @@ _PREPEND = "\"'“¿([{-"
 _APPEND = "\"'.。,，!！?？:：”)]}、"
 _MAX_INITIAL_TIMESTAMP_INDEX = 50  # first timestamp no later than 1.0 s, as sequential transcribe
 _WINDOW_FRAMES = 3000  # Whisper encodes exactly 30 s of 10-ms mel frames
+#: A window of skipped speech (``decode(..., fit_input=True)``) is encoded as its audio plus this
+#: tail of silence, at least ``FIT_MIN_SECONDS``, not padded to 30 s: such windows hold a few
+#: seconds (the engine spreads a pass of them over the model's workers) and the encoder's cost
+#: grows faster than its input (30 s cost 3.3x 15 s, ``results/encoder-frames-cpu.md``). Not for
+#: first passes: there Whisper's no-speech probability, which the silence guards rest on, needs
+#: the 30-s input it was trained on (8 s of noise beside 11 s of speech became "Thank you for
+#: watching" at 15-25 s). The floor is the middle of those measured on the long-form set (10, 15,
+#: 20 s: WER 7.00 / 7.04 / 7.00 % against 7.13 % at 30 s; ``results/rtf-longform-fit-retries-cpu.md``).
+FIT_TAIL_SECONDS = 2.0
+FIT_MIN_SECONDS = 15.0
 # Tokens a window may produce per second of its audio (timestamps included), plus a few: real
 # speech stays far below (fast speech with a timestamp pair every few seconds: about 6/s), so only
 # a decoder stuck repeating itself reaches the bound, and it stops there instead of at 448.
@@ -61,7 +71,7 @@ class SpeechRecognizer(Protocol):
     def detect_languages(self, audios: Sequence[np.ndarray]) -> list[tuple[str, float]]: ...
 
     def decode(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
-               align: bool = True, timestamps: bool = True) -> list[WindowText]: ...
+               align: bool = True, timestamps: bool = True, fit_input: bool = False) -> list[WindowText]: ...
 
 
 class WhisperASR:
@@ -142,12 +152,12 @@ class WhisperASR:
             )
         return self._tokenizers[key]
 
-    def features(self, audios: Sequence[np.ndarray]) -> np.ndarray:
-        """Log-mel features of each (<= 30 s) audio, padded to Whisper's 30-s input."""
+    def features(self, audios: Sequence[np.ndarray], frames: int = _WINDOW_FRAMES) -> np.ndarray:
+        """Log-mel features of each (<= 30 s) audio, padded to ``frames`` (Whisper's 30-s input)."""
         from faster_whisper.audio import pad_or_trim
 
         fe = self.whisper.feature_extractor
-        return np.stack([pad_or_trim(fe(a)[..., :-1], _WINDOW_FRAMES) for a in audios]).astype(np.float32)
+        return np.stack([pad_or_trim(fe(a)[..., :-1], frames) for a in audios]).astype(np.float32)
 
     def detect_languages(self, audios: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         """Most likely language and its probability for each audio, in one detection batch."""
@@ -159,7 +169,7 @@ class WhisperASR:
 
     def decode(
         self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions, align: bool = True,
-        timestamps: bool = True,
+        timestamps: bool = True, fit_input: bool = False,
     ) -> list[WindowText]:
         """Decode a batch of windows of one language with ONE ``generate`` call.
 
@@ -179,17 +189,20 @@ class WhisperASR:
                 the last words of a window, expecting the next window to carry on; without them
                 it writes the whole window (faster-whisper's batched pipeline decodes so), with
                 segments cut from the aligned words.
+            fit_input: encode the audio plus a short tail (``input_frames``) instead of 30 s: for
+                windows of speech a first pass skipped, never for a first pass.
         """
         timestamps = timestamps and self.timestamp_tokens
+        frames = input_frames(audios) if fit_input else _WINDOW_FRAMES
         parts = _split(len(audios), self.replicas)
         if len(parts) == 1:
-            return self._decode_part(audios, language, options, align, timestamps)
-        futures = [self._pool.submit(self._decode_part, audios[a:b], language, options, align, timestamps)
+            return self._decode_part(audios, language, options, align, timestamps, frames)
+        futures = [self._pool.submit(self._decode_part, audios[a:b], language, options, align, timestamps, frames)
                    for a, b in parts]
         return [text for f in futures for text in f.result()]
 
     def _decode_part(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
-                     align: bool, timestamps: bool) -> list[WindowText]:
+                     align: bool, timestamps: bool, frames: int = _WINDOW_FRAMES) -> list[WindowText]:
         """``decode`` of one part of a batch (on whichever CTranslate2 worker is free)."""
         import ctranslate2
         from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
@@ -197,7 +210,7 @@ class WhisperASR:
         whisper = self.whisper
         tok = self.tokenizer(language, options.task)
         with self.stats.time("encode"):
-            features = self.features(audios)
+            features = self.features(audios, frames)
             encoded = self._encode(features)
         prompt = whisper.get_prompt(
             tok,
@@ -432,6 +445,15 @@ def _split(n: int, parts: int) -> list[tuple[int, int]]:
     parts = max(1, min(parts, n))
     bounds = [n * k // parts for k in range(parts + 1)]
     return list(zip(bounds, bounds[1:]))
+
+
+def input_frames(audios: Sequence[np.ndarray]) -> int:
+    """Mel frames to encode a batch of skipped speech with: the longest audio plus
+    ``FIT_TAIL_SECONDS``, at least ``FIT_MIN_SECONDS``, at most 30 s (an even count: the encoder
+    halves it)."""
+    longest = max((len(a) for a in audios), default=0) / 16000
+    seconds = max(FIT_MIN_SECONDS, longest + FIT_TAIL_SECONDS)
+    return min(_WINDOW_FRAMES, 2 * math.ceil(seconds * 50))
 
 
 def new_tokens(seconds: float) -> int:

@@ -111,6 +111,8 @@ class WindowJob(msgspec.Struct, frozen=True):
     align: bool
     #: Let Whisper write timestamp tokens (off: it writes the whole window; see ``asr.decode``).
     timestamps: bool = True
+    #: Encode the audio plus a short tail, not 30 s (windows of skipped speech; see ``asr.decode``).
+    fit_input: bool = False
     #: ``time.time()`` when the window was sent (how long it waited for a batch is a metric).
     submitted_at: float = 0.0
 

@@ -269,11 +269,12 @@ class WindowDecoder:
             for start in range(0, len(indices), step):
                 batch = indices[start : start + step]
                 audios = [window_audio(windows[i], self.recordings, self.gains) for i in batch]
-                # Windows of skipped speech are decoded without timestamp tokens: with them
-                # Whisper leaves out the last words of its input again.
-                timestamps = not retry
+                # Windows of skipped speech are decoded without timestamp tokens (with them
+                # Whisper leaves out the last words of its input again), and encoded as their
+                # few seconds of audio, not 30 s (``asr.FIT_MIN_SECONDS``).
                 with self.stats.time("asr" if first else "asr_again"):
-                    texts.update(zip(batch, self.asr.decode(audios, language, o, True, timestamps)))
+                    texts.update(zip(batch, self.asr.decode(audios, language, o, True, timestamps=not retry,
+                                                            fit_input=retry)))
                 self.stats.count("windows", len(batch))
                 self.done += len(batch)
                 self.hook("asr", self.done, self.total)

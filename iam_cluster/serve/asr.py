@@ -73,12 +73,12 @@ class ASR:
             options = job.options
             if self.beam_size:
                 options = msgspec.structs.replace(options, beam_size=int(self.beam_size))
-            groups[(job.language, options, job.align, job.timestamps)].append(i)
+            groups[(job.language, options, job.align, job.timestamps, job.fit_input)].append(i)
         results: list = [None] * len(jobs)
-        for (language, options, align, timestamps), idx in groups.items():
+        for (language, options, align, timestamps, fit_input), idx in groups.items():
             try:
                 texts = await asyncio.to_thread(
-                    self.asr.decode, [jobs[i].audio for i in idx], language, options, align, timestamps
+                    self.asr.decode, [jobs[i].audio for i in idx], language, options, align, timestamps, fit_input
                 )
             except Exception as exc:  # noqa: BLE001 - the failure belongs to these windows only
                 texts = [exc] * len(idx)
@@ -124,9 +124,10 @@ class RemoteASR:
         return self.handle.detect_languages.remote(list(audios)).result()
 
     def decode(self, audios, language: str, options: TranscribeOptions, align: bool = True,
-               timestamps: bool = True) -> list[WindowText]:
+               timestamps: bool = True, fit_input: bool = False) -> list[WindowText]:
         responses = [
-            self.handle.decode_window.remote(WindowJob(a, language, options, align, timestamps, time.time()))
+            self.handle.decode_window.remote(WindowJob(a, language, options, align, timestamps, fit_input,
+                                                       submitted_at=time.time()))
             for a in audios
         ]
         out = [r.result() for r in responses]

@@ -192,6 +192,30 @@ def test_words_are_aligned_one_window_at_a_time_on_cpu_as_in_one_call(tiny_asr, 
     assert all(one_by_one) and one_by_one == together
 
 
+def test_skipped_speech_is_encoded_as_its_audio_not_30_s(tiny_asr, harvard, monkeypatch):
+    """``fit_input`` (windows of speech a first pass skipped) encodes the audio plus a tail, at
+    least 15 s, not 30 s; a sentence decoded so keeps its words."""
+    from iam_cluster.pipeline.asr import FIT_MIN_SECONDS, input_frames
+
+    sentence = decode_audio(harvard[0]).samples
+    assert input_frames([sentence]) == int(FIT_MIN_SECONDS * 100)
+    assert input_frames([np.zeros(20 * 16000, np.float32)]) == 2200
+    assert input_frames([np.zeros(30 * 16000, np.float32)]) == 3000
+    shapes = []
+    encode = tiny_asr.whisper.encode
+    monkeypatch.setattr(tiny_asr.whisper, "encode", lambda f: shapes.append(f.shape[-1]) or encode(f))
+    options = TranscribeOptions()
+
+    def words(texts):
+        return [w["word"].strip().lower() for t in texts for s in t.segments for w in s["words"]]
+
+    full = words(tiny_asr.decode([sentence], "en", options, True, False))
+    assert shapes == [3000]
+    fitted = words(tiny_asr.decode([sentence], "en", options, True, False, fit_input=True))
+    assert shapes[1:] == [int(FIT_MIN_SECONDS * 100)]
+    assert fitted == full and len(full) >= 5
+
+
 def test_timestamp_tokens_off_decodes_every_window_without_them(tiny_asr, harvard, monkeypatch):
     """``timestamp_tokens=off`` (a GPU's fast path) makes a decode asked for with timestamp tokens
     the decode without them: same tokens, words and times; the default writes them."""

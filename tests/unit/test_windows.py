@@ -42,7 +42,7 @@ class DropsTheLast:
     def __init__(self) -> None:
         self.windows: list[list[int]] = []
 
-    def decode(self, audios, language, options, align=True, timestamps=True):
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False):
         out = []
         for audio in audios:
             found = runs(audio)
@@ -63,7 +63,7 @@ class FakeASR:
     def __init__(self) -> None:
         self.calls = 0
 
-    def decode(self, audios, language, options, align=True, timestamps=True):
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False):
         out = []
         for audio in audios:
             found = runs(audio)
@@ -129,12 +129,14 @@ class SkipsTheMiddle:
 
     def __init__(self) -> None:
         self.windows: dict[bool, list[list[int]]] = {True: [], False: []}
+        self.fitted: dict[bool, list[bool]] = {True: [], False: []}
 
-    def decode(self, audios, language, options, align=True, timestamps=True):
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False):
         out = []
         for audio in audios:
             found = runs(audio)
             self.windows[timestamps].append(sorted({r for _, _, r in found}))
+            self.fitted[timestamps].append(fit_input)
             ws = []
             for s, e, r in found:
                 part = [dict(w, word=f"{w['word']}_{i}") for i, w in enumerate(words(s, e, r))]  # no repeats
@@ -157,6 +159,8 @@ def test_skipped_speech_is_decoded_again_beside_its_own_files_only():
         assert max(b - a for a, b in zip(starts, starts[1:])) < 1.5  # the skipped 4 s came back
     # each file's skipped stretch in a window of its own: never beside another file's voice
     assert asr.windows[False] == [[0], [1]]
+    # ... encoded as its few seconds (the first pass as 30 s)
+    assert asr.fitted == {True: [False, False], False: [True, True]}
 
     # two shards of one file: their skipped stretches share one window
     asr = SkipsTheMiddle()
@@ -168,7 +172,7 @@ class EndsAfterTheFirstStretch(SkipsTheMiddle):
     """As ``SkipsTheMiddle``, but a window of skipped speech (no timestamp tokens) gets words for
     its first stretch only, as Whisper sometimes ends its text early on such a collage."""
 
-    def decode(self, audios, language, options, align=True, timestamps=True):
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False):
         if timestamps:
             return super().decode(audios, language, options, align, timestamps)
         out = []
