@@ -93,13 +93,31 @@ def test_quiet_copy_gives_the_same_turns(diarizer, recordings):
     assert der(as_annotation(loud), as_annotation(soft), audio.duration) <= 0.05
 
 
-def test_quiet_copy_gives_the_same_words(recordings, runner):
-    """The quiet copy's speech sits at -52 dBFS: it needs the +40-dB level cap to be decoded at the
-    level of the original (with +30 dB, 15 % of the words changed)."""
-    audio = recordings["dev00"]
+@pytest.fixture(scope="module")
+def float32_runner(engine_settings):
+    import msgspec
+
+    from iam_cluster.runner import make_runner
+
+    models = msgspec.structs.replace(engine_settings.models, compute_type="float32")
+    return make_runner(msgspec.structs.replace(engine_settings, models=models))
+
+
+@pytest.mark.slow
+def test_quiet_copy_gives_the_same_words(recordings, float32_runner):
+    """The quiet copies' speech sits at -52 to -61 dBFS (the +40-dB level cap brings it up; with
+    +30 dB, 15 % of dev00's words changed). The level is scale-free, so the model hears a copy as
+    it hears its original, to the copy's own float rounding (6e-8), and with float32 compute the
+    words are the original's, word for word. With int8 compute (the CPU default) CTranslate2
+    quantises activations row by row, and differences that small flip near-ties of the beam
+    search (dev00's first token " okay" against " Okay" on an Intel host): over six AMI excerpts,
+    16 % of the words differed on that host, and dev00 passed or failed by host."""
     options = TranscribeOptions(diarize=True)
-    a, b = runner.run(audio, options), runner.run(quiet_copy(audio), options)
-    assert wer([a.text], [b.text]) <= 0.05, (a.text, b.text)
+    for name in ["dev00", "dev01", "trn04"]:
+        audio = recordings[name]
+        a, b = float32_runner.run(audio, options), float32_runner.run(quiet_copy(audio), options)
+        assert a.text.split() and wer([a.text], [b.text]) == 0.0, (name, a.text, b.text)
+        assert [s.speaker for s in a.segments] == [s.speaker for s in b.segments], name
 
 
 def test_every_instant_of_speech_is_labelled_once_per_voice(diarizer, recordings, data_dir):

@@ -36,3 +36,19 @@ def test_gain_is_capped_and_peaks_are_kept_below_full_scale():
     spiky = talk(5, -40.0)
     spiky[:: SR // 2] = 0.9  # clicks far above the speech
     assert np.abs(normalised(spiky)).max() <= 1.0
+
+
+def test_a_quieter_copy_comes_out_at_the_same_level():
+    """The level is scale-free: a far-field excerpt and copies of it 10 and 20 dB quieter pass the
+    same frames (with BS.1770's absolute gate they came out 0.2 dB apart, and the copies' words
+    differed)."""
+    from pathlib import Path
+
+    from iam_cluster.pipeline.decode import decode_audio
+
+    x = decode_audio(Path(__file__).resolve().parents[1] / "data" / "dev00.wav").samples
+    level = speech_level(x)
+    for db in (-10.0, -20.0):  # (its speech at -58 dBFS: under the 40-dB cap)
+        copy = (x * np.float32(10 ** (db / 20))).astype(np.float32)
+        assert abs(speech_level(copy) - (level + db)) < 0.01
+        assert np.allclose(normalised(copy), normalised(x), atol=1e-5)
