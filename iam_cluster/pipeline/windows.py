@@ -222,7 +222,7 @@ class WindowDecoder:
                     if item.retry:
                         if k in cut_short:
                             self.stats.count("retry_again_pieces")
-                            nxt[rec].append(replace(item, chances=item.chances + 1))
+                            nxt[rec].append(cut_short[k])
                         continue
                     skipped = uncovered(piece, spans, WORD_PAD, MIN_MISS)
                     if piece is window.pieces[-1]:
@@ -323,18 +323,28 @@ class WindowDecoder:
         return suspects
 
 
-def _after_the_text(window: Window, items: Sequence[_Item], placed) -> set[int]:
-    """Pieces of skipped speech (indices) that come after the last word a window of skipped
-    speech wrote: written without timestamp tokens, Whisper sometimes ends its text after the
-    first stretches of such a collage, and the stretches after it were lost (a whole sentence of a
-    read passage); if they hold ``MIN_LOST_AT_END`` in all they are decoded again (at most
+def _after_the_text(window: Window, items: Sequence[_Item], placed) -> dict[int, _Item]:
+    """What of a window of skipped speech comes after the last word it wrote, to decode again
+    (by piece index): written without timestamp tokens, Whisper sometimes ends its text early in
+    such a collage, and what came after was lost (a whole sentence of a read passage). That is
+    the pieces after the last one with words, and the end of that one past its last word (at
+    least ``MIN_MISS``); if they hold ``MIN_LOST_AT_END`` in all they are decoded again (at most
     ``MAX_CHANCES`` times). Stretches it passed over between words it wrote are taken as holding
     nothing it would write (a breath, a noise); a window that wrote nothing is taken as silent."""
     written = [k for k, spans in enumerate(placed.spans) if spans]
     if not written:
-        return set()
-    after = [k for k in range(written[-1] + 1, len(window.pieces)) if items[k].retry and items[k].chances < MAX_CHANCES]
-    return set(after) if sum(items[k].keep.duration for k in after) >= MIN_LOST_AT_END else set()
+        return {}
+    out = {k: replace(items[k], chances=items[k].chances + 1) for k in range(written[-1] + 1, len(window.pieces))
+           if items[k].retry and items[k].chances < MAX_CHANCES}
+    last, item = written[-1], items[written[-1]]
+    if item.retry and item.chances < MAX_CHANCES and item.keep is not None:
+        said_to = max(e for _, e in placed.spans[last]) + WORD_PAD
+        if item.keep.end - said_to >= MIN_MISS:
+            piece = window.pieces[last]
+            out[last] = _Item(SpeechRegion(max(piece.start, said_to - RETRY_CONTEXT), piece.end), 0, True,
+                              SpeechRegion(said_to - WORD_PAD / 2, item.keep.end), item.chances + 1)
+    lost = sum(it.keep.duration for it in out.values())
+    return out if lost >= MIN_LOST_AT_END else {}
 
 
 def _dropped_tail(pieces: Sequence, placed) -> int | None:

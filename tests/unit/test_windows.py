@@ -199,6 +199,30 @@ def test_skipped_speech_after_where_its_window_stopped_writing_is_decoded_once_m
     assert decoder.stats.counts["retry_again_pieces"] == 1
 
 
+class StopsHalfwayOnce(SkipsTheMiddle):
+    """As ``SkipsTheMiddle``, but the first window of skipped speech gets words for the first third
+    of its audio only (Whisper ended its text early, inside a stretch); later ones get all."""
+
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False):
+        if timestamps or self.windows[False]:
+            return super().decode(audios, language, options, align, timestamps, fit_input)
+        (audio,) = audios
+        self.windows[False].append(sorted({r for _, _, r in runs(audio)}))
+        s, e, r = runs(audio)[0]
+        ws = [dict(w, word=f"{w['word']}_{i}") for i, w in enumerate(words(s, s + (e - s) / 3, r))]
+        segs = [dict(start=ws[0]["start"], end=ws[-1]["end"], text="".join(w["word"] for w in ws), words=ws)]
+        return [WindowText(segments=segs, avg_logprob=-0.2, no_speech_prob=0.01, temperature=0.0)]
+
+
+def test_skipped_speech_after_where_its_window_stopped_inside_a_stretch_is_decoded_once_more():
+    decoder = WindowDecoder(asr := StopsHalfwayOnce(), [tone(0, 20.0)], [("en", 1.0)], TranscribeOptions(), 8)
+    (segs,) = decoder.run([[SpeechRegion(0.0, 20.0)]])
+    said = sorted((w.start, w.end) for s in segs for w in s.words)
+    assert max(b[0] - a[0] for a, b in zip(said, said[1:])) < 1.5  # nothing of the skipped 4 s lost
+    assert all(b[0] >= a[1] - 0.2 for a, b in zip(said, said[1:]))  # no word written twice
+    assert asr.windows[False] == [[0], [0]] and decoder.stats.counts["retry_again_pieces"] == 1
+
+
 def test_a_later_pass_with_fewer_windows_than_workers_is_spread_over_them():
     long = tone(0, 41.0)
     regions = [[SpeechRegion(0.0, 20.0), SpeechRegion(21.0, 41.0)]]  # a skip in each of two windows
