@@ -371,6 +371,11 @@ class WhisperASR:
             ):
                 self.stats.count("guard_unsure_words", len(probs))
                 segs = []  # Whisper thinks there is no speech and is unsure of every word it wrote
+            if align:
+                unheard = unheard_repeats([w for s in segs for w in s.get("words", [])])
+                if unheard:
+                    self.stats.count("guard_repeated_words", len(unheard))
+                    segs = [dict(s, words=[w for w in s.get("words", []) if id(w) not in unheard]) for s in segs]
             for s in segs:
                 words = [
                     dict(w, start=w["start"] - shift, end=w["end"] - shift) for w in s.get("words", [])
@@ -389,6 +394,36 @@ class WhisperASR:
                 )
             )
         return out
+
+
+#: A word the aligner gives less time than this was not heard in the audio (see ``unheard_repeats``).
+_UNHEARD_SECONDS = 0.02
+
+
+def unheard_repeats(words: Sequence[dict]) -> set[int]:
+    """``id``s of words that repeat the words just before them and that the aligner found no
+    audio for (each shorter than ``_UNHEARD_SECONDS``): a decoder writing a phrase again, not a
+    speaker saying it twice ("And he's Ed. And he's Ed." is aligned to audio twice). A phrase
+    of two words or more; seen on a window of skipped speech that wrote "basically have an idea
+    what's involved" twice, the second copy aligned to the window's last instant."""
+    def norm(w: dict) -> str:
+        return "".join(c for c in w["word"].lower() if c.isalnum() or c == "'")
+
+    unheard = [w["end"] - w["start"] < _UNHEARD_SECONDS for w in words]
+    out: set[int] = set()
+    i = 0
+    while i < len(words):
+        run = 0  # unheard words from i on
+        while i + run < len(words) and unheard[i + run]:
+            run += 1
+        step = 1
+        for n in range(min(run, i), 1, -1):  # the longest such phrase that repeats the one before
+            if [norm(w) for w in words[i : i + n]] == [norm(w) for w in words[i - n : i]]:
+                out.update(id(w) for w in words[i : i + n])
+                step = n
+                break
+        i += step
+    return out
 
 
 def split_at_timestamps(

@@ -21,3 +21,24 @@ def test_an_attempt_the_audio_can_hold_is_preferred():
     assert _better(sparse, dense, o) and not _better(dense, sparse, o)
     ok = dict(dense=False, compression_ratio=1.2, avg_logprob=-0.5)
     assert _better(ok, sparse, o) and not _better(sparse, ok, o)
+
+
+def test_a_phrase_written_again_with_no_audio_under_it_is_dropped():
+    from iam_cluster.pipeline.asr import unheard_repeats
+
+    def w(text, start, end):
+        return dict(word=text, start=start, end=end, probability=0.9)
+
+    # a window of skipped speech (trn05 in a folder run) wrote its phrase twice; the aligner
+    # found audio for the first copy only and put the second at the window's last instant
+    said = [w(" basically", 3.9, 4.3), w(" have", 4.3, 4.5), w(" an", 4.5, 4.6), w(" idea", 4.6, 5.0),
+            w(" involved", 5.0, 5.7)]
+    again = [w(t["word"], 5.72, 5.72) for t in said]
+    assert unheard_repeats(said + again) == {id(x) for x in again}
+    # said twice, and heard twice: kept ("And he's Ed. And he's Ed.")
+    twice = [w(" And", 0.0, 0.2), w(" he's", 0.2, 0.4), w(" Ed.", 0.4, 0.8),
+             w(" and", 1.0, 1.2), w(" he's", 1.2, 1.4), w(" Ed", 1.4, 1.8)]
+    assert unheard_repeats(twice) == set()
+    # unheard words that repeat nothing, or one word only: kept (the aligner squeezes short words)
+    assert unheard_repeats([w(" so", 0.0, 0.3), w(" it", 0.3, 0.3), w(" is", 0.3, 0.3)]) == set()
+    assert unheard_repeats([w(" no", 0.0, 0.3), w(" no", 0.3, 0.3)]) == set()
