@@ -338,7 +338,8 @@ def _after_the_text(window: Window, items: Sequence[_Item], placed) -> dict[int,
            if items[k].retry and items[k].chances < MAX_CHANCES}
     last, item = written[-1], items[written[-1]]
     if item.retry and item.chances < MAX_CHANCES and item.keep is not None:
-        said_to = max(e for _, e in placed.spans[last]) + WORD_PAD
+        # (words in the context before its stretch were written by the first pass: never kept twice)
+        said_to = max(max(e for _, e in placed.spans[last]) + WORD_PAD, item.keep.start + WORD_PAD / 2)
         if item.keep.end - said_to >= MIN_MISS:
             piece = window.pieces[last]
             out[last] = _Item(SpeechRegion(max(piece.start, said_to - RETRY_CONTEXT), piece.end), 0, True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from iam_cluster.pipeline.asr import WindowText
 from iam_cluster.pipeline.types import SAMPLE_RATE, Audio, SpeechRegion, TranscribeOptions
@@ -203,23 +204,29 @@ class StopsHalfwayOnce(SkipsTheMiddle):
     """As ``SkipsTheMiddle``, but the first window of skipped speech gets words for the first third
     of its audio only (Whisper ended its text early, inside a stretch); later ones get all."""
 
+    def __init__(self, part: float = 1 / 3) -> None:
+        super().__init__()
+        self.part = part
+
     def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False):
         if timestamps or self.windows[False]:
             return super().decode(audios, language, options, align, timestamps, fit_input)
         (audio,) = audios
         self.windows[False].append(sorted({r for _, _, r in runs(audio)}))
         s, e, r = runs(audio)[0]
-        ws = [dict(w, word=f"{w['word']}_{i}") for i, w in enumerate(words(s, s + (e - s) / 3, r))]
+        ws = [dict(w, word=f"{w['word']}_{i}") for i, w in enumerate(words(s, s + (e - s) * self.part, r))]
         segs = [dict(start=ws[0]["start"], end=ws[-1]["end"], text="".join(w["word"] for w in ws), words=ws)]
         return [WindowText(segments=segs, avg_logprob=-0.2, no_speech_prob=0.01, temperature=0.0)]
 
 
-def test_skipped_speech_after_where_its_window_stopped_inside_a_stretch_is_decoded_once_more():
-    decoder = WindowDecoder(asr := StopsHalfwayOnce(), [tone(0, 20.0)], [("en", 1.0)], TranscribeOptions(), 8)
+@pytest.mark.parametrize("part", [1 / 3, 1 / 18])  # 1/18: it wrote only the context before the stretch
+def test_skipped_speech_after_where_its_window_stopped_inside_a_stretch_is_decoded_once_more(part):
+    decoder = WindowDecoder(asr := StopsHalfwayOnce(part), [tone(0, 20.0)], [("en", 1.0)], TranscribeOptions(), 8)
     (segs,) = decoder.run([[SpeechRegion(0.0, 20.0)]])
     said = sorted((w.start, w.end) for s in segs for w in s.words)
     assert max(b[0] - a[0] for a, b in zip(said, said[1:])) < 1.5  # nothing of the skipped 4 s lost
     assert all(b[0] >= a[1] - 0.2 for a, b in zip(said, said[1:]))  # no word written twice
+    assert sum(a < 4.1 for a, _ in said) == 8  # before the stretch: the first pass's words only
     assert asr.windows[False] == [[0], [0]] and decoder.stats.counts["retry_again_pieces"] == 1
 
 
