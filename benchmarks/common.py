@@ -114,10 +114,11 @@ def save_report(text: str, out: Path | None) -> Path | None:
     return out
 
 
-def settings_for(model: str, device: str = "auto", compute_type: str = "auto", threads: int = 0, **engine):
+def settings_for(model: str, device: str = "auto", compute_type: str = "auto", threads: int = 0,
+                 timestamp_tokens: str | None = None, **engine):
     """The environment's settings with a benchmark's model, device, threads and engine knobs.
 
-    Engine knobs left as None keep the settings' values (their one home).
+    Knobs left as None keep the settings' values (their one home).
     """
     import msgspec
 
@@ -126,7 +127,8 @@ def settings_for(model: str, device: str = "auto", compute_type: str = "auto", t
     base = get_settings()
     replace = msgspec.structs.replace
     return replace(
-        base, models=replace(base.models, name=model, device=device, compute_type=compute_type, cpu_threads=threads),
+        base, models=replace(base.models, name=model, device=device, compute_type=compute_type, cpu_threads=threads,
+                            timestamp_tokens=timestamp_tokens or base.models.timestamp_tokens),
         engine=replace(base.engine, **{k: v for k, v in engine.items() if v is not None}),
     )
 

@@ -28,7 +28,9 @@ from common import (code_version, collect_audio, cpu_name, gpu_memory_mb, normal
                     settings_for)
 from rtf_files import per_file_report
 
-SYSTEMS = ("ours", "ours_nowords", "fw_sequential", "fw_sequential_vad", "fw_batched", "fw_batched_words")
+#: ``ours_notokens``: ours decoding without Whisper's timestamp tokens (IAM_TIMESTAMP_TOKENS=off).
+SYSTEMS = ("ours", "ours_nowords", "ours_notokens", "fw_sequential", "fw_sequential_vad", "fw_batched",
+           "fw_batched_words")
 RESULT_TAG = "RTF-RESULT "
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -71,12 +73,14 @@ def resolved_setup(args: argparse.Namespace) -> tuple[Path, str, str]:
 def make_system(system: str, args: argparse.Namespace):
     """Load the model once and return ``run(paths) -> list of texts`` for one system."""
     model_path, device, compute_type = resolved_setup(args)
-    if system in ("ours", "ours_nowords"):
+    if system in ("ours", "ours_nowords", "ours_notokens"):
         from iam_cluster.pipeline.types import TranscribeOptions
 
-        runner = our_runner(str(model_path), device, compute_type, args.threads, batch_size=args.batch_size)
+        tokens = "off" if system == "ours_notokens" else None
+        runner = our_runner(str(model_path), device, compute_type, args.threads, batch_size=args.batch_size,
+                            timestamp_tokens=tokens)
         stats = runner.pipeline.stats
-        options = TranscribeOptions(beam_size=args.beam_size, word_timestamps=system == "ours")
+        options = TranscribeOptions(beam_size=args.beam_size, word_timestamps=system != "ours_nowords")
 
         def run(paths: list[Path]) -> list[str]:
             texts = []
