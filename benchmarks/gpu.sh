@@ -8,7 +8,8 @@
 #   benchmarks/results/rtf-longform-gpu-LABEL.md  every long-form file timed alone, three systems
 #   benchmarks/results/rtf-short-gpu-LABEL.md     the 8 Harvard clips x 15 as one folder
 # Every system gets the same batch size (default 16, the GPU overlay's), beam 5, float16.
-# Ours runs twice: with Whisper's timestamp tokens (the default) and without (ours_notokens).
+# Ours runs twice: as configured (IAM_TIMESTAMP_TOKENS=auto: without Whisper's timestamp tokens on a
+# GPU, windows with a stretched word decoded again with them) and with the tokens (ours_tokens).
 set -euo pipefail
 DATA=${1:?DATA_DIR}; LABEL=${2:?LABEL}; MODEL=${3:-tiny.en}; BATCH=${4:-16}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -18,8 +19,8 @@ SET=${LONGFORM_DIR:-/tmp/longform}
 $PY "$HERE/make_longform.py" --data "$DATA" --out "$SET" >/dev/null
 common=(--model "$MODEL" --device cuda --threads "$THREADS" --batch-size "$BATCH" --beam-size 5)
 $PY "$HERE/rtf.py" --audio "$SET"/*.wav --per-file --rounds "${ROUNDS:-1}" "${common[@]}" \
-    --systems ours,ours_notokens,fw_batched_words,fw_sequential --label "longform-gpu-$LABEL-$MODEL"
+    --systems ours,ours_tokens,fw_batched_words,fw_sequential --label "longform-gpu-$LABEL-$MODEL"
 H=$(ls "$DATA"/spk*_snt*.wav)
 # shellcheck disable=SC2086
 $PY "$HERE/rtf.py" --audio $H --repeat 15 --rounds 3 "${common[@]}" \
-    --systems ours,ours_notokens,fw_batched,fw_batched_words --label "short-gpu-$LABEL-$MODEL"
+    --systems ours,ours_tokens,fw_batched,fw_batched_words --label "short-gpu-$LABEL-$MODEL"

@@ -28,9 +28,10 @@ from common import (code_version, collect_audio, cpu_name, gpu_memory_mb, normal
                     settings_for)
 from rtf_files import per_file_report
 
-#: ``ours_notokens``: ours decoding without Whisper's timestamp tokens (IAM_TIMESTAMP_TOKENS=off).
-SYSTEMS = ("ours", "ours_nowords", "ours_notokens", "fw_sequential", "fw_sequential_vad", "fw_batched",
-           "fw_batched_words")
+#: ``ours_tokens`` / ``ours_notokens``: ours with IAM_TIMESTAMP_TOKENS=on / off (``ours``: the
+#: settings' value, ``auto`` by default: off on a GPU, on on CPU).
+SYSTEMS = ("ours", "ours_nowords", "ours_tokens", "ours_notokens", "fw_sequential", "fw_sequential_vad",
+           "fw_batched", "fw_batched_words")
 RESULT_TAG = "RTF-RESULT "
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -73,10 +74,10 @@ def resolved_setup(args: argparse.Namespace) -> tuple[Path, str, str]:
 def make_system(system: str, args: argparse.Namespace):
     """Load the model once and return ``run(paths) -> list of texts`` for one system."""
     model_path, device, compute_type = resolved_setup(args)
-    if system in ("ours", "ours_nowords", "ours_notokens"):
+    if system.startswith("ours"):
         from iam_cluster.pipeline.types import TranscribeOptions
 
-        tokens = "off" if system == "ours_notokens" else None
+        tokens = {"ours_tokens": "on", "ours_notokens": "off"}.get(system)
         runner = our_runner(str(model_path), device, compute_type, args.threads, batch_size=args.batch_size,
                             timestamp_tokens=tokens)
         stats = runner.pipeline.stats

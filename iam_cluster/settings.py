@@ -50,11 +50,11 @@ class ModelSettings(msgspec.Struct, frozen=True):
     #: (eight per core). One: the same wall time with 10-25 % less peak memory on CPU.
     malloc_arenas: Annotated[int, msgspec.Meta(ge=0)] = 1
     #: Whisper's timestamp tokens in a window's first decode (``WhisperASR``): ``on`` (Whisper
-    #: writes as its sequential decoder does) or ``off`` (the whole window; segments cut from the
-    #: aligned words). Off is meant for GPUs, where CTranslate2 applies the timestamp rules one
-    #: hypothesis at a time, a device round trip each, at every decoding step (the gain there is
-    #: not measured yet); on CPU it cost 1.5 WER points over the long-form set (``WhisperASR``).
-    timestamp_tokens: Literal["on", "off"] = "on"
+    #: writes as its sequential decoder does), ``off`` (the whole window, segments cut from the
+    #: aligned words; windows where a stretched word shows speech it jumped over are decoded again
+    #: with them) or ``auto``: off on a GPU (H200: the long-form set 1.5x faster, same WER), on on
+    #: CPU (where the second decodes cost more than the tokens).
+    timestamp_tokens: Literal["auto", "on", "off"] = "auto"
     cache_dir: Path = DEFAULT_CACHE_DIR
     #: Let faster-whisper fetch named models from the Hugging Face Hub when not cached.
     allow_download: bool = False

@@ -57,6 +57,17 @@ _MIN_WORD_PROBABILITY_IF_NO_SPEECH = 0.5
 #: fast speech stays near 4. Whisper writes such text on noise ("Thank you for watching, see you
 #: in the next video..." over 1.3 s of a far-field murmur) and in decoding loops.
 MAX_WORDS_PER_SECOND = 6.0
+#: Decoding without timestamp tokens, Whisper sometimes jumps over a sentence, and the aligner
+#: stretches the next words over its audio ("he" over 1.6 s where "What joy there is in living"
+#: was said), so no gap is left for a retry to find. A word longer than STRETCH_FLOOR seconds and
+#: than STRETCH_BASE + STRETCH_PER_SOUND per letter (a digit: three, it is said as a word) marks
+#: such a window; it is decoded again with timestamp tokens (``WhisperASR.decode``). Set on the
+#: long-form set's ten_minutes, where every sentence lost without the tokens sat under such a
+#: word ("he" 1.58 s, "little" 1.65 s, "never" 1.58 s, "might" 2.83 s) and long words said
+#: slowly stay under it ("typography" 1.77 s); about one window in five gets flagged.
+STRETCH_FLOOR = 1.2
+STRETCH_BASE = 0.5
+STRETCH_PER_SOUND = 0.15
 
 
 class SpeechRecognizer(Protocol):
@@ -89,14 +100,18 @@ class WhisperASR:
         stats: where encode/generate/fallback/alignment times and counts accumulate.
         malloc_arenas: cap on the process's glibc malloc arenas, set before the model loads
             (``pipeline.heap``; 0: glibc's default).
-        timestamp_tokens: ``on``: a decode asked for with timestamps writes Whisper's timestamp
-            tokens; ``off``: never (the whole window; segments cut from the aligned words).
+        timestamp_tokens: ``on``: a decode asked for with timestamp tokens writes Whisper's timestamp
+            tokens; ``off``: it is decoded without them (the whole window; segments cut from the
+            aligned words), and the windows with a stretched word (``stretched``: speech Whisper
+            jumped over) are decoded again with them; ``auto`` (default): off on a GPU, on on CPU.
             CTranslate2 applies Whisper's timestamp rules to one hypothesis at a time, each a
             device round trip, at every decoding step: on an H200, with them, ``generate`` was
-            88 % of our wall time (``benchmarks/results/rtf-longform-gpu-h200-tiny.en.md``). Off
-            costs words: on CPU the long-form set's WER went from 7.13 to 8.59 %, whole sentences
-            lost where the aligner stretched the words around them over the stretch Whisper
-            skipped, so no gap was left for a retry to find.
+            88 % of our wall time. Off, with the windows decoded again, ran the long-form set
+            1.5x faster there at the same WER (6.92 -> 7.00 %; off without the second decode:
+            3.4x faster, WER 9.36 %, whole sentences lost;
+            ``benchmarks/results/rtf-longform-gpu-h200-tiny.en.md``). On CPU the second decodes
+            cost more than the tokens do (ami_mix_a 1.6x slower: four windows in six flagged, on
+            meetings' drawn-out words and cross-talk), though WER fell 7.39 -> 6.57 %.
     """
 
     def __init__(
@@ -110,7 +125,7 @@ class WhisperASR:
         allow_download: bool = False,
         stats: Stats | None = None,
         malloc_arenas: int = 1,
-        timestamp_tokens: str = "on",
+        timestamp_tokens: str = "auto",
     ) -> None:
         from faster_whisper import WhisperModel
 
@@ -122,10 +137,10 @@ class WhisperASR:
         self.device = resolve_device(device)
         self.compute_type = resolve_compute_type(compute_type, self.device)
         self.name = ref.name
-        if timestamp_tokens not in ("on", "off"):
-            raise ConfigError(f"timestamp_tokens must be on or off, not {timestamp_tokens!r}")
-        #: Whether a decode asked for with timestamp tokens gets them (see ``timestamp_tokens``).
-        self.timestamp_tokens = timestamp_tokens == "on"
+        if timestamp_tokens not in ("auto", "on", "off"):
+            raise ConfigError(f"timestamp_tokens must be auto, on or off, not {timestamp_tokens!r}")
+        #: Whether a decode asked for with timestamp tokens gets them at once (``timestamp_tokens``).
+        self.timestamp_tokens = timestamp_tokens == "on" or (timestamp_tokens == "auto" and self.device == "cpu")
         replicas, threads = cpu_layout(cpu_threads, cpu_replicas) if self.device == "cpu" else (1, cpu_threads)
         #: Copies of the model decoding at once: CTranslate2 workers of ONE model, which share its
         #: weights (two single-thread copies of tiny.en int8: +69 MB resident as workers, +123 MB as
@@ -192,8 +207,23 @@ class WhisperASR:
             fit_input: encode the audio plus a short tail (``input_frames``) instead of 30 s: for
                 windows of speech a first pass skipped, never for a first pass.
         """
-        timestamps = timestamps and self.timestamp_tokens
         frames = input_frames(audios) if fit_input else _WINDOW_FRAMES
+        if not (timestamps and align) or self.timestamp_tokens:
+            return self._decode_batch(audios, language, options, align, timestamps, frames)
+        # Timestamp tokens asked for, and turned off: windows where Whisper jumped over speech
+        # (a stretched word, ``stretched``) are decoded again with them, all in one batch.
+        texts = self._decode_batch(audios, language, options, align, False, frames)
+        redo = [i for i, text in enumerate(texts) if stretched(text)]
+        if redo:
+            self.stats.count("stretched_windows", len(redo))
+            again = self._decode_batch([audios[i] for i in redo], language, options, align, True, frames)
+            for i, text in zip(redo, again):
+                texts[i] = text
+        return texts
+
+    def _decode_batch(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
+                      align: bool, timestamps: bool, frames: int) -> list[WindowText]:
+        """``decode`` with timestamp tokens as given: the batch split over the CPU workers."""
         parts = _split(len(audios), self.replicas)
         if len(parts) == 1:
             return self._decode_part(audios, language, options, align, timestamps, frames)
@@ -424,6 +454,20 @@ def unheard_repeats(words: Sequence[dict]) -> set[int]:
                 break
         i += step
     return out
+
+
+def spoken_letters(word: str) -> int:
+    """Letters of a word as said: digits count three (a digit is said as a word)."""
+    return sum(3 if c.isdigit() else 1 for c in word if c.isalnum())
+
+
+def stretched(text: WindowText) -> bool:
+    """Whether a window's aligned words hold one too long to have been said alone (see
+    ``STRETCH_FLOOR``): speech Whisper jumped over, under the word after it."""
+    return any(
+        w["end"] - w["start"] > max(STRETCH_FLOOR, STRETCH_BASE + STRETCH_PER_SOUND * spoken_letters(w["word"]))
+        for s in text.segments for w in s.get("words", [])
+    )
 
 
 def split_at_timestamps(

@@ -218,8 +218,10 @@ def test_skipped_speech_is_encoded_as_its_audio_not_30_s(tiny_asr, harvard, monk
 
 def test_timestamp_tokens_off_decodes_every_window_without_them(tiny_asr, harvard, monkeypatch):
     """``timestamp_tokens=off`` (a GPU's fast path) makes a decode asked for with timestamp tokens
-    the decode without them: same tokens, words and times; the default writes them."""
+    the decode without them (same words and times), except for windows with a stretched word,
+    decoded again with them; the default writes them."""
     from iam_cluster.errors import ConfigError
+    from iam_cluster.pipeline import asr as asr_module
     from iam_cluster.pipeline.asr import WhisperASR
 
     audios = [np.concatenate([decode_audio(p).samples for p in harvard[k : k + 3]]) for k in (0, 3)]
@@ -231,8 +233,14 @@ def test_timestamp_tokens_off_decodes_every_window_without_them(tiny_asr, harvar
 
     assert tiny_asr.timestamp_tokens
     without = words(tiny_asr.decode(audios, "en", options, True, False))
+    with_them = words(tiny_asr.decode(audios, "en", options, True, True))
     monkeypatch.setattr(tiny_asr, "timestamp_tokens", False)
+    before = tiny_asr.stats.counts.get("stretched_windows", 0)
     assert words(tiny_asr.decode(audios, "en", options, True, True)) == without
-    assert all(without)
+    assert all(without) and tiny_asr.stats.counts.get("stretched_windows", 0) == before
+    # A window whose words show speech Whisper jumped over is decoded again with the tokens.
+    monkeypatch.setattr(asr_module, "stretched", lambda text: text.segments is not None)
+    assert words(tiny_asr.decode(audios, "en", options, True, True)) == with_them
+    assert tiny_asr.stats.counts["stretched_windows"] == before + 2
     with pytest.raises(ConfigError, match="timestamp_tokens"):
         WhisperASR("tiny.en", device="cpu", timestamp_tokens="sometimes")

@@ -42,3 +42,25 @@ def test_a_phrase_written_again_with_no_audio_under_it_is_dropped():
     # unheard words that repeat nothing, or one word only: kept (the aligner squeezes short words)
     assert unheard_repeats([w(" so", 0.0, 0.3), w(" it", 0.3, 0.3), w(" is", 0.3, 0.3)]) == set()
     assert unheard_repeats([w(" no", 0.0, 0.3), w(" no", 0.3, 0.3)]) == set()
+
+
+def test_a_word_stretched_over_speech_whisper_jumped_marks_its_window():
+    """Without timestamp tokens the aligner lays the word after a skipped sentence over its audio
+    ("he" over 1.58 s where "What joy there is in living" was said): such a window is flagged;
+    words said slowly, numbers said digit by digit and ordinary words are not."""
+    from iam_cluster.pipeline.asr import spoken_letters, stretched
+    from iam_cluster.pipeline.types import WindowText
+
+    def window(*words):
+        at, out = 0.0, []
+        for word, seconds in words:
+            out.append({"word": word, "start": at, "end": at + seconds, "probability": 0.9})
+            at += seconds
+        return WindowText(segments=[{"start": 0.0, "end": at, "text": "", "words": out}], avg_logprob=-0.3,
+                          no_speech_prob=0.0, temperature=0.0)
+
+    assert spoken_letters(" 90210.") == 15 and spoken_letters(" he's") == 3
+    assert stretched(window((" And", 0.64), (" he", 1.58), (" did", 0.28)))
+    assert stretched(window((" A", 0.5), (" little", 1.65)))
+    assert not stretched(window((" typography", 1.77), (" 01803", 2.17), (" the", 1.1), (" so", 0.4)))
+    assert not stretched(WindowText(segments=[], avg_logprob=-0.3, no_speech_prob=0.9, temperature=0.0))
