@@ -3,7 +3,8 @@
 Every system transcribes the same file list with the same model files, device, compute type,
 thread count and beam size. Each runs in its own subprocess (this script re-invoked with
 ``--_worker SYSTEM``) so that its peak RSS is its own; model load and one warm-up call on the
-first file are not timed.
+first file are not timed. The systems take turns, a file (or the whole list) and a round at a
+time, so a host whose speed drifts during the run (a shared VM) slows each of them alike.
 
 Example::
 
@@ -33,6 +34,7 @@ from rtf_files import per_file_report
 SYSTEMS = ("ours", "ours_nowords", "ours_tokens", "ours_notokens", "fw_sequential", "fw_sequential_vad",
            "fw_batched", "fw_batched_words")
 RESULT_TAG = "RTF-RESULT "
+STEP_TAG = "RTF-STEP "
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -117,44 +119,84 @@ def make_system(system: str, args: argparse.Namespace):
 
 
 def worker(args: argparse.Namespace) -> None:
-    """Child process: load, warm up on the first file, time the list (median of rounds), print JSON.
-
-    With ``--per-file`` each file is timed on its own (median of rounds per file), and ours also
-    reports its time per stage and its counts, per file (averaged over the rounds).
-    """
+    """Child process: load, warm up on the first file, then time one group (the whole list, or
+    one file with ``--per-file``) each time the parent names one on stdin; at the end of stdin,
+    print JSON: per group its times, texts and (ours) time per stage and counts, averaged over
+    its runs. The parent takes the systems in turn, so a host whose speed drifts (a shared VM)
+    slows every system alike."""
     paths = collect_audio(args.audio, args.repeat)
     run = make_system(args._worker, args)
     stats = getattr(run, "stats", None)
     run(paths[:1])
     groups = [[p] for p in paths] if args.per_file else [paths]
-    walls, texts, stages = [], [], []
-    for group in groups:
-        times = []
+    walls: list[list[float]] = [[] for _ in groups]
+    texts: list[list[str]] = [[] for _ in groups]
+    sums: list[dict] = [{} for _ in groups]
+    print(STEP_TAG + "ready", flush=True)
+    for line in sys.stdin:
+        i = int(line)
         if stats is not None:
             stats.reset()
-        for _ in range(max(1, args.rounds)):
-            start = time.perf_counter()
-            out = run(group)
-            times.append(time.perf_counter() - start)
-        walls.append(times)
-        texts.extend(out)
+        start = time.perf_counter()
+        texts[i] = run(groups[i])
+        walls[i].append(time.perf_counter() - start)
         if stats is not None:
-            snap = stats.snapshot()
-            stages.append({k: {n: v / max(1, args.rounds) for n, v in d.items()} for k, d in snap.items()})
+            for kind, values in stats.snapshot().items():
+                for name, v in values.items():
+                    sums[i].setdefault(kind, {})[name] = sums[i].get(kind, {}).get(name, 0) + v
+        print(STEP_TAG + f"{walls[i][-1]:.3f}", flush=True)
+    stages = [{k: {n: v / max(1, len(w)) for n, v in d.items()} for k, d in s.items()} for s, w in zip(sums, walls)]
     gpu_mb = gpu_memory_mb() if resolved_setup(args)[1] == "cuda" else None
     result = {"wall": sum(statistics.median(t) for t in walls), "walls": walls, "peak_mb": peak_rss_mb(),
-              "gpu_mb": gpu_mb, "texts": texts, "stages": stages}
+              "gpu_mb": gpu_mb, "texts": [t for ts in texts for t in ts],
+              "stages": stages if stats is not None else []}
     print(RESULT_TAG + json.dumps(result), flush=True)
 
 
-def run_worker(system: str) -> dict:
-    """Run one system in a fresh interpreter and return its JSON result."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:], "--_worker", system]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
-    if proc.returncode != 0 or not lines:
-        raise SystemExit(f"{system} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}")
-    return json.loads(lines[-1][len(RESULT_TAG):])
+class Worker:
+    """One system's worker process, driven a group at a time."""
+
+    def __init__(self, system: str) -> None:
+        self.system = system
+        cmd = [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:], "--_worker", system]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.seen: list[str] = []
+
+    def _line(self, tag: str) -> str:
+        for line in self.proc.stdout:
+            self.seen.append(line)
+            if line.startswith(tag):
+                return line[len(tag):].strip()
+        self.proc.wait()
+        raise SystemExit(f"{self.system} failed (exit {self.proc.returncode}):\n{''.join(self.seen)[-2000:]}")
+
+    def ready(self) -> None:
+        self._line(STEP_TAG)
+
+    def time(self, group: int) -> float:
+        self.proc.stdin.write(f"{group}\n")
+        self.proc.stdin.flush()
+        return float(self._line(STEP_TAG))
+
+    def result(self) -> dict:
+        self.proc.stdin.close()
+        out = json.loads(self._line(RESULT_TAG))
+        self.proc.wait()
+        return out
+
+
+def run_systems(systems: list[str], groups: int, rounds: int) -> dict[str, dict]:
+    """Time every group ``rounds`` times on every system, the systems taking turns (their order
+    turning each round), and return each system's result."""
+    workers = {s: Worker(s) for s in systems}
+    for w in workers.values():
+        w.ready()
+    for g in range(groups):
+        for r in range(max(1, rounds)):
+            order = systems[r % len(systems):] + systems[: r % len(systems)]
+            for s in order:
+                workers[s].time(g)
+    return {s: workers[s].result() for s in systems}
 
 
 def word_errors(references: list[str | None], hypotheses: list[str]) -> tuple[int, int] | None:
@@ -255,11 +297,10 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or RESULTS_DIR / f"rtf-{args.label}.md"
     paths = collect_audio(args.audio, args.repeat)
     args.code = code_version()
-    results = {}
-    for system in args.systems:
-        print(f"[rtf] {system}: {len(paths)} files ...", file=sys.stderr, flush=True)
-        results[system] = run_worker(system)
-        print(f"[rtf] {system}: {results[system]['wall']:.2f} s", file=sys.stderr, flush=True)
+    print(f"[rtf] {', '.join(args.systems)}: {len(paths)} files, taking turns ...", file=sys.stderr, flush=True)
+    results = run_systems(args.systems, len(paths) if args.per_file else 1, args.rounds)
+    for system, result in results.items():
+        print(f"[rtf] {system}: {result['wall']:.2f} s", file=sys.stderr, flush=True)
     text = report(args, paths, results)
     if args.per_file:
         text += per_file_report(paths, results)
