@@ -64,7 +64,8 @@ MAX_WORDS_PER_SECOND = 6.0
 #: such a window; it is decoded again with timestamp tokens (``WhisperASR.decode``). Set on the
 #: long-form set's ten_minutes, where every sentence lost without the tokens sat under such a
 #: word ("he" 1.58 s, "little" 1.65 s, "never" 1.58 s, "might" 2.83 s) and long words said
-#: slowly stay under it ("typography" 1.77 s); about one window in five gets flagged.
+#: slowly stay under it ("typography" 1.77 s). On read speech few windows are flagged; on
+#: meetings most are (drawn-out words, cross-talk: ami_mix_a four first-pass windows in six).
 STRETCH_FLOOR = 1.2
 STRETCH_BASE = 0.5
 STRETCH_PER_SOUND = 0.15
