@@ -31,8 +31,10 @@ from rtf_files import per_file_report
 
 #: ``ours_tokens`` / ``ours_notokens``: ours with IAM_TIMESTAMP_TOKENS=on / off (``ours``: the
 #: settings' value, ``auto`` by default: off on a GPU, on on CPU).
-SYSTEMS = ("ours", "ours_nowords", "ours_tokens", "ours_notokens", "fw_sequential", "fw_sequential_vad",
-           "fw_batched", "fw_batched_words")
+#: ``ours_onecopy``: ours on ONE CPU copy of the model with all the threads, fed half the batch
+#: (what each of the default two single-thread copies gets): one encoder at work at a time.
+SYSTEMS = ("ours", "ours_nowords", "ours_tokens", "ours_notokens", "ours_onecopy", "fw_sequential",
+           "fw_sequential_vad", "fw_batched", "fw_batched_words")
 RESULT_TAG = "RTF-RESULT "
 STEP_TAG = "RTF-STEP "
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -80,8 +82,10 @@ def make_system(system: str, args: argparse.Namespace):
         from iam_cluster.pipeline.types import TranscribeOptions
 
         tokens = {"ours_tokens": "on", "ours_notokens": "off"}.get(system)
-        runner = our_runner(str(model_path), device, compute_type, args.threads, batch_size=args.batch_size,
-                            timestamp_tokens=tokens)
+        one = system == "ours_onecopy"
+        runner = our_runner(str(model_path), device, compute_type, args.threads,
+                            batch_size=max(1, args.batch_size // 2) if one else args.batch_size,
+                            timestamp_tokens=tokens, cpu_replicas=1 if one else None)
         stats = runner.pipeline.stats
         options = TranscribeOptions(beam_size=args.beam_size, word_timestamps=system != "ours_nowords")
 
