@@ -244,3 +244,33 @@ def test_timestamp_tokens_off_decodes_every_window_without_them(tiny_asr, harvar
     assert tiny_asr.stats.counts["stretched_windows"] == before + 2
     with pytest.raises(ConfigError, match="timestamp_tokens"):
         WhisperASR("tiny.en", device="cpu", timestamp_tokens="sometimes")
+
+
+def test_a_failed_encode_on_one_copy_fails_the_batch_without_a_hang(tiny_asr, harvard, monkeypatch):
+    """The copies share out the encoder's windows and wait for each other's; an encode that fails
+    raises its own error from ``decode`` instead of leaving the other copy waiting."""
+    import threading
+
+    from iam_cluster.pipeline.asr import encode_plan
+
+    audios = [decode_audio(p).samples for p in harvard[:3]]
+    assert encode_plan([(0, 1), (1, 3)]) == [[2, 0], [1]]  # copy 0 encodes a window copy 1 needs
+    real, calls, lock = tiny_asr.whisper.encode, [], threading.Lock()
+
+    def encode(features, *args, **kwargs):
+        with lock:
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("encoder broke")
+        return real(features, *args, **kwargs)
+
+    monkeypatch.setattr(tiny_asr.whisper, "encode", encode)
+    result: list[BaseException] = []
+    worker = threading.Thread(target=lambda: result.append(
+        pytest.raises(RuntimeError, tiny_asr.decode, audios, "en", TranscribeOptions()).value))
+    worker.start()
+    worker.join(timeout=120)
+    assert not worker.is_alive() and str(result[0]) == "encoder broke"
+    monkeypatch.undo()
+    texts = tiny_asr.decode(audios, "en", TranscribeOptions())  # the copies still decode afterwards
+    assert all(t.segments for t in texts)
