@@ -56,17 +56,6 @@ def window_limit(options: TranscribeOptions) -> float:
     return max(1.0, options.chunk_length - TAIL_MARGIN)
 
 
-def batches(n: int, size: int) -> list[tuple[int, int]]:
-    """``[start, end)`` of the fewest batches of at most ``size`` of ``n`` windows, of even sizes
-    (9 windows, 8 at most: 5 + 4, not 8 + 1): the CPU copies of the model share each batch, and a
-    batch of one window leaves all but one of them idle."""
-    count = math.ceil(n / size)
-    if count == 0:
-        return []
-    bounds = [n * k // count for k in range(count + 1)]
-    return list(zip(bounds, bounds[1:]))
-
-
 def window_audio(window: Window, recordings: Sequence[Audio], gains: Sequence[float] | None = None) -> np.ndarray:
     """The samples of a window: its pieces laid at their offsets (each recording at its own
     gain, see ``level``), silence between them."""
@@ -277,8 +266,8 @@ class WindowDecoder:
         texts: dict[int, object] = {}
         self.hook("asr", self.done, self.total)
         for (language, retry), indices in groups.items():
-            for start, end in batches(len(indices), step):
-                batch = indices[start:end]
+            for start in range(0, len(indices), step):
+                batch = indices[start : start + step]
                 audios = [window_audio(windows[i], self.recordings, self.gains) for i in batch]
                 # Windows of skipped speech are decoded without timestamp tokens (with them
                 # Whisper leaves out the last words of its input again), and encoded as their

@@ -242,21 +242,3 @@ def test_a_later_pass_with_fewer_windows_than_workers_is_spread_over_them():
     assert asr.windows[False] == [[0], [0]]
     starts = sorted(w.start for s in segs for w in s.words)
     assert max(b - a for a, b in zip(starts, starts[1:])) < 2.0
-
-
-def test_windows_go_in_the_fewest_batches_of_even_size():
-    """9 windows in batches of 8 at most are 4 + 5, not 8 + 1 (a batch of one idles the other
-    CPU copies); never more batches than needed, none empty."""
-    from iam_cluster.pipeline.windows import batches
-
-    assert batches(9, 8) == [(0, 4), (4, 9)]
-    assert batches(8, 8) == [(0, 8)]
-    assert batches(21, 8) == [(0, 7), (7, 14), (14, 21)]
-    assert batches(0, 8) == []
-    for n in range(1, 60):
-        for size in (1, 2, 4, 8, 16):
-            got = batches(n, size)
-            assert got[0][0] == 0 and got[-1][1] == n and all(a < b for a, b in got)
-            assert all(b == c for (_, b), (c, _) in zip(got, got[1:]))
-            assert len(got) == -(-n // size) and max(b - a for a, b in got) <= size
-            assert max(b - a for a, b in got) - min(b - a for a, b in got) <= 1
