@@ -234,6 +234,8 @@ class WhisperASR:
         of 7 windows on two workers took 4 encodes + 4 decodes of wall time on the larger part's
         worker while the other idled for one of each; now each worker does 7 of the 14 steps.
         """
+        import ctranslate2
+
         parts = _split(len(audios), self.replicas)
         if len(parts) == 1:
             return self._decode_part(audios, language, options, align, timestamps, frames)
@@ -259,8 +261,6 @@ class WhisperASR:
                 ready[i].wait()
             if any(rows[i] is None for i in range(a, b)):
                 raise errors[0]
-            import ctranslate2
-
             encoded = ctranslate2.StorageView.from_array(np.concatenate(rows[a:b]))
             return self._decode_part(audios[a:b], language, options, align, timestamps, frames, encoded)
 
