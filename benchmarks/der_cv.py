@@ -95,18 +95,25 @@ def settings(grid: dict) -> list:
 
 
 def analyse_all(encoder: str, files, step: float):
-    """``name -> (analysis, reference turns, duration, seconds spent)`` for every file."""
+    """``name -> (analysis, reference turns, duration, seconds spent)`` for every file, analysed as
+    in the pipeline: the VAD's speech regions spare the segmentation the chunks it found silent."""
     from iam_cluster.pipeline.decode import decode_audio
     from iam_cluster.pipeline.diarize.embedded import EmbeddedDiarizer
 
+    from iam_cluster.pipeline.run import find_speech
+    from iam_cluster.pipeline.types import TranscribeOptions
+    from iam_cluster.pipeline.vad import SileroVad
+
     diarizer = EmbeddedDiarizer(encoder=encoder, segmentation_step=step)
+    vad, options = SileroVad(), TranscribeOptions()
     out = {}
     for index, (path, rttm, _) in enumerate(files):
         audio = decode_audio(path, max_duration=None)
+        regions = find_speech(audio, options, vad)  # as the pipeline hands them to the diarizer
         if index == 0:
-            diarizer.analyse(audio)  # warm-up: lazy imports and first-call allocations
+            diarizer.analyse(audio, speech_regions=regions)  # warm-up: lazy imports, first allocations
         start = time.perf_counter()
-        analysis = diarizer.analyse(audio)
+        analysis = diarizer.analyse(audio, speech_regions=regions)
         seconds = time.perf_counter() - start
         out[path.stem] = (analysis, reference_turns(rttm, path), audio.duration, seconds)
         print(f"[cv] {encoder}: analysed {path.name} in {seconds:.2f} s", file=sys.stderr, flush=True)

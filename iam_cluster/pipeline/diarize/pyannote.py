@@ -181,7 +181,7 @@ class PyannoteDiarizer:
     def __call__(
         self,
         audio: Audio,
-        speech_regions: Sequence[SpeechRegion],
+        speech_regions: Sequence[SpeechRegion] | None,
         num_speakers: int | None = None,
         min_speakers: int | None = None,
         max_speakers: int | None = None,
@@ -190,10 +190,10 @@ class PyannoteDiarizer:
         """Diarize ``audio``; ``speech_regions`` only short-cut silence (pyannote finds its own speech).
 
         pyannote's segmentation model finds speech and overlap better than the VAD, so the regions
-        are not imposed on it; when the VAD found no speech at all, nothing is run.
+        are not imposed on it; when the VAD found no speech at all, nothing is run (None: not known).
         """
         check_speaker_counts(num_speakers, min_speakers, max_speakers)
-        if not speech_regions or len(audio.samples) == 0:
+        if (speech_regions is not None and not speech_regions) or len(audio.samples) == 0:
             return Diarization(turns=[])
         pipeline = self.load()
         import torch

@@ -7,6 +7,7 @@ talk included, so it runs its own detector on the level-normalised recording
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -71,9 +72,14 @@ class Segmenter:
         self.device = device
         self.frame_step = geometry["frame_step"]
         self.frame_start = geometry["frame_start"] + geometry["frame_duration"] / 2
+        self.frames = self.model.sincnet.num_frames(int(CHUNK_SECONDS * SAMPLE_RATE))  # per chunk
         self.mapping = _powerset()
 
-    def __call__(self, samples: np.ndarray, hook: ProgressHook = no_progress) -> Segmentation:
+    def __call__(self, samples: np.ndarray, hook: ProgressHook = no_progress,
+                 speech: Sequence[tuple[float, float]] | None = None) -> Segmentation:
+        """Segment ``samples`` (level-normalised). ``speech``: ``(start, end)`` seconds where a
+        detector heard something; chunks that overlap none of it are not run (they count as not
+        looked at, and their frames as silence). None: every chunk runs."""
         import torch
 
         size = int(CHUNK_SECONDS * SAMPLE_RATE)
@@ -85,31 +91,34 @@ class Segmenter:
         else:
             starts[-1] = last  # a few samples past the grid: shift the last chunk, don't repeat it
         padded = np.pad(samples, (0, max(0, size - len(samples))))
+        active = np.array([speech is None or any(a * SAMPLE_RATE < s + size and b * SAMPLE_RATE > s for a, b in speech)
+                           for s in starts])
+        run = [s for s, on in zip(starts, active) if on]
 
         def forward(span: tuple[int, int]) -> np.ndarray:
-            batch = np.stack([padded[s : s + size] for s in starts[span[0] : span[1]]])
+            batch = np.stack([padded[s : s + size] for s in run[span[0] : span[1]]])
             if self.session is not None:
                 return np.exp(self.session.run(None, {"waveform": batch[:, None]})[0])
             with torch.inference_mode():  # per thread
                 return self.model(torch.from_numpy(batch)[:, None].to(self.device)).exp().cpu().numpy()
 
-        probs = []
-        batches = spans(len(starts), self.batch_size, self.workers, MIN_THREAD_CHUNKS)
-        hook("segmentation", 0, len(starts))
+        probs = np.zeros((len(starts), self.frames, len(self.mapping)), np.float32)
+        probs[..., 0] = 1.0  # chunks not run: nobody talks
+        done = []
+        batches = spans(len(run), self.batch_size, self.workers, MIN_THREAD_CHUNKS)
+        hook("segmentation", 0, len(run))
         for (_, end), p in zip(batches, in_threads(forward, batches, self.workers)):
-            probs.append(p)
-            hook("segmentation", end, len(starts))
-        probs = np.concatenate(probs)  # (chunks, frames, 7)
+            done.append(p)
+            hook("segmentation", end, len(run))
+        if done:
+            probs[active] = np.concatenate(done)  # (chunks, frames, 7)
         local = self.mapping[probs.argmax(-1)]  # (chunks, frames, 3)
         sizes = self.mapping.sum(1)
-        speech = 1.0 - probs[..., 0]
-        overlap = probs[..., sizes == 2].sum(-1)
         offsets = np.rint(np.array(starts) / SAMPLE_RATE / self.frame_step).astype(int)
-        frames = probs.shape[1]
-        total = min(offsets[-1] + frames, int(np.ceil(len(samples) / SAMPLE_RATE / self.frame_step)))
+        total = min(offsets[-1] + self.frames, int(np.ceil(len(samples) / SAMPLE_RATE / self.frame_step)))
         return Segmentation(
-            speech=_aggregate(speech, offsets, total),
-            overlap=_aggregate(overlap, offsets, total),
+            speech=_aggregate(1.0 - probs[active, :, 0], offsets[active], total),
+            overlap=_aggregate(probs[active][..., sizes == 2].sum(-1), offsets[active], total),
             local=local,
             chunk_frames=offsets,
             start=self.frame_start,
@@ -119,7 +128,7 @@ class Segmenter:
 
 def _aggregate(values: np.ndarray, offsets: np.ndarray, total: int) -> np.ndarray:
     """Mean over chunks of per-chunk frame values, weighted by a Hamming window (pyannote's way:
-    a chunk's edges see less context than its middle)."""
+    a chunk's edges see less context than its middle); frames no chunk covers are 0."""
     frames = values.shape[1]
     weight = np.hamming(frames) + 1e-6
     acc, norm = np.zeros(total), np.zeros(total)
