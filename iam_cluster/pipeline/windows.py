@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from iam_cluster.pipeline.asr import too_dense
+from iam_cluster.pipeline.asr import rounds, too_dense
 from iam_cluster.pipeline.chunk import clip_segment, pack, placement, uncovered, unpack
 from iam_cluster.pipeline.level import gain
 from iam_cluster.pipeline.stats import Stats
@@ -263,21 +264,32 @@ class WindowDecoder:
         groups: dict[tuple[str, bool], list[int]] = {}
         for i, w in enumerate(windows):
             groups.setdefault((self.languages[w.pieces[0].recording], retries[i]), []).append(i)
+        calls = [(language, retry, indices[start : start + step])
+                 for (language, retry), indices in groups.items() for start in range(0, len(indices), step)]
+
+        def call(language: str, retry: bool, batch: list[int]) -> list:
+            audios = [window_audio(windows[i], self.recordings, self.gains) for i in batch]
+            # Windows of skipped speech are decoded without timestamp tokens (with them Whisper
+            # leaves out the last words of its input again), and encoded as their few seconds of
+            # audio, not 30 s (``asr.FIT_MIN_SECONDS``).
+            return self.asr.decode(audios, language, o, True, timestamps=not retry, fit_input=retry)
+
         texts: dict[int, object] = {}
         self.hook("asr", self.done, self.total)
-        for (language, retry), indices in groups.items():
-            for start in range(0, len(indices), step):
-                batch = indices[start : start + step]
-                audios = [window_audio(windows[i], self.recordings, self.gains) for i in batch]
-                # Windows of skipped speech are decoded without timestamp tokens (with them
-                # Whisper leaves out the last words of its input again), and encoded as their
-                # few seconds of audio, not 30 s (``asr.FIT_MIN_SECONDS``).
-                with self.stats.time("asr" if first else "asr_again"):
-                    texts.update(zip(batch, self.asr.decode(audios, language, o, True, timestamps=not retry,
-                                                            fit_input=retry)))
+        workers = getattr(self.asr, "replicas", 1)
+        for together in rounds([len(batch) for _, _, batch in calls], workers):
+            with self.stats.time("asr" if first else "asr_again"):
+                if len(together) == 1:
+                    results = [call(*calls[together[0]])]
+                else:  # small calls of other settings, each on a worker of its own
+                    with ThreadPoolExecutor(len(together), thread_name_prefix="iam-round") as pool:
+                        results = list(pool.map(lambda k: call(*calls[k]), together))
+            for k, result in zip(together, results):
+                batch = calls[k][2]
+                texts.update(zip(batch, result))
                 self.stats.count("windows", len(batch))
                 self.done += len(batch)
-                self.hook("asr", self.done, self.total)
+            self.hook("asr", self.done, self.total)
         return [texts[i] for i in range(len(windows))]
 
     def _suspects(self, window: Window, placed, items: Sequence[_Item], dropped: int | None) -> set[int]:

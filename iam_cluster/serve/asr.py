@@ -9,6 +9,7 @@ from collections import Counter, defaultdict
 import msgspec
 from ray import serve
 
+from iam_cluster.pipeline.asr import rounds
 from iam_cluster.pipeline.types import SAMPLE_RATE, TranscribeOptions, WindowJob, WindowText
 
 
@@ -75,7 +76,9 @@ class ASR:
                 options = msgspec.structs.replace(options, beam_size=int(self.beam_size))
             groups[(job.language, options, job.align, job.timestamps, job.fit_input)].append(i)
         results: list = [None] * len(jobs)
-        for (language, options, align, timestamps, fit_input), idx in groups.items():
+
+        async def decode(key: tuple, idx: list[int]) -> None:
+            language, options, align, timestamps, fit_input = key
             try:
                 texts = await asyncio.to_thread(
                     self.asr.decode, [jobs[i].audio for i in idx], language, options, align, timestamps, fit_input
@@ -84,6 +87,10 @@ class ASR:
                 texts = [exc] * len(idx)
             for i, text in zip(idx, texts):
                 results[i] = text
+
+        calls = list(groups.items())
+        for together in rounds([len(idx) for _, idx in calls], self.asr.replicas):  # small groups at once
+            await asyncio.gather(*(decode(*calls[k]) for k in together))
         if self.max_batch_size:  # again with each batch: a gauge set once at start can miss Ray's first export
             self.metrics.max_batch_size.set(self.max_batch_size)
         self.metrics.batch(len(jobs), [started - j.submitted_at for j in jobs if j.submitted_at],

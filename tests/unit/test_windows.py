@@ -242,3 +242,45 @@ def test_a_later_pass_with_fewer_windows_than_workers_is_spread_over_them():
     assert asr.windows[False] == [[0], [0]]
     starts = sorted(w.start for s in segs for w in s.words)
     assert max(b - a for a, b in zip(starts, starts[1:])) < 2.0
+
+
+class CountsCallsAtOnce:
+    """Writes nothing; records how many ``decode`` calls were running at once at most."""
+
+    def __init__(self, replicas: int) -> None:
+        import threading
+
+        self.replicas, self.running, self.most = replicas, 0, 0
+        self.lock = threading.Lock()
+        self.calls: list[tuple[int, bool]] = []
+
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False):
+        import time
+
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.calls.append((len(audios), fit_input))
+        time.sleep(0.2)
+        with self.lock:
+            self.running -= 1
+        return [WindowText(segments=[], avg_logprob=-0.2, no_speech_prob=0.9, temperature=0.0) for _ in audios]
+
+
+def test_small_decode_calls_of_other_settings_run_at_once_on_the_workers():
+    from iam_cluster.pipeline.asr import rounds
+    from iam_cluster.pipeline.types import Piece, Window
+
+    assert rounds([1, 1], 2) == [[0, 1]]
+    assert rounds([8, 1, 1], 2) == [[0], [1, 2]]
+    assert rounds([1, 2, 1, 1, 1], 2) == [[0], [1], [2, 3], [4]]
+    assert rounds([1, 1], 1) == [[0], [1]]
+    recs = [tone(0, 10.0), tone(1, 10.0)]
+    windows = [Window(pieces=(Piece(recording=r, start=0.0, end=5.0, offset=0.0),)) for r in (0, 1)]
+    for replicas, most in ((2, 2), (1, 1)):
+        asr = CountsCallsAtOnce(replicas)
+        dec = WindowDecoder(asr, recs, [("en", 1.0)] * 2, TranscribeOptions(), 8)
+        texts = dec._decode(windows, [True, False], first=False)  # a retry beside a window decoded again
+        assert len(texts) == 2 and sorted(asr.calls) == [(1, False), (1, True)]
+        assert asr.most == most
+        assert dec.stats.counts["windows"] == 2 and dec.done == 2
