@@ -298,3 +298,44 @@ def test_media_error_survives_pickling():
 
     err = pickle.loads(pickle.dumps(MediaError("a.wav", "empty file", "empty_media")))
     assert (err.source, err.reason, err.code, str(err)) == ("a.wav", "empty file", "empty_media", "a.wav: empty file")
+
+
+def _pcm16_wav(samples: np.ndarray) -> bytes:
+    """16-bit mono WAV bytes of int16 ``samples`` at 16 kHz."""
+    import soundfile as sf
+
+    out = io.BytesIO()
+    sf.write(out, samples, SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def jfk_pcm() -> np.ndarray:
+    return decode_audio(JFK, pcm16=True).samples.copy()
+
+
+@pytest.mark.parametrize("pcm16", [False, True])
+def test_a_constant_offset_is_taken_off(jfk_pcm, pcm16):
+    """A recording with a DC offset (0.05 of full scale: 1638 steps) decodes to the samples of the
+    same recording without one, kept as PCM or as floats."""
+    from iam_cluster.pipeline.decode import remove_offset
+    from iam_cluster.pipeline.types import to_float
+
+    assert remove_offset(jfk_pcm.copy()) == 0.0  # jfk itself has none to speak of
+    shifted = np.clip(jfk_pcm.astype(np.int32) + 1638, -32768, 32767).astype(np.int16)
+    got = decode_audio(_pcm16_wav(shifted), pcm16=pcm16).samples
+    assert abs(float(to_float(got).mean())) < 1 / 32768
+    unclipped = shifted.astype(np.int32) - 1638 == jfk_pcm
+    assert unclipped.mean() > 0.999
+    np.testing.assert_array_equal(to_float(got)[unclipped], to_float(jfk_pcm)[unclipped])
+
+
+def test_a_negligible_offset_leaves_the_samples_as_decoded(jfk_pcm):
+    """An offset under ``DC_LIMIT`` (20 steps, -64 dBFS) is left: the samples are as decoded."""
+    from iam_cluster.pipeline.decode import DC_LIMIT
+    from iam_cluster.pipeline.types import to_float
+
+    assert 20 / 32768 < DC_LIMIT
+    shifted = (jfk_pcm.astype(np.int32) + 20).astype(np.int16)
+    got = decode_audio(_pcm16_wav(shifted)).samples
+    np.testing.assert_array_equal(got, to_float(shifted))
