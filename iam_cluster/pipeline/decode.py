@@ -37,6 +37,14 @@ _last_full_collect = 0.0
 #: offset taken off, 2.5 % at each. Below the limit an offset is 20 dB under the quietest speech
 #: the normaliser brings up in full (``level.MAX_GAIN_DB``) and the samples stay as decoded.
 DC_LIMIT = 1e-3
+#: An equal-weight mix of a recording's channels that keeps less than this share of their mean
+#: power (-10 dB) cancels: the channels carry one signal in opposite polarity (a microphone wired
+#: with one leg swapped, "wide" fake stereo), and the mono mix every decoder makes is near
+#: silence: two such Harvard clips gave no words at all. The recording is then decoded again from
+#: its loudest channel alone. Independent channels keep half their power in the mix, copies all of it.
+CANCEL_RATIO = 0.1
+#: Every this many source frames one is measured for ``CANCEL_RATIO`` (a few ms per minute).
+_POWER_STRIDE = 8
 #: Samples handled at a time while taking the offset off (bounded temporary memory on long files).
 _DC_BLOCK = 1 << 20
 
@@ -90,7 +98,8 @@ def decode_audio(
     pcm16: bool = False,
 ) -> Audio:
     """Decodes the best audio stream of a media file to 16 kHz mono float32 (or 16-bit PCM), with
-    a constant offset beyond ``DC_LIMIT`` taken off (``remove_offset``).
+    a constant offset beyond ``DC_LIMIT`` taken off (``remove_offset``). Channels are mixed, unless
+    their mix cancels (``CANCEL_RATIO``): then the file is decoded again from its loudest channel.
 
     Args:
         source: A path, the file's bytes, or a binary file object (read from its current position).
@@ -110,23 +119,12 @@ def decode_audio(
             the duration limits; ``code`` says which.
     """
     label, target, head = _prepare(source, name)
-    with _open(label, target, head) as container:
-        stream = _audio_stream(label, container)
-        declared = _header_duration(container, stream, head)
-        if max_duration is not None and declared is not None and declared > max_duration:
-            raise _too_long(label, declared, max_duration)  # cheap: nothing decoded yet
-        stats = {"packets": 0, "bad": 0}
-        raw = io.BytesIO()
-        try:
-            frames = _decode_frames(label, container, stream, max_duration, stats)
-            for frame in _resampled(frames, "s16" if pcm16 else "flt"):
-                raw.write(frame.to_ndarray())
-        except _AV_ERRORS as exc:
-            reason = "audio data is corrupt or cut off (decoding failed part-way)"
-            raise MediaError(label, reason, "truncated_media") from exc
-        finally:
-            _collect()
-
+    power = _ChannelPower()
+    raw, declared, stats = _decode_pass(label, target, head, max_duration, pcm16, None, power)
+    if (channel := power.cancelled()) is not None:
+        if not isinstance(target, str):
+            target.seek(0)
+        raw, declared, stats = _decode_pass(label, target, head, max_duration, pcm16, channel, None)
     samples = np.frombuffer(raw.getbuffer(), dtype=np.int16 if pcm16 else np.float32)
     remove_offset(samples)
     if not pcm16:  # the resampler's filter overshoots full-scale peaks a little; floats stay in [-1, 1]
@@ -145,6 +143,68 @@ def decode_audio(
         reason = f"is {duration:.2f} s long, under the {min_duration:g} s minimum"
         raise MediaError(label, reason, "too_short")
     return Audio(source=label, samples=samples)
+
+
+def _decode_pass(label: str, target: str | BinaryIO, head: bytes, max_duration: float | None, pcm16: bool,
+                 channel: int | None, power: _ChannelPower | None) -> tuple[io.BytesIO, float | None, dict]:
+    """One decoding of the input to 16 kHz: the channels mixed (``channel`` None) or one of them;
+    ``power`` (if given) measures the source's channels on the way. Returns the samples' bytes,
+    the header's duration and the packet counts."""
+    with _open(label, target, head) as container:
+        stream = _audio_stream(label, container)
+        declared = _header_duration(container, stream, head)
+        if max_duration is not None and declared is not None and declared > max_duration:
+            raise _too_long(label, declared, max_duration)  # cheap: nothing decoded yet
+        stats = {"packets": 0, "bad": 0}
+        raw = io.BytesIO()
+        try:
+            frames = _decode_frames(label, container, stream, max_duration, stats)
+            if power is not None:
+                frames = power.watch(frames)
+            for samples in _resampled(frames, "s16" if pcm16 else "flt", channel):
+                raw.write(samples)
+        except _AV_ERRORS as exc:
+            reason = "audio data is corrupt or cut off (decoding failed part-way)"
+            raise MediaError(label, reason, "truncated_media") from exc
+        finally:
+            _collect()
+    return raw, declared, stats
+
+
+class _ChannelPower:
+    """Power of a recording's channels and of their equal-weight mix, summed over every
+    ``_POWER_STRIDE``-th frame (cancellation is a property of the whole recording)."""
+
+    def __init__(self) -> None:
+        self.channels: np.ndarray | None = None
+        self.mix = 0.0
+        self.frames = 0
+
+    def watch(self, frames: Iterator[av.AudioFrame]) -> Iterator[av.AudioFrame]:
+        for frame in frames:
+            count = len(frame.layout.channels)
+            if count > 1 and self.frames % _POWER_STRIDE == 0 and (self.channels is None or len(self.channels) == count):
+                self._add(frame, count)
+            self.frames += 1
+            yield frame
+
+    def _add(self, frame: av.AudioFrame, count: int) -> None:
+        x = frame.to_ndarray()
+        x = (x.T if frame.format.is_planar else x.reshape(-1, count)).astype(np.float32)
+        if frame.format.name.startswith("u8"):
+            x -= 128.0
+        power = (x * x).sum(axis=0, dtype=np.float64)
+        self.channels = power if self.channels is None else self.channels + power
+        mix = x.mean(axis=1)
+        self.mix += float(np.dot(mix, mix))
+
+    def cancelled(self) -> int | None:
+        """The loudest channel when the mix cancels (``CANCEL_RATIO``), else None."""
+        if self.channels is None or self.channels.max() <= 0:
+            return None
+        if self.mix >= CANCEL_RATIO * self.channels.mean():
+            return None
+        return int(np.argmax(self.channels))
 
 
 def remove_offset(samples: np.ndarray) -> float:
@@ -340,8 +400,10 @@ def _too_long(label: str, seconds: float, limit: float, more: str = "") -> Media
     return MediaError(label, reason, "too_long")
 
 
-def _resampled(frames: Iterator[av.AudioFrame], sample_format: str = "flt") -> Iterator[av.AudioFrame]:
-    """Groups frames (as faster-whisper does) and resamples them to 16 kHz mono (float32 or s16)."""
+def _resampled(frames: Iterator[av.AudioFrame], sample_format: str = "flt",
+               channel: int | None = None) -> Iterator[np.ndarray]:
+    """Groups frames (as faster-whisper does) and resamples them to 16 kHz (float32 or s16): the
+    channels mixed to mono, or only ``channel``."""
     fifo = resampler = key = None
     for frame in itertools.chain(frames, [None]):
         new_key = frame is not None and (frame.format.name, frame.layout.name, frame.sample_rate)
@@ -349,15 +411,26 @@ def _resampled(frames: Iterator[av.AudioFrame], sample_format: str = "flt") -> I
             # A fifo and a resampler each take one input format, and an MP3 may switch rate
             # mid-stream: drain both, then start fresh ones.
             if fifo.samples:
-                yield from resampler.resample(fifo.read())
-            yield from resampler.resample(None)
+                yield from _picked(resampler.resample(fifo.read()), channel)
+            yield from _picked(resampler.resample(None), channel)
             key = None
         if frame is None:
             return
         if key is None:
             fifo, key = av.AudioFifo(), new_key
-            resampler = av.AudioResampler(format=sample_format, layout="mono", rate=SAMPLE_RATE)
+            layout = "mono" if channel is None else frame.layout.name
+            resampler = av.AudioResampler(format=sample_format, layout=layout, rate=SAMPLE_RATE)
         frame.pts = None  # the fifo checks timestamps, which damaged files get wrong
         fifo.write(frame)
         if fifo.samples >= _GROUP_SAMPLES:
-            yield from resampler.resample(fifo.read())
+            yield from _picked(resampler.resample(fifo.read()), channel)
+
+
+def _picked(frames: list[av.AudioFrame], channel: int | None) -> Iterator[np.ndarray]:
+    """The samples of resampled (packed) frames: all of a mono frame, or one channel's."""
+    for frame in frames:
+        samples = frame.to_ndarray()
+        if channel is None:
+            yield samples
+        else:
+            yield np.ascontiguousarray(samples.reshape(-1, len(frame.layout.channels))[:, channel])

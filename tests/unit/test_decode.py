@@ -339,3 +339,60 @@ def test_a_negligible_offset_leaves_the_samples_as_decoded(jfk_pcm):
     shifted = (jfk_pcm.astype(np.int32) + 20).astype(np.int16)
     got = decode_audio(_pcm16_wav(shifted)).samples
     np.testing.assert_array_equal(got, to_float(shifted))
+
+
+def _stereo_wav(left: np.ndarray, right: np.ndarray) -> bytes:
+    import soundfile as sf
+
+    out = io.BytesIO()
+    sf.write(out, np.stack([left, right], axis=1), SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("pcm16", [False, True])
+def test_channels_in_opposite_polarity_decode_from_the_louder_one(jfk_pcm, pcm16):
+    """One signal on two channels in opposite polarity (a microphone with one leg swapped) mixes
+    to near silence; such a recording decodes from its louder channel alone, sample for sample."""
+    from iam_cluster.pipeline.types import to_float
+
+    right = (-0.9 * jfk_pcm).astype(np.int16)
+    mono = to_float(decode_audio(_stereo_wav(jfk_pcm, right), pcm16=pcm16).samples)
+    np.testing.assert_array_equal(mono, to_float(jfk_pcm))
+    # The other way round the louder channel is the right one.
+    swapped = to_float(decode_audio(_stereo_wav(right, jfk_pcm), pcm16=pcm16).samples)
+    np.testing.assert_array_equal(swapped, to_float(jfk_pcm))
+
+
+def test_channels_that_do_not_cancel_are_mixed(jfk_pcm):
+    """Two different signals (the second half of jfk under the first, one a little quieter) and a
+    signal on both channels keep their mix: far more power than ``CANCEL_RATIO`` of the channels'."""
+    half = len(jfk_pcm) // 2
+    left, right = jfk_pcm[:half], (0.7 * jfk_pcm[half : 2 * half]).astype(np.int16)
+    mixed = decode_audio(_stereo_wav(left, right)).samples
+    expected = (left.astype(np.float32) + right.astype(np.float32)) / 32768 * np.float32(np.sqrt(0.5))
+    assert np.abs(mixed - expected).max() < 1e-4  # FFmpeg's float downmix: (L + R) / sqrt(2)
+    same = decode_audio(_stereo_wav(left, left)).samples  # (clipped where the sum passes full scale)
+    assert np.abs(same - np.clip(left / 32768 * np.float32(np.sqrt(2)), -1, 1)).max() < 1e-4
+
+
+def test_antiphase_mp3_decodes_from_one_channel(tmp_path, jfk_pcm):
+    """The same through a lossy codec with planar float frames (MP3)."""
+    from iam_cluster.pipeline.types import to_float
+
+    path = tmp_path / "antiphase.mp3"
+    signal = to_float(jfk_pcm)
+    with av.open(str(path), "w", format="mp3") as out:
+        stream = out.add_stream("libmp3lame", rate=SAMPLE_RATE, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(np.stack([signal, -signal], 1).reshape(1, -1), format="flt",
+                                           layout="stereo")
+        frame.sample_rate = SAMPLE_RATE
+        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=SAMPLE_RATE)
+        for part in resampler.resample(frame) + resampler.resample(None):
+            for packet in stream.encode(part):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    got = decode_audio(path).samples
+    n = min(len(got), len(signal))
+    assert np.sqrt(np.mean(got**2)) > 0.5 * np.sqrt(np.mean(signal**2))
+    assert np.corrcoef(got[:n], signal[:n])[0, 1] > 0.9 or np.corrcoef(got[:n], -signal[:n])[0, 1] > 0.9
