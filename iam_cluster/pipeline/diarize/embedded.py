@@ -154,6 +154,10 @@ class EmbeddedDiarizer:
         self.segmenter = Segmenter(segmentation_step, device, workers=self.workers,
                                    cache_dir=Path(cache_dir or DEFAULT_CACHE_DIR))
         self.cpu_threads = cpu_threads
+        # The clustering's library loads with the models (0.4 s warm, 1.5 s from a cold disk), not
+        # inside the first recording's diarization: a worker's first job took that much longer,
+        # and a benchmark's first file was charged for it.
+        import sklearn.cluster  # noqa: F401
 
     def __call__(
         self,
