@@ -29,14 +29,17 @@ _GROUP_SAMPLES = 500_000
 #: A full collection at most this often (seconds); the young generations after every file.
 _FULL_COLLECT_SECONDS = 2.0
 _last_full_collect = 0.0
-#: A constant offset (DC) of the samples beyond this (-60 dBFS, 33 steps of 16-bit PCM) is taken
-#: off after decoding. Cheap sound cards and USB microphones add one; the level normaliser then
-#: measures it as if it were speech and leaves quiet speech quiet, and Whisper's log-mel (scaled to
-#: its loudest bin) hears it in its lowest band. The eight Harvard sentences and jfk at -45 dBFS:
-#: WER 2.5 % alone, 6.2 % with an offset of 0.005, 28.7 % (21 of 80 words lost) with 0.05; with the
-#: offset taken off, 2.5 % at each. Below the limit an offset is 20 dB under the quietest speech
-#: the normaliser brings up in full (``level.MAX_GAIN_DB``) and the samples stay as decoded.
-DC_LIMIT = 1e-3
+#: A constant offset (DC) of the samples less than this far under the recording's speech level
+#: (``level.speech_level``, which counts the offset as signal) is taken off after decoding. Cheap
+#: sound cards and USB microphones add one; near the speech's level the level normaliser measures
+#: it as speech and leaves quiet speech quiet, and Whisper's log-mel (scaled to its loudest bin)
+#: hears it in its lowest band. The eight Harvard sentences and jfk at -45 dBFS: WER 2.5 % alone,
+#: 6.2 % with an offset of 0.005, 28.7 % (21 of 80 words lost) with 0.05; with the offset taken
+#: off, 2.5 % at each. Further under the speech an offset adds under 1 % to its power, and the
+#: samples stay as decoded (the read passage of the long-form set at 8 kHz carries one 31 dB under
+#: its speech; taking it off changed a word there, by chance). Relative, so that a recording and
+#: a louder or quieter copy of it are treated alike.
+DC_MARGIN_DB = 20.0
 #: An equal-weight mix of a recording's channels that keeps less than this share of their mean
 #: power (-10 dB) cancels: the channels carry one signal in opposite polarity (a microphone wired
 #: with one leg swapped, "wide" fake stereo), and the mono mix every decoder makes is near
@@ -98,7 +101,7 @@ def decode_audio(
     pcm16: bool = False,
 ) -> Audio:
     """Decodes the best audio stream of a media file to 16 kHz mono float32 (or 16-bit PCM), with
-    a constant offset beyond ``DC_LIMIT`` taken off (``remove_offset``). Channels are mixed, unless
+    a constant offset near its speech level taken off (``remove_offset``). Channels are mixed, unless
     their mix cancels (``CANCEL_RATIO``): then the file is decoded again from its loudest channel.
 
     Args:
@@ -208,17 +211,23 @@ class _ChannelPower:
 
 
 def remove_offset(samples: np.ndarray) -> float:
-    """Take a constant offset beyond ``DC_LIMIT`` off ``samples`` (float32 in [-1, 1] or 16-bit
-    PCM), in place; returns the offset removed, in full-scale units (0.0: none).
+    """Take a constant offset off ``samples`` (float32 in [-1, 1] or 16-bit PCM) in place when it
+    is within ``DC_MARGIN_DB`` of their speech level; returns the offset removed, in full-scale
+    units (0.0: none).
 
     The offset is rounded to a step of 16-bit PCM, so a 16-bit source comes out the same whether
     it is kept as PCM (the service) or as floats (the CLI)."""
+    from iam_cluster.pipeline.level import speech_level
+
     if not len(samples):
         return 0.0
     pcm = samples.dtype == np.int16
     steps = round(float(samples.mean(dtype=np.float64)) * (1.0 if pcm else 32768.0))
     offset = steps / 32768.0
-    if abs(offset) <= DC_LIMIT:
+    if steps == 0:
+        return 0.0
+    level = speech_level(samples)
+    if level is None or 20 * np.log10(abs(offset)) < level - DC_MARGIN_DB:
         return 0.0
     for i in range(0, len(samples), _DC_BLOCK):
         block = samples[i : i + _DC_BLOCK]

@@ -330,15 +330,30 @@ def test_a_constant_offset_is_taken_off(jfk_pcm, pcm16):
     np.testing.assert_array_equal(to_float(got)[unclipped], to_float(jfk_pcm)[unclipped])
 
 
-def test_a_negligible_offset_leaves_the_samples_as_decoded(jfk_pcm):
-    """An offset under ``DC_LIMIT`` (20 steps, -64 dBFS) is left: the samples are as decoded."""
-    from iam_cluster.pipeline.decode import DC_LIMIT
+@pytest.mark.parametrize(("scale", "steps"), [(1.0, 25), (0.1, 3)])
+def test_an_offset_far_under_the_speech_leaves_the_samples_as_decoded(jfk_pcm, scale, steps):
+    """An offset more than ``DC_MARGIN_DB`` under the speech (jfk with 25 steps, or jfk 20 dB down
+    with 3) is left: the samples are as decoded."""
+    from iam_cluster.pipeline.decode import DC_MARGIN_DB
+    from iam_cluster.pipeline.level import speech_level
     from iam_cluster.pipeline.types import to_float
 
-    assert 20 / 32768 < DC_LIMIT
-    shifted = (jfk_pcm.astype(np.int32) + 20).astype(np.int16)
+    shifted = (np.round(jfk_pcm * scale) + steps).astype(np.int16)
+    assert speech_level(shifted) - 20 * np.log10(steps / 32768) > DC_MARGIN_DB
     got = decode_audio(_pcm16_wav(shifted)).samples
     np.testing.assert_array_equal(got, to_float(shifted))
+
+
+def test_an_offset_near_the_speech_of_a_quiet_copy_is_taken_off(jfk_pcm):
+    """jfk 30 dB down with an offset 5 dB under its speech: taken off."""
+    from iam_cluster.pipeline.level import speech_level
+    from iam_cluster.pipeline.types import to_float
+
+    quiet = np.round(jfk_pcm * 10 ** (-30 / 20)).astype(np.int32)
+    level = speech_level(quiet.astype(np.int16))
+    steps = round(10 ** ((level - 5) / 20) * 32768)
+    got = to_float(decode_audio(_pcm16_wav((quiet + steps).astype(np.int16)), pcm16=True).samples)
+    assert abs(float(got.mean())) < 1 / 32768
 
 
 def _stereo_wav(left: np.ndarray, right: np.ndarray) -> bytes:
