@@ -43,8 +43,9 @@ DC_MARGIN_DB = 20.0
 #: An equal-weight mix of a recording's channels that keeps less than this share of their mean
 #: power (-10 dB) cancels: the channels carry one signal in opposite polarity (a microphone wired
 #: with one leg swapped, "wide" fake stereo), and the mono mix every decoder makes is near
-#: silence: two such Harvard clips gave no words at all. The recording is then decoded again from
-#: its loudest channel alone. Independent channels keep half their power in the mix, copies all of it.
+#: silence: the Harvard sentences so recorded gave no words at all. Such a recording is decoded
+#: again from its loudest channel alone. Independent channels keep half their power in the mix,
+#: copies all of it.
 CANCEL_RATIO = 0.1
 #: Every this many source frames one is measured for ``CANCEL_RATIO`` (a few ms per minute).
 _POWER_STRIDE = 8
@@ -186,7 +187,8 @@ class _ChannelPower:
     def watch(self, frames: Iterator[av.AudioFrame]) -> Iterator[av.AudioFrame]:
         for frame in frames:
             count = len(frame.layout.channels)
-            if count > 1 and self.frames % _POWER_STRIDE == 0 and (self.channels is None or len(self.channels) == count):
+            same_layout = self.channels is None or len(self.channels) == count
+            if count > 1 and self.frames % _POWER_STRIDE == 0 and same_layout:
                 self._add(frame, count)
             self.frames += 1
             yield frame
