@@ -7,7 +7,8 @@ import pytest
 
 from iam_cluster.pipeline.asr import WindowText
 from iam_cluster.pipeline.types import SAMPLE_RATE, Audio, SpeechRegion, TranscribeOptions
-from iam_cluster.pipeline.windows import WindowDecoder
+from iam_cluster.pipeline import windows as passes
+from iam_cluster.pipeline.windows import RETRY_WINDOW, WindowDecoder
 
 
 def tone(rec: int, seconds: float) -> Audio:
@@ -131,6 +132,7 @@ class SkipsTheMiddle:
     def __init__(self) -> None:
         self.windows: dict[bool, list[list[int]]] = {True: [], False: []}
         self.fitted: dict[bool, list[bool]] = {True: [], False: []}
+        self.seconds: dict[bool, list[float]] = {True: [], False: []}
 
     def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False):
         out = []
@@ -138,6 +140,7 @@ class SkipsTheMiddle:
             found = runs(audio)
             self.windows[timestamps].append(sorted({r for _, _, r in found}))
             self.fitted[timestamps].append(fit_input)
+            self.seconds[timestamps].append(len(audio) / SAMPLE_RATE)
             ws = []
             for s, e, r in found:
                 part = [dict(w, word=f"{w['word']}_{i}") for i, w in enumerate(words(s, e, r))]  # no repeats
@@ -149,7 +152,7 @@ class SkipsTheMiddle:
         return out
 
 
-def test_skipped_speech_is_decoded_again_beside_its_own_files_only():
+def test_skipped_speech_is_decoded_again_beside_its_own_files_only(monkeypatch):
     recordings = [tone(k, 20.0) for k in range(2)]
     regions = [[SpeechRegion(0.0, 20.0)] for _ in recordings]
     asr = SkipsTheMiddle()
@@ -163,10 +166,24 @@ def test_skipped_speech_is_decoded_again_beside_its_own_files_only():
     # ... encoded as its few seconds (the first pass as 30 s)
     assert asr.fitted == {True: [False, False], False: [True, True]}
 
-    # two shards of one file: their skipped stretches share one window
+    # two shards of one file: their skipped stretches share one window (when it has room for
+    # both and the 2 s between recordings)
+    monkeypatch.setattr(passes, "RETRY_WINDOW", 15.0)
     asr = SkipsTheMiddle()
     WindowDecoder(asr, recordings, [("en", 1.0)] * 2, TranscribeOptions(), 8, files=[0, 0]).run(regions)
     assert asr.windows[False] == [[0, 1]]
+
+
+def test_skipped_speech_is_decoded_again_in_short_windows():
+    long = tone(0, 62.0)
+    regions = [[SpeechRegion(0.0, 20.0), SpeechRegion(21.0, 41.0), SpeechRegion(42.0, 62.0)]]
+    asr = SkipsTheMiddle()
+    (segs,) = WindowDecoder(asr, [long], [("en", 1.0)], TranscribeOptions(), 8).run(regions)
+    starts = sorted(w.start for s in segs for w in s.words)
+    assert max(b - a for a, b in zip(starts, starts[1:])) < 2.0  # every skipped 4 s came back
+    # three skipped stretches of 6 s with their context: 18 s, in two windows of at most 13 s
+    # (one collage of all three before; Whisper wrote one sentence of eleven such stretches)
+    assert len(asr.seconds[False]) == 2 and max(asr.seconds[False]) <= RETRY_WINDOW
 
 
 class EndsAfterTheFirstStretch(SkipsTheMiddle):
