@@ -17,6 +17,16 @@ data (fixed seeds), so it is committed as this script, not as audio.
 | phone_read | the same passage band-limited to 8 kHz sampling, written at 8 kHz | txt |
 | stress/passage* | 50 s of continuous read speech: as is, at -40 dBFS, at 8 kHz | txt |
 | stress/quiet_* | the Harvard sentences and jfk at -40 dBFS (recall checks, not timing) | txt |
+| perturbed/meeting_room | the meeting excerpts in another order, in a reverberant room (RT60 0.6 s), pink noise 15 dB under the speech, at -35 dBFS | rttm |
+| perturbed/meeting_fast | the meeting excerpts played 1.2x faster (pitch kept) | rttm |
+| perturbed/read_noisy | the read clips shuffled, pink noise 10 dB under the speech, 0.5-2 s pauses | txt |
+| perturbed/read_slow_room | the read clips 0.85x slower, reverberant room, at -30 dBFS | txt |
+| perturbed/ten_minutes_noisy | ten_minutes with pink noise 10 dB under its speech (its quietest clips under the noise) | txt |
+| perturbed/harvard_gaps_room | harvard_gaps in a reverberant room (RT60 0.6 s) | txt |
+
+The ``perturbed`` group holds conditions no setting of the engine or the diarizer was chosen on
+(other rooms, noise, speech rates): a check that speed and words hold beyond the files they were
+measured on.
 
 Example::
 
@@ -164,7 +174,96 @@ def build(data: Path, out: Path) -> list[Path]:
             for p in passage:
                 b.clip(scaled(audio(p), -20.0), text[p])
         made.append(b.write(out, gain_db=-20.0 if name == "quiet_read" else 0.0, rate=rate))
-    return made + stress(data, out / "stress", audio, text, passage, [*harvard, data / "jfk.flac"])
+    made += stress(data, out / "stress", audio, text, passage, [*harvard, data / "jfk.flac"])
+    return made + perturbed(out / "perturbed", audio, text, ami, texted, out)
+
+
+def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` samples of 1/f noise, unit RMS."""
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    spectrum /= np.sqrt(np.maximum(np.arange(len(spectrum)), 1))
+    x = np.fft.irfft(spectrum, n)
+    return (x / np.sqrt(np.mean(x**2))).astype(np.float32)
+
+
+def room(samples: np.ndarray, rt60: float, rng: np.random.Generator) -> np.ndarray:
+    """``samples`` heard in a room: a direct path plus an exponentially decaying noise tail
+    (energy down 60 dB after ``rt60`` s), at the input's level, no longer than the input."""
+    from scipy.signal import fftconvolve
+
+    t = np.arange(int(rt60 * SR)) / SR
+    response = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60) * 0.3
+    response[0] = 1.0
+    wet = fftconvolve(samples, response)[: len(samples)].astype(np.float32)
+    rms_in, rms_out = np.sqrt(np.mean(samples**2)), np.sqrt(np.mean(wet**2))
+    return wet * np.float32(rms_in / rms_out) if rms_out > 0 else wet
+
+
+def noisy(samples: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """``samples`` with pink noise ``snr_db`` under their speech level."""
+    from iam_cluster.pipeline.level import speech_level
+
+    level = speech_level(samples)
+    if level is None:
+        return samples
+    return samples + pink_noise(len(samples), rng) * np.float32(10 ** ((level - snr_db) / 20))
+
+
+def stretched(samples: np.ndarray, rate: float) -> np.ndarray:
+    """``samples`` played ``rate`` times as fast, pitch kept."""
+    import librosa
+
+    return librosa.effects.time_stretch(samples, rate=rate).astype(np.float32)
+
+
+def perturbed(out: Path, audio, text, ami: list[Path], texted: list[Path], built: Path) -> list[Path]:
+    """Conditions nothing was tuned on (see the module's table): rooms, noise, speech rates;
+    ``built``: the folder holding the set's other recordings (some are made again here)."""
+    out.mkdir(parents=True, exist_ok=True)
+    made = []
+    for name, seed, change in (("ten_minutes", 11, lambda x, rng: noisy(x, 10.0, rng)),
+                               ("harvard_gaps", 12, lambda x, rng: room(x, 0.6, rng))):
+        b = Builder(f"{name}_{'noisy' if name == 'ten_minutes' else 'room'}", seed=seed)
+        x = change(audio(built / f"{name}.wav"), b.rng)
+        b.clip(x * np.float32(min(1.0, 0.99 / max(float(np.abs(x).max()), 1e-9))),
+               (built / f"{name}.txt").read_text())
+        made.append(b.write(out))
+    b = Builder("meeting_room", seed=7)
+    for i in b.rng.permutation(len(ami)):
+        b.clip(audio(ami[i]), rttm=ami[i].with_suffix(".rttm"))
+    whole = scaled(noisy(room(np.concatenate(b.parts), 0.6, b.rng), 15.0, b.rng), -35.0)
+    b.parts = [whole]
+    made.append(b.write(out))
+
+    rate = 1.2
+    b = Builder("meeting_fast", seed=8)
+    for i in b.rng.permutation(len(ami)):
+        offset = b.length / SR
+        b.clip(stretched(audio(ami[i]), rate))
+        for line in ami[i].with_suffix(".rttm").read_text().splitlines():
+            f = line.split()
+            if len(f) > 7 and f[0] == "SPEAKER":
+                b.turns.append((offset + float(f[3]) / rate, float(f[4]) / rate, f[7]))
+    made.append(b.write(out))
+
+    b = Builder("read_noisy", seed=9)
+    for i in b.rng.permutation(len(texted)):
+        b.clip(audio(texted[i]), text[texted[i]])
+        b.pause(b.rng.uniform(0.5, 2.0))
+        if b.length >= 200 * SR:
+            break
+    b.parts = [noisy(np.concatenate(b.parts), 10.0, b.rng)]
+    made.append(b.write(out))
+
+    b = Builder("read_slow_room", seed=10)
+    for i in b.rng.permutation(len(texted)):
+        b.clip(stretched(audio(texted[i]), 0.85), text[texted[i]])
+        b.pause(b.rng.uniform(0.3, 1.5))
+        if b.length >= 200 * SR:
+            break
+    b.parts = [scaled(room(np.concatenate(b.parts), 0.5, b.rng), -30.0)]
+    made.append(b.write(out))
+    return made
 
 
 def stress(data: Path, out: Path, audio, text, passage: list[Path], clips: list[Path]) -> list[Path]:
