@@ -44,6 +44,27 @@ def test_a_phrase_written_again_with_no_audio_under_it_is_dropped():
     assert unheard_repeats([w(" no", 0.0, 0.3), w(" no", 0.3, 0.3)]) == set()
 
 
+def test_a_decoding_loop_keeps_its_first_copy():
+    """In a window Whisper's own test calls repetitive, a phrase written three times or more in a
+    row is a loop: its first copy stays, the rest (a last copy cut short too) goes, and the speech
+    under them is left to the skipped-speech pass. Repeats people say are kept."""
+    from iam_cluster.pipeline.asr import looped_copies
+
+    def kept(text: str) -> str:
+        words = [dict(word=" " + t, start=0.0, end=0.0, probability=0.9) for t in text.split()]
+        gone = looped_copies(words)
+        return " ".join(w["word"].strip() for w in words if id(w) not in gone)
+
+    # seen on the perturbed meetings of make_longform.py (1.2x fast; reverberant room)
+    assert kept("Thank you. " * 16 + "So this is the second half") == "Thank you. So this is the second half"
+    assert kept("there was a reason he needed me, " + "was a reason I " * 11 + "was a") == \
+        "there was a reason he needed me, was a reason I"
+    assert kept("Hello. Hello. Hello. Hello. Hello. I didn't know") == "Hello. I didn't know"
+    for said in ("hello hello how are you", "no, no, that's it", "And he's Ed. And he's Ed.",
+                 "the cat sat on the mat"):
+        assert kept(said) == said
+
+
 def test_a_word_stretched_over_speech_whisper_jumped_marks_its_window():
     """Without timestamp tokens the aligner lays the word after a skipped sentence over its audio
     ("he" over 1.58 s where "What joy there is in living" was said): such a window is flagged;
