@@ -9,7 +9,8 @@ from pathlib import Path
 from common import normalise
 
 STAGES = ("decode", "vad", "encode", "generate", "fallback", "align", "unpack", "asr_again")
-COUNTS = ("windows", "again_windows", "fallback_windows", "retry_pieces", "suspect_recordings", "stretched_windows")
+COUNTS = ("windows", "again_windows", "fallback_windows", "retry_pieces", "suspect_recordings", "stretched_windows",
+          "guard_looped_words")
 
 
 def _seconds(path: Path) -> float:
