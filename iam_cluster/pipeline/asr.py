@@ -478,15 +478,17 @@ class WhisperASR:
 _UNHEARD_SECONDS = 0.02
 
 
+def _said(word: dict) -> str:
+    """A written word as said: lower case, letters, digits and apostrophes only."""
+    return "".join(c for c in word["word"].lower() if c.isalnum() or c == "'")
+
+
 def unheard_repeats(words: Sequence[dict]) -> set[int]:
     """``id``s of words that repeat the words just before them and that the aligner found no
     audio for (each shorter than ``_UNHEARD_SECONDS``): a decoder writing a phrase again, not a
     speaker saying it twice ("And he's Ed. And he's Ed." is aligned to audio twice). A phrase
     of two words or more; seen on a window of skipped speech that wrote "basically have an idea
     what's involved" twice, the second copy aligned to the window's last instant."""
-    def norm(w: dict) -> str:
-        return "".join(c for c in w["word"].lower() if c.isalnum() or c == "'")
-
     unheard = [w["end"] - w["start"] < _UNHEARD_SECONDS for w in words]
     out: set[int] = set()
     i = 0
@@ -496,7 +498,7 @@ def unheard_repeats(words: Sequence[dict]) -> set[int]:
             run += 1
         step = 1
         for n in range(min(run, i), 1, -1):  # the longest such phrase that repeats the one before
-            if [norm(w) for w in words[i : i + n]] == [norm(w) for w in words[i - n : i]]:
+            if [_said(w) for w in words[i : i + n]] == [_said(w) for w in words[i - n : i]]:
                 out.update(id(w) for w in words[i : i + n])
                 step = n
                 break
@@ -516,10 +518,7 @@ LOOP_WORDS = 8
 def looped_copies(words: Sequence[dict]) -> set[int]:
     """``id``s of the words of every copy but the first of a phrase (up to ``LOOP_WORDS`` words)
     written ``LOOP_COPIES`` times or more in a row, a last copy cut short included."""
-    def norm(w: dict) -> str:
-        return "".join(c for c in w["word"].lower() if c.isalnum() or c == "'")
-
-    text = [norm(w) for w in words]
+    text = [_said(w) for w in words]
     out: set[int] = set()
     i = 0
     while i < len(words):
