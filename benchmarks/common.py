@@ -89,6 +89,15 @@ def peak_rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def rss_mb() -> float:
+    """This process's resident memory now (VmRSS), in MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def gpu_memory_mb() -> float | None:
     """GPU memory this process holds now (``nvidia-smi``'s per-process figure; CTranslate2's caching
     allocator keeps what it took at the peak), or None without a GPU or where the driver hides it."""

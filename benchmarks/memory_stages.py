@@ -21,15 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import collect_audio, our_runner
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+from common import collect_audio, our_runner, rss_mb
 
 
 class Sampler:

@@ -21,15 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import command_line, cpu_name, save_report
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+from common import command_line, cpu_name, rss_mb, save_report
 
 
 class Peak:
