@@ -8,9 +8,9 @@ from pathlib import Path
 
 from common import normalise
 
-STAGES = ("decode", "vad", "encode", "generate", "fallback", "align", "unpack", "asr_again")
-COUNTS = ("windows", "again_windows", "fallback_windows", "retry_pieces", "suspect_recordings", "stretched_windows",
-          "guard_looped_words")
+STAGES = ("decode", "vad", "encode", "generate", "fallback", "tail", "align", "unpack", "asr_again")
+COUNTS = ("windows", "again_windows", "fallback_windows", "tail_windows", "tail_words", "retry_pieces",
+          "suspect_recordings", "stretched_windows", "guard_looped_words")
 
 
 def _seconds(path: Path) -> float:
@@ -59,7 +59,8 @@ def per_file_report(paths: list[Path], results: dict[str, dict]) -> str:
             sec, cnt = st.get("seconds", {}), st.get("counts", {})
             lines.append(f"| {path.name} | {med[ours][i]:.2f} | " + " | ".join(f"{sec.get(k, 0):.2f}" for k in STAGES)
                          + " | " + " | ".join(f"{cnt.get(k, 0):g}" for k in COUNTS) + " |")
-        lines += ["", "`encode`, `generate`, `fallback` and `align` are inside `asr` (first pass) and `asr_again` "
+        lines += ["", "`encode`, `generate`, `fallback`, `tail` (windows decoded on past where their text stopped) and "
+                  "`align` are inside `asr` (first pass) and `asr_again` "
                   "(later passes: speech a window skipped, recordings whose words were in doubt); `decode` "
                   "and `vad` run in a background thread while the model works."]
     return "\n".join(lines) + "\n"

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
+import msgspec
 import numpy as np
 
 from iam_cluster.errors import ConfigError
@@ -39,6 +40,10 @@ _WINDOW_FRAMES = 3000  # Whisper encodes exactly 30 s of 10-ms mel frames
 #: 20 s: WER 7.00 / 7.04 / 7.00 % against 7.13 % at 30 s; ``results/rtf-longform-fit-retries-cpu.md``).
 FIT_TAIL_SECONDS = 2.0
 FIT_MIN_SECONDS = 15.0
+#: A window whose words stop this long before its audio does is decoded on (``_continue_tails``):
+#: the least unwritten tail the window decoder takes for skipped speech (``windows.WORD_PAD`` +
+#: ``windows.MIN_TAIL_MISS``).
+TAIL_GAP = 0.8
 # Tokens a window may produce per second of its audio (timestamps included), plus a few: real
 # speech stays far below (fast speech with a timestamp pair every few seconds: about 6/s), so only
 # a decoder stuck repeating itself reaches the bound, and it stops there instead of at 448.
@@ -84,7 +89,8 @@ class SpeechRecognizer(Protocol):
     def detect_languages(self, audios: Sequence[np.ndarray]) -> list[tuple[str, float]]: ...
 
     def decode(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
-               align: bool = True, timestamps: bool = True, fit_input: bool = False) -> list[WindowText]: ...
+               align: bool = True, timestamps: bool = True, fit_input: bool = False,
+               tails: Sequence[bool] | None = None) -> list[WindowText]: ...
 
 
 class WhisperASR:
@@ -186,7 +192,7 @@ class WhisperASR:
 
     def decode(
         self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions, align: bool = True,
-        timestamps: bool = True, fit_input: bool = False,
+        timestamps: bool = True, fit_input: bool = False, tails: Sequence[bool] | None = None,
     ) -> list[WindowText]:
         """Decode a batch of windows of one language with ONE ``generate`` call.
 
@@ -208,23 +214,28 @@ class WhisperASR:
                 segments cut from the aligned words.
             fit_input: encode the audio plus a short tail (``input_frames``) instead of 30 s: for
                 windows of speech a first pass skipped, never for a first pass.
+            tails: per window, whether text that stops before its audio does is decoded on
+                (``_continue_tails``; with timestamp tokens only): a window of one recording (the
+                shards of one file count as one). None: every window.
         """
         frames = input_frames(audios) if fit_input else _WINDOW_FRAMES
+        tails = [True] * len(audios) if tails is None else list(tails)
         if not (timestamps and align) or self.timestamp_tokens:
-            return self._decode_batch(audios, language, options, align, timestamps, frames)
+            return self._decode_batch(audios, language, options, align, timestamps, frames, tails)
         # Timestamp tokens asked for, and turned off: windows where Whisper jumped over speech
         # (a stretched word, ``stretched``) are decoded again with them, all in one batch.
-        texts = self._decode_batch(audios, language, options, align, False, frames)
+        texts = self._decode_batch(audios, language, options, align, False, frames, tails)
         redo = [i for i, text in enumerate(texts) if stretched(text)]
         if redo:
             self.stats.count("stretched_windows", len(redo))
-            again = self._decode_batch([audios[i] for i in redo], language, options, align, True, frames)
+            again = self._decode_batch([audios[i] for i in redo], language, options, align, True, frames,
+                                       [tails[i] for i in redo])
             for i, text in zip(redo, again):
                 texts[i] = text
         return texts
 
     def _decode_batch(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
-                      align: bool, timestamps: bool, frames: int) -> list[WindowText]:
+                      align: bool, timestamps: bool, frames: int, tails: Sequence[bool]) -> list[WindowText]:
         """``decode`` with timestamp tokens as given: the batch split over the CPU workers.
 
         Each worker decodes (``generate``, fallbacks, alignment) one contiguous part of the batch,
@@ -238,7 +249,7 @@ class WhisperASR:
 
         parts = _split(len(audios), self.replicas)
         if len(parts) == 1:
-            return self._decode_part(audios, language, options, align, timestamps, frames)
+            return self._decode_part(audios, language, options, align, timestamps, tails, frames)
         plan = encode_plan(parts)
         rows: list[np.ndarray | None] = [None] * len(audios)
         ready = [threading.Event() for _ in audios]
@@ -262,13 +273,13 @@ class WhisperASR:
             if any(rows[i] is None for i in range(a, b)):
                 raise errors[0]
             encoded = ctranslate2.StorageView.from_array(np.concatenate(rows[a:b]))
-            return self._decode_part(audios[a:b], language, options, align, timestamps, frames, encoded)
+            return self._decode_part(audios[a:b], language, options, align, timestamps, tails[a:b], frames, encoded)
 
         futures = [self._pool.submit(encode_then_decode, k) for k in range(len(parts))]
         return [text for f in futures for text in f.result()]  # a failed encode raises as itself
 
     def _decode_part(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
-                     align: bool, timestamps: bool, frames: int = _WINDOW_FRAMES,
+                     align: bool, timestamps: bool, tails: Sequence[bool], frames: int = _WINDOW_FRAMES,
                      encoded=None) -> list[WindowText]:
         """``decode`` of one part of a batch (on whichever CTranslate2 worker is free); ``encoded``:
         the part's encoder output when already computed (CPU only)."""
@@ -339,7 +350,95 @@ class WhisperASR:
                     still.append(i)
             pending = still
         with self.stats.time("align"):
-            return self._segment(whisper, audios, encoded, tok, best, options, align)
+            texts = self._segment(whisper, audios, encoded, tok, best, options, align)
+        if align and timestamps and any(tails):
+            self._continue_tails(whisper, audios, encoded, features, tok, best, options, suppress, texts, tails)
+        return texts
+
+    def _continue_tails(self, whisper, audios, encoded, features, tok, best, options, suppress, texts,
+                        tails) -> None:
+        """Let Whisper finish the windows whose text stops before their audio does (in place).
+
+        Writing timestamp tokens, Whisper often ends its text before speech in the last seconds of
+        a window, expecting a next window to carry on (at least ``TAIL_GAP`` of audio after the
+        last word). Such a window is decoded again on the same encoder output from its last
+        timestamp: the prompt ends with that timestamp token, so Whisper writes from there (a
+        continuation with the whole text as prefix cost as much as the first ``generate``:
+        CTranslate2 steps through a prefix token by token). What it adds after repeating the end
+        of the text is kept (``new_words``), and the window is aligned again with it. Such tails
+        used to go to the skipped-speech pass, in a collage of other stretches, where Whisper heard
+        them without their window's context: in a reverberant room it wrote nothing for a 5-s
+        sentence that led a collage. A continuation that goes back over older words, loops, holds
+        more words than its audio can or scores under ``log_prob_threshold`` is dropped; speech
+        still after its words is decoded again as skipped speech (``_until_stretched``). Only
+        windows of one recording (``tails``): in a window of many short files, text written after
+        the others' could be placed in a neighbour's audio.
+        """
+        from faster_whisper.transcribe import get_compression_ratio
+
+        todo = []
+        for i, text in enumerate(texts):
+            words = [w for s in text.segments for w in s.get("words", [])]
+            if tails[i] and words and len(audios[i]) / 16000 - words[-1]["end"] >= TAIL_GAP:
+                todo.append(i)
+        if not todo:
+            return
+        self.stats.count("tail_windows", len(todo))
+        prompt = whisper.get_prompt(
+            tok,
+            previous_tokens=tok.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else [],
+            without_timestamps=False,
+            hotwords=options.hotwords,
+        )
+        starts, rest = [], []
+        for i in todo:
+            end = max(w["end"] for s in texts[i].segments for w in s["words"])
+            marks = [t for t in best[i]["tokens"] if t >= tok.timestamp_begin]
+            # where Whisper itself put the end of its last segment, else the end of the last word
+            start = marks[-1] if marks else tok.timestamp_begin + int(round(end / whisper.time_precision))
+            starts.append(start)
+            rest.append(len(audios[i]) / 16000 - end)
+        max_length = min(whisper.max_length, len(prompt) + 1 + max(new_tokens(r) for r in rest))
+        with self.stats.time("tail"):
+            results = whisper.model.generate(
+                self._rows(whisper, encoded, features, todo),
+                [list(prompt) + [start] for start in starts],
+                beam_size=options.beam_size,
+                patience=1.0,
+                length_penalty=1.0,
+                max_length=max_length,
+                suppress_blank=False,  # the text may end at once: nothing more was said
+                suppress_tokens=suppress,
+                max_initial_timestamp_index=_WINDOW_FRAMES // 2,
+                return_scores=True,
+            )
+        redo, attempts = [], []
+        for i, start, r, result in zip(todo, starts, rest, results):
+            first = tok.decode([t for t in best[i]["tokens"] if t < tok.eot])
+            written = [t for t in result.sequences_ids[0][1:] if t < tok.eot]
+            added = new_words(first, tok.decode(written))
+            if added is None or not any(c.isalnum() for c in added):
+                self.stats.count("tail_rejected" if added is None else "tail_empty")
+                continue
+            if result.scores[0] < options.log_prob_threshold:  # as unsure as a failed decode: made up
+                self.stats.count("tail_rejected")
+                continue
+            whole = first + added
+            if too_dense(len(added.split()), r) or get_compression_ratio(whole) > options.compression_ratio_threshold:
+                self.stats.count("tail_rejected")
+                continue
+            more = [start] + tok.encode(added)
+            attempts.append(dict(best[i], tokens=list(best[i]["tokens"]) + more, words=len(whole.split())))
+            redo.append(i)
+            self.stats.count("tail_words", len(added.split()))
+        if not redo:
+            return
+        with self.stats.time("align"):
+            again = self._segment(whisper, [audios[i] for i in redo], self._rows(whisper, encoded, features, redo),
+                                  tok, attempts, options, True)
+        for i, text in zip(redo, again):
+            before = sum(len(seg["words"]) for seg in texts[i].segments)
+            texts[i] = _until_stretched(text, before)
 
     def _encode(self, features: np.ndarray):
         """Whisper's encoder output for a batch of features: on a GPU in one call, on CPU one window
@@ -543,13 +642,55 @@ def spoken_letters(word: str) -> int:
     return sum(3 if c.isdigit() else 1 for c in word if c.isalnum())
 
 
+def stretched_word(word: dict) -> bool:
+    """Whether an aligned word is too long to have been said alone (see ``STRETCH_FLOOR``)."""
+    longest = max(STRETCH_FLOOR, STRETCH_BASE + STRETCH_PER_SOUND * spoken_letters(word["word"]))
+    return word["end"] - word["start"] > longest
+
+
 def stretched(text: WindowText) -> bool:
     """Whether a window's aligned words hold one too long to have been said alone (see
     ``STRETCH_FLOOR``): speech Whisper jumped over, under the word after it."""
-    return any(
-        w["end"] - w["start"] > max(STRETCH_FLOOR, STRETCH_BASE + STRETCH_PER_SOUND * spoken_letters(w["word"]))
-        for s in text.segments for w in s.get("words", [])
-    )
+    return any(stretched_word(w) for s in text.segments for w in s.get("words", []))
+
+
+def _until_stretched(text: WindowText, first: int) -> WindowText:
+    """``text`` without its words from the first one after the ``first`` words that is stretched
+    (``stretched``): a continuation that ends its text early leaves its last word aligned over the
+    speech after it ("been" over the 2 s of "made amiable himself"), hiding that speech from the
+    skipped-speech pass; without the word, the speech is decoded again with it."""
+    words = [w for seg in text.segments for w in seg["words"]]
+    cut = next((k for k in range(first, len(words)) if stretched_word(words[k])), None)
+    if cut is None:
+        return text
+    keep = {id(w) for w in words[:cut]}
+    segments = []
+    for seg in text.segments:
+        ws = [w for w in seg["words"] if id(w) in keep]
+        if ws:
+            segments.append(dict(seg, end=min(seg["end"], ws[-1]["end"]), text="".join(w["word"] for w in ws),
+                                 words=ws))
+    return msgspec.structs.replace(text, segments=segments)
+
+
+def _said_words(text: str) -> list[str]:
+    return ["".join(c for c in w.lower() if c.isalnum() or c == "'") for w in text.split()]
+
+
+def new_words(first: str, continued: str) -> str | None:
+    """What ``continued`` (Whisper decoding a window again from the end of its ``first`` text)
+    adds: its text after the words it repeats of ``first``'s end (none, or a run that ends where
+    ``first`` ends). None when it goes back over earlier words and does not catch up with the end
+    (it re-read speech already written)."""
+    mine, theirs = _said_words(first), _said_words(continued)
+    pieces = continued.split()
+    for k in range(min(len(mine), len(theirs)), 0, -1):  # the longest repeat of first's end
+        if theirs[:k] == mine[-k:]:
+            return (" " + " ".join(pieces[k:])) if pieces[k:] else ""
+    head = theirs[:3]
+    if head and any(mine[j : j + len(head)] == head for j in range(len(mine))):
+        return None  # starts inside what was written, and does not end its repeat at first's end
+    return (" " + " ".join(pieces)) if pieces else ""
 
 
 def split_at_timestamps(

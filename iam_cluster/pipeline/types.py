@@ -113,6 +113,8 @@ class WindowJob(msgspec.Struct, frozen=True):
     timestamps: bool = True
     #: Encode the audio plus a short tail, not 30 s (windows of skipped speech; see ``asr.decode``).
     fit_input: bool = False
+    #: Decode on where its text stops before its audio does (a window of one file; see ``asr.decode``).
+    continue_tail: bool = True
     #: ``time.time()`` when the window was sent (how long it waited for a batch is a metric).
     submitted_at: float = 0.0
 

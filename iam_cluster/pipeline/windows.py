@@ -282,8 +282,10 @@ class WindowDecoder:
             audios = [window_audio(windows[i], self.recordings, self.gains) for i in batch]
             # Windows of skipped speech are decoded without timestamp tokens (with them Whisper
             # leaves out the last words of its input again), and encoded as their few seconds of
-            # audio, not 30 s (``asr.FIT_MIN_SECONDS``).
-            return self.asr.decode(audios, language, o, True, timestamps=not retry, fit_input=retry)
+            # audio, not 30 s (``asr.FIT_MIN_SECONDS``). A window of one file whose text stops
+            # early is decoded on (``asr.WhisperASR._continue_tails``).
+            tails = [len({self.files[p.recording] for p in windows[i].pieces}) == 1 for i in batch]
+            return self.asr.decode(audios, language, o, True, timestamps=not retry, fit_input=retry, tails=tails)
 
         texts: dict[int, object] = {}
         self.hook("asr", self.done, self.total)

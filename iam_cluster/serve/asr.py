@@ -81,7 +81,8 @@ class ASR:
             language, options, align, timestamps, fit_input = key
             try:
                 texts = await asyncio.to_thread(
-                    self.asr.decode, [jobs[i].audio for i in idx], language, options, align, timestamps, fit_input
+                    self.asr.decode, [jobs[i].audio for i in idx], language, options, align, timestamps, fit_input,
+                    [jobs[i].continue_tail for i in idx],
                 )
             except Exception as exc:  # noqa: BLE001 - the failure belongs to these windows only
                 texts = [exc] * len(idx)
@@ -131,11 +132,12 @@ class RemoteASR:
         return self.handle.detect_languages.remote(list(audios)).result()
 
     def decode(self, audios, language: str, options: TranscribeOptions, align: bool = True,
-               timestamps: bool = True, fit_input: bool = False) -> list[WindowText]:
+               timestamps: bool = True, fit_input: bool = False, tails=None) -> list[WindowText]:
+        tails = [True] * len(audios) if tails is None else list(tails)
         responses = [
             self.handle.decode_window.remote(WindowJob(a, language, options, align, timestamps, fit_input,
-                                                       submitted_at=time.time()))
-            for a in audios
+                                                       continue_tail=tail, submitted_at=time.time()))
+            for a, tail in zip(audios, tails)
         ]
         out = [r.result() for r in responses]
         for item in out:

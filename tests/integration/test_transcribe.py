@@ -288,6 +288,33 @@ def test_timestamp_tokens_off_decodes_every_window_without_them(tiny_asr, harvar
         WhisperASR("tiny.en", device="cpu", timestamp_tokens="sometimes")
 
 
+def test_a_window_whose_text_stops_early_is_decoded_on(tiny_asr, harvard, monkeypatch):
+    """Writing timestamp tokens, Whisper stops before the sentence that ends the window (cut at
+    29 s here); the window is decoded on from where its text stopped, on the same encoder output:
+    the sentence's words follow the others in time, inside the audio. Without it they are missing."""
+    from iam_cluster.pipeline import asr as asr_module
+
+    pause = np.zeros(SAMPLE_RATE, np.float32)
+    audio = np.concatenate([x for p in harvard for x in (decode_audio(p).samples, pause)])[: 29 * SAMPLE_RATE]
+    options = TranscribeOptions()
+
+    def words():
+        return [w for s in tiny_asr.decode([audio], "en", options)[0].segments for w in s["words"]]
+
+    before = dict(tiny_asr.stats.counts)
+    continued = words()
+    added = tiny_asr.stats.counts["tail_words"] - before.get("tail_words", 0)
+    assert tiny_asr.stats.counts["tail_windows"] == before.get("tail_windows", 0) + 1 and added >= 2
+    monkeypatch.setattr(asr_module, "TAIL_GAP", 1e9)
+    stopped = words()
+    assert len(continued) == len(stopped) + added
+    assert [w["word"] for w in continued[: len(stopped)]] == [w["word"] for w in stopped]
+    tail = continued[len(stopped):]
+    assert tail[0]["start"] >= stopped[-1]["end"] and tail[-1]["end"] <= len(audio) / SAMPLE_RATE
+    assert {"thin", "sheet"} <= set(normalise(" ".join(w["word"] for w in tail)).split())  # "Tear a thin sheet"
+    assert "sheet" not in normalise(" ".join(w["word"] for w in stopped)).split()
+
+
 def test_a_failed_encode_on_one_copy_fails_the_batch_without_a_hang(tiny_asr, harvard, monkeypatch):
     """The copies share out the encoder's windows and wait for each other's; an encode that fails
     raises its own error from ``decode`` instead of leaving the other copy waiting."""

@@ -85,3 +85,40 @@ def test_a_word_stretched_over_speech_whisper_jumped_marks_its_window():
     assert stretched(window((" A", 0.5), (" little", 1.65)))
     assert not stretched(window((" typography", 1.77), (" 01803", 2.17), (" the", 1.1), (" so", 0.4)))
     assert not stretched(WindowText(segments=[], avg_logprob=-0.3, no_speech_prob=0.9, temperature=0.0))
+
+
+def test_a_continuation_loses_its_words_from_a_stretched_one_on():
+    """A window decoded on past where its text stopped keeps the words before the first stretched
+    one it added (the speech under it goes to the skipped-speech pass); earlier stretched words and
+    a continuation without any are left alone."""
+    from iam_cluster.pipeline.asr import WindowText, _until_stretched
+
+    def w(text, start, end):
+        return dict(word=text, start=start, end=end, probability=0.9)
+
+    first = [w(" He", 24.1, 24.4), w(" might", 24.4, 26.0)]  # stretched, but the first decode's
+    added = [w(" even", 26.0, 26.3), w(" have", 26.3, 26.5), w(" been", 26.5, 28.4), w(" made", 28.4, 28.6)]
+    text = WindowText(segments=[dict(start=24.1, end=26.0, text=" He might", words=first),
+                                dict(start=26.0, end=28.6, text=" even have been made", words=added)],
+                      avg_logprob=-0.3, no_speech_prob=0.01, temperature=0.0)
+    cut = _until_stretched(text, len(first))
+    assert [x["word"] for s in cut.segments for x in s["words"]] == [" He", " might", " even", " have"]
+    assert cut.segments[-1]["text"] == " even have" and cut.segments[-1]["end"] == 26.5
+    assert _until_stretched(text, 6) is text  # nothing added
+    assert _until_stretched(text, 0).segments[0]["words"] == [first[0]]  # counted from the start
+
+
+def test_a_continuation_keeps_only_what_it_adds_to_the_text_before_it():
+    """Decoded again from its last segment's timestamp, Whisper repeats that segment before going
+    on: the repeat goes, the rest is added; one that goes back further and stops inside the text
+    already written re-read old speech and is refused."""
+    from iam_cluster.pipeline.asr import new_words
+
+    first = " We are sure that one war is enough. He might even have been"
+    assert new_words(first, " He might even have been made amiable himself.") == " made amiable himself."
+    assert new_words(first, " made amiable himself.") == " made amiable himself."
+    assert new_words(first, " been. Made amiable") == " Made amiable"
+    assert new_words(first, " He might even have been") == ""
+    assert new_words(first, " We are sure that one war is enough.") is None  # went back, never caught up
+    assert new_words(first, " Tear a thin sheet.") == " Tear a thin sheet."
+    assert new_words("", " Tear a thin sheet.") == " Tear a thin sheet."

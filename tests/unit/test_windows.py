@@ -44,7 +44,7 @@ class DropsTheLast:
     def __init__(self) -> None:
         self.windows: list[list[int]] = []
 
-    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False):
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None):
         out = []
         for audio in audios:
             found = runs(audio)
@@ -65,7 +65,7 @@ class FakeASR:
     def __init__(self) -> None:
         self.calls = 0
 
-    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False):
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None):
         out = []
         for audio in audios:
             found = runs(audio)
@@ -134,7 +134,7 @@ class SkipsTheMiddle:
         self.fitted: dict[bool, list[bool]] = {True: [], False: []}
         self.seconds: dict[bool, list[float]] = {True: [], False: []}
 
-    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False):
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None):
         out = []
         for audio in audios:
             found = runs(audio)
@@ -190,7 +190,7 @@ class EndsAfterTheFirstStretch(SkipsTheMiddle):
     """As ``SkipsTheMiddle``, but a window of skipped speech (no timestamp tokens) gets words for
     its first stretch only, as Whisper sometimes ends its text early on such a collage."""
 
-    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False):
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None):
         if timestamps:
             return super().decode(audios, language, options, align, timestamps)
         out = []
@@ -225,7 +225,7 @@ class StopsHalfwayOnce(SkipsTheMiddle):
         super().__init__()
         self.part = part
 
-    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False):
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None):
         if timestamps or self.windows[False]:
             return super().decode(audios, language, options, align, timestamps, fit_input)
         (audio,) = audios
@@ -271,7 +271,7 @@ class CountsCallsAtOnce:
         self.lock = threading.Lock()
         self.calls: list[tuple[int, bool]] = []
 
-    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False):
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None):
         import time
 
         with self.lock:
@@ -301,3 +301,32 @@ def test_small_decode_calls_of_other_settings_run_at_once_on_the_workers():
         assert len(texts) == 2 and sorted(asr.calls) == [(1, False), (1, True)]
         assert asr.most == most
         assert dec.stats.counts["windows"] == 2 and dec.done == 2
+
+
+class RecordsTails(DropsTheLast):
+    """``DropsTheLast``, noting which windows the decoder lets the model decode on (``tails``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tails: list[tuple[list[int], bool]] = []
+
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None):
+        assert tails is not None and len(tails) == len(audios)
+        out = super().decode(audios, language, options, align, timestamps, fit_input)
+        self.tails += [(w, t) for w, t in zip(self.windows[-len(audios):], tails)]
+        return out
+
+
+def test_only_windows_of_one_file_are_decoded_on_past_where_their_text_stops():
+    """Text written on without timestamp tokens could land in a neighbour's audio: a window of
+    several files is never decoded on (its dropped last file is packed again instead); a window
+    of one file's shards is."""
+    asr = RecordsTails()
+    recordings = [tone(0, 6.0), tone(1, 6.0), tone(2, 6.0)]
+    regions = [[SpeechRegion(0.0, 6.0)] for _ in recordings]
+    WindowDecoder(asr, recordings, [("en", 1.0)] * 3, TranscribeOptions(), 8).run(regions)
+    assert asr.tails[0] == ([0, 1, 2], False)  # three files share the first window
+    assert all(tail == (len(set(window)) == 1) for window, tail in asr.tails)
+    shards = RecordsTails()  # the same audio as shards of one file
+    WindowDecoder(shards, recordings, [("en", 1.0)] * 3, TranscribeOptions(), 8, files=[0, 0, 0]).run(regions)
+    assert shards.tails[0] == ([0, 1, 2], True)
