@@ -34,6 +34,21 @@ def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
+_WHISPER_NORMALISER = None
+
+
+def whisper_normalise(text: str) -> str:
+    """Whisper's English text normaliser (the Open ASR Leaderboard's and the Whisper paper's):
+    also maps spoken numbers and numerals to one form ("one two three" / "1 2 3"), British and
+    American spellings, contractions and fillers, which :func:`normalise` counts as errors."""
+    global _WHISPER_NORMALISER
+    if _WHISPER_NORMALISER is None:
+        from whisper_normalizer.english import EnglishTextNormalizer
+
+        _WHISPER_NORMALISER = EnglishTextNormalizer()
+    return " ".join(_WHISPER_NORMALISER(text).split())
+
+
 def cpu_name() -> str:
     try:
         found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from common import (code_version, collect_audio, cpu_name, gpu_memory_mb, normalise, our_runner, peak_rss_mb,
-                    settings_for)
+                    settings_for, whisper_normalise)
 from rtf_files import per_file_report
 
 #: ``ours_tokens`` / ``ours_notokens``: ours with IAM_TIMESTAMP_TOKENS=on / off (``ours``: the
@@ -56,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated subset of {SYSTEMS}")
     p.add_argument("--label", help="name of the run (default: date and time)")
     p.add_argument("--out", type=Path, help="Markdown report (default benchmarks/results/rtf-LABEL.md)")
+    p.add_argument("--texts", type=Path, help="also write each system's text of each file to TEXTS/SYSTEM/N-NAME.txt")
     p.add_argument("--_worker", choices=SYSTEMS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.batch_size = args.batch_size or settings_for(args.model).engine.batch_size
@@ -203,7 +204,7 @@ def run_systems(systems: list[str], groups: int, rounds: int) -> dict[str, dict]
     return {s: workers[s].result() for s in systems}
 
 
-def word_errors(references: list[str | None], hypotheses: list[str]) -> tuple[int, int] | None:
+def word_errors(references: list[str | None], hypotheses: list[str], norm=normalise) -> tuple[int, int] | None:
     """Total word errors and total reference words over the files that have a reference."""
     import jiwer
 
@@ -211,7 +212,7 @@ def word_errors(references: list[str | None], hypotheses: list[str]) -> tuple[in
     for ref, hyp in zip(references, hypotheses):
         if ref is None:
             continue
-        ref_n, hyp_n = normalise(ref), normalise(hyp)
+        ref_n, hyp_n = norm(ref), norm(hyp)
         n = len(ref_n.split())
         if n == 0:
             continue
@@ -263,13 +264,16 @@ def report(args: argparse.Namespace, paths: list[Path], results: dict[str, dict]
         ref = p.with_suffix(".txt")
         refs.append(ref.read_text(encoding="utf-8") if ref.is_file() else None)
     seconds = audio_seconds(paths)
-    rows, xrt, wer = [], {}, {}
+    rows, xrt, wer, wer_w = [], {}, {}, {}
     gpu_head = " GPU MB held at the end |" if any(r.get("gpu_mb") is not None for r in results.values()) else ""
     for system, r in results.items():
         xrt[system] = seconds / r["wall"]
         counts = word_errors(refs, r["texts"])
         wer[system] = 100.0 * counts[0] / counts[1] if counts else None
         wer_cell = f"{wer[system]:.2f} ({counts[0]}/{counts[1]})" if counts else ""
+        counts_w = word_errors(refs, r["texts"], whisper_normalise)
+        wer_w[system] = 100.0 * counts_w[0] / counts_w[1] if counts_w else None
+        wer_cell += f" | {wer_w[system]:.2f} ({counts_w[0]}/{counts_w[1]})" if counts_w else " |"
         gpu = (" – |" if r.get("gpu_mb") is None else f" {r['gpu_mb']:.0f} |") if gpu_head else ""
         rows.append(f"| {system} | {len(paths)} | {seconds:.1f} | {r['wall']:.2f} "
                     f"| {r['wall'] / seconds:.4f} | {xrt[system]:.1f} | {r['peak_mb']:.0f} |{gpu} {wer_cell} |")
@@ -278,18 +282,29 @@ def report(args: argparse.Namespace, paths: list[Path], results: dict[str, dict]
         "Command: `" + " ".join(shlex.quote(a) for a in ["python", *sys.argv]) + "`", "",
         f"Environment: {environment(args)}", "",
         "| system | files | audio s | wall s | RTF | x real time | peak RSS MB |" + gpu_head
-        + " WER % (errors/words) |", "|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * bool(gpu_head), *rows,
+        + " WER % (errors/words) | WER % Whisper-normalised |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * bool(gpu_head), *rows,
     ]
     if "ours" in results and len(results) > 1:
-        lines += ["", "| ours vs | speed ratio (x-RT ours / peer) | WER ours − peer (points) |",
-                  "|---|---:|---:|"]
+        lines += ["", "| ours vs | speed ratio (x-RT ours / peer) | WER ours − peer (points) "
+                  "| Whisper-normalised WER ours − peer |", "|---|---:|---:|---:|"]
         for system in results:
             if system in ("ours", "ours_nowords"):
                 continue
             both = wer["ours"] is not None and wer[system] is not None
             diff = f"{wer['ours'] - wer[system]:+.2f}" if both else ""
+            both = wer_w["ours"] is not None and wer_w[system] is not None
+            diff += f" | {wer_w['ours'] - wer_w[system]:+.2f}" if both else " |"
             lines.append(f"| {system} | {xrt['ours'] / xrt[system]:.2f} | {diff} |")
     return "\n".join(lines) + "\n"
+
+
+def write_texts(folder: Path, paths: list[Path], results: dict[str, dict]) -> None:
+    """Each system's text of each file (numbered, as a file may appear twice), to diff systems."""
+    for system, result in results.items():
+        (folder / system).mkdir(parents=True, exist_ok=True)
+        for i, (path, text) in enumerate(zip(paths, result["texts"])):
+            (folder / system / f"{i:03d}-{path.stem}.txt").write_text(text + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -311,6 +326,8 @@ def main(argv: list[str] | None = None) -> None:
     if code_version() != args.code:
         text += f"\n**Warning:** iam_cluster changed during the run (now {code_version()}); rerun.\n"
     print(text)
+    if args.texts:
+        write_texts(args.texts, paths, results)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     print(f"[rtf] written {out}", file=sys.stderr)
