@@ -13,6 +13,10 @@ import numpy as np
 from iam_cluster.pipeline.types import Diarization, Segment, Transcript, Turn
 
 
+#: The label of all speech when the diarizer told no voice apart.
+ONE_SPEAKER = "SPEAKER_00"
+
+
 def speaker_labels(turns: list[Turn]) -> dict[str, str]:
     """Map raw speaker ids to ``SPEAKER_00``, ``SPEAKER_01``... in order of first appearance."""
     order = dict.fromkeys(t.speaker for t in sorted(turns, key=lambda t: (t.start, t.end)))
@@ -55,10 +59,16 @@ def merge(transcript: Transcript, diarization: Diarization) -> Transcript:
 
     Segments are split where the speaker changes between words (each piece spans its words);
     a segment with one speaker throughout, or without word timings, keeps its span and text.
-    Labels become ``SPEAKER_00``... in order of first appearance in the diarization.
+    Labels become ``SPEAKER_00``... in order of first appearance in the diarization. A diarization
+    without turns (the diarizer told no voice apart: speech too quiet or too short for it, as in
+    AMI's far-field trn01, where the ASR still writes words) gives all the speech one speaker:
+    every word asked to carry a speaker carries one.
     """
     labels = speaker_labels(diarization.turns)
     turns = [Turn(t.start, t.end, labels[t.speaker]) for t in diarization.turns]
+    if not turns and transcript.segments:
+        labels = {ONE_SPEAKER: ONE_SPEAKER}
+        turns = [Turn(transcript.segments[0].start, transcript.segments[-1].end, ONE_SPEAKER)]
     segments: list[Segment] = []
     for seg in transcript.segments:
         if not seg.words:

@@ -200,6 +200,15 @@ def test_no_speech_gives_no_turns(diarizer):
     assert diarizer(silence, [SpeechRegion(0.5, 1.5)]).turns == []
 
 
+def test_words_in_a_meeting_whose_voices_the_diarizer_cannot_tell_apart_still_get_a_speaker(runner, data_dir):
+    """trn01: four far-field speakers with 0.4-1.5 s each; the segmentation hears no one, the ASR
+    writes a fragment. Every word asked to carry a speaker carries one."""
+    t = runner.run(data_dir / "trn01.wav", TranscribeOptions(diarize=True))
+    assert t.segments and t.speakers
+    assert all(s.speaker in t.speakers for s in t.segments)
+    assert all(w.speaker in t.speakers for s in t.segments for w in s.words)
+
+
 def test_runner_attributes_words_to_speakers(runner, data_dir):
     t = runner.run(data_dir / "sample.wav", TranscribeOptions(diarize=True))
     assert t.speakers == ["SPEAKER_00", "SPEAKER_01"]

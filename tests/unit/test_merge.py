@@ -97,16 +97,17 @@ def test_agrees_with_a_brute_force_search():
 # -- merge ------------------------------------------------------------------------------------
 
 
-def test_empty_diarization_leaves_segments_unchanged():
+def test_a_diarization_without_turns_gives_all_speech_one_speaker():
     t = _transcript(
         _seg(0, 0.0, 2.6, " Hello there.", [_word(0.1, 1.0, "Hello"), _word(1.2, 2.5, "there.")]),
         _seg(1, 3.0, 4.0, " No words."),
     )
     out = merge(t, Diarization(turns=[]))
-    assert out.segments == t.segments
-    assert out.speakers == []
-    assert all(s.speaker is None for s in out.segments)
-    assert all(w.speaker is None for s in out.segments for w in s.words)
+    assert [(s.start, s.end, s.text) for s in out.segments] == [(s.start, s.end, s.text) for s in t.segments]
+    assert out.speakers == ["SPEAKER_00"]
+    assert all(s.speaker == "SPEAKER_00" for s in out.segments)
+    assert all(w.speaker == "SPEAKER_00" for s in out.segments for w in s.words)
+    assert merge(_transcript(), Diarization(turns=[])).speakers == []
 
 
 def test_split_where_the_speaker_changes():
