@@ -279,13 +279,20 @@ def _ends_segment(run: list[Word], next_start: float) -> bool:
             or (length >= LONG_SEGMENT and last.endswith((",", ";", ":"))) or length >= MAX_SEGMENT)
 
 
+#: Resolution of output times (``unpack`` rounds to the millisecond): a word clamped to the end
+#: of its piece (aligned into the silence after it) may round past that end by half of it.
+TIME_STEP = 0.001
+
+
 def clip_segment(segment: Segment, ranges: Sequence[SpeechRegion]) -> Segment | None:
     """``segment`` with only the words that start in one of ``ranges`` (a word's start holds even
-    when alignment stretched its end over silence); a segment without words is kept whole when
-    its middle lies in a range. None when nothing is left."""
+    when alignment stretched its end over silence; ``TIME_STEP`` of rounding is allowed: a word
+    aligned past its piece is clamped to the piece's end, and Whisper most often did hear it
+    there); a segment without words is kept whole when its middle lies in a range. None when
+    nothing is left."""
     def inside(start: float, end: float) -> bool:
         at = (start + end) / 2 if not segment.words else start
-        return any(r.start <= at <= r.end for r in ranges)
+        return any(r.start - TIME_STEP <= at <= r.end + TIME_STEP for r in ranges)
 
     if not segment.words:
         return segment if inside(segment.start, segment.end) else None
@@ -296,6 +303,58 @@ def clip_segment(segment: Segment, ranges: Sequence[SpeechRegion]) -> Segment | 
         return None
     text = "".join(w.word for w in words)
     return msgspec.structs.replace(segment, start=words[0].start, end=words[-1].end, text=text, words=words)
+
+
+#: A word a retry re-reads from its context echoes a word already written when their texts are
+#: equal and their starts this close (two alignments of one word differ by a few tenths).
+ECHO_SECONDS = 0.5
+#: How far a word rescued from a retry's context may start before the end of the last word
+#: written before the skipped stretch (alignment jitter).
+RESCUE_SLACK = 0.1
+
+
+def _said_as(word: str) -> str:
+    return "".join(ch for ch in word.lower() if ch.isalnum() or ch == "'")
+
+
+def rescued_range(keep: SpeechRegion, piece: SpeechRegion, words: Sequence[Word], known: Sequence[Word]) -> SpeechRegion:
+    """The stretch of a retry piece whose words are kept: ``keep`` (the skipped speech), widened
+    over the words of its context that the earlier pass had not written.
+
+    A retry is decoded with a second of the audio around the skipped stretch (its ``piece``), so
+    Whisper re-reads the words written before and after it; only words starting inside ``keep``
+    were kept. But alignment moves a word by a few tenths from one decode to the next, and a word
+    that follows the re-read ones at the edge of ``keep`` fell outside it and was lost ("as the
+    invention [of] the art of printing", LJ001-0005 in a folder). Words of ``words`` (the retry's,
+    on the recording's timeline) before ``keep`` that come after the last one echoing a ``known``
+    word (already written) and start no earlier than the end of the last known word before the
+    stretch are kept too; the same, mirrored, after it. Without an echo nothing is added: the
+    context's words cannot be told from the written ones.
+    """
+    lo, hi = keep.start, keep.end
+    before = [w for w in words if piece.start - TIME_STEP <= w.start < keep.start]
+    known_before = [k for k in known if piece.start - ECHO_SECONDS <= k.start < keep.start]
+    if before and known_before:
+        said = [(_said_as(k.word), k.start) for k in known_before]
+        echoes = [i for i, w in enumerate(before)
+                  if any(t == _said_as(w.word) and abs(s - w.start) <= ECHO_SECONDS for t, s in said)]
+        if echoes:
+            last_end = max(k.end for k in known_before)
+            new = [w for w in before[echoes[-1] + 1 :] if w.start >= last_end - RESCUE_SLACK]
+            if new:
+                lo = min(lo, new[0].start)
+    after = [w for w in words if keep.end < w.start <= piece.end + TIME_STEP]
+    known_after = [k for k in known if keep.end < k.start <= piece.end + ECHO_SECONDS]
+    if after and known_after:
+        said = [(_said_as(k.word), k.start) for k in known_after]
+        echoes = [i for i, w in enumerate(after)
+                  if any(t == _said_as(w.word) and abs(s - w.start) <= ECHO_SECONDS for t, s in said)]
+        if echoes:
+            first_start = min(k.start for k in known_after)
+            new = [w for w in after[: echoes[0]] if w.end <= first_start + RESCUE_SLACK]
+            if new:
+                hi = max(hi, new[-1].start)
+    return SpeechRegion(lo, hi)
 
 
 def _segment(words: list[Word], text: WindowText) -> Segment:

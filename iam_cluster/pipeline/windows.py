@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from iam_cluster.pipeline.asr import rounds, too_dense
-from iam_cluster.pipeline.chunk import clip_segment, pack, placement, uncovered, unpack
+from iam_cluster.pipeline.chunk import clip_segment, pack, placement, rescued_range, uncovered, unpack
 from iam_cluster.pipeline.level import gain
 from iam_cluster.pipeline.stats import Stats
 from iam_cluster.pipeline.types import SAMPLE_RATE, Audio, ProgressHook, Segment, SpeechRegion, Window
@@ -214,10 +214,18 @@ class WindowDecoder:
                         held = _Held(before, [], [], [], [])
                         self.held.setdefault(dropped, []).append(held)
                         self.stats.count("held_recordings")
+                unpacked = list(unpack(window, text))
                 keep: dict[int, list[SpeechRegion]] = {}
                 for piece, item in zip(window.pieces, items):
-                    keep.setdefault(piece.recording, []).append(item.keep or SpeechRegion(piece.start, piece.end))
-                for rec, segment in unpack(window, text):
+                    region = SpeechRegion(piece.start, piece.end)
+                    if item.keep:  # a retry: the skipped stretch, and the words its context adds
+                        heard = [w for seg in unpacked if seg[0] == piece.recording for w in seg[1].words]
+                        known = [w for seg in self.segments[piece.recording] for w in seg.words]
+                        region = rescued_range(item.keep, region, heard, known)
+                        if region != item.keep:
+                            self.stats.count("rescued_context_pieces")
+                    keep.setdefault(piece.recording, []).append(region)
+                for rec, segment in unpacked:
                     if rec not in suspects and (segment := clip_segment(segment, keep[rec])):
                         (held.segments if held and rec == held.neighbour else self.segments[rec]).append(segment)
                 cut_short = _after_the_text(window, items, placed)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from iam_cluster.pipeline.types import Piece, Window, WindowText
-from iam_cluster.pipeline.chunk import locate, pack, placement, split_long, unpack
+from iam_cluster.pipeline.chunk import locate, pack, placement, rescued_range, split_long, unpack
 from iam_cluster.pipeline.types import SpeechRegion as R
 
 
@@ -108,3 +108,36 @@ def test_a_word_stretched_into_the_gap_goes_with_its_segment_and_only_a_lone_one
     lone = [dict(start=4.3, end=4.7, words=[word(" who?", 4.3, 4.7)])]
     placed = placement(window, WindowText(segments=lone, avg_logprob=-0.2, no_speech_prob=0.0, temperature=0.0))
     assert placed.doubtful == {0, 1}
+
+
+def _w(text: str, start: float, end: float):
+    from iam_cluster.pipeline.types import Word
+
+    return Word(start=start, end=end, word=text, probability=0.9)
+
+
+def test_a_retry_keeps_a_word_of_its_context_the_earlier_pass_had_not_written():
+    """LJ001-0005 in a folder: the first pass wrote "... as the invention" and skipped the rest;
+    the retry, heard from a second earlier, wrote "the invention of the art of printing." with
+    "of" just before the skipped stretch: it was lost."""
+    known = [_w(" as", 5.655, 6.315), _w(" the", 6.315, 6.575), _w(" invention", 6.575, 6.875)]
+    retry = [_w(" the", 6.175, 6.475), _w(" invention", 6.475, 6.875), _w(" of", 6.875, 7.175),
+             _w(" the", 7.175, 7.295), _w(" art", 7.295, 7.435), _w(" printing.", 7.655, 7.915)]
+    keep, piece = R(7.025, 8.11), R(6.17, 8.11)
+    assert rescued_range(keep, piece, retry, known) == R(6.875, 8.11)
+    # the words it re-read stay out; without an echo of the written words nothing is added
+    assert rescued_range(keep, piece, retry[2:], known) == keep
+    assert rescued_range(keep, piece, retry, []) == keep
+    # a context word starting inside the last written word is that word again, not a new one
+    early = [_w(" the", 6.175, 6.475), _w(" invention", 6.475, 6.7), _w(" shun", 6.7, 7.0)]
+    assert rescued_range(keep, piece, early, known) == keep
+
+
+def test_a_retry_keeps_a_word_after_its_stretch_before_the_words_written_after_it():
+    known = [_w(" then", 3.0, 3.3), _w(" home.", 3.3, 3.8)]
+    retry = [_w(" walked", 1.2, 1.7), _w(" slowly", 2.1, 2.95), _w(" then", 3.05, 3.3), _w(" home.", 3.3, 3.7)]
+    keep, piece = R(1.0, 2.0), R(0.5, 3.9)
+    assert rescued_range(keep, piece, retry, known) == R(1.0, 2.1)
+    # one that runs into the first written word is that word heard again
+    assert rescued_range(keep, piece, [retry[0], _w(" slowly", 2.1, 3.2), *retry[2:]], known) == keep
+    assert rescued_range(keep, piece, retry[:2] + [_w(" them", 3.05, 3.3)], known) == keep

@@ -330,3 +330,28 @@ def test_only_windows_of_one_file_are_decoded_on_past_where_their_text_stops():
     shards = RecordsTails()  # the same audio as shards of one file
     WindowDecoder(shards, recordings, [("en", 1.0)] * 3, TranscribeOptions(), 8, files=[0, 0, 0]).run(regions)
     assert shards.tails[0] == ([0, 1, 2], True)
+
+
+class WritesPastTheEnd:
+    """Writes ``r<k>`` twice a second of recording k's tone and then a word ``end.`` aligned
+    0.3 s after the tone stops (in the silence after it), as the aligner placed "dog." after the
+    last piece of cathy_arctic_a0196 in a folder."""
+
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None):
+        out = []
+        for audio in audios:
+            ws = [w for s, e, r in runs(audio) for w in [*words(s, e, r), dict(word=" end.", start=e + 0.3, end=e + 0.3, probability=0.9)]]
+            segs = [dict(start=ws[0]["start"], end=ws[-1]["end"], text="".join(w["word"] for w in ws), words=ws)]
+            out.append(WindowText(segments=segs, avg_logprob=-0.2, no_speech_prob=0.01, temperature=0.0))
+        return out
+
+
+def test_a_files_last_word_aligned_past_its_speech_is_kept():
+    """Clamped to the end of its piece (2.4196 s) and rounded to the millisecond (2.420), the last
+    word lay past the piece and was clipped away: "...the footprints of the" without "dog."."""
+    recordings = [tone(0, 3.0), tone(1, 3.0)]
+    regions = [[SpeechRegion(0.0, 2.4196)], [SpeechRegion(0.0, 2.5)]]
+    segments = WindowDecoder(WritesPastTheEnd(), recordings, [("en", 1.0)] * 2, TranscribeOptions(), 4).run(regions)
+    texts = ["".join(s.text for s in segs) for segs in segments]
+    assert texts[0].endswith(" end.") and texts[1].endswith(" end.")
+    assert all(w.word != " end." or w.start <= 2.4196 + 0.001 for w in segments[0][-1].words)
