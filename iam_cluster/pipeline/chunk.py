@@ -317,6 +317,13 @@ def _said_as(word: str) -> str:
     return "".join(ch for ch in word.lower() if ch.isalnum() or ch == "'")
 
 
+def _echoes(words: Sequence[Word], known: Sequence[Word]) -> list[int]:
+    """Indices of ``words`` that repeat a ``known`` word (same text, starts within ``ECHO_SECONDS``)."""
+    said = [(_said_as(k.word), k.start) for k in known]
+    return [i for i, w in enumerate(words)
+            if any(t == _said_as(w.word) and abs(s - w.start) <= ECHO_SECONDS for t, s in said)]
+
+
 def rescued_range(keep: SpeechRegion, piece: SpeechRegion, words: Sequence[Word], known: Sequence[Word]) -> SpeechRegion:
     """The stretch of a retry piece whose words are kept: ``keep`` (the skipped speech), widened
     over the words of its context that the earlier pass had not written.
@@ -335,9 +342,7 @@ def rescued_range(keep: SpeechRegion, piece: SpeechRegion, words: Sequence[Word]
     before = [w for w in words if piece.start - TIME_STEP <= w.start < keep.start]
     known_before = [k for k in known if piece.start - ECHO_SECONDS <= k.start < keep.start]
     if before and known_before:
-        said = [(_said_as(k.word), k.start) for k in known_before]
-        echoes = [i for i, w in enumerate(before)
-                  if any(t == _said_as(w.word) and abs(s - w.start) <= ECHO_SECONDS for t, s in said)]
+        echoes = _echoes(before, known_before)
         if echoes:
             last_end = max(k.end for k in known_before)
             new = [w for w in before[echoes[-1] + 1 :] if w.start >= last_end - RESCUE_SLACK]
@@ -346,9 +351,7 @@ def rescued_range(keep: SpeechRegion, piece: SpeechRegion, words: Sequence[Word]
     after = [w for w in words if keep.end < w.start <= piece.end + TIME_STEP]
     known_after = [k for k in known if keep.end < k.start <= piece.end + ECHO_SECONDS]
     if after and known_after:
-        said = [(_said_as(k.word), k.start) for k in known_after]
-        echoes = [i for i, w in enumerate(after)
-                  if any(t == _said_as(w.word) and abs(s - w.start) <= ECHO_SECONDS for t, s in said)]
+        echoes = _echoes(after, known_after)
         if echoes:
             first_start = min(k.start for k in known_after)
             new = [w for w in after[: echoes[0]] if w.end <= first_start + RESCUE_SLACK]
