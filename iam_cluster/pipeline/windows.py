@@ -147,9 +147,9 @@ class WindowDecoder:
         return self.segments
 
     def _windows(self, todo: list[list[_Item]], limit: float) -> list[tuple[Window, list[_Item]]]:
-        """Pack the pending speech into windows of at most ``limit`` seconds, each with the items
-        of its pieces. Speech that was in too many untrusted windows gets windows of its own
-        recording."""
+        """Pack the pending speech into windows of at most ``limit`` seconds (skipped speech: at
+        most ``RETRY_WINDOW``), each with the items of its pieces. Speech that was in too many
+        untrusted windows gets windows of its own recording."""
         o = self.options
         out = []
         # A file with skipped speech to decode again shares windows with no other file: packed
@@ -157,13 +157,19 @@ class WindowDecoder:
         # Its shards still share windows with each other.
         retrying = {self.files[rec] for rec, items in enumerate(todo) if any(it.retry for it in items)}
         groups = [(lang, f if f in retrying else None) for lang, f in zip(self.languages, self.files)]
-        for alone in (False, True):
-            chosen = [sorted((it for it in items if (it.tries >= MAX_SHARED_TRIES) == alone),
+        # Skipped speech gets windows of its own, of at most RETRY_WINDOW seconds, whatever else the
+        # pass decodes: capped only in passes of nothing but skipped speech, a folder's retries of
+        # trn04's quiet opening went into a 18-s collage beside other recordings decoded again
+        # whole, and Whisper wrote none of it (alone, 13-s windows: "So, unfortunately, I'm just
+        # going to be").
+        for alone, retry in ((False, False), (False, True), (True, False), (True, True)):
+            chosen = [sorted((it for it in items if (it.tries >= MAX_SHARED_TRIES) == alone and it.retry == retry),
                              key=lambda it: it.region.start) for items in todo]
             lookup = {(rec, it.region.start, it.region.end): it for rec, items in enumerate(chosen) for it in items}
             regions = [[it.region for it in items] for items in chosen]
             across = o.pack_recordings and not alone
-            for w in pack(regions, limit, o.pack_gap, across_recordings=across, groups=groups):
+            cap = min(limit, RETRY_WINDOW) if retry else limit
+            for w in pack(regions, cap, o.pack_gap, across_recordings=across, groups=groups):
                 out.append((w, [lookup.get((p.recording, p.start, p.end), _Item(SpeechRegion(p.start, p.end)))
                                 for p in w.pieces]))
         return out

@@ -355,3 +355,35 @@ def test_a_files_last_word_aligned_past_its_speech_is_kept():
     texts = ["".join(s.text for s in segs) for segs in segments]
     assert texts[0].endswith(" end.") and texts[1].endswith(" end.")
     assert all(w.word != " end." or w.start <= 2.4196 + 0.001 for w in segments[0][-1].words)
+
+
+class SkipsAndDrops(SkipsTheMiddle):
+    """As ``SkipsTheMiddle``, and in a first-pass window of several recordings it writes nothing
+    for the last one (so that recording is decoded again whole in the next pass)."""
+
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None):
+        out = super().decode(audios, language, options, align, timestamps, fit_input, tails)
+        for i, audio in enumerate(audios):
+            found = runs(audio)
+            if timestamps and len({r for _, _, r in found}) > 1:
+                last = found[-1]
+                ws = [w for seg in out[i].segments for w in seg["words"] if not last[0] <= w["start"] < last[1]]
+                segs = [dict(start=ws[0]["start"], end=ws[-1]["end"], text="".join(w["word"] for w in ws), words=ws)]
+                out[i] = WindowText(segments=segs, avg_logprob=-0.2, no_speech_prob=0.01, temperature=0.0)
+        return out
+
+
+def test_skipped_speech_gets_short_windows_in_a_pass_that_also_decodes_recordings_again_whole():
+    """A folder: the quiet opening of trn04, skipped, went into a 18-s collage in a pass that also
+    decoded another recording again whole (the cap held only in passes of skipped speech alone),
+    and Whisper wrote none of it; alone it got 13-s windows and its words."""
+    recordings = [tone(0, 83.0), tone(1, 3.0), tone(2, 3.0)]
+    regions = [[SpeechRegion(0.0, 20.0), SpeechRegion(21.0, 41.0), SpeechRegion(42.0, 62.0), SpeechRegion(63.0, 83.0)],
+               [SpeechRegion(0.0, 3.0)], [SpeechRegion(0.0, 3.0)]]
+    asr = SkipsAndDrops()
+    segments = WindowDecoder(asr, recordings, [("en", 1.0)] * 3, TranscribeOptions(), 8).run(regions)
+    assert [1] in asr.windows[True][asr.windows[True].index([0, 1]) + 1 :]  # decoded again whole
+    # three skipped stretches with their context (18 s) in that same pass: two windows, not one
+    assert len(asr.seconds[False]) >= 2 and max(asr.seconds[False]) <= RETRY_WINDOW
+    for k, segs in enumerate(segments):
+        assert segs and {w.word.strip().split("_")[0] for s in segs for w in s.words} == {f"r{k}"}
