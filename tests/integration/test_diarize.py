@@ -201,7 +201,7 @@ def test_no_speech_gives_no_turns(diarizer):
 
 
 def test_words_in_a_meeting_whose_voices_the_diarizer_cannot_tell_apart_still_get_a_speaker(runner, data_dir):
-    """trn01: four far-field speakers with 0.4-1.5 s each; the segmentation hears no one, the ASR
+    """trn01: four far-field speakers with 1.0-1.8 s each; the segmentation hears no one, the ASR
     writes a fragment. Every word asked to carry a speaker carries one."""
     t = runner.run(data_dir / "trn01.wav", TranscribeOptions(diarize=True))
     assert t.segments and t.speakers
