@@ -65,6 +65,16 @@ def window_limit(options: TranscribeOptions) -> float:
     return max(1.0, options.chunk_length - TAIL_MARGIN)
 
 
+def long_files(regions: Sequence[Sequence[SpeechRegion]], files: Sequence[int],
+               options: TranscribeOptions) -> set[int]:
+    """The files (all their shards' regions together) whose speech, packed, needs more than one
+    window: a file that fits in one is never split across two (``chunk.pack``), a longer one is."""
+    need: dict[int, float] = {}
+    for f, regs in zip(files, regions):
+        need[f] = need.get(f, 0.0) + sum(r.duration for r in regs) + options.pack_gap * max(0, len(regs) - 1)
+    return {f for f, seconds in need.items() if seconds > window_limit(options)}
+
+
 def window_audio(window: Window, recordings: Sequence[Audio], gains: Sequence[float] | None = None) -> np.ndarray:
     """The samples of a window: its pieces laid at their offsets (each recording at its own
     gain, see ``level``), silence between them."""
@@ -136,9 +146,12 @@ class WindowDecoder:
         self.held: dict[int, list[_Held]] = {}
         #: per recording, the words of its trusted (not retry) decodes so far
         self.heard: list[list[str]] = [[] for _ in recordings]
+        #: files whose speech fills more than one window: they get windows of their own
+        self.long_files: set[int] = set()
 
     def run(self, regions: Sequence[Sequence[SpeechRegion]]) -> list[list[Segment]]:
         """Decode every recording's speech regions; returns each recording's segments."""
+        self.long_files = long_files(regions, self.files, self.options)
         todo = [[_Item(r) for r in regs] for regs in regions]
         first = True
         while any(todo) or self.held:
@@ -156,7 +169,13 @@ class WindowDecoder:
         # beside another file's (a louder voice), a quiet stretch was passed over again, and lost.
         # Its shards still share windows with each other.
         retrying = {self.files[rec] for rec, items in enumerate(todo) if any(it.retry for it in items)}
-        groups = [(lang, f if f in retrying else None) for lang, f in zip(self.languages, self.files)]
+        # A file whose speech fills more than one window shares windows with no other file either:
+        # packed after another file's speech, all its windows were cut at other places than when
+        # it was decoded alone, and its words changed (nine long-form read recordings as one
+        # folder: every one differed from its alone run, 447 words of 4,286; now 8 words in 4).
+        # Files that fit in one window still share windows: that is what makes a folder fast.
+        own = retrying | self.long_files
+        groups = [(lang, f if f in own else None) for lang, f in zip(self.languages, self.files)]
         # Skipped speech gets windows of its own, of at most RETRY_WINDOW seconds, whatever else the
         # pass decodes: capped only in passes of nothing but skipped speech, a folder's retries of
         # trn04's quiet opening went into a 18-s collage beside other recordings decoded again

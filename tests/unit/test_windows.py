@@ -382,8 +382,50 @@ def test_skipped_speech_gets_short_windows_in_a_pass_that_also_decodes_recording
                [SpeechRegion(0.0, 3.0)], [SpeechRegion(0.0, 3.0)]]
     asr = SkipsAndDrops()
     segments = WindowDecoder(asr, recordings, [("en", 1.0)] * 3, TranscribeOptions(), 8).run(regions)
-    assert [1] in asr.windows[True][asr.windows[True].index([0, 1]) + 1 :]  # decoded again whole
+    # the long recording fills windows of its own; the two short ones share one, the last dropped
+    assert [1, 2] in asr.windows[True] and all(w == [0] for w in asr.windows[True] if 0 in w)
+    assert [2] in asr.windows[True][asr.windows[True].index([1, 2]) + 1 :]  # decoded again whole
     # three skipped stretches with their context (18 s) in that same pass: two windows, not one
     assert len(asr.seconds[False]) >= 2 and max(asr.seconds[False]) <= RETRY_WINDOW
     for k, segs in enumerate(segments):
         assert segs and {w.word.strip().split("_")[0] for s in segs for w in s.words} == {f"r{k}"}
+
+
+class Verbatim:
+    """Writes ``r<k>@<t>`` for every half second of recording k's tone, ``t`` its offset in the
+    window: the words say where each window was cut."""
+
+    def __init__(self) -> None:
+        self.windows: list[list[int]] = []
+
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None):
+        out = []
+        for audio in audios:
+            found = runs(audio)
+            self.windows.append(sorted({r for _, _, r in found}))
+            ws = [dict(w, word=f"{w['word']}@{w['start']:.2f}") for s, e, r in found for w in words(s, e, r)]
+            segs = [dict(start=ws[0]["start"], end=ws[-1]["end"], text="".join(w["word"] for w in ws), words=ws)] if ws else []
+            out.append(WindowText(segments=segs, avg_logprob=-0.2, no_speech_prob=0.01, temperature=0.0))
+        return out
+
+
+def test_a_long_recording_gets_the_same_windows_in_a_folder_as_alone():
+    """Nine long read recordings decoded as one folder came out with other words than each alone:
+    packed after the previous file's last window, every window of a file was cut at other places.
+    A file whose speech needs more than one window now has windows of its own; short files still
+    share windows (the folder's speed)."""
+    def regions_of(rec):
+        if rec == 1:  # 75 s of speech in five regions
+            return [SpeechRegion(15.0 * k, 15.0 * k + 14.0) for k in range(5)]
+        return [SpeechRegion(0.0, 4.0)]
+
+    recordings = [tone(0, 5.0), tone(1, 75.0), tone(2, 5.0), tone(3, 5.0)]
+    regions = [regions_of(k) for k in range(4)]
+    folder_asr = Verbatim()
+    folder = WindowDecoder(folder_asr, recordings, [("en", 1.0)] * 4, TranscribeOptions(), 8).run(regions)
+    alone_asr = Verbatim()
+    alone = WindowDecoder(alone_asr, recordings[1:2], [("en", 1.0)], TranscribeOptions(), 8).run(regions[1:2])
+    said = [[w.word for s in segs for w in s.words] for segs in (folder[1], alone[0])]
+    assert said[0] == said[1] and said[0]
+    assert all(w == [1] for w in folder_asr.windows if 1 in w)  # no other file beside it
+    assert [2, 3] in folder_asr.windows  # the short ones still packed together
