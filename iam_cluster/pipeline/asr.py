@@ -30,6 +30,17 @@ _PREPEND = "\"'“¿([{-"
 _APPEND = "\"'.。,，!！?？:：”)]}、"
 _MAX_INITIAL_TIMESTAMP_INDEX = 50  # first timestamp no later than 1.0 s, as sequential transcribe
 _WINDOW_FRAMES = 3000  # Whisper encodes exactly 30 s of 10-ms mel frames
+#: Windows are aligned on a virtual timeline this far apart (faster-whisper's word timing carries
+#: state from one segment to the next and wants time moving forward). faster-whisper shortens a
+#: long first word "after a pause" (more than four median word lengths since the last speech);
+#: with windows 30 s apart that pause ran from the end of the previous window's speech, so it
+#: depended on the batch-mates: the first window of a worker's part saw none, the others from
+#: under a second to 30 s, and a window's word times, and with them what counted as skipped speech,
+#: changed with the windows decoded beside it (a file's words in a folder or a Serve batch). At
+#: 60 s apart, and the first window given a previous one, every window's first words come after a
+#: pause.
+_SPACING = 60.0
+_SPACING_FRAMES = 6000
 #: A window of skipped speech (``decode(..., fit_input=True)``) is encoded as its audio plus this
 #: tail of silence, at least ``FIT_MIN_SECONDS``, not padded to 30 s: such windows hold a few
 #: seconds (the engine spreads a pass of them over the model's workers) and the encoder's cost
@@ -458,21 +469,22 @@ class WhisperASR:
         ``align`` holds every window's cross-attention at once, about 23 MB per window of
         tiny.en, the largest transient of a decode (a batch of 4 windows on one copy: +94 MB,
         against +39 MB for its beam-5 ``generate``); on CPU it costs the same per window either
-        way. The last speech timestamp is carried from window to window, as the batched call does.
+        way. Every window's first words come after a pause (``_SPACING``), whatever its place in
+        the batch, in either path.
         """
         import ctranslate2
 
         if self.device != "cpu" or len(per_window) == 1:
             whisper.add_word_timestamps(per_window, tok, encoded, num_frames, _PREPEND, _APPEND,
-                                        last_speech_timestamp=0.0)
+                                        last_speech_timestamp=-_SPACING)
             return
         rows = np.asarray(encoded)
-        last = 0.0
         for i, segs in enumerate(per_window):
             if not any(s["tokens"] for s in segs):
                 continue
-            last = whisper.add_word_timestamps([segs], tok, ctranslate2.StorageView.from_array(rows[i : i + 1]),
-                                               [num_frames[i]], _PREPEND, _APPEND, last_speech_timestamp=last)
+            whisper.add_word_timestamps([segs], tok, ctranslate2.StorageView.from_array(rows[i : i + 1]),
+                                        [num_frames[i]], _PREPEND, _APPEND,
+                                        last_speech_timestamp=segs[0]["seek"] / whisper.frames_per_second - _SPACING)
 
     def _generate(self, whisper, source, prompt, pending, suppress, max_length, kwargs):
         """One CTranslate2 ``generate`` over the ``pending`` windows."""
@@ -501,8 +513,9 @@ class WhisperASR:
         """Split each window's tokens at timestamps and align words to the audio."""
         per_window: list[list[dict]] = []
         num_frames: list[int] = []
-        # Windows sit on a virtual timeline 30 s apart so that the word-timing heuristics of
-        # faster-whisper, which carry state from one segment to the next, see time moving forward.
+        # Windows sit on a virtual timeline ``_SPACING`` apart so that the word-timing heuristics
+        # of faster-whisper, which carry state from one segment to the next, see time moving
+        # forward, and a pause before every window.
         for i, (audio, attempt) in enumerate(zip(audios, best)):
             duration = len(audio) / 16000
             frames = min(_WINDOW_FRAMES, math.ceil(duration * whisper.frames_per_second))
@@ -518,20 +531,20 @@ class WhisperASR:
                 self.stats.count("guard_dense_words", attempt["words"])
             tokens = [] if silent or attempt["dense"] else attempt["tokens"]
             subsegments = [
-                {"seek": i * _WINDOW_FRAMES, "start": i * 30.0 + start, "end": i * 30.0 + end, "tokens": text}
+                {"seek": i * _SPACING_FRAMES, "start": i * _SPACING + start, "end": i * _SPACING + end, "tokens": text}
                 for start, end, text in split_at_timestamps(
                     tokens, tok.timestamp_begin, tok.eot, whisper.time_precision, duration
                 )
             ]
             if not subsegments:  # faster-whisper's word timing reads every window's first segment
-                subsegments.append({"seek": i * _WINDOW_FRAMES, "start": i * 30.0, "end": i * 30.0 + duration,
+                subsegments.append({"seek": i * _SPACING_FRAMES, "start": i * _SPACING, "end": i * _SPACING + duration,
                                     "tokens": []})
             per_window.append(subsegments)
         if align and any(s["tokens"] for segs in per_window for s in segs):
             self._align(whisper, per_window, tok, encoded, num_frames)
         out = []
         for i, (segs, attempt) in enumerate(zip(per_window, best)):
-            shift = i * 30.0
+            shift = i * _SPACING
             kept = []
             probs = [w["probability"] for s in segs for w in s.get("words", [])]
             if (

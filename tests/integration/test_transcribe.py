@@ -234,6 +234,24 @@ def test_words_are_aligned_one_window_at_a_time_on_cpu_as_in_one_call(tiny_asr, 
     assert all(one_by_one) and one_by_one == together
 
 
+def test_a_windows_word_times_do_not_depend_on_its_batch_mates(tiny_asr, harvard):
+    """A window gets the same words and times whatever is decoded beside it: faster-whisper's word
+    timing shortens a long first word "after a pause", and that pause ran from the previous
+    window's last speech, so the second window of a worker's part had its first word cut where
+    the same window alone (or first in its part) kept it (a file's words in a folder or in a Serve
+    batch then differed from its words alone)."""
+    pad = np.zeros(int(0.6 * SAMPLE_RATE), np.float32)  # the VAD's padding before speech
+    audios = [np.concatenate([pad, decode_audio(p).samples]) for p in harvard[:4]]
+    options = TranscribeOptions()
+
+    def words(text):
+        return [(w["word"], round(w["start"], 2), round(w["end"], 2)) for s in text.segments for w in s["words"]]
+
+    together = [words(t) for t in tiny_asr.decode(audios, "en", options)]
+    alone = [words(tiny_asr.decode([a], "en", options)[0]) for a in audios]
+    assert all(together) and together == alone
+
+
 def test_skipped_speech_is_encoded_as_its_audio_not_30_s(tiny_asr, harvard, monkeypatch):
     """``fit_input`` (windows of speech a first pass skipped) encodes the audio plus a tail, at
     least 15 s, not 30 s; a sentence decoded so keeps its words."""
