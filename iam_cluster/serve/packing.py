@@ -10,7 +10,9 @@ whose words are in doubt decoded again alone), so requests of different callers 
 window without one ever receiving another's words.
 
 Long recordings (more than one shard) are not packed: they fill their own windows, and a short
-request should not wait for one.
+request should not wait for one. Inside a shared call, a recording whose speech needs more than one
+window gets windows of its own too (``windows.long_files``), so its words are the ones it gets
+alone; only recordings that fit in one window share windows.
 """
 
 from __future__ import annotations
