@@ -167,7 +167,6 @@ class WhisperASR:
         self.replicas = replicas
         self.whisper = WhisperModel(str(ref.path), device=self.device, compute_type=self.compute_type,
                                     cpu_threads=threads, num_workers=replicas)
-        self._pool = ThreadPoolExecutor(replicas, thread_name_prefix="iam-asr") if replicas > 1 else None
         self._tokenizers: dict[tuple[str, str], object] = {}
         self.stats = stats or Stats()
 
@@ -286,8 +285,11 @@ class WhisperASR:
             encoded = ctranslate2.StorageView.from_array(np.concatenate(rows[a:b]))
             return self._decode_part(audios[a:b], language, options, align, timestamps, tails[a:b], frames, encoded)
 
-        futures = [self._pool.submit(encode_then_decode, k) for k in range(len(parts))]
-        return [text for f in futures for text in f.result()]  # a failed encode raises as itself
+        # Threads of this call's own: the parts wait on each other's encodes, so parts of calls running
+        # at once (``rounds``) must not queue behind one another for a shared pool's threads.
+        with ThreadPoolExecutor(len(parts), thread_name_prefix="iam-asr") as pool:
+            futures = [pool.submit(encode_then_decode, k) for k in range(len(parts))]
+            return [text for f in futures for text in f.result()]  # a failed encode raises as itself
 
     def _decode_part(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
                      align: bool, timestamps: bool, tails: Sequence[bool], frames: int = _WINDOW_FRAMES,
@@ -778,20 +780,27 @@ def encode_plan(parts: Sequence[tuple[int, int]]) -> list[list[int]]:
     return plan
 
 
-def rounds(sizes: Sequence[int], workers: int) -> list[list[int]]:
+def rounds(sizes: Sequence[int], workers: int, capacity: int | None = None) -> list[list[int]]:
     """Which decode calls (indices into ``sizes``, their windows) to run at once, in order.
 
     Calls that cannot share one ``generate`` (other settings: a retry next to a window decoded
     again whole, another language) used to run one after the other, and a call of one window
     keeps one CPU worker busy while the others idle: a later pass of ``ami_mix_b`` decoded a
-    2.7-s retry and a 17-s window in 5.4 s, one after the other, on a 2-core Zen 1 EPYC. Such
-    calls now share a round when their windows together do not outnumber the workers, so no
-    more windows are in flight than one full call spreads over them; a larger call runs alone.
+    2.7-s retry and a 17-s window in 5.4 s, one after the other, on a 2-core Zen 1 EPYC. With
+    several workers, calls share a round while their windows together fit in ``capacity`` (the
+    batch size: no more windows in flight than one full call; default ``workers``); each call's
+    encodes, ``generate``s and alignments queue for the model's workers, which take them as they
+    come free. A later pass of the same recording (a 17-s window decoded again whole, then four
+    and two skipped stretches) used to leave a Zen 4 core idle for 1.2 s of its 2.0 s; a larger
+    call runs alone. One worker (a GPU, one CPU copy) runs every call alone.
     """
+    if workers <= 1:
+        return [[i] for i in range(len(sizes))]
+    capacity = max(workers, capacity or workers)
     out: list[list[int]] = []
     held = 0
     for i, size in enumerate(sizes):
-        if out and held + size <= workers:
+        if out and held + size <= capacity:
             out[-1].append(i)
             held += size
         else:

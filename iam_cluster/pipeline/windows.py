@@ -323,7 +323,7 @@ class WindowDecoder:
         texts: dict[int, object] = {}
         self.hook("asr", self.done, self.total)
         workers = getattr(self.asr, "replicas", 1)
-        for together in rounds([len(batch) for _, _, batch in calls], workers):
+        for together in rounds([len(batch) for _, _, batch in calls], workers, self.batch_size):
             with self.stats.time("asr" if first else "asr_again"):
                 if len(together) == 1:
                     results = [call(*calls[together[0]])]

@@ -90,7 +90,7 @@ class ASR:
                 results[i] = text
 
         calls = list(groups.items())
-        for together in rounds([len(idx) for _, idx in calls], self.asr.replicas):  # small groups at once
+        for together in rounds([len(idx) for _, idx in calls], self.asr.replicas, len(jobs)):  # the groups at once
             await asyncio.gather(*(decode(*calls[k]) for k in together))
         if self.max_batch_size:  # again with each batch: a gauge set once at start can miss Ray's first export
             self.metrics.max_batch_size.set(self.max_batch_size)

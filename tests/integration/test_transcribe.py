@@ -212,6 +212,30 @@ def test_model_copies_give_the_words_of_one_copy(tiny_asr, model_cache, harvard)
     assert changes <= layout_slack(sum(len(t.split()) for t in whole))
 
 
+def test_decode_calls_at_once_share_the_copies_and_give_the_words_they_give_alone(tiny_asr, harvard):
+    """Calls of other settings run at once (``rounds``: a window decoded again whole beside a batch
+    of skipped speech), each split over the copies with its parts waiting on each other's encodes:
+    they all finish (no call's parts queue behind another's) and each window gets the words it gets
+    when its call runs alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    options = TranscribeOptions()
+    whole = [np.concatenate([decode_audio(p).samples for p in harvard[k : k + 2]]) for k in (0, 2, 4)]
+    short = [decode_audio(p).samples for p in harvard[:4]]
+    calls = [(whole, dict(timestamps=True)), (short, dict(timestamps=False, fit_input=True)), (whole[:1], {})]
+
+    def text(args):
+        audios, kwargs = args
+        return [" ".join(s["text"] for s in t.segments) for t in tiny_asr.decode(audios, "en", options, **kwargs)]
+
+    alone = [text(c) for c in calls]
+    with ThreadPoolExecutor(len(calls)) as pool:
+        futures = [pool.submit(text, c) for c in calls]
+        at_once = [f.result(timeout=120) for f in futures]
+    assert all(all(t) for t in alone)
+    assert at_once == alone
+
+
 def test_words_are_aligned_one_window_at_a_time_on_cpu_as_in_one_call(tiny_asr, harvard, monkeypatch):
     """On CPU the word timings come from one ``align`` per window (its cross-attention is the
     largest transient of a decode); they are the timings one call over the batch gives."""

@@ -305,6 +305,11 @@ def test_small_decode_calls_of_other_settings_run_at_once_on_the_workers():
     assert rounds([8, 1, 1], 2) == [[0], [1, 2]]
     assert rounds([1, 2, 1, 1, 1], 2) == [[0], [1], [2, 3], [4]]
     assert rounds([1, 1], 1) == [[0], [1]]
+    # With the batch size as capacity: a window decoded again whole beside batches of skipped
+    # speech, all at once; a full call alone; one worker (a GPU) runs every call alone.
+    assert rounds([1, 4, 2], 2, 8) == [[0, 1, 2]]
+    assert rounds([8, 4, 1], 2, 8) == [[0], [1, 2]]
+    assert rounds([1, 4], 1, 8) == [[0], [1]]
     recs = [tone(0, 10.0), tone(1, 10.0)]
     windows = [Window(pieces=(Piece(recording=r, start=0.0, end=5.0, offset=0.0),)) for r in (0, 1)]
     for replicas, most in ((2, 2), (1, 1)):
