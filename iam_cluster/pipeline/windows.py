@@ -159,12 +159,9 @@ class WindowDecoder:
             first = False
         return self.segments
 
-    def _windows(self, todo: list[list[_Item]], limit: float) -> list[tuple[Window, list[_Item]]]:
-        """Pack the pending speech into windows of at most ``limit`` seconds (skipped speech: at
-        most ``RETRY_WINDOW``), each with the items of its pieces. Speech that was in too many
-        untrusted windows gets windows of its own recording."""
-        o = self.options
-        out = []
+    def _groups(self, todo: list[list[_Item]]) -> list[tuple[str, int | None]]:
+        """Per recording, the key of the windows it may share: its language and, for a file that
+        shares windows with no other, the file."""
         # A file with skipped speech to decode again shares windows with no other file: packed
         # beside another file's (a louder voice), a quiet stretch was passed over again, and lost.
         # Its shards still share windows with each other.
@@ -175,7 +172,15 @@ class WindowDecoder:
         # folder: every one differed from its alone run, 447 words of 4,286; now 8 words in 4).
         # Files that fit in one window still share windows: that is what makes a folder fast.
         own = retrying | self.long_files
-        groups = [(lang, f if f in own else None) for lang, f in zip(self.languages, self.files)]
+        return [(lang, f if f in own else None) for lang, f in zip(self.languages, self.files)]
+
+    def _windows(self, todo: list[list[_Item]], limit: float) -> list[tuple[Window, list[_Item]]]:
+        """Pack the pending speech into windows of at most ``limit`` seconds (skipped speech: at
+        most ``RETRY_WINDOW``), each with the items of its pieces. Speech that was in too many
+        untrusted windows gets windows of its own recording."""
+        o = self.options
+        out = []
+        groups = self._groups(todo)
         # Skipped speech gets windows of its own, of at most RETRY_WINDOW seconds, whatever else the
         # pass decodes: capped only in passes of nothing but skipped speech, a folder's retries of
         # trn04's quiet opening went into a 18-s collage beside other recordings decoded again
@@ -197,10 +202,30 @@ class WindowDecoder:
         """A later pass with fewer windows than the model has CPU workers is packed into as many
         shorter windows as there are workers: a worker left idle costs as much time as one
         decoding, and Whisper writes a short collage of skipped stretches more completely than a
-        long one (it sometimes ends its text after the first few)."""
+        long one (it sometimes ends its text after the first few). Each file with windows of its
+        own is judged by its own windows, whatever else the pass decodes: judged by the whole
+        pass, a meeting's skipped stretches were cut into other windows in a folder than alone,
+        and its words changed with the files beside it (ami_mix_a: 370 words alone, 363 and 365
+        in two folders)."""
         workers = getattr(self.asr, "replicas", 1)
-        if not jobs or len(jobs) >= workers:
+        if not jobs or workers <= 1:
             return jobs
+        keys = self._groups(todo)
+        by_group: dict[tuple[str, int | None], list] = {}
+        for job in jobs:
+            by_group.setdefault(keys[job[0].pieces[0].recording], []).append(job)
+        out = []
+        for key, mine in by_group.items():
+            if len(mine) < workers:
+                recordings = {rec for rec, k in enumerate(keys) if k == key}
+                mine = self._spread([items if rec in recordings else [] for rec, items in enumerate(todo)], mine,
+                                    workers)
+            out.extend(mine)
+        return out
+
+    def _spread(self, todo: list[list[_Item]], jobs: list, workers: int) -> list:
+        """``jobs`` (all the windows of ``todo``) packed again into at most ``workers`` shorter
+        windows, when that gives more of them."""
         pieces = [p for w, _ in jobs for p in w.pieces]
         limit = max(max(p.duration for p in pieces), sum(p.duration for p in pieces) / workers)
         while limit < window_limit(self.options):  # the shortest limit that needs no more windows

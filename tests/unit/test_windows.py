@@ -274,6 +274,26 @@ def test_a_later_pass_with_fewer_windows_than_workers_is_spread_over_them():
     assert max(b - a for a, b in zip(starts, starts[1:])) < 2.0
 
 
+def test_a_files_later_pass_is_spread_over_the_workers_alike_in_a_folder_and_alone():
+    """Whether a later pass spreads a file's skipped speech over the workers is judged on the
+    file's own windows, not on what else the pass holds: two files, each with one window of
+    skipped stretches, made two windows in a folder and were not spread, and each file's
+    stretches were decoded in other windows than alone (its words changed with its neighbours)."""
+    regions = [SpeechRegion(0.0, 20.0), SpeechRegion(21.0, 41.0)]  # a skip in each of two windows
+
+    def retry_windows(recordings: list[Audio]) -> list[tuple[int, float]]:
+        asr = SkipsTheMiddle()
+        asr.replicas = 2
+        WindowDecoder(asr, recordings, [("en", 1.0)] * len(recordings), TranscribeOptions(), 8).run(
+            [regions] * len(recordings))
+        return sorted((recs[0], round(sec, 1)) for recs, sec in zip(asr.windows[False], asr.seconds[False]))
+
+    alone = [retry_windows([tone(k, 41.0)]) for k in range(2)]
+    together = retry_windows([tone(0, 41.0), tone(1, 41.0)])
+    assert [len(a) for a in alone] == [2, 2]  # alone: each file's two stretches, a window each
+    assert together == sorted(alone[0] + alone[1])
+
+
 class CountsCallsAtOnce:
     """Writes nothing; records how many ``decode`` calls were running at once at most."""
 
