@@ -362,14 +362,23 @@ class WhisperASR:
                 if failed and not silent:
                     still.append(i)
             pending = still
+        # Windows whose text Whisper closed well before their audio ends are decoded on before they
+        # are aligned: aligned once, with the continuation, not once without it and again with it.
+        later = closed_early(best, seconds, tok, whisper.time_precision, tails, options) if align and timestamps else set()
+        now = [i for i in range(n) if i not in later]
+        texts: list[WindowText | None] = [None] * n
         with self.stats.time("align"):
-            texts = self._segment(whisper, audios, encoded, tok, best, options, align)
+            if now:
+                rows = encoded if len(now) == n else self._rows(whisper, encoded, features, now)
+                for i, text in zip(now, self._segment(whisper, [audios[i] for i in now], rows, tok,
+                                                      [best[i] for i in now], options, align)):
+                    texts[i] = text
         if align and timestamps and any(tails):
-            self._continue_tails(whisper, audios, encoded, features, tok, best, options, suppress, texts, tails)
+            self._continue_tails(whisper, audios, encoded, features, tok, best, options, suppress, texts, tails, later)
         return texts
 
     def _continue_tails(self, whisper, audios, encoded, features, tok, best, options, suppress, texts,
-                        tails) -> None:
+                        tails, later: set[int] = frozenset()) -> None:
         """Let Whisper finish the windows whose text stops before their audio does (in place).
 
         Writing timestamp tokens, Whisper often ends its text before speech in the last seconds of
@@ -386,11 +395,19 @@ class WhisperASR:
         still after its words is decoded again as skipped speech (``_until_stretched``). Only
         windows of one recording (``tails``): in a window of many short files, text written after
         the others' could be placed in a neighbour's audio.
+
+        ``later``: windows not aligned yet (``closed_early``: their last timestamp token says the
+        text stops early); they are decoded on from there and aligned once, with what the
+        continuation adds, or without it when it is dropped (``texts[i]`` is None until then).
+        The others are decoded on when their aligned words stop early, and aligned again.
         """
         from faster_whisper.transcribe import get_compression_ratio
 
         todo = []
         for i, text in enumerate(texts):
+            if i in later:
+                todo.append(i)
+                continue
             words = [w for s in text.segments for w in s.get("words", [])]
             if tails[i] and words and len(audios[i]) / 16000 - words[-1]["end"] >= TAIL_GAP:
                 todo.append(i)
@@ -405,8 +422,11 @@ class WhisperASR:
         )
         starts, rest = [], []
         for i in todo:
-            end = max(w["end"] for s in texts[i].segments for w in s["words"])
             marks = [t for t in best[i]["tokens"] if t >= tok.timestamp_begin]
+            if i in later:  # where Whisper closed its text (no words yet)
+                end = (marks[-1] - tok.timestamp_begin) * whisper.time_precision
+            else:
+                end = max(w["end"] for s in texts[i].segments for w in s["words"])
             # where Whisper itself put the end of its last segment, else the end of the last word
             start = marks[-1] if marks else tok.timestamp_begin + int(round(end / whisper.time_precision))
             starts.append(start)
@@ -425,7 +445,7 @@ class WhisperASR:
                 max_initial_timestamp_index=_WINDOW_FRAMES // 2,
                 return_scores=True,
             )
-        redo, attempts = [], []
+        redo, attempts, ends = [], [], {}
         for i, start, r, result in zip(todo, starts, rest, results):
             first = tok.decode([t for t in best[i]["tokens"] if t < tok.eot])
             written = [t for t in result.sequences_ids[0][1:] if t < tok.eot]
@@ -443,14 +463,25 @@ class WhisperASR:
             more = [start] + tok.encode(added)
             attempts.append(dict(best[i], tokens=list(best[i]["tokens"]) + more, words=len(whole.split())))
             redo.append(i)
+            ends[i] = len(audios[i]) / 16000 - r
             self.stats.count("tail_words", len(added.split()))
-        if not redo:
+        # Windows aligned with their continuation, and those not aligned yet whose continuation was
+        # dropped (aligned as first decoded), in one batch.
+        plain = [i for i in todo if i in later and i not in ends]
+        if not redo and not plain:
             return
         with self.stats.time("align"):
-            again = self._segment(whisper, [audios[i] for i in redo], self._rows(whisper, encoded, features, redo),
-                                  tok, attempts, options, True)
-        for i, text in zip(redo, again):
-            before = sum(len(seg["words"]) for seg in texts[i].segments)
+            again = self._segment(whisper, [audios[i] for i in redo + plain],
+                                  self._rows(whisper, encoded, features, redo + plain),
+                                  tok, attempts + [best[i] for i in plain], options, True)
+        for i, text in zip(redo + plain, again):
+            if i not in ends:
+                texts[i] = text
+                continue
+            if i in later:  # the words of segments opened before the continuation's (at ``ends[i]``)
+                before = sum(len(seg["words"]) for seg in text.segments if seg["start"] < ends[i] - 1e-6)
+            else:
+                before = sum(len(seg["words"]) for seg in texts[i].segments)
             texts[i] = _until_stretched(text, before)
 
     def _encode(self, features: np.ndarray):
@@ -823,6 +854,27 @@ def input_frames(audios: Sequence[np.ndarray]) -> int:
     longest = max((len(a) for a in audios), default=0) / 16000
     seconds = max(FIT_MIN_SECONDS, longest + FIT_TAIL_SECONDS)
     return min(_WINDOW_FRAMES, 2 * math.ceil(seconds * 50))
+
+
+def closed_early(best: Sequence[dict | None], seconds: Sequence[float], tok, precision: float,
+                 tails: Sequence[bool], options: TranscribeOptions) -> set[int]:
+    """Windows (of ``tails``) whose kept text ends with a timestamp token at least ``TAIL_GAP``
+    before the end of their audio: Whisper closed its text early, and the window is decoded on
+    (``WhisperASR._continue_tails``). Text left open after its last timestamp runs to the end of
+    the audio (``split_at_timestamps``) and is judged by its aligned words instead; so are windows
+    a silence or density guard empties."""
+    out = set()
+    for i, attempt in enumerate(best):
+        if not tails[i] or attempt is None or attempt["dense"] or (
+            attempt["no_speech_prob"] > options.no_speech_threshold and attempt["avg_logprob"] < options.log_prob_threshold
+        ):
+            continue
+        tokens = [t for t in attempt["tokens"] if t != tok.eot]
+        if not tokens or tokens[-1] < tok.timestamp_begin or not any(t < tok.eot for t in tokens):
+            continue
+        if seconds[i] - (tokens[-1] - tok.timestamp_begin) * precision >= TAIL_GAP:
+            out.add(i)
+    return out
 
 
 def new_tokens(seconds: float) -> int:

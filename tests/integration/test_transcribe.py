@@ -357,6 +357,33 @@ def test_a_window_whose_text_stops_early_is_decoded_on(tiny_asr, harvard, monkey
     assert "sheet" not in normalise(" ".join(w["word"] for w in stopped)).split()
 
 
+def test_a_window_whose_text_closes_early_is_aligned_once_with_its_continuation(tiny_asr, harvard, monkeypatch):
+    """A window whose last timestamp token closes its text well before its audio ends is decoded
+    on before it is aligned: one alignment, with the continuation, instead of one without it and
+    one again with it; its words and times are those of aligning first."""
+    from iam_cluster.pipeline import asr as asr_module
+
+    pause = np.zeros(SAMPLE_RATE, np.float32)
+    audio = np.concatenate([x for p in harvard for x in (decode_audio(p).samples, pause)])[: 29 * SAMPLE_RATE]
+    calls = []
+    real = tiny_asr.whisper.add_word_timestamps
+    monkeypatch.setattr(tiny_asr.whisper, "add_word_timestamps", lambda segs, *a, **k: calls.append(len(segs))
+                        or real(segs, *a, **k))
+
+    def decode():
+        calls.clear()
+        before = tiny_asr.stats.counts.get("tail_windows", 0)
+        text = tiny_asr.decode([audio], "en", TranscribeOptions())[0]
+        assert tiny_asr.stats.counts["tail_windows"] == before + 1
+        return [(w["word"], round(w["start"], 2), round(w["end"], 2)) for s in text.segments for w in s["words"]], len(calls)
+
+    once, aligned = decode()
+    monkeypatch.setattr(asr_module, "closed_early", lambda *a, **k: set())  # align first, decide by the words
+    twice, aligned_twice = decode()
+    assert (aligned, aligned_twice) == (1, 2)
+    assert once == twice and len(once) > 20
+
+
 def test_a_failed_encode_on_one_copy_fails_the_batch_without_a_hang(tiny_asr, harvard, monkeypatch):
     """The copies share out the encoder's windows and wait for each other's; an encode that fails
     raises its own error from ``decode`` instead of leaving the other copy waiting."""
