@@ -549,6 +549,12 @@ class WhisperASR:
         # Windows sit on a virtual timeline ``_SPACING`` apart so that the word-timing heuristics
         # of faster-whisper, which carry state from one segment to the next, see time moving
         # forward, and a pause before every window.
+        # On CPU every window is aligned in a call of its own (``_align``), at the timeline's
+        # start: faster-whisper's word-timing rules compare sums of rounded times (a first word
+        # 0.82 s long against twice a median of 0.41 s), and at other offsets the floats rounded
+        # otherwise, so a word's time depended on the window's place in its batch (ten_minutes:
+        # " 90210." at 3.42 s alone and at 1.24 s in a folder, which sent other speech to a retry).
+        spaced = self.device != "cpu" and len(audios) > 1
         for i, (audio, attempt) in enumerate(zip(audios, best)):
             duration = len(audio) / 16000
             frames = min(_WINDOW_FRAMES, math.ceil(duration * whisper.frames_per_second))
@@ -563,21 +569,22 @@ class WhisperASR:
                 # Every temperature wrote more words than the audio can hold: none of them is kept.
                 self.stats.count("guard_dense_words", attempt["words"])
             tokens = [] if silent or attempt["dense"] else attempt["tokens"]
+            at = i if spaced else 0
             subsegments = [
-                {"seek": i * _SPACING_FRAMES, "start": i * _SPACING + start, "end": i * _SPACING + end, "tokens": text}
+                {"seek": at * _SPACING_FRAMES, "start": at * _SPACING + start, "end": at * _SPACING + end, "tokens": text}
                 for start, end, text in split_at_timestamps(
                     tokens, tok.timestamp_begin, tok.eot, whisper.time_precision, duration
                 )
             ]
             if not subsegments:  # faster-whisper's word timing reads every window's first segment
-                subsegments.append({"seek": i * _SPACING_FRAMES, "start": i * _SPACING, "end": i * _SPACING + duration,
-                                    "tokens": []})
+                subsegments.append({"seek": at * _SPACING_FRAMES, "start": at * _SPACING,
+                                    "end": at * _SPACING + duration, "tokens": []})
             per_window.append(subsegments)
         if align and any(s["tokens"] for segs in per_window for s in segs):
             self._align(whisper, per_window, tok, encoded, num_frames)
         out = []
         for i, (segs, attempt) in enumerate(zip(per_window, best)):
-            shift = i * _SPACING
+            shift = i * _SPACING if spaced else 0.0
             kept = []
             probs = [w["probability"] for s in segs for w in s.get("words", [])]
             if (
