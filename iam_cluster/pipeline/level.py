@@ -82,7 +82,16 @@ def gain(samples: np.ndarray) -> float:
 
     Attenuation is not limited; amplification is, by MAX_GAIN_DB and by the peaks.
     """
+    return gain_and_power(samples)[0]
+
+
+def gain_and_power(samples: np.ndarray) -> tuple[float, np.ndarray]:
+    """``gain(samples)`` and the mean power of each whole 20-ms frame before the gain."""
     power, peaks = _frame_power_and_peak(samples)
+    return _gain(power, peaks), power
+
+
+def _gain(power: np.ndarray, peaks: np.ndarray) -> float:
     level = _level(power)
     if level is None:
         return 1.0
