@@ -24,7 +24,7 @@ from pathlib import Path
 from common import code_version, collect_audio, command_line, cpu_name, normalise, our_runner, whisper_normalise
 from recall import transcribe_options
 
-COUNTS = ("windows", "again_windows", "tail_windows", "fallback_windows")
+COUNTS = ("windows", "again_windows", "tail_windows", "fallback_windows", "numeral_echoes")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

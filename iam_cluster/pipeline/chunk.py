@@ -284,19 +284,20 @@ def _ends_segment(run: list[Word], next_start: float) -> bool:
 TIME_STEP = 0.001
 
 
-def clip_segment(segment: Segment, ranges: Sequence[SpeechRegion]) -> Segment | None:
+def clip_segment(segment: Segment, ranges: Sequence[SpeechRegion], drop: Sequence[Word] = ()) -> Segment | None:
     """``segment`` with only the words that start in one of ``ranges`` (a word's start holds even
     when alignment stretched its end over silence; ``TIME_STEP`` of rounding is allowed: a word
     aligned past its piece is clamped to the piece's end, and Whisper most often did hear it
-    there); a segment without words is kept whole when its middle lies in a range. None when
-    nothing is left."""
+    there) and are not in ``drop`` (the very objects); a segment without words is kept whole
+    when its middle lies in a range. None when nothing is left."""
     def inside(start: float, end: float) -> bool:
         at = (start + end) / 2 if not segment.words else start
         return any(r.start - TIME_STEP <= at <= r.end + TIME_STEP for r in ranges)
 
     if not segment.words:
         return segment if inside(segment.start, segment.end) else None
-    words = [w for w in segment.words if inside(w.start, w.end)]
+    dropped = {id(w) for w in drop}
+    words = [w for w in segment.words if inside(w.start, w.end) and id(w) not in dropped]
     if len(words) == len(segment.words):
         return segment
     if not words:
@@ -322,6 +323,43 @@ def _echoes(words: Sequence[Word], known: Sequence[Word]) -> list[int]:
     said = [(_said_as(k.word), k.start) for k in known]
     return [i for i, w in enumerate(words)
             if any(t == _said_as(w.word) and abs(s - w.start) <= ECHO_SECONDS for t, s in said)]
+
+
+#: A number of at least this many digits that a retry writes again next to where the earlier
+#: pass wrote it is an echo (see ``numeral_echoes``).
+NUMERAL_DIGITS = 3
+#: ... "next to": within this many seconds per digit of the skipped stretch (a digit spoken takes
+#: about half a second; "01803" was said over 2.7 s).
+NUMERAL_SECONDS_PER_DIGIT = 0.5
+
+
+def _digits(word: str) -> str:
+    return "".join(ch for ch in word if ch.isdigit())
+
+
+def numeral_echoes(words: Sequence[Word], known: Sequence[Word], keep: SpeechRegion) -> list[Word]:
+    """Numbers among a retry's ``words`` kept in ``keep`` that the earlier pass already wrote
+    (``known``) beside the stretch: written again, not said again.
+
+    Whisper writes a spoken number as a few digit tokens ("zero one eight zero three" -> "01803"),
+    and alignment fits those tokens into part of the time the digits took to say (ten_minutes:
+    "01803" aligned to its last 0.9 s of 2.7; "90210. 01803." both into the piece after the one
+    where "nine oh two one oh" was said). The time left without a word is then "skipped speech",
+    its retry hears the number again and writes it again: "01803 01803". The echo rule for other
+    words (``_echoes``: the same text within ``ECHO_SECONDS``) does not reach so far, and must not:
+    "okay, okay" is said twice. A long number is rarely said twice in a row, so one of at least
+    ``NUMERAL_DIGITS`` digits, already written within its own spoken length
+    (``NUMERAL_SECONDS_PER_DIGIT`` per digit) of the stretch, is not written again.
+    """
+    out = []
+    for w in words:
+        digits = _digits(w.word)
+        if len(digits) < NUMERAL_DIGITS or not keep.start - TIME_STEP <= w.start <= keep.end + TIME_STEP:
+            continue
+        reach = len(digits) * NUMERAL_SECONDS_PER_DIGIT
+        if any(_digits(k.word) == digits and keep.start - reach <= k.start <= keep.end + reach for k in known):
+            out.append(w)
+    return out
 
 
 def rescued_range(keep: SpeechRegion, piece: SpeechRegion, words: Sequence[Word], known: Sequence[Word]) -> SpeechRegion:

@@ -21,7 +21,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from iam_cluster.pipeline.asr import rounds, too_dense
-from iam_cluster.pipeline.chunk import clip_segment, pack, placement, rescued_range, uncovered, unpack
+from iam_cluster.pipeline.chunk import (clip_segment, numeral_echoes, pack, placement, rescued_range, uncovered,
+                                        unpack)
 from iam_cluster.pipeline.level import gain
 from iam_cluster.pipeline.stats import Stats
 from iam_cluster.pipeline.types import SAMPLE_RATE, Audio, ProgressHook, Segment, SpeechRegion, Window
@@ -266,6 +267,7 @@ class WindowDecoder:
                         self.stats.count("held_recordings")
                 unpacked = list(unpack(window, text))
                 keep: dict[int, list[SpeechRegion]] = {}
+                echoes: dict[int, list] = {}
                 for piece, item in zip(window.pieces, items):
                     region = SpeechRegion(piece.start, piece.end)
                     if item.keep:  # a retry: the skipped stretch, and the words its context adds
@@ -274,9 +276,12 @@ class WindowDecoder:
                         region = rescued_range(item.keep, region, heard, known)
                         if region != item.keep:
                             self.stats.count("rescued_context_pieces")
+                        echoed = numeral_echoes(heard, known, region)
+                        self.stats.count("numeral_echoes", len(echoed))
+                        echoes.setdefault(piece.recording, []).extend(echoed)
                     keep.setdefault(piece.recording, []).append(region)
                 for rec, segment in unpacked:
-                    if rec not in suspects and (segment := clip_segment(segment, keep[rec])):
+                    if rec not in suspects and (segment := clip_segment(segment, keep[rec], echoes.get(rec, ()))):
                         (held.segments if held and rec == held.neighbour else self.segments[rec]).append(segment)
                 cut_short = _after_the_text(window, items, placed)
                 for k, (piece, item, spans, said) in enumerate(zip(window.pieces, items, placed.spans, placed.texts)):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from iam_cluster.pipeline.types import Piece, Window, WindowText
-from iam_cluster.pipeline.chunk import locate, pack, placement, rescued_range, split_long, unpack
+from iam_cluster.pipeline.chunk import clip_segment, locate, numeral_echoes, pack, placement, rescued_range, split_long, unpack
 from iam_cluster.pipeline.types import SpeechRegion as R
 
 
@@ -141,3 +141,32 @@ def test_a_retry_keeps_a_word_after_its_stretch_before_the_words_written_after_i
     # one that runs into the first written word is that word heard again
     assert rescued_range(keep, piece, [retry[0], _w(" slowly", 2.1, 3.2), *retry[2:]], known) == keep
     assert rescued_range(keep, piece, retry[:2] + [_w(" them", 3.05, 3.3)], known) == keep
+
+
+def test_a_retry_does_not_write_again_a_number_the_first_pass_squeezed_into_part_of_its_time():
+    """ten_minutes: "zero one eight zero three" took 2.7 s; the first pass aligned "01803." to
+    its last 0.9 s, the rest went to a retry, which wrote "01803" again ("01803 01803")."""
+    known = [_w(" 90210.", 110.17, 111.05), _w(" 01803.", 113.11, 113.99)]
+    keep = R(111.17, 112.81)
+    retry = [_w(" 01803", 111.32, 112.32)]
+    assert numeral_echoes(retry, known, keep) == retry
+    # "90210. 01803." both aligned into the piece after the one where the first was said: the
+    # retry of that earlier piece writes "90210" 1.2 s before the stretch's end
+    assert numeral_echoes([_w(" 90210", 262.41, 263.41)], [_w(" 90210.", 265.83, 266.59)], R(262.26, 264.6))
+    # not: another number, a short one ("okay, okay" holds for "5 5"), one written far away, or
+    # a retry word outside its stretch
+    assert not numeral_echoes([_w(" 01804", 111.32, 112.32)], known, keep)
+    assert not numeral_echoes([_w(" 55", 111.32, 112.32)], [_w(" 55", 113.11, 113.99)], keep)
+    assert not numeral_echoes([_w(" 01803", 111.32, 112.32)], [_w(" 01803.", 116.0, 116.9)], keep)
+    assert not numeral_echoes([_w(" 01803", 110.0, 110.9)], known, keep)
+
+
+def test_clip_segment_drops_the_words_given():
+    from iam_cluster.pipeline.types import Segment
+
+    words = [_w(" 01803", 1.0, 2.0), _w(" then", 2.0, 2.4)]
+    seg = Segment(id=0, start=1.0, end=2.4, text=" 01803 then", words=words)
+    out = clip_segment(seg, [R(0.0, 3.0)], [words[0]])
+    assert out.text == " then" and out.words == [words[1]] and out.start == 2.0
+    assert clip_segment(seg, [R(0.0, 3.0)], words) is None
+    assert clip_segment(seg, [R(0.0, 3.0)]) is seg
