@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -131,6 +132,10 @@ class WhisperASR:
             ``benchmarks/results/rtf-longform-gpu-h200-tiny.en.md``). On CPU the second decodes
             cost more than the tokens do (ami_mix_a 1.6x slower: four windows in six flagged, on
             meetings' drawn-out words and cross-talk), though WER fell 7.39 -> 6.57 %.
+        one_encode: on CPU, let the workers take turns at the encoder (``_encode``): a bound on
+            peak memory for some speed. Model-207 Xeon, 120-clip folder: peak RSS 413 -> 369 MB
+            (1.28x faster-whisper's batched pipeline's), 4.3x its speed instead of 5.2x; long
+            recordings 3-11 % slower (``benchmarks/results/rtf-short-oneencode-emr-intel-cpu.md``).
     """
 
     def __init__(
@@ -145,6 +150,7 @@ class WhisperASR:
         stats: Stats | None = None,
         malloc_arenas: int = 1,
         timestamp_tokens: str = "auto",
+        one_encode: bool = False,
     ) -> None:
         from faster_whisper import WhisperModel
 
@@ -169,6 +175,8 @@ class WhisperASR:
                                     cpu_threads=threads, num_workers=replicas)
         self._tokenizers: dict[tuple[str, str], object] = {}
         self.stats = stats or Stats()
+        #: Held while encoding: a lock with ``one_encode`` on CPU, else no constraint.
+        self._encoder_turn = threading.Lock() if one_encode and self.device == "cpu" else contextlib.nullcontext()
 
     @property
     def is_multilingual(self) -> bool:
@@ -246,50 +254,30 @@ class WhisperASR:
 
     def _decode_batch(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
                       align: bool, timestamps: bool, frames: int, tails: Sequence[bool]) -> list[WindowText]:
-        """``decode`` with timestamp tokens as given: the batch split over the CPU workers.
+        """``decode`` with timestamp tokens as given: on several CPU workers, window by window.
 
-        Each worker decodes (``generate``, fallbacks, alignment) one contiguous part of the batch,
-        as one batched call would, so the words do not depend on the split. The encoder, one window
-        at a time on CPU anyway, is shared out the other way round (``encode_plan``): a worker with
-        the smaller part to decode encodes more windows, the other part's last ones first. A batch
-        of 7 windows on two workers took 4 encodes + 4 decodes of wall time on the larger part's
-        worker while the other idled for one of each; now each worker does 7 of the 14 steps.
+        Each window is encoded, decoded (``generate``, fallbacks, continuation) and aligned on its
+        own, by whichever worker is free, so a worker that finishes early takes the next window and
+        the words of a window never depend on the others in its batch. Against each worker
+        decoding a contiguous part of the batch in one ``generate`` (and sharing out the encodes,
+        the engine before 2026-12-05): the same words on the long-form set and the 120-clip folder,
+        the same time (long-form: one-window ``generate`` calls cost what 4-window ones did per
+        window), and the folder's peak RSS 518 -> 413 MB, as a worker's one-window ``generate``
+        holds +37 MB where a 4-window one held +127 MB (model-207 Xeon,
+        ``benchmarks/results/rtf-short-perwindow-emr-intel-cpu.md``). With ``one_encode`` only
+        one encoder call runs at a time (see ``_encode``).
         """
-        import ctranslate2
-
-        parts = _split(len(audios), self.replicas)
-        if len(parts) == 1:
+        if self.replicas == 1 or len(audios) == 1:
             return self._decode_part(audios, language, options, align, timestamps, tails, frames)
-        plan = encode_plan(parts)
-        rows: list[np.ndarray | None] = [None] * len(audios)
-        ready = [threading.Event() for _ in audios]
-        errors: list[BaseException] = []
 
-        def encode_then_decode(part: int) -> list[WindowText]:
-            try:
-                for i in plan[part]:
-                    with self.stats.time("encode"):
-                        rows[i] = np.asarray(self.whisper.encode(self.features([audios[i]], frames)))
-                    ready[i].set()
-            except BaseException as exc:
-                errors.append(exc)
-                raise
-            finally:
-                for i in plan[part]:
-                    ready[i].set()  # a failed encode wakes the worker waiting on it
-            a, b = parts[part]
-            for i in range(a, b):
-                ready[i].wait()
-            if any(rows[i] is None for i in range(a, b)):
-                raise errors[0]
-            encoded = ctranslate2.StorageView.from_array(np.concatenate(rows[a:b]))
-            return self._decode_part(audios[a:b], language, options, align, timestamps, tails[a:b], frames, encoded)
+        def window(i: int) -> WindowText:
+            encoded = self._encode(self.features([audios[i]], frames))
+            return self._decode_part(audios[i : i + 1], language, options, align, timestamps, tails[i : i + 1],
+                                     frames, encoded)[0]
 
-        # Threads of this call's own: the parts wait on each other's encodes, so parts of calls running
-        # at once (``rounds``) must not queue behind one another for a shared pool's threads.
-        with ThreadPoolExecutor(len(parts), thread_name_prefix="iam-asr") as pool:
-            futures = [pool.submit(encode_then_decode, k) for k in range(len(parts))]
-            return [text for f in futures for text in f.result()]  # a failed encode raises as itself
+        # Threads of this call's own: calls running at once (``rounds``) each keep their windows moving.
+        with ThreadPoolExecutor(self.replicas, thread_name_prefix="iam-asr") as pool:
+            return list(pool.map(window, range(len(audios))))
 
     def _decode_part(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
                      align: bool, timestamps: bool, tails: Sequence[bool], frames: int = _WINDOW_FRAMES,
@@ -302,9 +290,8 @@ class WhisperASR:
         whisper = self.whisper
         tok = self.tokenizer(language, options.task)
         if encoded is None:
-            with self.stats.time("encode"):
-                features = self.features(audios, frames)
-                encoded = self._encode(features)
+            features = self.features(audios, frames)
+            encoded = self._encode(features)
         else:
             features = None  # only a GPU encodes fallback rows again (``_rows``)
         prompt = whisper.get_prompt(
@@ -488,13 +475,18 @@ class WhisperASR:
         """Whisper's encoder output for a batch of features: on a GPU in one call, on CPU one window
         at a time. The encoder's attention holds heads x 1500 x 1500 floats per window (tiny.en: 54
         MB), so four windows at once took 216 MB more at the peak, per copy of the model, for
-        nothing: on CPU the encoder costs the same per window in a batch or alone."""
+        nothing: on CPU the encoder costs the same per window in a batch or alone.
+
+        With ``one_encode`` the CPU workers take turns at the encoder: an encode (+78-100 MB at its
+        peak) then only ever runs beside other workers' ``generate``/``align`` calls, never beside
+        another encode (``encode`` time then includes the wait for the turn)."""
         import ctranslate2
 
-        if self.device != "cpu" or len(features) == 1:
-            return self.whisper.encode(features)
-        rows = [np.asarray(self.whisper.encode(features[i : i + 1])) for i in range(len(features))]
-        return ctranslate2.StorageView.from_array(np.concatenate(rows))
+        with self._encoder_turn, self.stats.time("encode"):
+            if self.device != "cpu" or len(features) == 1:
+                return self.whisper.encode(features)
+            rows = [np.asarray(self.whisper.encode(features[i : i + 1])) for i in range(len(features))]
+            return ctranslate2.StorageView.from_array(np.concatenate(rows))
 
     def _align(self, whisper, per_window, tok, encoded, num_frames) -> None:
         """Word timings of every window (faster-whisper's ``add_word_timestamps``, which fills
@@ -795,29 +787,6 @@ def cpu_layout(threads: int, replicas: int = 0) -> tuple[int, int]:
     return replicas, max(1, threads // replicas)
 
 
-def encode_plan(parts: Sequence[tuple[int, int]]) -> list[list[int]]:
-    """Which windows each worker encodes, in order, when worker ``k`` decodes ``parts[k]``.
-
-    Every worker gets about as many steps (encodes plus decodes) as the others: a worker with a
-    smaller part encodes some of a larger part's windows, taking them from its end and first, so
-    that their own worker, encoding its part from the start, does not wait for them.
-    """
-    sizes = [b - a for a, b in parts]
-    n, k = sum(sizes), len(parts)
-    quota = [max(0, 2 * n // k - size) for size in sizes]  # sums to n at most
-    while sum(quota) < n:  # the rest to the workers with the fewest steps, smaller parts first
-        j = min(range(k), key=lambda j: (sizes[j] + quota[j], sizes[j], j))
-        quota[j] += 1
-    own = [list(range(a, b))[: quota[j]] for j, (a, b) in enumerate(parts)]
-    given = [i for j, (a, b) in enumerate(parts) for i in reversed(range(a + len(own[j]), b))]
-    plan = []
-    for j in range(k):
-        room = quota[j] - len(own[j])
-        plan.append(given[:room] + own[j])
-        given = given[room:]
-    return plan
-
-
 def rounds(sizes: Sequence[int], workers: int, capacity: int | None = None) -> list[list[int]]:
     """Which decode calls (indices into ``sizes``, their windows) to run at once, in order.
 
@@ -845,13 +814,6 @@ def rounds(sizes: Sequence[int], workers: int, capacity: int | None = None) -> l
             out.append([i])
             held = size
     return out
-
-
-def _split(n: int, parts: int) -> list[tuple[int, int]]:
-    """``[start, end)`` of at most ``parts`` contiguous runs of ``n`` items, sizes differing by one at most."""
-    parts = max(1, min(parts, n))
-    bounds = [n * k // parts for k in range(parts + 1)]
-    return list(zip(bounds, bounds[1:]))
 
 
 def input_frames(audios: Sequence[np.ndarray]) -> int:

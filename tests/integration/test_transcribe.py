@@ -212,10 +212,42 @@ def test_model_copies_give_the_words_of_one_copy(tiny_asr, model_cache, harvard)
     assert changes <= layout_slack(sum(len(t.split()) for t in whole))
 
 
+def test_copies_taking_turns_at_the_encoder_never_encode_at_once_and_give_the_same_words(tiny_asr, model_cache,
+                                                                                        harvard):
+    """``one_encode``: an encode (the largest transient, the attention of a 30-s window) never runs
+    beside another, while the other copy decodes; the words are those of the default."""
+    import threading
+    import time
+
+    from iam_cluster.pipeline.asr import WhisperASR
+
+    turns = WhisperASR("tiny.en", device="cpu", compute_type="int8", cpu_threads=2, cache_dir=model_cache,
+                       one_encode=True)
+    assert turns.replicas == 2
+    real, lock, now, most = turns.whisper.encode, threading.Lock(), [0], [0]
+
+    def encode(features, *args, **kwargs):
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        try:
+            time.sleep(0.05)  # widen the window in which a second encode would overlap
+            return real(features, *args, **kwargs)
+        finally:
+            with lock:
+                now[0] -= 1
+
+    turns.whisper.encode = encode
+    audios = [decode_audio(p).samples for p in harvard[:5]]
+    got = [" ".join(s["text"] for s in t.segments) for t in turns.decode(audios, "en", TranscribeOptions())]
+    want = [" ".join(s["text"] for s in t.segments) for t in tiny_asr.decode(audios, "en", TranscribeOptions())]
+    assert most[0] == 1 and got == want and all(got)
+    assert turns.stats.snapshot()["seconds"]["encode"] > 0
+
+
 def test_decode_calls_at_once_share_the_copies_and_give_the_words_they_give_alone(tiny_asr, harvard):
     """Calls of other settings run at once (``rounds``: a window decoded again whole beside a batch
-    of skipped speech), each split over the copies with its parts waiting on each other's encodes:
-    they all finish (no call's parts queue behind another's) and each window gets the words it gets
+    of skipped speech), each taking its windows over the copies: they all finish (no call's parts queue behind another's) and each window gets the words it gets
     when its call runs alone."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -253,6 +285,7 @@ def test_words_are_aligned_one_window_at_a_time_on_cpu_as_in_one_call(tiny_asr, 
     one_by_one = words(tiny_asr.decode(audios, "en", options))
     assert calls and set(calls) == {1}
     monkeypatch.setattr(tiny_asr, "device", "cuda")  # the GPU's path: one call per batch (on the CPU here)
+    monkeypatch.setattr(tiny_asr, "replicas", 1)  # one model on a GPU
     together = words(tiny_asr.decode(audios, "en", options))
     assert max(calls) > 1
     assert all(one_by_one) and one_by_one == together
@@ -385,14 +418,11 @@ def test_a_window_whose_text_closes_early_is_aligned_once_with_its_continuation(
 
 
 def test_a_failed_encode_on_one_copy_fails_the_batch_without_a_hang(tiny_asr, harvard, monkeypatch):
-    """The copies share out the encoder's windows and wait for each other's; an encode that fails
-    raises its own error from ``decode`` instead of leaving the other copy waiting."""
+    """The copies take the windows of a batch in turn; an encode that fails raises its own error
+    from ``decode`` instead of leaving the other copy waiting."""
     import threading
 
-    from iam_cluster.pipeline.asr import encode_plan
-
     audios = [decode_audio(p).samples for p in harvard[:3]]
-    assert encode_plan([(0, 1), (1, 3)]) == [[2, 0], [1]]  # copy 0 encodes a window copy 1 needs
     real, calls, lock = tiny_asr.whisper.encode, [], threading.Lock()
 
     def encode(features, *args, **kwargs):

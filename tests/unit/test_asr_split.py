@@ -36,7 +36,7 @@ def test_times_are_clamped_to_the_audio_and_never_go_backwards():
 
 
 def test_cpu_threads_become_single_thread_copies_up_to_four():
-    from iam_cluster.pipeline.asr import _split, cpu_layout
+    from iam_cluster.pipeline.asr import cpu_layout
 
     assert cpu_layout(1) == (1, 1)
     assert cpu_layout(2) == (2, 1)
@@ -45,28 +45,3 @@ def test_cpu_threads_become_single_thread_copies_up_to_four():
     assert cpu_layout(2, 1) == (1, 2)  # asked for one copy: all threads on it
     assert cpu_layout(3, 8) == (3, 1)  # never more copies than threads
     assert cpu_layout(0)[0] * cpu_layout(0)[1] <= len(__import__("os").sched_getaffinity(0))
-    assert _split(7, 2) == [(0, 3), (3, 7)]
-    assert _split(1, 4) == [(0, 1)]
-    assert _split(8, 4) == [(0, 2), (2, 4), (4, 6), (6, 8)]
-    assert _split(0, 2) == [(0, 0)]
-
-
-def test_encode_plan_gives_every_worker_as_many_steps():
-    """The encoder's windows are shared so that each worker's encodes plus decodes even out: a
-    worker with the smaller part encodes the larger part's last windows, and first."""
-    from iam_cluster.pipeline.asr import _split, encode_plan
-
-    assert encode_plan(_split(7, 2)) == [[6, 0, 1, 2], [3, 4, 5]]
-    assert encode_plan(_split(3, 2)) == [[2, 0], [1]]
-    assert encode_plan(_split(8, 2)) == [[0, 1, 2, 3], [4, 5, 6, 7]]
-    for n in range(2, 40):
-        for k in range(2, 5):
-            parts = _split(n, k)
-            plan = encode_plan(parts)
-            assert sorted(i for p in plan for i in p) == list(range(n))  # each window once
-            steps = [len(p) + (b - a) for p, (a, b) in zip(plan, parts)]
-            assert max(steps) <= -(-2 * n // len(parts)) + 1 and max(steps) <= 2 * max(b - a for a, b in parts)
-            for p, (a, b) in zip(plan, parts):
-                mine = [i for i in p if a <= i < b]
-                assert mine == list(range(a, a + len(mine)))  # its own part from the start
-                assert p[len(p) - len(mine):] == mine  # after the windows it takes from others
