@@ -58,9 +58,17 @@ FIT_MIN_SECONDS = 15.0
 TAIL_GAP = 0.8
 # Tokens a window may produce per second of its audio (timestamps included), plus a few: real
 # speech stays far below (fast speech with a timestamp pair every few seconds: about 6/s), so only
-# a decoder stuck repeating itself reaches the bound, and it stops there instead of at 448.
+# a decoder stuck repeating itself reaches the bound, and its text is cut there.
 _TOKENS_PER_SECOND = 10.0
 _MIN_NEW_TOKENS = 24
+# CTranslate2's ``max_length`` for every window: the budget of a whole 30-s window. A window's own
+# budget (``new_tokens``) is cut out of its result after, never passed as the batch's bound: beam
+# search with a lower bound ends otherwise (hypotheses still open at the bound are closed there and
+# compete with the finished ones), so a batch-wide bound taken from the longest window made a short
+# window's words depend on its batch mates (measured with MKL, where the numbers themselves do not:
+# 2 windows of 14 in the tests' 4-minute ``long_recording`` differed, decoded in a batch against
+# alone; none with one bound).
+_MAX_NEW_TOKENS = _MIN_NEW_TOKENS + int(_TOKENS_PER_SECOND * 30)
 # Seed of CTranslate2's sampling generators (fallbacks). Each of its worker threads seeds its own
 # generator once, at its first sampling, and draws from it after: a fresh process gives a file the
 # same fallbacks run after run when one worker decodes (GPU, or one CPU copy); with several CPU
@@ -318,7 +326,8 @@ class WhisperASR:
             if t_index:
                 self.stats.count("fallback_windows", len(pending))
                 ctranslate2.set_random_seed(_FALLBACK_SEED)
-            max_length = min(whisper.max_length, len(prompt) + max(budget[i] for i in pending))
+            # One bound for every window, whatever its batch mates (see ``_MAX_NEW_TOKENS``).
+            max_length = min(whisper.max_length, len(prompt) + _MAX_NEW_TOKENS)
             with self.stats.time("fallback" if t_index else "generate"):
                 results = self._generate(whisper, source, prompt, pending, suppress, max_length, kwargs)
             still = []
@@ -326,6 +335,7 @@ class WhisperASR:
                 tokens = result.sequences_ids[0]
                 looped = len(tokens) >= budget[i]
                 avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+                tokens = tokens[: budget[i]]  # where it would have stopped decoded alone
                 text = tok.decode([t for t in tokens if t < tok.eot])
                 attempt = dict(
                     tokens=tokens,
@@ -418,7 +428,7 @@ class WhisperASR:
             start = marks[-1] if marks else tok.timestamp_begin + int(round(end / whisper.time_precision))
             starts.append(start)
             rest.append(len(audios[i]) / 16000 - end)
-        max_length = min(whisper.max_length, len(prompt) + 1 + max(new_tokens(r) for r in rest))
+        max_length = min(whisper.max_length, len(prompt) + 1 + _MAX_NEW_TOKENS)  # as in ``_decode_part``
         with self.stats.time("tail"):
             results = whisper.model.generate(
                 self._rows(whisper, encoded, features, todo),
@@ -435,7 +445,7 @@ class WhisperASR:
         redo, attempts, ends = [], [], {}
         for i, start, r, result in zip(todo, starts, rest, results):
             first = tok.decode([t for t in best[i]["tokens"] if t < tok.eot])
-            written = [t for t in result.sequences_ids[0][1:] if t < tok.eot]
+            written = [t for t in result.sequences_ids[0][1 : 1 + new_tokens(r)] if t < tok.eot]
             added = new_words(first, tok.decode(written))
             if added is None or not any(c.isalnum() for c in added):
                 self.stats.count("tail_rejected" if added is None else "tail_empty")

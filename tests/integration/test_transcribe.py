@@ -309,6 +309,38 @@ def test_a_windows_word_times_do_not_depend_on_its_batch_mates(tiny_asr, harvard
     assert all(together) and together == alone
 
 
+def test_a_short_windows_words_do_not_depend_on_the_longest_window_in_its_batch(tiny_asr, monkeypatch):
+    """One ``generate`` over a batch (a GPU, one CPU copy) bounds every window by the same length,
+    not by the longest window's budget: beam search closes at a lower bound otherwise, and 12 s of
+    German read to tiny.en looped to its own bound alone ("t-d-t-t-t-...") where beside a 30-s window
+    it ended ("t-d-t-"), so a file's words changed with its batch mates (the Serve and in-process
+    runners disagreed on the tests' long recording)."""
+    from iam_cluster.pipeline import asr as asr_module
+    from tests.fixtures.audio import DATA, batch_invariant_cpu
+
+    german = decode_audio(DATA / "multilingual.mp3").samples
+    full = decode_audio(DATA / "sample.wav").samples[: 30 * SAMPLE_RATE]
+    windows = [german[k * SAMPLE_RATE : (k + 12) * SAMPLE_RATE] for k in (30, 40)]
+    monkeypatch.setattr(tiny_asr, "replicas", 1)  # the whole batch in one generate
+    bounds = []
+    generate = tiny_asr._generate
+    monkeypatch.setattr(tiny_asr, "_generate", lambda w, src, prompt, pending, sup, max_length, kw:
+                        bounds.append(max_length) or generate(w, src, prompt, pending, sup, max_length, kw))
+    options = TranscribeOptions()
+
+    def text(window):
+        return " ".join(s["text"] for s in window.segments)
+
+    together = [text(w) for w in tiny_asr.decode([full, *windows], "en", options)][1:]
+    alone = [text(tiny_asr.decode([w], "en", options)[0]) for w in windows]
+    assert len(set(bounds)) == 1  # the same bound in every call
+    assert all(len(tiny_asr.tokenizer("en", "transcribe").encode(t)) <= asr_module.new_tokens(12) for t in alone)
+    if batch_invariant_cpu():
+        assert together == alone
+    else:  # oneDNN: the numbers move with the padding (see batch_invariant_cpu)
+        assert sum(word_changes(a, b) for a, b in zip(together, alone)) <= layout_slack(len(" ".join(alone).split()))
+
+
 def test_skipped_speech_is_encoded_as_its_audio_not_30_s(tiny_asr, harvard, monkeypatch):
     """``fit_input`` (windows of speech a first pass skipped) encodes the audio plus a tail, at
     least 15 s, not 30 s; a sentence decoded so keeps its words."""
