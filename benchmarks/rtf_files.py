@@ -29,6 +29,11 @@ def _wer(path: Path, hyp: str) -> str:
     return f"{100 * jiwer.wer(r, h):.1f}" if r else "–"
 
 
+def _spread(walls: list[float]) -> float:
+    """Round-to-round spread of one file's wall times: (slowest - fastest) / median, in %."""
+    return 100 * (max(walls) - min(walls)) / statistics.median(walls) if len(walls) > 1 else 0.0
+
+
 def per_file_report(paths: list[Path], results: dict[str, dict]) -> str:
     """Markdown tables: per file speeds and ratios to ours, WER, spread; stages; summary."""
     ours = "ours" if "ours" in results else next(iter(results))
@@ -36,20 +41,26 @@ def per_file_report(paths: list[Path], results: dict[str, dict]) -> str:
     secs = [_seconds(p) for p in paths]
     med = {s: [statistics.median(t) for t in r["walls"]] for s, r in results.items()}
     ratios = {peer: [o / w if w else 0.0 for o, w in zip(med[peer], med[ours])] for peer in peers}
+    # Every system's round-to-round spread, so that a host whose speed moves within the run shows
+    # on the peers too (they run no fallbacks, no retries: their spread is the host's).
+    spreads = {s: [_spread(w) for w in r["walls"]] for s, r in results.items()}
     head = ["file", "audio s", *(f"{s} x-RT" for s in results), *(f"ours/{p}" for p in peers),
-            *(f"WER {s}" for s in results), "ours spread %"]
+            *(f"WER {s}" for s in results), *(f"{s} spread %" for s in results)]
     lines = ["", "## Per file", "", "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for i, (path, sec) in enumerate(zip(paths, secs)):
-        walls = results[ours]["walls"][i]
-        spread = 100 * (max(walls) - min(walls)) / statistics.median(walls) if len(walls) > 1 else 0.0
         cells = [path.name, f"{sec:.0f}", *(f"{sec / med[s][i]:.1f}" for s in results),
                  *(f"{ratios[p][i]:.2f}" for p in peers),
-                 *(_wer(path, results[s]["texts"][i]) for s in results), f"{spread:.0f}"]
+                 *(_wer(path, results[s]["texts"][i]) for s in results),
+                 *(f"{spreads[s][i]:.0f}" for s in results)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "| ours vs | min ratio (file) | median ratio |", "|---|---:|---:|"]
     for p in peers:
         worst = min(range(len(paths)), key=lambda i: ratios[p][i])
         lines.append(f"| {p} | {ratios[p][worst]:.2f} ({paths[worst].name}) | {statistics.median(ratios[p]):.2f} |")
+    lines += ["", "| system | largest spread % (file) | median spread % |", "|---|---:|---:|"]
+    for s in results:
+        worst = max(range(len(paths)), key=lambda i: spreads[s][i])
+        lines.append(f"| {s} | {spreads[s][worst]:.0f} ({paths[worst].name}) | {statistics.median(spreads[s]):.0f} |")
     stages = results[ours].get("stages") or []
     if stages:
         lines += ["", f"### Where {ours}'s time goes (seconds per run; counts per run)", "",
