@@ -244,7 +244,8 @@ class WhisperASR:
                 (``_continue_tails``; with timestamp tokens only): a window of one recording (the
                 shards of one file count as one). None: every window.
         """
-        frames = input_frames(audios) if fit_input else _WINDOW_FRAMES
+        # Each window's own input length (``input_frames`` of it alone), not the batch's longest.
+        frames = [input_frames([a]) if fit_input else _WINDOW_FRAMES for a in audios]
         tails = [True] * len(audios) if tails is None else list(tails)
         if not (timestamps and align) or self.timestamp_tokens:
             return self._decode_batch(audios, language, options, align, timestamps, frames, tails)
@@ -254,15 +255,16 @@ class WhisperASR:
         redo = [i for i, text in enumerate(texts) if stretched(text)]
         if redo:
             self.stats.count("stretched_windows", len(redo))
-            again = self._decode_batch([audios[i] for i in redo], language, options, align, True, frames,
-                                       [tails[i] for i in redo])
+            again = self._decode_batch([audios[i] for i in redo], language, options, align, True,
+                                       [frames[i] for i in redo], [tails[i] for i in redo])
             for i, text in zip(redo, again):
                 texts[i] = text
         return texts
 
     def _decode_batch(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
-                      align: bool, timestamps: bool, frames: int, tails: Sequence[bool]) -> list[WindowText]:
-        """``decode`` with timestamp tokens as given: on several CPU workers, window by window.
+                      align: bool, timestamps: bool, frames: Sequence[int], tails: Sequence[bool]) -> list[WindowText]:
+        """``decode`` with timestamp tokens as given: on several CPU workers, window by window;
+        ``frames``: each window's encoder input length.
 
         Each window is encoded, decoded (``generate``, fallbacks, continuation) and aligned on its
         own, by whichever worker is free, so a worker that finishes early takes the next window and
@@ -274,14 +276,27 @@ class WhisperASR:
         holds +37 MB where a 4-window one held +127 MB (model-207 Xeon,
         ``benchmarks/results/rtf-short-perwindow-emr-intel-cpu.md``). With ``one_encode`` only
         one encoder call runs at a time (see ``_encode``).
+
+        One worker (a GPU, one CPU copy) decodes the batch in one call per input length; on a GPU
+        in one call at the longest (padding moves its arithmetic anyway, and one call keeps it busy).
+        A window of skipped speech encoded at the length of the longest in its batch got other
+        words than alone, so its words depended on what was batched beside it.
         """
         if self.replicas == 1 or len(audios) == 1:
-            return self._decode_part(audios, language, options, align, timestamps, tails, frames)
+            if self.device != "cpu" or len(set(frames)) == 1:
+                return self._decode_part(audios, language, options, align, timestamps, tails, max(frames))
+            texts: list[WindowText | None] = [None] * len(audios)
+            for length in sorted(set(frames)):
+                group = [i for i, f in enumerate(frames) if f == length]
+                for i, text in zip(group, self._decode_part([audios[i] for i in group], language, options, align,
+                                                            timestamps, [tails[i] for i in group], length)):
+                    texts[i] = text
+            return texts
 
         def window(i: int) -> WindowText:
-            encoded = self._encode(self.features([audios[i]], frames))
+            encoded = self._encode(self.features([audios[i]], frames[i]))
             return self._decode_part(audios[i : i + 1], language, options, align, timestamps, tails[i : i + 1],
-                                     frames, encoded)[0]
+                                     frames[i], encoded)[0]
 
         # Threads of this call's own: calls running at once (``rounds``) each keep their windows moving.
         with ThreadPoolExecutor(self.replicas, thread_name_prefix="iam-asr") as pool:

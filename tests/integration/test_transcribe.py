@@ -365,6 +365,33 @@ def test_skipped_speech_is_encoded_as_its_audio_not_30_s(tiny_asr, harvard, monk
     assert fitted == full and len(full) >= 5
 
 
+def test_skipped_speech_is_encoded_at_its_own_length_whatever_is_beside_it(tiny_asr, harvard, monkeypatch):
+    """``fit_input`` encodes each window at its own length (``input_frames`` of it alone), on the
+    CPU copies and on one worker (one call per length), so a sentence of skipped speech gets the
+    words it gets alone when a longer stretch shares its batch (it was encoded at the longest's)."""
+    from iam_cluster.pipeline.asr import input_frames
+    from tests.fixtures.audio import DATA
+
+    sentence = decode_audio(harvard[0]).samples
+    longer = decode_audio(DATA / "sample.wav").samples[: 22 * SAMPLE_RATE]
+    assert input_frames([sentence]) < input_frames([longer])
+    shapes = []
+    encode = tiny_asr.whisper.encode
+    monkeypatch.setattr(tiny_asr.whisper, "encode", lambda f: shapes.append(f.shape[-1]) or encode(f))
+    options = TranscribeOptions()
+
+    def words(text):
+        return [(w["word"], round(w["start"], 2), round(w["end"], 2)) for s in text.segments for w in s["words"]]
+
+    alone = words(tiny_asr.decode([sentence], "en", options, True, False, fit_input=True)[0])
+    for replicas in (2, 1):
+        monkeypatch.setattr(tiny_asr, "replicas", replicas)
+        shapes.clear()
+        beside = tiny_asr.decode([sentence, longer], "en", options, True, False, fit_input=True)
+        assert sorted(shapes) == [input_frames([sentence]), input_frames([longer])], replicas
+        assert words(beside[0]) == alone and alone, replicas
+
+
 def test_timestamp_tokens_off_decodes_every_window_without_them(tiny_asr, harvard, monkeypatch):
     """``timestamp_tokens=off`` (a GPU's fast path) makes a decode asked for with timestamp tokens
     the decode without them (same words and times), except for windows with a stretched word,
