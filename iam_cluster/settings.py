@@ -58,6 +58,10 @@ class ModelSettings(msgspec.Struct, frozen=True):
     #: On CPU, one encoder call at a time across the copies (``WhisperASR``'s ``one_encode``): a
     #: lower memory peak (120-clip folder: 413 -> 369 MB) for some speed (long recordings 3-11 %).
     cpu_one_encode: bool = False
+    #: How the CPU copies share a batch (``WhisperASR``'s ``cpu_schedule``): ``window`` (one window
+    #: per ``generate``), ``part`` (a contiguous part of the batch per copy) or ``auto``: ``window``
+    #: with Intel MKL (same speed, less memory), ``part`` elsewhere (AMD: 20 % faster).
+    cpu_schedule: Literal["auto", "window", "part"] = "auto"
     cache_dir: Path = DEFAULT_CACHE_DIR
     #: Let faster-whisper fetch named models from the Hugging Face Hub when not cached.
     allow_download: bool = False

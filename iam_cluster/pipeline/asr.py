@@ -144,6 +144,11 @@ class WhisperASR:
             peak memory for some speed. Model-207 Xeon, 120-clip folder: peak RSS 413 -> 369 MB
             (1.28x faster-whisper's batched pipeline's), 4.3x its speed instead of 5.2x; long
             recordings 3-11 % slower (``benchmarks/results/rtf-short-oneencode-emr-intel-cpu.md``).
+        cpu_schedule: how the CPU copies share a batch (``_decode_batch``): ``window`` (each copy
+            takes the next window, one ``generate`` per window), ``part`` (each copy decodes a
+            contiguous part of the batch in one ``generate``) or ``auto``: ``window`` where
+            CTranslate2 computes with Intel MKL (same speed there, less memory), ``part`` elsewhere
+            (oneDNN, e.g. AMD: one window per ``generate`` ran the long-form set 20 % slower).
     """
 
     def __init__(
@@ -159,6 +164,7 @@ class WhisperASR:
         malloc_arenas: int = 1,
         timestamp_tokens: str = "auto",
         one_encode: bool = False,
+        cpu_schedule: str = "auto",
     ) -> None:
         from faster_whisper import WhisperModel
 
@@ -170,6 +176,8 @@ class WhisperASR:
         self.device = resolve_device(device)
         self.compute_type = resolve_compute_type(compute_type, self.device)
         self.name = ref.name
+        if cpu_schedule not in ("auto", "window", "part"):
+            raise ConfigError(f"cpu_schedule must be auto, window or part, not {cpu_schedule!r}")
         if timestamp_tokens not in ("auto", "on", "off"):
             raise ConfigError(f"timestamp_tokens must be auto, on or off, not {timestamp_tokens!r}")
         #: Whether a decode asked for with timestamp tokens gets them at once (``timestamp_tokens``).
@@ -185,6 +193,8 @@ class WhisperASR:
         self.stats = stats or Stats()
         #: Held while encoding: a lock with ``one_encode`` on CPU, else no constraint.
         self._encoder_turn = threading.Lock() if one_encode and self.device == "cpu" else contextlib.nullcontext()
+        #: Whether the CPU copies take a batch window by window, else in contiguous parts.
+        self.window_by_window = cpu_schedule == "window" or (cpu_schedule == "auto" and ct2_uses_mkl())
 
     @property
     def is_multilingual(self) -> bool:
@@ -263,7 +273,8 @@ class WhisperASR:
 
     def _decode_batch(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
                       align: bool, timestamps: bool, frames: Sequence[int], tails: Sequence[bool]) -> list[WindowText]:
-        """``decode`` with timestamp tokens as given: on several CPU workers, window by window;
+        """``decode`` with timestamp tokens as given: on several CPU workers, window by window
+        (``cpu_schedule``: with MKL; elsewhere in contiguous parts, ``_decode_parts``);
         ``frames``: each window's encoder input length.
 
         Each window is encoded, decoded (``generate``, fallbacks, continuation) and aligned on its
@@ -282,6 +293,8 @@ class WhisperASR:
         A window of skipped speech encoded at the length of the longest in its batch got other
         words than alone, so its words depended on what was batched beside it.
         """
+        if self.replicas > 1 and len(audios) > 1 and not self.window_by_window and len(set(frames)) == 1:
+            return self._decode_parts(audios, language, options, align, timestamps, frames[0], tails)
         if self.replicas == 1 or len(audios) == 1:
             if self.device != "cpu" or len(set(frames)) == 1:
                 return self._decode_part(audios, language, options, align, timestamps, tails, max(frames))
@@ -301,6 +314,24 @@ class WhisperASR:
         # Threads of this call's own: calls running at once (``rounds``) each keep their windows moving.
         with ThreadPoolExecutor(self.replicas, thread_name_prefix="iam-asr") as pool:
             return list(pool.map(window, range(len(audios))))
+
+    def _decode_parts(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
+                      align: bool, timestamps: bool, frames: int, tails: Sequence[bool]) -> list[WindowText]:
+        """The ``part`` schedule: each CPU copy decodes a contiguous part of the batch (as even in
+        windows as can be) in one ``generate``. With oneDNN (AMD EPYC, Zen 4) a ``generate`` over
+        four windows costs much less than four of one: the long-form set's meetings and ten_minutes
+        ran 20-26 % faster so than window by window, with the same words
+        (``benchmarks/results/cpu-schedule-amd-cpu.md``); with MKL the two cost the same and one
+        window at a time holds less memory."""
+        n, k = len(audios), min(self.replicas, len(audios))
+        cuts = [round(i * n / k) for i in range(k + 1)]
+
+        def part(j: int) -> list[WindowText]:
+            a, b = cuts[j], cuts[j + 1]
+            return self._decode_part(audios[a:b], language, options, align, timestamps, tails[a:b], frames)
+
+        with ThreadPoolExecutor(k, thread_name_prefix="iam-asr") as pool:
+            return [text for texts in pool.map(part, range(k)) for text in texts]
 
     def _decode_part(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
                      align: bool, timestamps: bool, tails: Sequence[bool], frames: int = _WINDOW_FRAMES,
@@ -869,6 +900,19 @@ def closed_early(best: Sequence[dict | None], seconds: Sequence[float], tok, pre
         if seconds[i] - (tokens[-1] - tok.timestamp_begin) * precision >= TAIL_GAP:
             out.add(i)
     return out
+
+
+def ct2_uses_mkl() -> bool:
+    """Whether CTranslate2 computes with Intel MKL on this CPU: its default on Intel x86 CPUs
+    (oneDNN elsewhere), overridden by ``CT2_USE_MKL``. With MKL a window's numbers do not depend on
+    what is batched beside it."""
+    given = os.environ.get("CT2_USE_MKL")
+    if given is not None:
+        return given.strip().lower() in ("1", "true", "yes", "on")
+    try:
+        return "GenuineIntel" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
 
 
 def new_tokens(seconds: float) -> int:

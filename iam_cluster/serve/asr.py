@@ -24,7 +24,7 @@ class ASR:
 
     def __init__(self, model: str, device: str, compute_type: str, cpu_threads: int, cache_dir: str,
                  cpu_replicas: int = 0, malloc_arenas: int = 1, timestamp_tokens: str = "auto",
-                 one_encode: bool = False) -> None:
+                 one_encode: bool = False, cpu_schedule: str = "auto") -> None:
         from iam_cluster.observability import setup_from_env
         from iam_cluster.observability.serve_metrics import AsrMetrics
         from iam_cluster.pipeline.asr import WhisperASR
@@ -33,7 +33,8 @@ class ASR:
         self.metrics = AsrMetrics()
 
         self.asr = WhisperASR(model, device, compute_type, cpu_threads, cpu_replicas, cache_dir=cache_dir,
-                              malloc_arenas=malloc_arenas, timestamp_tokens=timestamp_tokens, one_encode=one_encode)
+                              malloc_arenas=malloc_arenas, timestamp_tokens=timestamp_tokens, one_encode=one_encode,
+                              cpu_schedule=cpu_schedule)
         self.beam_size: int | None = None
         self.max_batch_size: int | None = None
         #: How many batches of each size this replica decoded (bounded: one key per size).

@@ -212,6 +212,35 @@ def test_model_copies_give_the_words_of_one_copy(tiny_asr, model_cache, harvard)
     assert changes <= layout_slack(sum(len(t.split()) for t in whole))
 
 
+def test_both_cpu_schedules_give_the_same_words(tiny_asr, harvard, monkeypatch):
+    """``window``: one ``generate`` per window, whichever copy is free; ``part``: one per copy
+    over a contiguous part of the batch. The words are the same (to the word where the numbers do
+    not move with the batch), and ``auto`` picks ``window`` exactly where CTranslate2 uses MKL."""
+    from iam_cluster.errors import ConfigError
+    from iam_cluster.pipeline.asr import WhisperASR, ct2_uses_mkl
+    from tests.fixtures.audio import batch_invariant_cpu
+
+    assert tiny_asr.window_by_window == ct2_uses_mkl()
+    with pytest.raises(ConfigError, match="cpu_schedule"):
+        WhisperASR("tiny.en", device="cpu", cpu_schedule="sometimes")
+    audios = [np.concatenate([decode_audio(p).samples for p in harvard[k : k + 2]]) for k in range(0, 8, 2)]
+    calls = []
+    generate = tiny_asr._generate
+    monkeypatch.setattr(tiny_asr, "_generate", lambda w, src, *a: calls.append(len(a[1])) or generate(w, src, *a))
+    texts = {}
+    for schedule in (True, False):
+        monkeypatch.setattr(tiny_asr, "window_by_window", schedule)
+        calls.clear()
+        texts[schedule] = [" ".join(s["text"] for s in t.segments) for t in tiny_asr.decode(audios, "en", TranscribeOptions())]
+        assert calls == ([1] * len(audios) if schedule else [len(audios) // 2] * 2), (schedule, calls)
+    assert all(texts[True])
+    if batch_invariant_cpu():
+        assert texts[True] == texts[False]
+    else:
+        changes = sum(word_changes(a, b) for a, b in zip(texts[True], texts[False]))
+        assert changes <= layout_slack(sum(len(t.split()) for t in texts[True]))
+
+
 def test_copies_taking_turns_at_the_encoder_never_encode_at_once_and_give_the_same_words(tiny_asr, model_cache,
                                                                                         harvard):
     """``one_encode``: an encode (the largest transient, the attention of a 30-s window) never runs
