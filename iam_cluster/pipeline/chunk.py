@@ -164,7 +164,8 @@ def assign(window: Window, text: WindowText) -> tuple[list[list[int]], set[int]]
     pieces of two recordings (alignment often stretches a sentence's last word past its audio)
     goes to the piece holding the other words of its Whisper segment when they all lie in one
     of the two; otherwise to the nearer piece when it is at least ``GAP_SLACK`` nearer; otherwise
-    both pieces are doubtful: the word may be another recording's.
+    both pieces are doubtful: the word may be another recording's. So are two pieces of different
+    recordings that one segment's words pass between mid-sentence.
     """
     pieces = window.pieces
     spans = [[(w["start"], w["end"]) for w in seg["words"]] or [(seg["start"], seg["end"])]
@@ -174,7 +175,7 @@ def assign(window: Window, text: WindowText) -> tuple[list[list[int]], set[int]]
     out: list[list[int]] = []
     doubtful: set[int] = set()
     at = 0
-    for seg in spans:
+    for seg, words in zip(spans, (segment["words"] for segment in text.segments)):
         ks = nearest[at : at + len(seg)]
         at += len(seg)
         gaps = [e < pieces[k].offset or s > pieces[k].offset + pieces[k].duration for (s, e), k in zip(seg, ks)]
@@ -193,6 +194,15 @@ def assign(window: Window, text: WindowText) -> tuple[list[list[int]], set[int]]
             far = other.offset - e if side > k else s - (other.offset + other.duration)
             if far - near < GAP_SLACK:
                 doubtful.update((k, side))
+        for n in range(1, len(words)):
+            # Whisper ends a segment in the silence between two recordings, or at least a
+            # sentence. Words of one segment that fall on two recordings mid-sentence were not
+            # heard as two recordings' ("ten | of clubs.", aligned wholly into that silence and
+            # split by nearness; "runs down the | middle, produced ..."): either may hold the
+            # other's words.
+            if pieces[ks[n]].recording != pieces[ks[n - 1]].recording and not (
+                    words[n - 1]["word"].rstrip().endswith(SENTENCE_ENDS)):
+                doubtful.update((ks[n - 1], ks[n]))
         out.append(ks)
     return out, doubtful
 

@@ -63,6 +63,24 @@ def test_unpack_splits_a_segment_spanning_two_recordings():
     assert first.text == " one two" and (first.start, first.end) == (5.5, 7.5)
     assert second.text == " three" and (second.start, second.end) == (100.5, 101.5)
     assert second.avg_logprob == pytest.approx(np.log(0.7), abs=1e-3)
+    # one segment passing between two recordings mid-sentence: neither is trusted; at a sentence end it is
+    assert placement(window, text).doubtful == {0, 1}
+    words[1]["word"] = " two."
+    assert placement(window, text).doubtful == set()
+
+
+def test_a_segment_aligned_wholly_into_the_gap_is_doubted_not_split_by_nearness():
+    """Measured (tiny.en, int8, CPU): psx_cards_001 ("ten of clubs", 1.1 s of speech) packed
+    before LJ001-0001 came out as one segment " 10 of clubs." at 2.5-3.78 s, wholly in the 4-s
+    silence between them; by nearness "10" went to the cards clip and "of clubs." to LJ001-0001,
+    whose transcript then began with another file's words."""
+    window = Window(pieces=(Piece(recording=0, start=0.0, end=1.1, offset=0.0),
+                            Piece(recording=1, start=0.0, end=4.26, offset=5.1)))
+    segments = [dict(start=2.5, end=3.78, words=[word(" 10", 2.5, 3.14), word(" of", 3.14, 3.78),
+                                                   word(" clubs.", 3.78, 3.78)]),
+                dict(start=4.94, end=9.0, words=[word(" Printing", 4.94, 5.58), word(" in", 5.58, 6.2)])]
+    placed = placement(window, WindowText(segments=segments, avg_logprob=-0.2, no_speech_prob=0.0, temperature=0.0))
+    assert placed.doubtful == {0, 1}
 
 
 def test_a_short_recording_is_not_split_across_windows():
