@@ -165,7 +165,7 @@ def assign(window: Window, text: WindowText) -> tuple[list[list[int]], set[int]]
     goes to the piece holding the other words of its Whisper segment when they all lie in one
     of the two; otherwise to the nearer piece when it is at least ``GAP_SLACK`` nearer; otherwise
     both pieces are doubtful: the word may be another recording's. So are two pieces of different
-    recordings that one segment's words pass between mid-sentence.
+    recordings that one segment's words pass between mid-sentence through a word in the silence.
     """
     pieces = window.pieces
     spans = [[(w["start"], w["end"]) for w in seg["words"]] or [(seg["start"], seg["end"])]
@@ -195,13 +195,15 @@ def assign(window: Window, text: WindowText) -> tuple[list[list[int]], set[int]]
             if far - near < GAP_SLACK:
                 doubtful.update((k, side))
         for n in range(1, len(words)):
-            # Whisper ends a segment in the silence between two recordings, or at least a
-            # sentence. Words of one segment that fall on two recordings mid-sentence were not
-            # heard as two recordings' ("ten | of clubs.", aligned wholly into that silence and
-            # split by nearness; "runs down the | middle, produced ..."): either may hold the
-            # other's words.
-            if pieces[ks[n]].recording != pieces[ks[n - 1]].recording and not (
-                    words[n - 1]["word"].rstrip().endswith(SENTENCE_ENDS)):
+            # One segment passing from one recording to the next mid-sentence, with a word of
+            # either side aligned into the silence between them, was not heard as two
+            # recordings' ("ten | of clubs." wholly in that silence, split by nearness; "runs down
+            # the | middle," with "middle," 1.5 s before its piece): either may hold the other's
+            # words. Consecutive sentences of one text (an audiobook cut into files) do cross
+            # mid-sentence, with their words in their pieces.
+            a, b = pieces[ks[n - 1]], pieces[ks[n]]
+            if a.recording != b.recording and not words[n - 1]["word"].rstrip().endswith(SENTENCE_ENDS) and (
+                    words[n - 1]["start"] > a.offset + a.duration + GAP_SLACK or words[n]["end"] < b.offset - GAP_SLACK):
                 doubtful.update((ks[n - 1], ks[n]))
         out.append(ks)
     return out, doubtful

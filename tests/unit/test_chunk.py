@@ -63,9 +63,15 @@ def test_unpack_splits_a_segment_spanning_two_recordings():
     assert first.text == " one two" and (first.start, first.end) == (5.5, 7.5)
     assert second.text == " three" and (second.start, second.end) == (100.5, 101.5)
     assert second.avg_logprob == pytest.approx(np.log(0.7), abs=1e-3)
-    # one segment passing between two recordings mid-sentence: neither is trusted; at a sentence end it is
+    # mid-sentence, each word in its piece: one text read across two files (an audiobook cut into files)
+    assert placement(window, text).doubtful == set()
+    # ... the first word of the next recording aligned 1.5 s before its piece (nearer it than the first
+    # piece, so placed by nearness): not heard as two recordings'
+    window = two_recordings(gap=4.0)  # pieces at [0,3] and [7,11]
+    words[2].update(start=5.5, end=5.5)
+    words.append(dict(word=" four", start=7.5, end=8.0, probability=0.9))
     assert placement(window, text).doubtful == {0, 1}
-    words[1]["word"] = " two."
+    words[1]["word"] = " two."  # at a sentence end, the segment is taken as two recordings'
     assert placement(window, text).doubtful == set()
 
 
