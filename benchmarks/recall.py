@@ -4,12 +4,12 @@ For every set of files (``NAME=PATH[,PATH...]``, folders searched recursively) i
 file three ways with the same model: faster-whisper ``WhisperModel.transcribe`` (beam search, no
 VAD: the peer), ours on each file alone (``runner.run``), and ours on the whole set as one
 folder (``runner.run_many``, the packing path). ``--union`` adds every file of every set
-as one more folder run. It prints, per file, the word counts (reference, sequential, ours alone,
-ours folder), WER of each, files that came out empty although sequential wrote words, words of the
-folder run found in another file's reference but in neither this file's reference nor its alone
-run ("foreign" words: a sign of words moved between packed files), and the time ranges of
-reference speech with no output of ours (reference speech: the RTTM's turns beside the audio,
-otherwise sequential's segments).
+as one more folder run, ``--shuffles N`` that folder in N more seeded orders. It prints, per
+file, the word counts (reference, sequential, ours alone, ours folder), WER of each, files that
+came out empty although sequential wrote words, words of the folder run found in another file's
+reference but in neither this file's reference nor its alone run ("foreign" words: a sign of
+words moved between packed files), and the time ranges of reference speech with no output of
+ours (reference speech: the RTTM's turns beside the audio, otherwise sequential's segments).
 
 Example::
 
@@ -24,6 +24,7 @@ import argparse
 import datetime as dt
 import hashlib
 import json
+import random
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--set", dest="sets", action="append", required=True, metavar="NAME=PATH[,PATH...]")
     p.add_argument("--union", action="store_true", help="also run every file of every set as one folder")
+    p.add_argument("--shuffles", type=int, default=0, metavar="N",
+                   help="also run the union (or the last set) as a folder in N more seeded random orders: "
+                        "which files share a window, and who sits next to whom, changes with the order")
     p.add_argument("--model", default="tiny.en")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--beam-size", type=int, default=5)
@@ -231,6 +235,9 @@ def main(argv: list[str] | None = None) -> None:
         sets[name] = collect_audio(items.split(","))
     if args.union:
         sets["union"] = list(dict.fromkeys(p for ps in list(sets.values()) for p in ps))
+    base_name, base = list(sets.items())[-1]
+    for k in range(1, args.shuffles + 1):
+        sets[f"{base_name}~{k}"] = random.Random(k).sample(base, len(base))
     every = list(dict.fromkeys(p for ps in sets.values() for p in ps))
     refs = {p: reference(p) for p in every}
     runner = our_runner(args.model, "cpu", "int8", args.threads)
