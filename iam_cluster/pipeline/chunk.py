@@ -160,12 +160,14 @@ def assign(window: Window, text: WindowText) -> tuple[list[list[int]], set[int]]
     """The piece of ``window`` each word of ``text`` belongs to, per segment (a segment without
     words: one entry, for the whole segment), and the pieces in doubt.
 
-    A word goes to the piece nearest its midpoint. A word aligned wholly into the silence between
-    pieces of two recordings (alignment often stretches a sentence's last word past its audio)
-    goes to the piece holding the other words of its Whisper segment when they all lie in one
-    of the two; otherwise to the nearer piece when it is at least ``GAP_SLACK`` nearer; otherwise
-    both pieces are doubtful: the word may be another recording's. So are two pieces of different
-    recordings that one segment's words pass between mid-sentence through a word in the silence.
+    A word goes to the piece nearest its midpoint. A word whose midpoint lies in the silence
+    between pieces of two recordings (alignment often stretches a sentence's last word past its
+    audio) goes to the piece holding the other words of its Whisper segment when they all lie in
+    one of the two. Otherwise one aligned wholly into the silence goes to the nearer piece when it
+    is at least ``GAP_SLACK`` nearer, else both pieces are doubtful: the word may be another
+    recording's. So are the pieces a word stretches over when they belong to two recordings, and
+    two pieces of different recordings that one segment's words pass between mid-sentence through
+    a word in the silence.
     """
     pieces = window.pieces
     spans = [[(w["start"], w["end"]) for w in seg["words"]] or [(seg["start"], seg["end"])]
@@ -178,22 +180,36 @@ def assign(window: Window, text: WindowText) -> tuple[list[list[int]], set[int]]
     for seg, words in zip(spans, (segment["words"] for segment in text.segments)):
         ks = nearest[at : at + len(seg)]
         at += len(seg)
-        gaps = [e < pieces[k].offset or s > pieces[k].offset + pieces[k].duration for (s, e), k in zip(seg, ks)]
-        inside = {k for k, gap in zip(ks, gaps) if not gap}
-        for n, ((s, e), k, gap) in enumerate(zip(seg, ks, gaps)):
-            if not gap:
+        # a word whose midpoint lies in the silence beside its piece: wholly there, or stretched
+        # over it ("In this regard...": "regard..." from the end of one clip to 0.7 s into the
+        # next clip's speech, whose first word it became by nearness)
+        outside = [not pieces[k].offset <= (s + e) / 2 <= pieces[k].offset + pieces[k].duration
+                   for (s, e), k in zip(seg, ks)]
+        inside = {k for k, away in zip(ks, outside) if not away}
+        settled = set()
+        for n, ((s, e), k, away) in enumerate(zip(seg, ks, outside)):
+            if not away:
                 continue
-            side = k + 1 if s > pieces[k].offset + pieces[k].duration else k - 1
+            side = k + 1 if (s + e) / 2 > pieces[k].offset + pieces[k].duration else k - 1
             if not 0 <= side < len(pieces) or pieces[side].recording == pieces[k].recording:
                 continue
             if len(inside) == 1 and inside <= {k, side}:
                 ks[n] = next(iter(inside))
+                settled.add(n)
                 continue
+            if not (e < pieces[k].offset or s > pieces[k].offset + pieces[k].duration):
+                continue  # it overlaps a piece (below)
             other = pieces[side]
             near = s - (pieces[k].offset + pieces[k].duration) if side > k else pieces[k].offset - e
             far = other.offset - e if side > k else s - (other.offset + other.duration)
             if far - near < GAP_SLACK:
                 doubtful.update((k, side))
+        for n, (s, e) in enumerate(seg):
+            # A word stretched from one recording's speech over the silence into another's (a
+            # 5.4-s "unless" over a murmur's two pieces into the clip that said it) may be either's.
+            touched = [j for j, p in enumerate(pieces) if s < p.offset + p.duration and e > p.offset]
+            if n not in settled and len({pieces[j].recording for j in touched}) > 1:
+                doubtful.update(touched)
         for n in range(1, len(words)):
             # One segment passing from one recording to the next mid-sentence, with a word of
             # either side aligned into the silence between them, was not heard as two

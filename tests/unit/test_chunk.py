@@ -134,6 +134,25 @@ def test_a_word_stretched_into_the_gap_goes_with_its_segment_and_only_a_lone_one
     assert placed.doubtful == {0, 1}
 
 
+def test_a_word_stretched_over_the_silence_into_the_next_clip_stays_with_its_segment():
+    """Measured (tiny.en, int8, CPU, the 60-file union folder in a shuffled order): LJ050-0131's
+    last words "In this regard..." with "regard..." aligned from 7.28 s, inside its own piece, to
+    10.54 s, 0.7 s into jfk's speech; by its midpoint (in the silence, 0.1 s nearer jfk) jfk's
+    transcript began "regard... And so my fellow Americans"."""
+    window = Window(pieces=(Piece(recording=0, start=0.0, end=6.27, offset=0.0),
+                            Piece(recording=0, start=6.27, end=7.66, offset=6.47),
+                            Piece(recording=1, start=0.0, end=2.78, offset=9.86)))
+    segments = [dict(start=6.98, end=10.54, words=[word(" In", 6.98, 6.98), word(" this", 6.98, 7.28),
+                                                     word(" regard...", 7.28, 10.54)]),
+                dict(start=10.54, end=12.12, words=[word(" And", 10.54, 10.9), word(" so", 10.9, 11.3)])]
+    placed = placement(window, WindowText(segments=segments, avg_logprob=-0.2, no_speech_prob=0.0, temperature=0.0))
+    assert placed.texts == ["", " In this regard...", " And so"] and not placed.doubtful
+    # alone in its segment, a word from one clip's speech into the other's could be either's
+    alone = [dict(start=7.28, end=10.54, words=[word(" regard...", 7.28, 10.54)])]
+    placed = placement(window, WindowText(segments=alone, avg_logprob=-0.2, no_speech_prob=0.0, temperature=0.0))
+    assert placed.doubtful == {1, 2}
+
+
 def _w(text: str, start: float, end: float):
     from iam_cluster.pipeline.types import Word
 
