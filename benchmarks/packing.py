@@ -24,9 +24,11 @@ Example::
 from __future__ import annotations
 
 import argparse
+import difflib
 import random
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         groups = [rng.sample(names, rng.randint(*sizes)) for _ in range(args.groups)]
     moved: list[tuple[list[str], str, list[str], str]] = []
+    changes: list[tuple[str, str, str]] = []
     empty: list[tuple[list[str], str]] = []
     changed = packed_files = 0
     errors = {"alone": 0, "packed": 0}
@@ -117,7 +120,9 @@ def main(argv: list[str] | None = None) -> None:
                 moved.append((group, n, found, text))
             if not words(text) and words(alone[n]):
                 empty.append((group, n))
-            changed += words(text) != words(alone[n])
+            if words(text) != words(alone[n]):
+                changed += 1
+                changes.append((n, alone[n], text))
             if refs[n]:
                 ref = normalise(refs[n])
                 ref_words += len(ref.split())
@@ -146,6 +151,15 @@ def main(argv: list[str] | None = None) -> None:
         lines.append("")
     if empty:
         lines += ["## Empty", "", *(f"- `{n}` in {group}; alone: {normalise(alone[n])}" for group, n in empty), ""]
+    if changes:
+        edits: Counter[tuple[str, str]] = Counter()
+        for _, before, after in changes:
+            a, b = words(before), words(after)
+            for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+                if op != "equal":
+                    edits[(" ".join(a[i1:i2]), " ".join(b[j1:j2]))] += 1
+        lines += ["## What changed (alone -> packed), most frequent first", "", "| alone | packed | times |",
+                  "|---|---|---:|", *(f"| {a or '∅'} | {b or '∅'} | {k} |" for (a, b), k in edits.most_common(40)), ""]
     save_report("\n".join(lines) + "\n", args.out or RESULTS_DIR / f"packing-{label}.md")
 
 
