@@ -70,6 +70,7 @@ def moved_words(own: set[str], packed: str, others: set[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     import jiwer
 
+    from iam_cluster.errors import IAMError
     from iam_cluster.pipeline.decode import decode_audio
     from iam_cluster.pipeline.level import speech_level
     from iam_cluster.pipeline.types import Audio, TranscribeOptions
@@ -83,7 +84,11 @@ def main(argv: list[str] | None = None) -> None:
     audios: dict[str, Audio] = {}
     refs: dict[str, str | None] = {}
     for path in paths:
-        audio = decode_audio(path)
+        try:
+            audio = decode_audio(path)
+        except IAMError as exc:  # a folder may hold a broken file: say so and go on
+            print(f"[packing] skipped {path}: {exc}", file=sys.stderr, flush=True)
+            continue
         ref = path.with_suffix(".txt")
         audios[path.name] = audio
         refs[path.name] = ref.read_text(encoding="utf-8") if ref.is_file() else None
@@ -95,6 +100,8 @@ def main(argv: list[str] | None = None) -> None:
             audios[f"quiet:{name}"] = Audio(f"quiet:{name}", quiet)
             refs[f"quiet:{name}"] = refs[name]
     names = sorted(audios)
+    if len(names) < 2:
+        raise SystemExit("packing needs at least two readable audio files")
     runner = our_runner(args.model, "cpu", "int8", args.threads)
     options = TranscribeOptions()
     print(f"[packing] {len(names)} files alone", file=sys.stderr, flush=True)
