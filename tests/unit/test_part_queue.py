@@ -1,0 +1,60 @@
+"""How the CPU copies share one batch's parts (``asr.PartQueue``; no model needed)."""
+
+from __future__ import annotations
+
+import threading
+
+from iam_cluster.pipeline.asr import PartQueue
+
+
+def test_the_larger_part_is_encoded_first_and_decoded_while_the_other_finishes():
+    """Five windows as parts of two and three: the copy of two helps encode the three, which is
+    decoded while the last window of the two is encoded (each copy used to encode its own part,
+    and the copy of two idled while the other encoded its third)."""
+    q = PartQueue([0, 2, 5])
+    assert q.take() == ("encode", 2)  # copy A: the part of three
+    assert q.take() == ("encode", 3)  # copy B: a tie of two left each, the larger part
+    q.encoded(2)
+    assert q.take() == ("encode", 0)  # copy A: the part of two has more left
+    q.encoded(3)
+    assert q.take() == ("encode", 4)  # copy B: a tie of one each, the larger part
+    q.encoded(4)
+    assert q.take() == ("decode", 1)  # copy B: the part of three is ready before the part of two
+    q.encoded(0)
+    assert q.take() == ("encode", 1)  # copy A
+    q.encoded(1)
+    assert q.take() == ("decode", 0)
+    assert q.take() is None
+
+
+def test_even_parts_are_encoded_side_by_side():
+    q = PartQueue([0, 3, 6])
+    taken = [q.take() for _ in range(6)]
+    assert taken == [("encode", 0), ("encode", 3), ("encode", 1), ("encode", 4), ("encode", 2), ("encode", 5)]
+    for i in (0, 3, 1, 4, 2):
+        q.encoded(i)
+    assert q.take() == ("decode", 0)
+    q.encoded(5)
+    assert q.take() == ("decode", 1)
+    assert q.take() is None
+
+
+def test_a_copy_waits_for_encodes_in_flight_and_stops_when_another_fails():
+    q = PartQueue([0, 1])
+    assert q.take() == ("encode", 0)
+    got = []
+    waiting = threading.Thread(target=lambda: got.append(q.take()))
+    waiting.start()
+    waiting.join(0.2)
+    assert waiting.is_alive()  # nothing to take until window 0 is encoded
+    q.encoded(0)
+    waiting.join(5)
+    assert got == [("decode", 0)]
+
+    q = PartQueue([0, 1, 2])
+    q.take(), q.take()
+    waiting = threading.Thread(target=lambda: got.append(q.take()))
+    waiting.start()
+    q.fail()  # the copy encoding window 0 raised: the others stop
+    waiting.join(5)
+    assert not waiting.is_alive() and got[-1] is None
