@@ -56,6 +56,12 @@ FIT_MIN_SECONDS = 15.0
 #: the least unwritten tail the window decoder takes for skipped speech (``windows.WORD_PAD`` +
 #: ``windows.MIN_TAIL_MISS``).
 TAIL_GAP = 0.8
+#: A tail's decode is bounded by the tokens its unwritten audio allows (``new_tokens``), rounded
+#: up to this many seconds; tails whose bounds round alike share a ``generate``. Unbounded (the
+#: 30-s window's budget), a continuation looping "I'm not sure what you're saying, but" from
+#: 22.8 s of a 30-s window ran to 163 tokens before it ended, 68 past what could be kept, and held
+#: its part 1.9 s (ami_mix_b); the bound depends on the window alone, never on its batch mates.
+TAIL_BOUND_STEP = 2.0
 # Tokens a window may produce per second of its audio (timestamps included), plus a few: real
 # speech stays far below (fast speech with a timestamp pair every few seconds: about 6/s), so only
 # a decoder stuck repeating itself reaches the bound, and its text is cut there.
@@ -499,20 +505,27 @@ class WhisperASR:
             start = marks[-1] if marks else tok.timestamp_begin + int(round(end / whisper.time_precision))
             starts.append(start)
             rest.append(len(audios[i]) / 16000 - end)
-        max_length = min(whisper.max_length, len(prompt) + 1 + _MAX_NEW_TOKENS)  # as in ``_decode_part``
+        bounds: dict[int, list[int]] = {}  # tails by bound (``TAIL_BOUND_STEP``)
+        for k, r in enumerate(rest):
+            bounds.setdefault(math.ceil(r / TAIL_BOUND_STEP), []).append(k)
+        results: list = [None] * len(todo)
         with self.stats.time("tail"):
-            results = whisper.model.generate(
-                self._rows(whisper, encoded, features, todo),
-                [list(prompt) + [start] for start in starts],
-                beam_size=options.beam_size,
-                patience=1.0,
-                length_penalty=1.0,
-                max_length=max_length,
-                suppress_blank=False,  # the text may end at once: nothing more was said
-                suppress_tokens=suppress,
-                max_initial_timestamp_index=_WINDOW_FRAMES // 2,
-                return_scores=True,
-            )
+            for step, members in sorted(bounds.items()):
+                max_length = min(whisper.max_length, len(prompt) + 1 + new_tokens(step * TAIL_BOUND_STEP))
+                out = whisper.model.generate(
+                    self._rows(whisper, encoded, features, [todo[k] for k in members]),
+                    [list(prompt) + [starts[k]] for k in members],
+                    beam_size=options.beam_size,
+                    patience=1.0,
+                    length_penalty=1.0,
+                    max_length=max_length,
+                    suppress_blank=False,  # the text may end at once: nothing more was said
+                    suppress_tokens=suppress,
+                    max_initial_timestamp_index=_WINDOW_FRAMES // 2,
+                    return_scores=True,
+                )
+                for k, result in zip(members, out):
+                    results[k] = result
         redo, attempts, ends = [], [], {}
         for i, start, r, result in zip(todo, starts, rest, results):
             first = tok.decode([t for t in best[i]["tokens"] if t < tok.eot])

@@ -478,6 +478,38 @@ def test_a_window_whose_text_stops_early_is_decoded_on(tiny_asr, harvard, monkey
     assert "sheet" not in normalise(" ".join(w["word"] for w in stopped)).split()
 
 
+def test_a_tail_is_decoded_within_the_tokens_its_own_audio_allows(tiny_asr, harvard, monkeypatch):
+    """A continuation is bounded by what its unwritten audio may hold (``new_tokens`` of it,
+    rounded up to ``TAIL_BOUND_STEP`` s), not by a whole window's budget: a looping continuation
+    stops there (ami_mix_b: 163 tokens for 7 s, 68 of them past what could be kept). The bound
+    only cuts text that could never be kept: the words are those of the unbounded decode."""
+    from iam_cluster.pipeline import asr as asr_module
+
+    pause = np.zeros(SAMPLE_RATE, np.float32)
+    audio = np.concatenate([x for p in harvard for x in (decode_audio(p).samples, pause)])[: 29 * SAMPLE_RATE]
+    model, bounds = tiny_asr.whisper.model, []
+
+    class Recorder:
+        def __getattr__(self, name):
+            return getattr(model, name)
+
+        def generate(self, features, prompts, **kwargs):
+            if prompts[0][-1] >= tiny_asr.tokenizer("en").timestamp_begin:  # a continuation
+                bounds.append((len(prompts[0]), kwargs["max_length"]))
+            return model.generate(features, prompts, **kwargs)
+
+    monkeypatch.setattr(tiny_asr.whisper, "model", Recorder())
+
+    def words():
+        return [w["word"] for s in tiny_asr.decode([audio], "en", TranscribeOptions())[0].segments for w in s["words"]]
+
+    bounded = words()
+    (prompt, bound), = bounds
+    assert bound - prompt <= asr_module.new_tokens(10.0) < asr_module.new_tokens(29.0)
+    monkeypatch.setattr(asr_module, "TAIL_BOUND_STEP", 30.0)
+    assert words() == bounded and bounds[-1][1] - prompt > asr_module.new_tokens(29.0)
+
+
 def test_a_window_whose_text_closes_early_is_aligned_once_with_its_continuation(tiny_asr, harvard, monkeypatch):
     """A window whose last timestamp token closes its text well before its audio ends is decoded
     on before it is aligned: one alignment, with the continuation, instead of one without it and
