@@ -106,8 +106,9 @@ class DiarizationSettings(msgspec.Struct, frozen=True):
     pyannote_pipeline: str = "pyannote/speaker-diarization-community-1"
     pyannote_token: str | None = None
     device: str = "auto"
-    #: Speaker encoder of the embedded diarizer: resemblyzer (fast on CPU) | campp (more accurate).
-    encoder: str = "resemblyzer"
+    #: Speaker encoder of the embedded diarizer: auto (campp where the diarizer runs on a GPU,
+    #: resemblyzer on the CPU) | resemblyzer (fast on CPU) | campp (more accurate, slow on CPU).
+    encoder: str = "auto"
 
     def diarizer_kwargs(self, backend: str | None = None, cache_dir: Path | None = None) -> dict:
         """Constructor arguments for ``make_diarizer(backend)``; ``cache_dir``: the models' cache

@@ -98,3 +98,13 @@ def test_two_local_speakers_of_one_chunk_are_two_speakers_unless_bounded():
     assert len(decide(alike, Decision(), high=1).speakers) == 1
     assert len(decide(alike, Decision(), num=1).speakers) == 1
     assert len(decide(one_chunk_two_voices(0.1), Decision()).speakers) == 2
+
+
+def test_the_auto_speaker_encoder_is_campp_on_a_gpu_and_resemblyzer_on_the_cpu():
+    from iam_cluster.pipeline.diarize.models import encoder_for
+
+    assert encoder_for("auto", "cuda") == encoder_for("auto", "cuda:1") == "campp"
+    assert encoder_for("auto", "cpu") == "resemblyzer"
+    assert encoder_for("campp", "cpu") == "campp" and encoder_for("resemblyzer", "cuda") == "resemblyzer"
+    with pytest.raises(ConfigError, match="auto, campp, resemblyzer"):
+        encoder_for("ecapa", "cpu")

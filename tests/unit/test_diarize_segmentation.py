@@ -60,6 +60,7 @@ def test_the_diarizer_gives_the_same_turns_on_either_runtime(data_dir, tmp_path)
 
     audio = decode_audio(data_dir / "dev00.wav")
     onnx = EmbeddedDiarizer(cache_dir=tmp_path)
+    assert onnx.encoder_name == "resemblyzer"  # ``auto`` on the CPU
     assert onnx.segmenter.session is not None
     with_onnx = onnx(audio, None)
     onnx.segmenter.session = None  # the torch module it was exported from

@@ -103,8 +103,9 @@ class EmbeddedDiarizer:
     """Offline diarization from models shipped in PyPI packages (see ``models.py``).
 
     Args:
-        encoder: ``resemblyzer`` (default: about a quarter of the ASR's time on CPU) or ``campp``
-            (CAM++: lower cross-validated DER, several times the encoder cost; for GPUs).
+        encoder: ``auto`` (default: ``campp`` on a GPU, ``resemblyzer`` on the CPU; see
+            ``models.encoder_for``), ``resemblyzer`` (about a fifth of the ASR's time on CPU) or
+            ``campp`` (CAM++: lower cross-validated DER, several times the encoder cost on a CPU).
         speech_threshold: speech probability (segmentation-3.0, averaged over chunks) above
             which a frame is speech.
         method: ``ahc`` (average linkage stopped at ``similarity``) or ``spectral`` (eigengap).
@@ -127,7 +128,7 @@ class EmbeddedDiarizer:
 
     def __init__(
         self,
-        encoder: str = "resemblyzer",
+        encoder: str = "auto",
         speech_threshold: float | None = None,
         method: str | None = None,
         similarity: float | None = None,
@@ -140,14 +141,16 @@ class EmbeddedDiarizer:
         workers: int | None = None,
         cache_dir: str | Path | None = None,
     ) -> None:
-        from iam_cluster.pipeline.diarize.models import make_encoder, torch_device
+        from iam_cluster.pipeline.diarize.models import encoder_for, make_encoder, torch_device
         from iam_cluster.pipeline.models import DEFAULT_CACHE_DIR
 
+        device = torch_device(device)
+        #: The speaker encoder's name (``auto`` resolved for ``device``).
+        self.encoder_name = encoder = encoder_for(encoder, device)
         given = {"speech_threshold": speech_threshold, "method": method, "similarity": similarity,
                  "min_cluster_seconds": min_cluster_seconds, "overlap": overlap}
         self.decision = replace(DEFAULTS.get(encoder, Decision()), **{k: v for k, v in given.items() if v is not None})
         self.piece_seconds = piece_seconds
-        device = torch_device(device)
         self.workers = workers if workers is not None else cpu_workers(device)
         self.encoder = make_encoder(encoder, device, self.workers)
         if segmentation_step is None:

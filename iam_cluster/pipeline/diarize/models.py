@@ -266,6 +266,18 @@ def make_encoder(name: str, device: str = "cpu", workers: int = 1):
     raise ConfigError(f"unknown speaker encoder {name!r}; choose from {', '.join(ENCODERS)}")
 
 
+def encoder_for(name: str, device: str) -> str:
+    """The speaker encoder ``name`` stands for on ``device`` (a resolved torch device): ``auto`` is
+    CAM++ on a GPU, where its cost is negligible and its cross-validated DER lower (16.7 % against
+    19.0 %, ``benchmarks/results/der-cv-onnx-amd-cpu.md``), and resemblyzer on the CPU, where CAM++
+    costs several times the diarizer's time budget."""
+    if name == "auto":
+        return "campp" if device.startswith("cuda") else "resemblyzer"
+    if name not in ENCODERS:
+        raise ConfigError(f"unknown speaker encoder {name!r}; choose from auto, {', '.join(ENCODERS)}")
+    return name
+
+
 def torch_device(device: str) -> str:
     """``device`` itself, or for ``auto`` CUDA when torch sees a GPU, else the CPU."""
     if device != "auto":
