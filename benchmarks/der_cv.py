@@ -24,7 +24,7 @@ from der import COMPONENTS, reference_turns, to_annotation
 GRID = {
     "speech_threshold": (0.3, 0.4, 0.5, 0.6, 0.7),
     "method": ("ahc",),
-    "similarity": (0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75),
+    "similarity": (0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85),
     "min_cluster_seconds": (0.5, 1.0, 2.0),
     "overlap": (True, False),
 }

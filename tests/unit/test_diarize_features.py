@@ -83,6 +83,26 @@ def test_mel_frames_match_resemblyzer(speech):
     assert embedding.shape == (256,) and abs(np.linalg.norm(embedding) - 1) < 1e-5
 
 
+def test_a_resemblyzer_embedding_is_the_mean_of_its_first_and_last_partial(data_dir):
+    import torch
+
+    from iam_cluster.pipeline.diarize.models import ResemblyzerEncoder
+
+    audio = decode_audio(data_dir / "dev00.wav").samples
+    encoder = ResemblyzerEncoder()
+    clip, short = audio[32000:80000], audio[32000:56000]  # 3 s: two partials; 1.5 s: one, looped
+    mels = encoder.mels([clip, short])
+    assert len(mels[0]) == 301 and len(mels[1]) == 151
+    looped = np.resize(mels[1], (160, mels[1].shape[1]))
+    with torch.inference_mode():
+        first, last, alone = encoder.model(torch.from_numpy(np.stack([mels[0][:160], mels[0][-160:], looped]))).numpy()
+    assert float(first @ last) < 0.99  # the two partials hear different speech
+    got = encoder([clip, short])
+    assert np.abs(got[0] - (first + last) / np.linalg.norm(first + last)).max() < 1e-5
+    assert np.abs(got[1] - alone / np.linalg.norm(alone)).max() < 1e-5
+    assert np.abs(encoder([short])[0] - got[1]).max() < 1e-5  # the same alone as beside another clip
+
+
 def test_cam_plus_plus_embeddings_ignore_level(speech):
     from iam_cluster.pipeline.diarize.models import CamppEncoder
 

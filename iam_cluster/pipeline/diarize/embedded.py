@@ -84,12 +84,12 @@ class Decision:
 
     Defaults: the setting ``benchmarks/der.py --cv`` chose on all RTTM-labelled development files
     with the resemblyzer encoder (its cross-validated figures are in
-    ``benchmarks/results/der-cv-cpu.md``); CAM++ has its own (``DEFAULTS``).
+    ``benchmarks/results/der-cv-partials-zen3-amd-cpu.md``); CAM++ has its own (``DEFAULTS``).
     """
 
     speech_threshold: float = 0.5
     method: str = "ahc"
-    similarity: float = 0.6
+    similarity: float = 0.75
     min_cluster_seconds: float = 1.0
     overlap: bool = True
     min_silence: float = 0.1
