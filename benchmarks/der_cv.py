@@ -68,11 +68,10 @@ def speech_overlap(reference, hypothesis, duration: float) -> tuple[float, float
     return ref.sum() / 100, hyp.sum() / 100, (ref & hyp).sum() / 100
 
 
-def embedded_speakers(analysis, reference) -> set[str]:
-    """The reference speakers that own at least one embedded piece (the piece's frames overlap
-    their turns more than anyone else's): a speaker without one cannot be found by any clustering,
-    whatever its setting."""
-    seg, owners = analysis.seg, set()
+def piece_shares(analysis, reference) -> list[dict[str, float]]:
+    """Per embedded piece of ``analysis``, the seconds of each reference speaker's turns that
+    overlap the piece's span."""
+    seg, out = analysis.seg, []
     half = seg.step / 2
     for c, lo, hi in zip(analysis.chunk.tolist(), analysis.lo.tolist(), analysis.hi.tolist()):
         start = float(seg.times(seg.chunk_frames[c] + lo)) - half
@@ -82,9 +81,15 @@ def embedded_speakers(analysis, reference) -> set[str]:
             both = min(t.end, end) - max(t.start, start)
             if both > 0:
                 share[t.speaker] = share.get(t.speaker, 0.0) + both
-        if share:
-            owners.add(max(share, key=share.get))
-    return owners
+        out.append(share)
+    return out
+
+
+def embedded_speakers(analysis, reference) -> set[str]:
+    """The reference speakers that own at least one embedded piece (the piece's frames overlap
+    their turns more than anyone else's): a speaker without one cannot be found by any clustering,
+    whatever its setting."""
+    return {max(share, key=share.get) for share in piece_shares(analysis, reference) if share}
 
 
 def settings(grid: dict) -> list:

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from common import code_version, command_line, cpu_name, save_report
 from der import collect, reference_turns
+from der_cv import piece_shares
 
 PARTIAL = 160
 WAYS = ("first", "last", "middle", "firstlast", "hop80", "hop40", "hop20")
@@ -68,16 +69,8 @@ def partials(mel: np.ndarray, way: str) -> list[np.ndarray]:
 
 def owners(analysis, turns, purity: float) -> list[str | None]:
     """Per piece, the reference speaker holding at least ``purity`` of its time, else None."""
-    seg, out = analysis.seg, []
-    half = seg.step / 2
-    for c, lo, hi in zip(analysis.chunk.tolist(), analysis.lo.tolist(), analysis.hi.tolist()):
-        start = float(seg.times(seg.chunk_frames[c] + lo)) - half
-        end = float(seg.times(seg.chunk_frames[c] + hi)) + half
-        share: dict[str, float] = {}
-        for t in turns:
-            both = min(t.end, end) - max(t.start, start)
-            if both > 0:
-                share[t.speaker] = share.get(t.speaker, 0.0) + both
+    out = []
+    for share in piece_shares(analysis, turns):
         best = max(share, key=share.get) if share else None
         out.append(best if best is not None and share[best] >= purity * sum(share.values()) else None)
     return out
