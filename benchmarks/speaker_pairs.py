@@ -14,7 +14,9 @@ Ways of embedding a piece with resemblyzer (its 1.6-s partials of 160 mel frames
 - ``first``: the first partial (the diarizer before 2026-12-06);
 - ``last``, ``middle``: one partial at the end or in the middle;
 - ``firstlast``: the mean of the first and the last partial (the diarizer now);
-- ``hopN``: partials every N frames from the first, and the last; their mean.
+- ``hopN``: partials every N frames from the first, and the last; their mean;
+
+and ``campp``: CAM++ over the whole piece (the same pieces, for comparison).
 
 Example::
 
@@ -33,7 +35,7 @@ from der import collect, reference_turns
 from der_cv import piece_shares
 
 PARTIAL = 160
-WAYS = ("first", "last", "middle", "firstlast", "hop80", "hop40", "hop20")
+WAYS = ("first", "last", "middle", "firstlast", "hop80", "hop40", "hop20", "campp")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -118,18 +120,24 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[pairs] {path.name}: {len(clips)} pieces", file=sys.stderr, flush=True)
     diarizer.encoder = encoder
 
-    rows, per_file_rows = [], []
+    rows, per_file_rows, campp = [], [], None
     for way in args.ways:
         same_all, other_all, per_file = [], [], {}
         for name, (clips, who) in pieces.items():
             if len(clips) < 2:
                 continue
-            mels = encoder.mels(clips)
-            vectors = []
-            for mel in mels:
-                with torch.inference_mode():
-                    v = encoder.model(torch.from_numpy(np.stack(partials(mel, way)))).numpy().mean(0)
-                vectors.append(v / np.linalg.norm(v))
+            if way == "campp":
+                if campp is None:
+                    from iam_cluster.pipeline.diarize.models import CamppEncoder
+
+                    campp = CamppEncoder()
+                vectors = list(campp(clips))
+            else:
+                vectors = []
+                for mel in encoder.mels(clips):
+                    with torch.inference_mode():
+                        v = encoder.model(torch.from_numpy(np.stack(partials(mel, way)))).numpy().mean(0)
+                    vectors.append(v / np.linalg.norm(v))
             sim = np.array(vectors) @ np.array(vectors).T
             same, other = [], []
             for i in range(len(clips)):
