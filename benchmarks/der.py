@@ -64,6 +64,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="CTranslate2 and torch intra-op threads")
     p.add_argument("--speakers", nargs="*", default=[], metavar="FILE=N",
                    help="expected speaker count of files without an RTTM (count check only)")
+    p.add_argument("--shard-seconds", type=float,
+                   help="diarize as the pipeline does a recording this long or longer: in shards cut at "
+                        "silences (pipeline/shard.py), their speakers joined (merge.join_shards); "
+                        "default: the whole recording at once")
     p.add_argument("--oracle-speakers", action="store_true",
                    help="give the diarizer the reference speaker count (num_speakers)")
     p.add_argument("--label", help="name of the run (default: date and time)")
@@ -136,7 +140,9 @@ def run(args: argparse.Namespace, files, metrics: dict) -> list[FileResult]:
     from iam_cluster.pipeline.asr import WhisperASR
     from iam_cluster.pipeline.decode import decode_audio
     from iam_cluster.pipeline.diarize import make_diarizer
+    from iam_cluster.pipeline.merge import join_shards
     from iam_cluster.pipeline.run import Pipeline
+    from iam_cluster.pipeline.shard import shard
     from iam_cluster.pipeline.types import SAMPLE_RATE, Audio, SpeechRegion, TranscribeOptions
     from iam_cluster.pipeline.vad import SileroVad
 
@@ -167,7 +173,12 @@ def run(args: argparse.Namespace, files, metrics: dict) -> list[FileResult]:
         asr_s = time.perf_counter() - start
         counts = {"num_speakers": ref_count} if args.oracle_speakers and ref_count else {}
         start = time.perf_counter()
-        diarization = diarizer(audio, regions, **counts)
+        if args.shard_seconds:
+            parts = [(s.offset, diarizer(s.audio, s.regions, **counts))
+                     for s in shard(audio, regions, args.shard_seconds)]
+            diarization = join_shards(parts)
+        else:
+            diarization = diarizer(audio, regions, **counts)
         diar_s = time.perf_counter() - start
         result = FileResult(path, audio.duration, ref_count, len(diarization.speakers), asr_s, diar_s)
         if reference is not None:
@@ -245,6 +256,7 @@ def environment(args: argparse.Namespace) -> str:
              f"model {args.model}", f"ASR device {args.device}", f"diarizer {args.diarizer}",
              f"encoder {args.encoder if not args.cv else '/'.join(args.encoders)}",
              f"segmentation step {_step(args)}",
+             f"shards of {args.shard_seconds:g} s, joined" if getattr(args, "shard_seconds", None) else "whole recordings",
              f"ctranslate2 {ctranslate2.__version__}", f"pyannote.metrics {pyannote.metrics.__version__}"]
     try:
         import torch

@@ -186,6 +186,10 @@ class Diarization(msgspec.Struct):
     #: L2-normalised speaker embedding of each turn (same order as ``turns``); may be empty for
     #: backends that give none.
     embeddings: list[list[float]] = []
+    #: Cosine similarity of two embeddings at or above which the diarizer that made this counts
+    #: them as one voice (its own clustering's threshold); ``merge.join_shards`` links the
+    #: speakers of a recording's shards with it. None: the backend gives none.
+    same_voice: float | None = None
 
     @property
     def speakers(self) -> list[str]:

@@ -95,6 +95,7 @@ def test_two_local_speakers_of_one_chunk_are_two_speakers_unless_bounded():
 
     alike = one_chunk_two_voices(0.95)  # the embeddings alone would merge them
     assert len(decide(alike, Decision()).speakers) == 2
+    assert decide(alike, Decision(similarity=0.7)).same_voice == 0.7  # the scale shards are joined at
     assert len(decide(alike, Decision(), high=1).speakers) == 1
     assert len(decide(alike, Decision(), num=1).speakers) == 1
     assert len(decide(one_chunk_two_voices(0.1), Decision()).speakers) == 2

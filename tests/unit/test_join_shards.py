@@ -27,6 +27,24 @@ def test_same_voice_gets_one_label_across_shards_and_times_are_shifted():
     assert len(set(speakers)) == 3 and len(joined.embeddings) == 4
 
 
+def test_shards_are_joined_at_the_similarity_their_diarizer_merges_voices_at():
+    # Alice's voice in the second shard is 0.7 alike to the first shard's (cosine).
+    other = np.array(BOB) - np.dot(BOB, ALICE) * np.array(ALICE)
+    drifted = (0.7 * np.array(ALICE) + np.sqrt(1 - 0.7**2) * other / np.linalg.norm(other)).tolist()
+
+    def joined(same_voice):
+        first = Diarization([Turn(0, 5, "S0")], [ALICE], same_voice=same_voice)
+        second = Diarization([Turn(0, 5, "S0")], [drifted], same_voice=same_voice)
+        return join_shards([(0.0, first), (60.0, second)])
+
+    assert len(joined(0.75).speakers) == 2  # a diarizer that merges only at 0.75 alike
+    assert len(joined(0.65).speakers) == 1
+    assert joined(0.65).same_voice == 0.65
+    assert len(joined(None).speakers) == 1  # no scale given: the fixed 0.4 distance (0.6 alike)
+    first = Diarization([Turn(0, 5, "S0")], [ALICE], same_voice=0.75)
+    assert len(join_shards([(0.0, first), (60.0, Diarization([Turn(0, 5, "S0")], [drifted]))], 0.4).speakers) == 1
+
+
 def test_two_speakers_of_one_shard_never_merge():
     same = Diarization([Turn(0, 5, "S0"), Turn(5, 9, "S1")], [ALICE, ALICE])
     joined = join_shards([(0.0, same)])

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
 from iam_cluster.pipeline.diarize import check_speaker_counts
@@ -246,7 +247,7 @@ def decide(
     speaker = np.argmax(x @ centroids.T, axis=1)
     count = _count(seg, speech, d.overlap)
     labels = _frame_speakers(seg, analysis, speaker, len(centroids), count)
-    return _turns(seg, labels, centroids)
+    return msgspec.structs.replace(_turns(seg, labels, centroids), same_voice=d.similarity)
 
 
 def local_speakers(a: Analysis, found: np.ndarray) -> int:
