@@ -86,6 +86,10 @@ class Decision:
     Defaults: the setting ``benchmarks/der.py --cv`` chose on all RTTM-labelled development files
     with the resemblyzer encoder (its cross-validated figures are in
     ``benchmarks/results/der-cv-partials-zen3-amd-cpu.md``); CAM++ has its own (``DEFAULTS``).
+    resemblyzer's 0.75 lies one grid step from a collapse (in-sample DER 14.2 %, 28.7 % at 0.8);
+    a step of margin, 0.7 (15.0 %), was measured and not kept: better on five long AMI mixes
+    diarized whole (30.7 % against 32.3 %), worse through 120-s shards (36.4 % against 31.9 %;
+    ``benchmarks/results/der-*-sim070-zen3-amd-cpu.md``).
     """
 
     speech_threshold: float = 0.5
