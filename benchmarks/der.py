@@ -57,6 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="cross-validate the embedded diarizer's settings (leave one file, and every "
                         "file sharing a speaker with it, out); no transcription")
     p.add_argument("--encoders", nargs="+", default=["resemblyzer"], help="encoders compared by --cv")
+    p.add_argument("--float32", action="store_true",
+                   help="the embedded diarizer's speaker encoder in float32 (default on CPU: resemblyzer's "
+                        "LSTM layers after the first in int8)")
     p.add_argument("--segmentation-step", type=float,
                    help="seconds between 10-s chunks (default: the encoder's own, SEGMENTATION_STEP)")
     p.add_argument("--model", default="tiny.en", help="Whisper model: tiny.en, base or a folder")
@@ -152,7 +155,7 @@ def run(args: argparse.Namespace, files, metrics: dict) -> list[FileResult]:
     if args.diarizer == "pyannote":
         kwargs = {"pipeline": args.pipeline} if args.pipeline else {}
     else:
-        kwargs = {"encoder": args.encoder, "segmentation_step": args.segmentation_step}
+        kwargs = {"encoder": args.encoder, "segmentation_step": args.segmentation_step, "int8": not args.float32}
     diarizer = make_diarizer(args.diarizer, **kwargs)
     vad = SileroVad()
     results: list[FileResult] = []
@@ -255,6 +258,7 @@ def environment(args: argparse.Namespace) -> str:
     parts = [f"CPU {cpu}", f"{os.cpu_count()} cores", f"threads {args.threads}",
              f"model {args.model}", f"ASR device {args.device}", f"diarizer {args.diarizer}",
              f"encoder {args.encoder if not args.cv else '/'.join(args.encoders)}",
+             "encoder float32" if args.float32 else "encoder int8 after its first LSTM layer (CPU)",
              f"segmentation step {_step(args)}",
              f"shards of {args.shard_seconds:g} s, joined" if getattr(args, "shard_seconds", None) else "whole recordings",
              f"ctranslate2 {ctranslate2.__version__}", f"pyannote.metrics {pyannote.metrics.__version__}"]

@@ -99,7 +99,7 @@ def settings(grid: dict) -> list:
     return [replace(Decision(), **dict(zip(keys, values))) for values in itertools.product(*grid.values())]
 
 
-def analyse_all(encoder: str, files, step: float):
+def analyse_all(encoder: str, files, step: float, int8: bool = True):
     """``name -> (analysis, reference turns, duration, seconds spent)`` for every file, analysed as
     in the pipeline: the VAD's speech regions spare the segmentation the chunks it found silent."""
     from iam_cluster.pipeline.decode import decode_audio
@@ -109,7 +109,7 @@ def analyse_all(encoder: str, files, step: float):
     from iam_cluster.pipeline.types import TranscribeOptions
     from iam_cluster.pipeline.vad import SileroVad
 
-    diarizer = EmbeddedDiarizer(encoder=encoder, segmentation_step=step)
+    diarizer = EmbeddedDiarizer(encoder=encoder, segmentation_step=step, int8=int8)
     vad, options = SileroVad(), TranscribeOptions()
     out = {}
     for index, (path, rttm, _) in enumerate(files):
@@ -196,7 +196,7 @@ def run_cv(args, files) -> str:
     files = [f for f in files if f[1] is not None]  # scored files need an RTTM
     sections = []
     for encoder in args.encoders:
-        analysed = analyse_all(encoder, files, args.segmentation_step)
+        analysed = analyse_all(encoder, files, args.segmentation_step, not args.float32)
         table = score_grid(analysed, grid)
         folds = cross_validate(analysed, grid, table)
         rows, summary = report_rows(analysed, grid, table, folds)

@@ -15,6 +15,9 @@ Ways of embedding a piece with resemblyzer (its 1.6-s partials of 160 mel frames
 - ``last``, ``middle``: one partial at the end or in the middle;
 - ``firstlast``: the mean of the first and the last partial (the diarizer now);
 - ``hopN``: partials every N frames from the first, and the last; their mean;
+- ``firstlast-int8``: ``firstlast`` through the diarizer's onnxruntime copy of resemblyzer with
+  its LSTM layers after the first in int8 (the CPU default since 2026-12-06; the ways above run
+  the float32 torch network);
 
 and ``campp``: CAM++ over the whole piece (the same pieces, for comparison).
 
@@ -35,7 +38,7 @@ from der import collect, reference_turns
 from der_cv import piece_shares
 
 PARTIAL = 160
-WAYS = ("first", "last", "middle", "firstlast", "hop80", "hop40", "hop20", "campp")
+WAYS = ("first", "last", "middle", "firstlast", "hop80", "hop40", "hop20", "firstlast-int8", "campp")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     files = [(path, rttm) for path, rttm, _ in collect(args.audio, {}) if rttm is not None]
     if not files:
         raise SystemExit("no audio file with an .rttm beside it")
-    diarizer = EmbeddedDiarizer(encoder="resemblyzer")
+    diarizer = EmbeddedDiarizer(encoder="resemblyzer", int8=False)  # the pieces of the float32 diarizer
     encoder = diarizer.encoder
     captured: list[list[np.ndarray]] = []
 
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[pairs] {path.name}: {len(clips)} pieces", file=sys.stderr, flush=True)
     diarizer.encoder = encoder
 
-    rows, per_file_rows, campp = [], [], None
+    rows, per_file_rows, campp, int8 = [], [], None, None
     for way in args.ways:
         same_all, other_all, per_file = [], [], {}
         for name, (clips, who) in pieces.items():
@@ -132,6 +135,13 @@ def main(argv: list[str] | None = None) -> None:
 
                     campp = CamppEncoder()
                 vectors = list(campp(clips))
+            elif way == "firstlast-int8":
+                if int8 is None:
+                    from iam_cluster.pipeline.diarize.models import ResemblyzerEncoder
+                    from iam_cluster.pipeline.models import DEFAULT_CACHE_DIR
+
+                    int8 = ResemblyzerEncoder(cache_dir=DEFAULT_CACHE_DIR, int8=True)
+                vectors = list(int8(clips))
             else:
                 vectors = []
                 for mel in encoder.mels(clips):

@@ -108,3 +108,22 @@ def test_cam_plus_plus_embeddings_ignore_level(speech):
 
     loud, quiet = CamppEncoder()([speech, speech * 0.01])
     assert float(loud @ quiet) > 0.999
+
+
+def test_resemblyzer_in_onnxruntime_embeds_as_torch_does(data_dir, tmp_path):
+    """On CPU the network runs from an onnxruntime copy: in float32 the same embeddings as torch;
+    with its second and third LSTM layers in int8 (the default) nearly the same."""
+    pytest.importorskip("onnx")
+    from iam_cluster.pipeline.diarize.models import ResemblyzerEncoder
+
+    audio = decode_audio(data_dir / "dev00.wav").samples
+    clips = [audio[s : s + 48000] for s in range(0, 400_000, 40_000)] + [audio[100_000:124_000]]
+    torch_only = ResemblyzerEncoder()(clips)
+    exact = ResemblyzerEncoder(cache_dir=tmp_path, int8=False)
+    int8 = ResemblyzerEncoder(cache_dir=tmp_path)
+    assert exact.session is not None and int8.session is not None
+    assert np.abs(exact(clips) - torch_only).max() < 1e-4
+    cosine = (int8(clips) * torch_only).sum(1)
+    assert cosine.min() > 0.97 and cosine.mean() > 0.99
+    names = sorted(p.name.split("-", 2)[2] for p in (tmp_path / "diarize").glob("resemblyzer-*.onnx"))
+    assert names == ["opset17-r1-int8.onnx", "opset17-r1.onnx"]

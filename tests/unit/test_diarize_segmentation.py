@@ -1,7 +1,10 @@
-"""segmentation-3.0 on CPU runs from an onnxruntime copy exported once into the model cache; it
-says what the torch module says, and the diarizer keeps torch where no copy can be made."""
+"""segmentation-3.0 and resemblyzer on CPU run from onnxruntime copies exported once into the model
+cache; they say what the torch modules say (resemblyzer with its later LSTM layers in int8: nearly
+so); the diarizer keeps torch where no copy can be made."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
@@ -34,15 +37,24 @@ def test_the_onnx_copy_says_what_the_torch_module_says(chunks, tmp_path):
     assert (got.argmax(-1) == expected.argmax(-1)).mean() > 0.999
 
 
-def test_the_export_is_made_once_and_named_by_the_weights(tmp_path):
-    from iam_cluster.pipeline.diarize.models import _segmentation_onnx
+def test_the_exports_are_made_once_and_named_by_the_weights(tmp_path):
+    from iam_cluster.pipeline.diarize import models
 
-    first = _segmentation_onnx(tmp_path)
-    stamp = first.stat().st_mtime_ns
-    again = _segmentation_onnx(tmp_path)
-    assert again == first and again.stat().st_mtime_ns == stamp
-    assert first.name.startswith("segmentation-3.0-") and first.suffix == ".onnx"
-    assert [p.name for p in first.parent.iterdir()] == [first.name]  # no partial file left behind
+    models.segmentation_session(tmp_path)
+    models.resemblyzer_session(tmp_path, int8=True)
+    folder = tmp_path / "diarize"
+    stamps = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    patterns = [r"segmentation-3\.0-[0-9a-f]{12}-opset17-r2\.onnx", r"resemblyzer-[0-9a-f]{12}-opset17-r1\.onnx",
+                r"resemblyzer-[0-9a-f]{12}-opset17-r1-int8\.onnx"]  # named by the weights' digests
+    assert sorted(stamps) == sorted(n for n in stamps if any(re.fullmatch(p, n) for p in patterns))
+    assert len(stamps) == 3
+    models._CACHE.clear()  # a new process: the files are found, not made again
+    try:
+        assert models.segmentation_session(tmp_path) is not None
+        assert models.resemblyzer_session(tmp_path, int8=True) is not None
+    finally:
+        models._CACHE.clear()
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamps  # no partial file left
 
 
 def test_a_cache_that_cannot_be_written_keeps_torch(data_dir, tmp_path):
@@ -59,9 +71,30 @@ def test_the_diarizer_gives_the_same_turns_on_either_runtime(data_dir, tmp_path)
     from iam_cluster.pipeline.diarize.embedded import EmbeddedDiarizer
 
     audio = decode_audio(data_dir / "dev00.wav")
-    onnx = EmbeddedDiarizer(cache_dir=tmp_path)
+    onnx = EmbeddedDiarizer(cache_dir=tmp_path, int8=False)
     assert onnx.encoder_name == "resemblyzer"  # ``auto`` on the CPU
-    assert onnx.segmenter.session is not None
+    assert onnx.segmenter.session is not None and onnx.encoder.session is not None
     with_onnx = onnx(audio, None)
-    onnx.segmenter.session = None  # the torch module it was exported from
+    onnx.segmenter.session = onnx.encoder.session = None  # the torch modules they were exported from
     assert onnx(audio, None).turns == with_onnx.turns
+
+
+def test_the_int8_diarizer_finds_the_same_speakers_and_turns(data_dir, tmp_path):
+    from iam_cluster.pipeline.diarize.embedded import EmbeddedDiarizer
+
+    audio = decode_audio(data_dir / "dev00.wav")
+    exact = EmbeddedDiarizer(cache_dir=tmp_path, int8=False)(audio, None)
+    int8 = EmbeddedDiarizer(cache_dir=tmp_path)(audio, None)  # the default on CPU
+    assert len(int8.speakers) == len(exact.speakers) == 2
+
+    def frames(d, speaker):
+        mask = np.zeros(3000, bool)
+        for t in d.turns:
+            if t.speaker == speaker:
+                mask[int(t.start * 100) : int(t.end * 100)] = True
+        return mask
+
+    # Same speech, and each speaker's frames matched to the other run's (either naming): 97 % agree.
+    a, b = [[frames(d, s) for s in sorted(d.speakers)] for d in (exact, int8)]
+    agree = max(sum((x == y).mean() for x, y in zip(a, order)) / 2 for order in (b, b[::-1]))
+    assert agree > 0.97

