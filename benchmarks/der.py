@@ -71,6 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="diarize as the pipeline does a recording this long or longer: in shards cut at "
                         "silences (pipeline/shard.py), their speakers joined (merge.join_shards); "
                         "default: the whole recording at once")
+    p.add_argument("--delivered", action="store_true",
+                   help="score what a diarized transcript delivers (its RTTM export: the diarizer's turns of "
+                        "the speakers who say at least one word) instead of the diarizer's own turns")
     p.add_argument("--oracle-speakers", action="store_true",
                    help="give the diarizer the reference speaker count (num_speakers)")
     p.add_argument("--label", help="name of the run (default: date and time)")
@@ -136,6 +139,17 @@ def to_annotation(turns, uri: str):
     return annotation
 
 
+def delivered(transcript, diarization) -> list:
+    """The turns a diarized transcript delivers: ``merge`` gives the words speakers and keeps the
+    diarizer's turns of the speakers who say something; the RTTM export writes them (or, where the
+    diarizer heard no voice, the one speaker's segments). Read back from that export."""
+    from iam_cluster.pipeline.export import load_rttm, to_rttm
+    from iam_cluster.pipeline.merge import merge
+
+    rttm = load_rttm(to_rttm(merge(transcript, diarization)))
+    return next(iter(rttm.values()), [])
+
+
 def run(args: argparse.Namespace, files, metrics: dict) -> list[FileResult]:
     """Transcribe, diarize and score every file; ``metrics`` (collar -> DER metric) accumulate."""
     from pyannote.core import Segment, Timeline
@@ -172,7 +186,7 @@ def run(args: argparse.Namespace, files, metrics: dict) -> list[FileResult]:
             pipe.transcribe_regions([head], [head_regions], options)
             diarizer(head, head_regions)
         start = time.perf_counter()
-        pipe.transcribe_regions([audio], [regions], options)
+        (transcript,) = pipe.transcribe_regions([audio], [regions], options)
         asr_s = time.perf_counter() - start
         counts = {"num_speakers": ref_count} if args.oracle_speakers and ref_count else {}
         start = time.perf_counter()
@@ -183,11 +197,12 @@ def run(args: argparse.Namespace, files, metrics: dict) -> list[FileResult]:
         else:
             diarization = diarizer(audio, regions, **counts)
         diar_s = time.perf_counter() - start
-        result = FileResult(path, audio.duration, ref_count, len(diarization.speakers), asr_s, diar_s)
+        turns = delivered(transcript, diarization) if args.delivered else diarization.turns
+        result = FileResult(path, audio.duration, ref_count, len({t.speaker for t in turns}), asr_s, diar_s)
         if reference is not None:
             uem = Timeline([Segment(0.0, audio.duration)])
             ref_ann = to_annotation(reference, path.stem)
-            hyp_ann = to_annotation(diarization.turns, path.stem)
+            hyp_ann = to_annotation(turns, path.stem)
             for collar, metric in metrics.items():
                 result.der[collar] = metric(ref_ann, hyp_ann, uem=uem, detailed=True)
         results.append(result)
@@ -241,6 +256,8 @@ def report(args: argparse.Namespace, results: list[FileResult], metrics: dict) -
         f"the total width removed around each reference boundary (c={c1}: ±{c1 / 2:g} s). "
         "Components are % of reference speech; totals are summed over files "
         f"({'oracle' if args.oracle_speakers else 'automatic'} speaker count). "
+        + ("Scored: the transcript's RTTM export (`--delivered`: the diarizer's turns of speakers who say "
+           "a word). " if args.delivered else "Scored: the diarizer's own turns. ") +
         "Times: wall seconds, after an untimed warm-up on the first file.", "",
         *table,
     ]

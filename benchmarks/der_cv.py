@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, replace
 
 import numpy as np
-from der import COMPONENTS, reference_turns, to_annotation
+from der import COMPONENTS, delivered, reference_turns, to_annotation
 
 #: ``spectral`` (eigengap) is left out: never chosen in the earlier runs (``der-cv-cpu.md`` before
 #: issue 12, ``der-cv-step10-cpu.md``) and most of the grid's scoring time.
@@ -99,9 +99,10 @@ def settings(grid: dict) -> list:
     return [replace(Decision(), **dict(zip(keys, values))) for values in itertools.product(*grid.values())]
 
 
-def analyse_all(encoder: str, files, step: float, int8: bool = True):
-    """``name -> (analysis, reference turns, duration, seconds spent)`` for every file, analysed as
-    in the pipeline: the VAD's speech regions spare the segmentation the chunks it found silent."""
+def analyse_all(encoder: str, files, step: float, int8: bool = True, asr=None):
+    """``name -> (analysis, reference turns, duration, seconds spent, transcript)`` for every file,
+    analysed as in the pipeline: the VAD's speech regions spare the segmentation the chunks it found
+    silent. ``asr``: a ``Pipeline`` that transcribes each file once (``--delivered``), else None."""
     from iam_cluster.pipeline.decode import decode_audio
     from iam_cluster.pipeline.diarize.embedded import EmbeddedDiarizer
 
@@ -120,7 +121,8 @@ def analyse_all(encoder: str, files, step: float, int8: bool = True):
         start = time.perf_counter()
         analysis = diarizer.analyse(audio, speech_regions=regions)
         seconds = time.perf_counter() - start
-        out[path.stem] = (analysis, reference_turns(rttm, path), audio.duration, seconds)
+        transcript = asr.transcribe_regions([audio], [regions], options)[0] if asr is not None else None
+        out[path.stem] = (analysis, reference_turns(rttm, path), audio.duration, seconds, transcript)
         print(f"[cv] {encoder}: analysed {path.name} in {seconds:.2f} s", file=sys.stderr, flush=True)
     return out
 
@@ -133,14 +135,15 @@ def score_grid(analysed: dict, grid: list) -> dict[tuple[int, str], Scored]:
 
     metric = DiarizationErrorRate(collar=COLLAR, skip_overlap=False)
     table = {}
-    for name, (analysis, reference, duration, _) in analysed.items():
+    for name, (analysis, reference, duration, _, transcript) in analysed.items():
         ref_ann = to_annotation(reference, name)
         uem = Timeline([Segment(0.0, duration)])
         for i, decision in enumerate(grid):
             found = decide(analysis, decision)
-            parts = metric(ref_ann, to_annotation(found.turns, name), uem=uem, detailed=True)
-            speech = speech_overlap(reference, found.turns, duration)
-            table[i, name] = Scored(parts, len(found.speakers), speech)
+            turns = found.turns if transcript is None else delivered(transcript, found)
+            parts = metric(ref_ann, to_annotation(turns, name), uem=uem, detailed=True)
+            speech = speech_overlap(reference, turns, duration)
+            table[i, name] = Scored(parts, len({t.speaker for t in turns}), speech)
     return table
 
 
@@ -151,7 +154,7 @@ def _der(table, i: int, names) -> float:
 
 def cross_validate(analysed: dict, grid: list, table) -> list[tuple[str, int, list[str]]]:
     """``(file, chosen setting, files it was chosen on)`` for every file."""
-    groups = related_groups({name: ref for name, (_, ref, _, _) in analysed.items()})
+    groups = related_groups({name: ref for name, (_, ref, *_) in analysed.items()})
     out = []
     for name in analysed:
         train = [n for n in analysed if n not in groups[name]]
@@ -166,7 +169,7 @@ def report_rows(analysed, grid, table, folds) -> tuple[list[list[str]], dict]:
     counts = {"exact": 0, "within1": 0, "multi": 0}
     speech = np.zeros(3)
     for name, best, train in folds:
-        s, (_, ref, _, seconds) = table[best, name], analysed[name]
+        s, (_, ref, _, seconds, _) = table[best, name], analysed[name]
         true = len({t.speaker for t in ref})
         for c in totals:
             totals[c] += s.parts[c]
@@ -194,9 +197,18 @@ def run_cv(args, files) -> str:
 
     grid = settings(GRID)
     files = [f for f in files if f[1] is not None]  # scored files need an RTTM
+    asr = None
+    if args.delivered:  # every file transcribed once; each setting's turns kept for its speakers with words
+        from common import settings_for
+
+        from iam_cluster.pipeline.asr import WhisperASR
+        from iam_cluster.pipeline.run import Pipeline
+
+        asr = Pipeline(WhisperASR(args.model, device=args.device, cpu_threads=args.threads),
+                       settings_for(args.model).engine.batch_size)
     sections = []
     for encoder in args.encoders:
-        analysed = analyse_all(encoder, files, args.segmentation_step, not args.float32)
+        analysed = analyse_all(encoder, files, args.segmentation_step, not args.float32, asr)
         table = score_grid(analysed, grid)
         folds = cross_validate(analysed, grid, table)
         rows, summary = report_rows(analysed, grid, table, folds)
@@ -206,7 +218,11 @@ def run_cv(args, files) -> str:
         "Command: `" + " ".join(["python", *sys.argv]) + "`", "",
         f"Environment: {environment(args)}", "",
         f"Scoring: `pyannote.metrics` DiarizationErrorRate, collar {COLLAR} (total width), overlapped "
-        "speech scored, UEM = whole file. Each file is decided with the grid setting that has the "
+        "speech scored, UEM = whole file. "
+        + ("Scored: what a diarized transcript delivers (`--delivered`: its RTTM export, the diarizer's turns "
+           "of the speakers who say at least one word; each file transcribed once, tiny.en). "
+           if args.delivered else "Scored: the diarizer's own turns. ") +
+        "Each file is decided with the grid setting that has the "
         "lowest total DER over the files unrelated to it (no shared RTTM speaker id); speech "
         "recall/precision: the union of the diarizer's turns against the RTTM's, 10-ms grid, no "
         f"collar. Grid: {', '.join(f'{k} {list(v)}' for k, v in GRID.items())} "
@@ -245,7 +261,7 @@ def _section(encoder, rows, summary, analysed, grid, table) -> str:
 def _count_ceiling(analysed, grid, table) -> str:
     """The most multi-speaker files any ONE setting of the grid counts exactly, chosen in-sample:
     what the cross-validated count could reach at best with this analysis."""
-    true = {n: len({t.speaker for t in ref}) for n, (_, ref, _, _) in analysed.items()}
+    true = {n: len({t.speaker for t in ref}) for n, (_, ref, *_) in analysed.items()}
     multi = [n for n in analysed if true[n] > 1]
     names = list(analysed)
 

@@ -132,7 +132,8 @@ async def set_speaker_names(conn: NamedDependency[AsyncConnection], current_user
 
 
 def with_speaker_names(transcript: Transcript, names: dict[str, str]) -> Transcript:
-    """The transcript with each named speaker's label replaced by its name (segments, words, list)."""
+    """The transcript with each named speaker's label replaced by its name (segments, words, list,
+    turns)."""
     if not names:
         return transcript
 
@@ -142,7 +143,9 @@ def with_speaker_names(transcript: Transcript, names: dict[str, str]) -> Transcr
     segments = [msgspec.structs.replace(
         s, speaker=name(s.speaker), words=[msgspec.structs.replace(w, speaker=name(w.speaker)) for w in s.words])
         for s in transcript.segments]
-    return msgspec.structs.replace(transcript, segments=segments, speakers=[name(s) for s in transcript.speakers])
+    turns = [msgspec.structs.replace(t, speaker=name(t.speaker)) for t in transcript.speaker_turns]
+    return msgspec.structs.replace(transcript, segments=segments, speakers=[name(s) for s in transcript.speakers],
+                                   speaker_turns=turns)
 
 
 router = Router(path="/meetings", route_handlers=[get_audio, set_speaker_names], tags=["meetings"])

@@ -163,8 +163,9 @@ def _rttm_token(text: str) -> str:
 def to_rttm(transcript: Transcript) -> str:
     """Render speaker turns as RTTM (the format diarization scoring tools read).
 
-    One ``SPEAKER`` line per run of same-speaker segments, merging neighbours less than
-    ``RTTM_MERGE_GAP`` apart; segments without a speaker are left out. The file id is the stem of
+    The diarizer's turns (``Transcript.speaker_turns``: speech without words included, overlaps
+    kept; touching turns of one speaker joined), else the speakers' segments, one line per run of
+    one speaker's segments less than ``RTTM_MERGE_GAP`` apart. The file id is the stem of
     ``transcript.source`` with whitespace replaced by ``_``.
 
     Args:
@@ -175,11 +176,14 @@ def to_rttm(transcript: Transcript) -> str:
     """
     file_id = _rttm_token(Path(transcript.source).stem)
     runs: list[list] = []  # [speaker, start ms, end ms]
-    timed = sorted((s for s in transcript.segments if s.speaker), key=lambda s: (s.start, s.end))
+    timed, gap_ms = transcript.speaker_turns, 1  # the diarizer's turns end at its own pauses
+    if not timed:  # a transcript stored before turns were kept, or speech the diarizer heard no voice in
+        timed = sorted((s for s in transcript.segments if s.speaker), key=lambda s: (s.start, s.end))
+        gap_ms = RTTM_MERGE_GAP * 1000
     for seg in timed:
         speaker = _rttm_token(seg.speaker)
         start, end = _to_ms(seg.start), _to_ms(seg.end)
-        if runs and runs[-1][0] == speaker and start - runs[-1][2] < RTTM_MERGE_GAP * 1000:
+        if runs and runs[-1][0] == speaker and start - runs[-1][2] < gap_ms:
             runs[-1][2] = max(runs[-1][2], end)
         else:
             runs.append([speaker, start, end])

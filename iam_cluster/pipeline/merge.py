@@ -55,7 +55,8 @@ def assign_speakers(starts: np.ndarray, ends: np.ndarray, turns: list[Turn]) -> 
 
 
 def merge(transcript: Transcript, diarization: Diarization) -> Transcript:
-    """A copy of ``transcript`` whose words and segments carry speakers.
+    """A copy of ``transcript`` whose words and segments carry speakers, with the diarizer's turns
+    of the speakers who say something (``Transcript.speaker_turns``).
 
     Segments are split where the speaker changes between words (each piece spans its words);
     a segment with one speaker throughout, or without word timings, keeps its span and text.
@@ -93,7 +94,10 @@ def merge(transcript: Transcript, diarization: Diarization) -> Transcript:
     for i, s in enumerate(segments):
         s.id = i
     present = [label for label in labels.values() if any(s.speaker == label for s in segments)]
-    return Transcript(**{**_fields(transcript), "segments": segments, "speakers": present})
+    # A voice that never says a word (a laugh, a cough, a door) is no speaker the transcript can
+    # show: its turns are left out with it (dev01's third "speaker", 2 s of laughter, FA 18 %).
+    kept = sorted((t for t in turns if t.speaker in present), key=lambda t: (t.start, t.end)) if diarization.turns else []
+    return Transcript(**{**_fields(transcript), "segments": segments, "speakers": present, "speaker_turns": kept})
 
 
 def _fields(struct) -> dict:

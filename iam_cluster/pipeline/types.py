@@ -162,6 +162,11 @@ class Transcript(msgspec.Struct, omit_defaults=True):
     #: Mean word probability over the transcript, in [0, 1]; 0 for an empty transcript.
     confidence: float = 0.0
     speakers: list[str] = []
+    #: Who spoke when, as the diarizer heard it (sorted; overlapping where two people talk at
+    #: once), for the speakers in ``speakers``: speech without words (a laugh, a backchannel the
+    #: ASR did not write) keeps its speaker here, which segments cannot show. Empty without
+    #: diarization. The RTTM export writes these.
+    speaker_turns: list[Turn] = []
     #: The options the transcript was made with.
     options: TranscribeOptions | None = None
 

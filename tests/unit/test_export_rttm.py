@@ -146,3 +146,19 @@ def test_written_rttm_scored_against_the_transcript():
 def test_write(tmp_path):
     path = write(_transcript(), "rttm", tmp_path / "out.rttm")
     assert path.read_text(encoding="utf-8").splitlines() == EXPECTED
+
+
+def test_the_diarizers_turns_are_written_when_the_transcript_has_them():
+    """Speech without words keeps its speaker, two people talking at once both appear, and only
+    touching turns of one speaker are joined (the diarizer's pauses are its own)."""
+    t = _transcript()
+    t.speaker_turns = [Turn(0.0, 2.5, "SPEAKER_00"), Turn(2.0, 3.0, "SPEAKER_01"), Turn(3.0, 3.5, "SPEAKER_01"),
+                       Turn(3.6, 4.0, "SPEAKER_01"), Turn(8.0, 9.0, "SPEAKER_00")]
+    assert to_rttm(t).splitlines() == [
+        "SPEAKER team_meeting.final 1 0.000 2.500 <NA> <NA> SPEAKER_00 <NA> <NA>",
+        "SPEAKER team_meeting.final 1 2.000 1.500 <NA> <NA> SPEAKER_01 <NA> <NA>",
+        "SPEAKER team_meeting.final 1 3.600 0.400 <NA> <NA> SPEAKER_01 <NA> <NA>",
+        "SPEAKER team_meeting.final 1 8.000 1.000 <NA> <NA> SPEAKER_00 <NA> <NA>",
+    ]
+    t.speaker_turns = []  # a transcript stored before turns were kept: its segments, as before
+    assert to_rttm(t).splitlines() == EXPECTED

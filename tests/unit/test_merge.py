@@ -171,3 +171,21 @@ def test_input_is_not_modified():
 def test_empty_transcript(turns):
     out = merge(_transcript(), Diarization(turns=turns))
     assert out.segments == [] and out.speakers == []
+
+
+def test_the_turns_of_speakers_who_say_something_are_kept_whole():
+    # "b" laughs (no words); "a" and "c" speak, "a" also without words at 9-10 s and over "c".
+    turns = [Turn(0.0, 2.0, "a"), Turn(2.5, 4.0, "b"), Turn(4.0, 8.0, "c"), Turn(7.0, 8.0, "a"), Turn(9.0, 10.0, "a")]
+    t = _transcript(_seg(0, 0.0, 1.8, " hi", [_word(0.2, 1.5, "hi")]),
+                    _seg(1, 4.2, 6.0, " well", [_word(4.3, 5.9, "well")]))
+    out = merge(t, Diarization(turns=turns))
+    assert out.speakers == ["SPEAKER_00", "SPEAKER_02"]
+    assert out.speaker_turns == [Turn(0.0, 2.0, "SPEAKER_00"), Turn(4.0, 8.0, "SPEAKER_02"),
+                                 Turn(7.0, 8.0, "SPEAKER_00"), Turn(9.0, 10.0, "SPEAKER_00")]
+
+
+def test_no_turns_are_made_up_where_the_diarizer_heard_no_voice():
+    t = _transcript(_seg(0, 0.0, 1.8, " hi", [_word(0.2, 1.5, "hi")]))
+    out = merge(t, Diarization(turns=[]))
+    assert out.speakers == ["SPEAKER_00"] and out.speaker_turns == []
+    assert merge(_transcript(), Diarization(turns=TWO)).speaker_turns == []  # nobody says anything
