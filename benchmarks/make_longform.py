@@ -1,28 +1,30 @@
 """Build the long-form benchmark set (2-15 min recordings) from the development clips.
 
-Every recording is made from real speech in ``--data`` (the project's ``shared/data``), with a
-reference beside it where its parts have one: ``.txt`` (the parts' transcripts, in order) or
-``.rttm`` (the AMI excerpts' speaker turns, shifted). The set is rebuilt identically from the same
+Every recording is made from real speech in ``--data`` (the project's ``shared/data``), with
+references beside it where its parts have them: ``.txt`` (the parts' transcripts, in order) and
+``.rttm`` (the AMI excerpts' speaker turns, shifted; for read clips one turn per clip over its
+speech, labelled with its reader, ``VOICES``: ten_minutes holds 8 voices, long_silences those of
+its 14 clips). The set is rebuilt identically from the same
 data (fixed seeds), so it is committed as this script, not as audio.
 
 | file | what | reference |
 |---|---|---|
 | ami_mix_a | the eight meeting excerpts back to back (4 min) | rttm |
 | ami_mix_b | the excerpts twice, other orders, 1-6 s pauses of room noise (8.5 min) | rttm |
-| long_silences | read clips separated by 8-45 s of near-silence (about 5 min) | txt |
-| ten_minutes | the read clips shuffled, at -35 to -18 dBFS, 0.3-3 s pauses (10 min) | txt |
-| harvard_gaps | the Harvard sentences four times, 1-4 s gaps (2.3 min) | txt |
+| long_silences | read clips separated by 8-45 s of near-silence (about 5 min) | txt, rttm |
+| ten_minutes | the read clips shuffled, at -35 to -18 dBFS, 0.3-3 s pauses (10 min) | txt, rttm |
+| harvard_gaps | the Harvard sentences four times, 1-4 s gaps (2.3 min) | txt, rttm |
 | stereo_meeting | the meeting excerpts in stereo: far channel 6 dB down and 3 ms late (4 min) | rttm |
-| quiet_read | read clips back to back (continuous speech) at -40 dBFS (2.5 min) | txt |
-| phone_read | the same passage band-limited to 8 kHz sampling, written at 8 kHz | txt |
+| quiet_read | read clips back to back (continuous speech) at -40 dBFS (2.5 min) | txt, rttm |
+| phone_read | the same passage band-limited to 8 kHz sampling, written at 8 kHz | txt, rttm |
 | stress/passage* | 50 s of continuous read speech: as is, at -40 dBFS, at 8 kHz | txt |
 | stress/quiet_* | the Harvard sentences and jfk at -40 dBFS (recall checks, not timing) | txt |
 | perturbed/meeting_room | the meeting excerpts in another order, in a reverberant room (RT60 0.6 s), pink noise 15 dB under the speech, at -35 dBFS | rttm |
 | perturbed/meeting_fast | the meeting excerpts played 1.2x faster (pitch kept) | rttm |
 | perturbed/read_noisy | the read clips shuffled, pink noise 10 dB under the speech, 0.5-2 s pauses | txt |
 | perturbed/read_slow_room | the read clips 0.85x slower, reverberant room, at -30 dBFS | txt |
-| perturbed/ten_minutes_noisy | ten_minutes with pink noise 10 dB under its speech (its quietest clips under the noise) | txt |
-| perturbed/harvard_gaps_room | harvard_gaps in a reverberant room (RT60 0.6 s) | txt |
+| perturbed/ten_minutes_noisy | ten_minutes with pink noise 10 dB under its speech (its quietest clips under the noise) | txt, rttm |
+| perturbed/harvard_gaps_room | harvard_gaps in a reverberant room (RT60 0.6 s) | txt, rttm |
 
 The ``perturbed`` group holds conditions no setting of the engine or the diarizer was chosen on
 (other rooms, noise, speech rates): a check that speed and words hold beyond the files they were
@@ -59,13 +61,20 @@ class Builder:
         self.length = 0
         self.rng = np.random.default_rng(seed)
 
-    def clip(self, samples: np.ndarray, text: str | None = None, rttm: Path | None = None) -> None:
+    def clip(self, samples: np.ndarray, text: str | None = None, rttm: Path | None = None,
+             voice: str | None = None) -> None:
+        """Append ``samples``; ``text`` joins the transcript, ``rttm``'s turns (the clip's own
+        reference) or one turn of ``voice`` over the clip's speech join the speaker reference."""
         offset = self.length / SR
         if rttm is not None:
             for line in rttm.read_text().splitlines():
                 f = line.split()
                 if len(f) > 7 and f[0] == "SPEAKER":
                     self.turns.append((offset + float(f[3]), float(f[4]), f[7]))
+        if voice is not None:
+            first, last = speech_span(samples)
+            if last > first:
+                self.turns.append((offset + first, last - first, voice))
         if text:
             self.texts.append(" ".join(text.split()))
         self.parts.append(samples.astype(np.float32))
@@ -95,6 +104,30 @@ class Builder:
             path.with_suffix(".rttm").write_text("".join(
                 f"SPEAKER {self.name} 1 {s:.3f} {d:.3f} <NA> <NA> {spk} <NA> <NA>\n" for s, d, spk in self.turns))
         return path
+
+
+#: Who reads each clip of ``shared/data`` (file-name prefix -> speaker id): the read-speech files
+#: get RTTMs from it, so their speaker counts are known (ten_minutes holds 8 voices).
+VOICES = {"cathy_": "cathy", "lj_": "ljspeech", "speechbrain_LJ": "ljspeech", "psx_": "librivox_sense",
+          "s4_": "an4_census", "speech_recognition_english": "sr_english", "spk1_": "harvard_spk1",
+          "spk2_": "harvard_spk2", "jfk": "jfk"}
+
+
+def voice_of(path: Path) -> str:
+    """The speaker of a read clip, by its file name (``VOICES``; else the file's own name)."""
+    return next((v for prefix, v in VOICES.items() if path.name.startswith(prefix)), path.stem)
+
+
+def speech_span(samples: np.ndarray, floor_db: float = 35.0) -> tuple[float, float]:
+    """Seconds from the first to the last 25-ms frame of a clip whose level is within
+    ``floor_db`` of its loudest frame's: the read clips' leading and trailing silence left out."""
+    frame = SR // 40
+    n = len(samples) // frame
+    if n == 0:
+        return 0.0, 0.0
+    rms = np.sqrt(np.mean(samples[: n * frame].reshape(n, frame).astype(np.float64) ** 2, axis=1)) + 1e-12
+    loud = np.flatnonzero(20 * np.log10(rms / rms.max()) > -floor_db)
+    return float(loud[0] * frame / SR), float((loud[-1] + 1) * frame / SR)
 
 
 def scaled(samples: np.ndarray, dbfs: float) -> np.ndarray:
@@ -138,14 +171,14 @@ def build(data: Path, out: Path) -> list[Path]:
 
     b = Builder("long_silences", seed=2)
     for k, i in enumerate(b.rng.permutation(len(texted))[:14]):
-        b.clip(audio(texted[i]), text[texted[i]])
+        b.clip(audio(texted[i]), text[texted[i]], voice=voice_of(texted[i]))
         b.pause(b.rng.uniform(8, 15) if k % 3 else b.rng.uniform(30, 45))
     made.append(b.write(out))
 
     b = Builder("ten_minutes", seed=3)
     while b.length < 600 * SR:
         for i in b.rng.permutation(len(texted)):
-            b.clip(scaled(audio(texted[i]), b.rng.uniform(-35, -18)), text[texted[i]])
+            b.clip(scaled(audio(texted[i]), b.rng.uniform(-35, -18)), text[texted[i]], voice=voice_of(texted[i]))
             b.pause(b.rng.uniform(0.3, 3.0), noise_dbfs=-60)
             if b.length >= 600 * SR:
                 break
@@ -154,11 +187,11 @@ def build(data: Path, out: Path) -> list[Path]:
     b = Builder("harvard_gaps", seed=4)
     for _ in range(4):
         for i in b.rng.permutation(len(harvard)):
-            b.clip(audio(harvard[i]), text[harvard[i]])
+            b.clip(audio(harvard[i]), text[harvard[i]], voice=voice_of(harvard[i]))
             b.pause(b.rng.uniform(1, 4))
     while b.length < 120 * SR:
         i = int(b.rng.integers(len(harvard)))
-        b.clip(audio(harvard[i]), text[harvard[i]])
+        b.clip(audio(harvard[i]), text[harvard[i]], voice=voice_of(harvard[i]))
         b.pause(b.rng.uniform(1, 4))
     made.append(b.write(out))
 
@@ -172,7 +205,7 @@ def build(data: Path, out: Path) -> list[Path]:
         b = Builder(name, seed=6)
         for _ in range(2):
             for p in passage:
-                b.clip(scaled(audio(p), -20.0), text[p])
+                b.clip(scaled(audio(p), -20.0), text[p], voice=voice_of(p))
         made.append(b.write(out, gain_db=-20.0 if name == "quiet_read" else 0.0, rate=rate))
     made += stress(data, out / "stress", audio, text, passage, [*harvard, data / "jfk.flac"])
     return made + perturbed(out / "perturbed", audio, text, ami, texted, out)
@@ -226,7 +259,7 @@ def perturbed(out: Path, audio, text, ami: list[Path], texted: list[Path], built
         b = Builder(f"{name}_{'noisy' if name == 'ten_minutes' else 'room'}", seed=seed)
         x = change(audio(built / f"{name}.wav"), b.rng)
         b.clip(x * np.float32(min(1.0, 0.99 / max(float(np.abs(x).max()), 1e-9))),
-               (built / f"{name}.txt").read_text())
+               (built / f"{name}.txt").read_text(), rttm=built / f"{name}.rttm")  # same timeline
         made.append(b.write(out))
     b = Builder("meeting_room", seed=7)
     for i in b.rng.permutation(len(ami)):
