@@ -96,7 +96,8 @@ def merge(transcript: Transcript, diarization: Diarization) -> Transcript:
     present = [label for label in labels.values() if any(s.speaker == label for s in segments)]
     # A voice that never says a word (a laugh, a cough, a door) is no speaker the transcript can
     # show: its turns are left out with it (dev01's third "speaker", 2 s of laughter, FA 18 %).
-    kept = sorted((t for t in turns if t.speaker in present), key=lambda t: (t.start, t.end)) if diarization.turns else []
+    kept = [t for t in turns if t.speaker in present] if diarization.turns else []
+    kept.sort(key=lambda t: (t.start, t.end))
     return Transcript(**{**_fields(transcript), "segments": segments, "speakers": present, "speaker_turns": kept})
 
 

@@ -57,13 +57,35 @@ def test_the_exports_are_made_once_and_named_by_the_weights(tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamps  # no partial file left
 
 
-def test_a_cache_that_cannot_be_written_keeps_torch(data_dir, tmp_path):
+def test_a_cache_that_cannot_be_written_gets_the_exports_in_the_temporary_folder(tmp_path, monkeypatch):
+    """A read-only model volume (the GPU overlay mounts one) still gets onnxruntime on CPU."""
+    import tempfile
+
+    from iam_cluster.pipeline.diarize import models
     from iam_cluster.pipeline.diarize.embedded import EmbeddedDiarizer
 
+    spare = tmp_path / "tmp"
+    spare.mkdir()
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(spare))
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     diarizer = EmbeddedDiarizer(cache_dir=blocker / "models")  # mkdir fails, even for root
-    assert diarizer.segmenter.session is None
+    assert diarizer.segmenter.session is not None and diarizer.encoder.session is not None
+    folder = spare / models.ONNX_SPARE / "diarize"
+    exported = sorted(p.name.split("-opset")[0].rsplit("-", 1)[0] for p in folder.iterdir())
+    assert exported == ["resemblyzer", "resemblyzer", "segmentation-3.0"]  # float and int8 resemblyzer
+
+
+def test_an_export_that_fails_keeps_torch(data_dir, tmp_path, monkeypatch):
+    from iam_cluster.pipeline.diarize import models
+    from iam_cluster.pipeline.diarize.embedded import EmbeddedDiarizer
+
+    def broken(path, write):
+        raise RuntimeError("the exporter changed")
+
+    monkeypatch.setattr(models, "_written_once", broken)
+    diarizer = EmbeddedDiarizer(cache_dir=tmp_path)
+    assert diarizer.segmenter.session is None and diarizer.encoder.session is None
     assert diarizer(decode_audio(data_dir / "dev00.wav"), None).speakers
 
 

@@ -19,6 +19,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -32,6 +33,8 @@ from iam_cluster.pipeline.types import SAMPLE_RATE
 log = logging.getLogger(__name__)
 
 ENCODERS = ("campp", "resemblyzer")
+#: Folder (in the temporary folder) that takes the onnxruntime exports when the model cache is read-only.
+ONNX_SPARE = "iam-cluster-onnx"
 #: ONNX opset of the models exported for onnxruntime (part of their cache names).
 ONNX_OPSET = 17
 _LOCK = threading.RLock()  # a build may load another cached model
@@ -193,23 +196,33 @@ def _onnx_session(cache_dir: Path, name: str, source: Path, export, revision: in
     """An onnxruntime session (one thread) of the model whose weights are ``source``, exported by
     ``export(path)`` into ``cache_dir`` once (the cache name carries the weights' digest, the opset
     and the ``revision`` of the export: a new way of exporting is not served an old file); cached
-    per process. None, with a warning, where anything fails: ONNX is a speed-up, the torch module
-    still serves."""
+    per process. A cache that cannot be written (a read-only model volume, as the GPU overlay
+    mounts for its replicas) gets the export in the temporary folder instead (``ONNX_SPARE``).
+    None, with a warning, where anything else fails: ONNX is a speed-up, the torch module still
+    serves."""
+
+    def session(folder: Path):
+        import onnxruntime as ort
+
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+        path = folder / "diarize" / f"{name}-{digest}-opset{ONNX_OPSET}-r{revision}.onnx"
+        _written_once(path, export)
+        if int8:
+            path = int8_recurrent(path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def build():
         try:
-            import onnxruntime as ort
-
-            digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
-            path = Path(cache_dir) / "diarize" / f"{name}-{digest}-opset{ONNX_OPSET}-r{revision}.onnx"
-            _written_once(path, export)
-            if int8:
-                path = int8_recurrent(path)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = 1
-            options.inter_op_num_threads = 1
-            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # a read-only cache, no onnx, an exporter that changed with torch
+            try:
+                return session(Path(cache_dir))
+            except OSError as exc:
+                spare = Path(tempfile.gettempdir()) / ONNX_SPARE
+                log.info("%s: model cache not writable (%s); exporting into %s", name, exc, spare)
+                return session(spare)
+        except Exception as exc:  # no onnx, no writable folder, an exporter that changed with torch
             log.warning("%s stays on torch: no ONNX export (%s: %s)", name, type(exc).__name__, exc)
             return None
 
