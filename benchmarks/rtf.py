@@ -33,11 +33,11 @@ from rtf_files import per_file_report
 #: settings' value, ``auto`` by default: off on a GPU, on on CPU).
 #: ``ours_onecopy``: ours on ONE CPU copy of the model with all the threads, fed half the batch
 #: (what each of the default two single-thread copies gets): one encoder at work at a time.
-#: ``ours_oneencode``: ours with the copies taking turns at the encoder (``IAM_CPU_ONE_ENCODE``).
+#: ``ours_oneencode`` / ``ours_twoencodes``: ours with the copies taking turns at the encoder or not
+#: (``IAM_CPU_ONE_ENCODE`` on / off; ``ours``: unset, on with the window-by-window schedule).
 #: ``ours_window`` / ``ours_part``: ours with IAM_CPU_SCHEDULE=window / part (``ours``: auto).
-SYSTEMS = ("ours", "ours_nowords", "ours_tokens", "ours_notokens", "ours_onecopy", "ours_oneencode", "ours_window",
-           "ours_part", "fw_sequential",
-           "fw_sequential_vad", "fw_batched", "fw_batched_words")
+SYSTEMS = ("ours", "ours_nowords", "ours_tokens", "ours_notokens", "ours_onecopy", "ours_oneencode", "ours_twoencodes",
+           "ours_window", "ours_part", "fw_sequential", "fw_sequential_vad", "fw_batched", "fw_batched_words")
 RESULT_TAG = "RTF-RESULT "
 STEP_TAG = "RTF-STEP "
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -90,7 +90,7 @@ def make_system(system: str, args: argparse.Namespace):
         runner = our_runner(str(model_path), device, compute_type, args.threads,
                             batch_size=max(1, args.batch_size // 2) if one else args.batch_size,
                             timestamp_tokens=tokens, cpu_replicas=1 if one else None,
-                            cpu_one_encode=True if system == "ours_oneencode" else None,
+                            cpu_one_encode={"ours_oneencode": True, "ours_twoencodes": False}.get(system),
                             cpu_schedule={"ours_window": "window", "ours_part": "part"}.get(system))
         stats = runner.pipeline.stats
         options = TranscribeOptions(beam_size=args.beam_size, word_timestamps=system != "ours_nowords")

@@ -56,8 +56,10 @@ class ModelSettings(msgspec.Struct, frozen=True):
     #: CPU (where the second decodes cost more than the tokens).
     timestamp_tokens: Literal["auto", "on", "off"] = "auto"
     #: On CPU, one encoder call at a time across the copies (``WhisperASR``'s ``one_encode``): a
-    #: lower memory peak (120-clip folder: 413 -> 369 MB) for some speed (long recordings 3-11 %).
-    cpu_one_encode: bool = False
+    #: lower memory peak for some speed. Unset: on with the window-by-window schedule (AMX Xeon:
+    #: the 120-clip folder's peak 407 -> 368 MB, 14 % slower; the long-form set 2 % slower, its
+    #: peak 502 -> 470 MB), off with the part schedule (there every copy encodes its part first).
+    cpu_one_encode: bool | None = None
     #: How the CPU copies share a batch (``WhisperASR``'s ``cpu_schedule``): ``window`` (one window
     #: per ``generate``), ``part`` (a contiguous part of the batch per copy) or ``auto``: ``window``
     #: with Intel MKL (same speed, less memory), ``part`` elsewhere (AMD: 20 % faster).

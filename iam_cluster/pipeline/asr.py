@@ -147,9 +147,16 @@ class WhisperASR:
             cost more than the tokens do (ami_mix_a 1.6x slower: four windows in six flagged, on
             meetings' drawn-out words and cross-talk), though WER fell 7.39 -> 6.57 %.
         one_encode: on CPU, let the workers take turns at the encoder (``_encode``): a bound on
-            peak memory for some speed. Model-207 Xeon, 120-clip folder: peak RSS 413 -> 369 MB
-            (1.28x faster-whisper's batched pipeline's), 4.3x its speed instead of 5.2x; long
-            recordings 3-11 % slower (``benchmarks/results/rtf-short-oneencode-emr-intel-cpu.md``).
+            peak memory for some speed. None (default): with the window-by-window schedule only.
+            There an encode (the attention of a 30-s window) is the largest transient and two at
+            once are the folder's peak; taking turns, a copy's encode runs beside the other's
+            ``generate``/``align``. AMX Xeon, one run taking turns with faster-whisper's batched
+            pipeline: the 120-clip folder 407 -> 368 MB (x1.40 -> x1.27 the peer's), 5.53x -> 4.76x
+            its speed; the long-form set 2 % slower over the set (per file -9 % to +7 %), its peak
+            502 -> 470 MB (``benchmarks/results/rtf-short-spr-intel-cpu-a77a470.md``,
+            ``rtf-longform-oneencode-spr-intel-cpu-a77a470.md``); model-207 Xeon: long recordings
+            3-11 % slower. Not with the part schedule, where both copies encode their parts first:
+            taking turns would leave one idle.
         cpu_schedule: how the CPU copies share a batch (``_decode_batch``): ``window`` (each copy
             takes the next window, one ``generate`` per window), ``part`` (each copy decodes a
             contiguous part of the batch in one ``generate``) or ``auto``: ``window`` where
@@ -169,7 +176,7 @@ class WhisperASR:
         stats: Stats | None = None,
         malloc_arenas: int = 1,
         timestamp_tokens: str = "auto",
-        one_encode: bool = False,
+        one_encode: bool | None = None,
         cpu_schedule: str = "auto",
     ) -> None:
         from faster_whisper import WhisperModel
@@ -197,10 +204,12 @@ class WhisperASR:
                                     cpu_threads=threads, num_workers=replicas)
         self._tokenizers: dict[tuple[str, str], object] = {}
         self.stats = stats or Stats()
-        #: Held while encoding: a lock with ``one_encode`` on CPU, else no constraint.
-        self._encoder_turn = threading.Lock() if one_encode and self.device == "cpu" else contextlib.nullcontext()
         #: Whether the CPU copies take a batch window by window, else in contiguous parts.
         self.window_by_window = cpu_schedule == "window" or (cpu_schedule == "auto" and ct2_uses_mkl())
+        #: Whether the CPU copies take turns at the encoder (``one_encode``; unset: window by window).
+        self.one_encode = self.device == "cpu" and (self.window_by_window if one_encode is None else one_encode)
+        #: Held while encoding: a lock when the copies take turns, else no constraint.
+        self._encoder_turn = threading.Lock() if self.one_encode else contextlib.nullcontext()
 
     @property
     def is_multilingual(self) -> bool:

@@ -24,7 +24,7 @@ class ASR:
 
     def __init__(self, model: str, device: str, compute_type: str, cpu_threads: int, cache_dir: str,
                  cpu_replicas: int = 0, malloc_arenas: int = 1, timestamp_tokens: str = "auto",
-                 one_encode: bool = False, cpu_schedule: str = "auto") -> None:
+                 one_encode: bool | None = None, cpu_schedule: str = "auto") -> None:
         from iam_cluster.observability import setup_from_env
         from iam_cluster.observability.serve_metrics import AsrMetrics
         from iam_cluster.pipeline.asr import WhisperASR
