@@ -154,7 +154,7 @@ class WhisperASR:
             pipeline: the 120-clip folder 407 -> 368 MB (x1.40 -> x1.27 the peer's), 5.53x -> 4.76x
             its speed; the long-form set 2 % slower over the set (per file -9 % to +7 %), its peak
             502 -> 470 MB (``benchmarks/results/rtf-short-spr-intel-cpu-a77a470.md``,
-            ``rtf-longform-oneencode-spr-intel-cpu-a77a470.md``); model-207 Xeon: long recordings
+            ``rtf-longform-oneencode-spr-intel-cpu-f70fab3.md``); model-207 Xeon: long recordings
             3-11 % slower. Not with the part schedule, where both copies encode their parts first:
             taking turns would leave one idle.
         cpu_schedule: how the CPU copies share a batch (``_decode_batch``): ``window`` (each copy

@@ -274,6 +274,24 @@ def test_copies_taking_turns_at_the_encoder_never_encode_at_once_and_give_the_sa
     assert turns.stats.snapshot()["seconds"]["encode"] > 0
 
 
+def test_copies_take_turns_at_the_encoder_by_default_with_the_window_schedule(model_cache, harvard):
+    """Unset, ``one_encode`` follows the CPU schedule: on window by window (two encodes at once
+    were the 120-clip folder's memory peak), off in parts (both copies encode their parts first,
+    so taking turns would idle one); a value given wins. The words do not depend on it."""
+    from iam_cluster.pipeline.asr import WhisperASR
+
+    kw = dict(device="cpu", compute_type="int8", cpu_threads=2, cache_dir=model_cache)
+    turns = WhisperASR("tiny.en", cpu_schedule="window", **kw)
+    both = WhisperASR("tiny.en", cpu_schedule="window", one_encode=False, **kw)
+    assert turns.one_encode and not both.one_encode
+    assert not WhisperASR("tiny.en", cpu_schedule="part", **kw).one_encode
+    assert WhisperASR("tiny.en", cpu_schedule="part", one_encode=True, **kw).one_encode
+    audios = [decode_audio(p).samples for p in harvard[:4]]
+    texts = [[" ".join(s["text"] for s in t.segments) for t in asr.decode(audios, "en", TranscribeOptions())]
+             for asr in (turns, both)]
+    assert texts[0] == texts[1] and all(texts[0])
+
+
 def test_decode_calls_at_once_share_the_copies_and_give_the_words_they_give_alone(tiny_asr, harvard):
     """Calls of other settings run at once (``rounds``: a window decoded again whole beside a batch
     of skipped speech), each taking its windows over the copies: they all finish (no call's parts queue behind another's) and each window gets the words it gets

@@ -32,6 +32,9 @@ def test_values_are_converted_from_their_variables(tmp_path):
     assert s.serve.address == "http://ray:8000"
     assert s.storage.batch_s3_prefixes == ("s3://intake/{user_id}/", "s3://shared/calls/")
     assert load_settings({}) == Settings()  # nothing set: every default, from one place
+    # unset: the engine decides (on with the window-by-window schedule); either value wins
+    assert [load_settings(e).models.cpu_one_encode for e in ({}, {"IAM_CPU_ONE_ENCODE": "0"},
+                                                                 {"IAM_CPU_ONE_ENCODE": "true"})] == [None, False, True]
 
 
 @pytest.mark.parametrize(("env", "variable"), [
