@@ -58,7 +58,8 @@ class ModelSettings(msgspec.Struct, frozen=True):
     #: On CPU, one encoder call at a time across the copies (``WhisperASR``'s ``one_encode``): a
     #: lower memory peak for some speed. Unset: on with the window-by-window schedule (AMX Xeon:
     #: the 120-clip folder's peak 407 -> 368 MB, 14 % slower; the long-form set 2 % slower, its
-    #: peak 502 -> 470 MB), off with the part schedule (there every copy encodes its part first).
+    #: peak 502 -> 470 MB), off with the part schedule (there a part's 4-window ``generate`` is
+    #: the peak: turns saved nothing and cost the folder 27 %).
     cpu_one_encode: bool | None = None
     #: How the CPU copies share a batch (``WhisperASR``'s ``cpu_schedule``): ``window`` (one window
     #: per ``generate``), ``part`` (a contiguous part of the batch per copy) or ``auto``: ``window``

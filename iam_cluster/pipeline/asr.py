@@ -155,8 +155,9 @@ class WhisperASR:
             its speed; the long-form set 2 % slower over the set (per file -9 % to +7 %), its peak
             502 -> 470 MB (``benchmarks/results/rtf-short-spr-intel-cpu-a77a470.md``,
             ``rtf-longform-oneencode-spr-intel-cpu-f70fab3.md``); model-207 Xeon: long recordings
-            3-11 % slower. Not with the part schedule, where both copies encode their parts first:
-            taking turns would leave one idle.
+            3-11 % slower. Not with the part schedule: there the peak is a part's 4-window
+            ``generate``/``align``, not the encoder, so turns saved nothing on the folder (503 ->
+            509 MB) and cost it 27 % (``benchmarks/results/oneencode-part-schedule-spr-intel-cpu.md``).
         cpu_schedule: how the CPU copies share a batch (``_decode_batch``): ``window`` (each copy
             takes the next window, one ``generate`` per window), ``part`` (each copy decodes a
             contiguous part of the batch in one ``generate``) or ``auto``: ``window`` where

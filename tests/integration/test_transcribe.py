@@ -276,8 +276,8 @@ def test_copies_taking_turns_at_the_encoder_never_encode_at_once_and_give_the_sa
 
 def test_copies_take_turns_at_the_encoder_by_default_with_the_window_schedule(model_cache, harvard):
     """Unset, ``one_encode`` follows the CPU schedule: on window by window (two encodes at once
-    were the 120-clip folder's memory peak), off in parts (both copies encode their parts first,
-    so taking turns would idle one); a value given wins. The words do not depend on it."""
+    were the 120-clip folder's memory peak), off in parts (where a part's 4-window ``generate`` is
+    the peak, so turns save nothing); a value given wins. The words do not depend on it."""
     from iam_cluster.pipeline.asr import WhisperASR
 
     kw = dict(device="cpu", compute_type="int8", cpu_threads=2, cache_dir=model_cache)
