@@ -42,6 +42,7 @@ def test_values_are_converted_from_their_variables(tmp_path):
     ({"IAM_MAX_AUDIO_SECONDS": "-1"}, "IAM_MAX_AUDIO_SECONDS"), ({"IAM_ALLOW_DOWNLOAD": "maybe"}, "IAM_ALLOW_DOWNLOAD"),
     ({"WORKER_LEASE_SECONDS": "0"}, "WORKER_LEASE_SECONDS"),
     ({"IAM_BATCH_S3_PREFIXES": "/srv/recordings/"}, "IAM_BATCH_S3_PREFIXES"),
+    ({"IAM_CPU_ONE_ENCODE": "sometimes"}, "IAM_CPU_ONE_ENCODE"),
 ])
 def test_a_bad_value_names_its_variable(env, variable):
     with pytest.raises(ConfigError, match=f"^{variable}: "):
