@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
@@ -116,7 +117,8 @@ class SpeechRecognizer(Protocol):
 
     def decode(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
                align: bool = True, timestamps: bool = True, fit_input: bool = False,
-               tails: Sequence[bool] | None = None) -> list[WindowText]: ...
+               tails: Sequence[bool] | None = None,
+               sources: Sequence[Hashable | None] | None = None) -> list[WindowText]: ...
 
 
 class WhisperASR:
@@ -147,7 +149,7 @@ class WhisperASR:
             cost more than the tokens do (ami_mix_a 1.6x slower: four windows in six flagged, on
             meetings' drawn-out words and cross-talk), though WER fell 7.39 -> 6.57 %.
         one_encode: on CPU, let the workers take turns at the encoder (``_encode``): a bound on
-            peak memory for some speed. None (default): with the window-by-window schedule only.
+            peak memory for some speed. None (default): whenever a batch goes window by window.
             There an encode (the attention of a 30-s window) is the largest transient and two at
             once are the folder's peak; taking turns, a copy's encode runs beside the other's
             ``generate``/``align``. AMX Xeon, one run taking turns with faster-whisper's batched
@@ -158,11 +160,13 @@ class WhisperASR:
             3-11 % slower. Not with the part schedule: there the peak is a part's 4-window
             ``generate``/``align``, not the encoder, so turns saved nothing on the folder (503 ->
             509 MB) and cost it 27 % (``benchmarks/results/oneencode-part-schedule-spr-intel-cpu.md``).
-        cpu_schedule: how the CPU copies share a batch (``_decode_batch``): ``window`` (each copy
-            takes the next window, one ``generate`` per window), ``part`` (each copy decodes a
-            contiguous part of the batch in one ``generate``) or ``auto``: ``window`` where
-            CTranslate2 computes with Intel MKL (same speed there, less memory), ``part`` elsewhere
-            (oneDNN, e.g. AMD: one window per ``generate`` ran the long-form set 20 % slower).
+        cpu_schedule: how the CPU copies share a batch (``_decode_batch``, ``cpu_parts``):
+            ``window`` (each copy takes the next window, one ``generate`` per window), ``part``
+            (each copy decodes a contiguous part of the batch in one ``generate``) or ``auto``:
+            ``window`` where CTranslate2 computes with Intel MKL (same speed there, less memory);
+            elsewhere (oneDNN, e.g. AMD: one window per ``generate`` ran the long-form set 20 %
+            slower) each recording's windows in parts, and windows packed from several recordings
+            one by one, taking turns at the encoder.
     """
 
     def __init__(
@@ -207,10 +211,13 @@ class WhisperASR:
         self.stats = stats or Stats()
         #: Whether the CPU copies take a batch window by window, else in contiguous parts.
         self.window_by_window = cpu_schedule == "window" or (cpu_schedule == "auto" and ct2_uses_mkl())
-        #: Whether the CPU copies take turns at the encoder (``one_encode``; unset: window by window).
-        self.one_encode = self.device == "cpu" and (self.window_by_window if one_encode is None else one_encode)
-        #: Held while encoding: a lock when the copies take turns, else no constraint.
-        self._encoder_turn = threading.Lock() if self.one_encode else contextlib.nullcontext()
+        #: ``window``, ``part`` or ``by_recording`` (``auto`` with oneDNN): see ``cpu_parts``.
+        self.cpu_schedule = "window" if self.window_by_window else "part" if cpu_schedule == "part" else "by_recording"
+        #: Whether the CPU copies take turns at the encoder: True / False, or None (``one_encode``
+        #: unset): in a batch that goes window by window.
+        self.one_encode = None if self.device == "cpu" and one_encode is None else self.device == "cpu" and one_encode
+        #: Held while encoding when the copies take turns.
+        self._encoder_turn = threading.Lock()
 
     @property
     def is_multilingual(self) -> bool:
@@ -245,6 +252,7 @@ class WhisperASR:
     def decode(
         self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions, align: bool = True,
         timestamps: bool = True, fit_input: bool = False, tails: Sequence[bool] | None = None,
+        sources: Sequence[Hashable | None] | None = None,
     ) -> list[WindowText]:
         """Decode a batch of windows of one language with ONE ``generate`` call.
 
@@ -269,38 +277,43 @@ class WhisperASR:
             tails: per window, whether text that stops before its audio does is decoded on
                 (``_continue_tails``; with timestamp tokens only): a window of one recording (the
                 shards of one file count as one). None: every window.
+            sources: per window, a key of the one recording it holds, None for a window packed from
+                several (``cpu_parts``: only one recording's windows share a CPU ``generate``).
+                None: the whole call is one recording.
         """
         # Each window's own input length (``input_frames`` of it alone), not the batch's longest.
         frames = [input_frames([a]) if fit_input else _WINDOW_FRAMES for a in audios]
         tails = [True] * len(audios) if tails is None else list(tails)
+        sources = [0] * len(audios) if sources is None else list(sources)
         if not (timestamps and align) or self.timestamp_tokens:
-            return self._decode_batch(audios, language, options, align, timestamps, frames, tails)
+            return self._decode_batch(audios, language, options, align, timestamps, frames, tails, sources)
         # Timestamp tokens asked for, and turned off: windows where Whisper jumped over speech
         # (a stretched word, ``stretched``) are decoded again with them, all in one batch.
-        texts = self._decode_batch(audios, language, options, align, False, frames, tails)
+        texts = self._decode_batch(audios, language, options, align, False, frames, tails, sources)
         redo = [i for i, text in enumerate(texts) if stretched(text)]
         if redo:
             self.stats.count("stretched_windows", len(redo))
             again = self._decode_batch([audios[i] for i in redo], language, options, align, True,
-                                       [frames[i] for i in redo], [tails[i] for i in redo])
+                                       [frames[i] for i in redo], [tails[i] for i in redo],
+                                       [sources[i] for i in redo])
             for i, text in zip(redo, again):
                 texts[i] = text
         return texts
 
     def _decode_batch(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
-                      align: bool, timestamps: bool, frames: Sequence[int], tails: Sequence[bool]) -> list[WindowText]:
-        """``decode`` with timestamp tokens as given: on several CPU workers, window by window
-        (``cpu_schedule``: with MKL; elsewhere in contiguous parts, ``_decode_parts``);
-        ``frames``: each window's encoder input length.
+                      align: bool, timestamps: bool, frames: Sequence[int], tails: Sequence[bool],
+                      sources: Sequence[Hashable | None]) -> list[WindowText]:
+        """``decode`` with timestamp tokens as given; ``frames``: each window's encoder input length.
 
-        Each window is encoded, decoded (``generate``, fallbacks, continuation) and aligned on its
-        own, by whichever worker is free, so a worker that finishes early takes the next window and
-        the words of a window never depend on the others in its batch. Against each worker
-        decoding a contiguous part of the batch in one ``generate`` (and sharing out the encodes,
-        the engine before 2026-12-05): the same words on the long-form set and the 120-clip folder,
-        the same time (long-form: one-window ``generate`` calls cost what 4-window ones did per
-        window), and the folder's peak RSS 518 -> 413 MB, as a worker's one-window ``generate``
-        holds +37 MB where a 4-window one held +127 MB (model-207 Xeon,
+        On several CPU workers the batch goes in parts (``cpu_parts``), each encoded, decoded
+        (``generate``, fallbacks, continuation) and aligned by whichever worker is free
+        (``_decode_parts``). With MKL every window is a part of its own, so a worker that finishes
+        early takes the next window and the words of a window never depend on the others in its
+        batch. Against each worker decoding a contiguous part of the batch in one ``generate``
+        (the engine before 2026-12-05): the same words on the long-form set and the 120-clip
+        folder, the same time (long-form: one-window ``generate`` calls cost what 4-window ones
+        did per window), and the folder's peak RSS 518 -> 413 MB, as a worker's one-window
+        ``generate`` holds +37 MB where a 4-window one held +127 MB (model-207 Xeon,
         ``benchmarks/results/rtf-short-perwindow-emr-intel-cpu.md``). With ``one_encode`` only
         one encoder call runs at a time (see ``_encode``).
 
@@ -309,8 +322,6 @@ class WhisperASR:
         A window of skipped speech encoded at the length of the longest in its batch got other
         words than alone, so its words depended on what was batched beside it.
         """
-        if self.replicas > 1 and len(audios) > 1 and not self.window_by_window and len(set(frames)) == 1:
-            return self._decode_parts(audios, language, options, align, timestamps, frames[0], tails)
         if self.replicas == 1 or len(audios) == 1:
             if self.device != "cpu" or len(set(frames)) == 1:
                 return self._decode_part(audios, language, options, align, timestamps, tails, max(frames))
@@ -321,58 +332,61 @@ class WhisperASR:
                                                             timestamps, [tails[i] for i in group], length)):
                     texts[i] = text
             return texts
-
-        def window(i: int) -> WindowText:
-            encoded = self._encode(self.features([audios[i]], frames[i]))
-            return self._decode_part(audios[i : i + 1], language, options, align, timestamps, tails[i : i + 1],
-                                     frames[i], encoded)[0]
-
-        # Threads of this call's own: calls running at once (``rounds``) each keep their windows moving.
-        with ThreadPoolExecutor(self.replicas, thread_name_prefix="iam-asr") as pool:
-            return list(pool.map(window, range(len(audios))))
+        parts = cpu_parts(self.cpu_schedule, frames, sources, self.replicas)
+        turns = all(len(part) == 1 for part in parts) if self.one_encode is None else self.one_encode
+        return self._decode_parts(audios, language, options, align, timestamps, frames, tails, parts, turns)
 
     def _decode_parts(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
-                      align: bool, timestamps: bool, frames: int, tails: Sequence[bool]) -> list[WindowText]:
-        """The ``part`` schedule: each CPU copy decodes a contiguous part of the batch (as even in
-        windows as can be) in one ``generate``. With oneDNN (AMD EPYC, Zen 4) a ``generate`` over
-        four windows costs much less than four of one: the long-form set's meetings and ten_minutes
-        ran 20-26 % faster so than window by window, with the same words
+                      align: bool, timestamps: bool, frames: Sequence[int], tails: Sequence[bool],
+                      parts: Sequence[Sequence[int]], turns: bool) -> list[WindowText]:
+        """A batch decoded on the CPU copies in ``parts`` (lists of window indices of one input
+        length; ``cpu_parts``), each in one ``generate``. With oneDNN (AMD EPYC, Zen 4) a
+        ``generate`` over four windows costs much less than four of one: the long-form set's
+        meetings and ten_minutes ran 20-26 % faster so than window by window, with the same words
         (``benchmarks/results/cpu-schedule-amd-cpu.md``); with MKL the two cost the same and one
-        window at a time holds less memory.
+        window at a time holds less memory. ``turns``: the copies take turns at the encoder.
 
         The encodes are shared (``PartQueue``): a copy takes the next window to encode from the
         part with the most windows left, and a part's decode as soon as its windows are encoded.
         Each copy used to encode its own part: five windows went as two and three, and the copy
         with two idled while the other encoded its third (harvard_gaps on a Zen 3 EPYC: one core
-        idle for 1.3 s of 4.8 s). The parts, and so every window's words, are the same."""
+        idle for 1.3 s of 4.8 s). The parts, and so every window's words, are the same. A part's
+        encoder output is let go once it is decoded."""
         import ctranslate2
 
-        n, k = len(audios), min(self.replicas, len(audios))
-        cuts = [round(i * n / k) for i in range(k + 1)]
+        order = [i for part in parts for i in part]
+        cuts = [0, *itertools.accumulate(len(part) for part in parts)]
         queue = PartQueue(cuts)
-        rows: list[np.ndarray | None] = [None] * n
-        texts: list[list[WindowText] | None] = [None] * k
+        rows: list = [None] * len(order)
+        texts: list[list[WindowText] | None] = [None] * len(parts)
 
         def work() -> None:
             try:
                 while (task := queue.take()) is not None:
                     kind, x = task
                     if kind == "encode":
-                        rows[x] = np.asarray(self._encode(self.features([audios[x]], frames)))
+                        rows[x] = self._encode(self.features([audios[order[x]]], frames[order[x]]), turns)
                         queue.encoded(x)
                         continue
-                    a, b = cuts[x], cuts[x + 1]
-                    encoded = ctranslate2.StorageView.from_array(np.concatenate(rows[a:b]))
-                    texts[x] = self._decode_part(audios[a:b], language, options, align, timestamps, tails[a:b],
-                                                 frames, encoded)
+                    part, a, b = parts[x], cuts[x], cuts[x + 1]
+                    encoded = rows[a] if b - a == 1 else ctranslate2.StorageView.from_array(
+                        np.concatenate([np.asarray(row) for row in rows[a:b]]))
+                    rows[a:b] = [None] * (b - a)
+                    texts[x] = self._decode_part([audios[i] for i in part], language, options, align, timestamps,
+                                                 [tails[i] for i in part], frames[part[0]], encoded)
             except BaseException:
                 queue.fail()
                 raise
 
-        with ThreadPoolExecutor(k, thread_name_prefix="iam-asr") as pool:
-            for future in [pool.submit(work) for _ in range(k)]:
+        out: list[WindowText | None] = [None] * len(audios)
+        copies = min(self.replicas, len(parts))
+        with ThreadPoolExecutor(copies, thread_name_prefix="iam-asr") as pool:
+            for future in [pool.submit(work) for _ in range(copies)]:
                 future.result()
-        return [text for part in texts for text in part]
+        for part, got in zip(parts, texts):
+            for i, text in zip(part, got):
+                out[i] = text
+        return out
 
     def _decode_part(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
                      align: bool, timestamps: bool, tails: Sequence[bool], frames: int = _WINDOW_FRAMES,
@@ -575,18 +589,18 @@ class WhisperASR:
                 before = sum(len(seg["words"]) for seg in texts[i].segments)
             texts[i] = _until_stretched(text, before)
 
-    def _encode(self, features: np.ndarray):
+    def _encode(self, features: np.ndarray, turn: bool = False):
         """Whisper's encoder output for a batch of features: on a GPU in one call, on CPU one window
         at a time. The encoder's attention holds heads x 1500 x 1500 floats per window (tiny.en: 54
         MB), so four windows at once took 216 MB more at the peak, per copy of the model, for
         nothing: on CPU the encoder costs the same per window in a batch or alone.
 
-        With ``one_encode`` the CPU workers take turns at the encoder: an encode (+78-100 MB at its
-        peak) then only ever runs beside other workers' ``generate``/``align`` calls, never beside
-        another encode (``encode`` time then includes the wait for the turn)."""
+        ``turn`` (``one_encode``): the CPU workers take turns at the encoder: an encode (+78-100 MB
+        at its peak) then only ever runs beside other workers' ``generate``/``align`` calls, never
+        beside another encode that takes turns (``encode`` time then includes the wait)."""
         import ctranslate2
 
-        with self._encoder_turn, self.stats.time("encode"):
+        with self._encoder_turn if turn else contextlib.nullcontext(), self.stats.time("encode"):
             if self.device != "cpu" or len(features) == 1:
                 return self.whisper.encode(features)
             rows = [np.asarray(self.whisper.encode(features[i : i + 1])) for i in range(len(features))]
@@ -871,6 +885,38 @@ def split_at_timestamps(
         begin = start if start is not None else (out[-1][1] if out else 0.0)
         out.append((begin, max(begin, duration), text))
     return out
+
+
+def cpu_parts(schedule: str, frames: Sequence[int], sources: Sequence[Hashable | None], copies: int) -> list[list[int]]:
+    """How the CPU copies share a batch (``WhisperASR._decode_parts``): lists of window indices,
+    each decoded in one ``generate``, of one input length.
+
+    ``window``: every window alone. ``part``: the batch in ``copies`` contiguous parts, as even as
+    can be (windows of several input lengths: each alone). ``by_recording`` (``auto`` with oneDNN):
+    each recording's windows of one length (``sources``) in up to ``copies`` contiguous parts, a
+    window packed from several recordings (source None) alone. With oneDNN a window's numbers move
+    with what shares its ``generate`` (``batch_invariant_cpu`` in the tests), so a file's words
+    never depend on another request's audio; and the windows of many short files go one by one,
+    taking turns at the encoder: the 120-clip folder held 525 MB in parts against the batched
+    peer's 302 (x1.74), 369 MB (x1.22) one by one, still 3.9x the peer's speed (Zen 4 EPYC,
+    ``benchmarks/results/rtf-short-window-turns-zen4-amd-cpu.md``).
+    """
+    n = len(frames)
+    if schedule == "window" or (schedule == "part" and len(set(frames)) > 1):
+        return [[i] for i in range(n)]
+    if schedule == "part":
+        groups = [list(range(n))]
+    else:
+        by: dict[tuple, list[int]] = {}
+        for i, (source, length) in enumerate(zip(sources, frames)):
+            by.setdefault((i,) if source is None else (source, length), []).append(i)
+        groups = list(by.values())
+    parts = []
+    for group in groups:
+        k = min(copies, len(group))
+        cuts = [round(j * len(group) / k) for j in range(k + 1)]
+        parts += [group[cuts[j] : cuts[j + 1]] for j in range(k)]
+    return sorted(parts)
 
 
 class PartQueue:

@@ -346,9 +346,12 @@ class WindowDecoder:
             # Windows of skipped speech are decoded without timestamp tokens (with them Whisper
             # leaves out the last words of its input again), and encoded as their few seconds of
             # audio, not 30 s (``asr.FIT_MIN_SECONDS``). A window of one file whose text stops
-            # early is decoded on (``asr.WhisperASR._continue_tails``).
-            tails = [len({self.files[p.recording] for p in windows[i].pieces}) == 1 for i in batch]
-            return self.asr.decode(audios, language, o, True, timestamps=not retry, fit_input=retry, tails=tails)
+            # early is decoded on (``asr.WhisperASR._continue_tails``). Only one file's windows may
+            # share a CPU ``generate`` (``asr.cpu_parts``).
+            files = [{self.files[p.recording] for p in windows[i].pieces} for i in batch]
+            sources = [next(iter(f)) if len(f) == 1 else None for f in files]
+            return self.asr.decode(audios, language, o, True, timestamps=not retry, fit_input=retry,
+                                   tails=[s is not None for s in sources], sources=sources)
 
         texts: dict[int, object] = {}
         self.hook("asr", self.done, self.total)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import Counter, defaultdict
 
 import msgspec
@@ -84,7 +85,7 @@ class ASR:
             try:
                 texts = await asyncio.to_thread(
                     self.asr.decode, [jobs[i].audio for i in idx], language, options, align, timestamps, fit_input,
-                    [jobs[i].continue_tail for i in idx],
+                    [jobs[i].continue_tail for i in idx], [jobs[i].source for i in idx],
                 )
             except Exception as exc:  # noqa: BLE001 - the failure belongs to these windows only
                 texts = [exc] * len(idx)
@@ -134,12 +135,14 @@ class RemoteASR:
         return self.handle.detect_languages.remote(list(audios)).result()
 
     def decode(self, audios, language: str, options: TranscribeOptions, align: bool = True,
-               timestamps: bool = True, fit_input: bool = False, tails=None) -> list[WindowText]:
+               timestamps: bool = True, fit_input: bool = False, tails=None, sources=None) -> list[WindowText]:
         tails = [True] * len(audios) if tails is None else list(tails)
+        call = uuid.uuid4().hex  # recordings are told apart across requests
+        sources = [call] * len(audios) if sources is None else [None if s is None else f"{call}/{s}" for s in sources]
         responses = [
             self.handle.decode_window.remote(WindowJob(a, language, options, align, timestamps, fit_input,
-                                                       continue_tail=tail, submitted_at=time.time()))
-            for a, tail in zip(audios, tails)
+                                                       continue_tail=tail, source=source, submitted_at=time.time()))
+            for a, tail, source in zip(audios, tails, sources)
         ]
         out = [r.result() for r in responses]
         for item in out:

@@ -212,15 +212,17 @@ def test_model_copies_give_the_words_of_one_copy(tiny_asr, model_cache, harvard)
     assert changes <= layout_slack(sum(len(t.split()) for t in whole))
 
 
-def test_both_cpu_schedules_give_the_same_words(tiny_asr, harvard, monkeypatch):
+def test_the_cpu_schedules_give_the_same_words(tiny_asr, harvard, monkeypatch):
     """``window``: one ``generate`` per window, whichever copy is free; ``part``: one per copy
-    over a contiguous part of the batch. The words are the same (to the word where the numbers do
-    not move with the batch), and ``auto`` picks ``window`` exactly where CTranslate2 uses MKL."""
+    over a contiguous part of the batch; ``by_recording`` (``auto`` with oneDNN): a recording's
+    windows in parts, windows packed from several recordings one by one. The words are the same
+    (to the word where the numbers do not move with the batch), and ``auto`` picks ``window``
+    exactly where CTranslate2 uses MKL."""
     from iam_cluster.errors import ConfigError
     from iam_cluster.pipeline.asr import WhisperASR, ct2_uses_mkl
     from tests.fixtures.audio import batch_invariant_cpu
 
-    assert tiny_asr.window_by_window == ct2_uses_mkl()
+    assert tiny_asr.cpu_schedule == ("window" if ct2_uses_mkl() else "by_recording")
     with pytest.raises(ConfigError, match="cpu_schedule"):
         WhisperASR("tiny.en", device="cpu", cpu_schedule="sometimes")
     audios = [np.concatenate([decode_audio(p).samples for p in harvard[k : k + 2]]) for k in range(0, 8, 2)]
@@ -228,17 +230,23 @@ def test_both_cpu_schedules_give_the_same_words(tiny_asr, harvard, monkeypatch):
     generate = tiny_asr._generate
     monkeypatch.setattr(tiny_asr, "_generate", lambda w, src, *a: calls.append(len(a[1])) or generate(w, src, *a))
     texts = {}
-    for schedule in (True, False):
-        monkeypatch.setattr(tiny_asr, "window_by_window", schedule)
+    n = len(audios)
+    for schedule, sources, want in (("window", None, [1] * n), ("part", [None] * n, [n // 2] * 2),
+                                    ("by_recording", None, [n // 2] * 2), ("by_recording", [None] * n, [1] * n),
+                                    ("by_recording", ["a", "b", "a", "b"], [1] * n)):
+        monkeypatch.setattr(tiny_asr, "cpu_schedule", schedule)
         calls.clear()
-        texts[schedule] = [" ".join(s["text"] for s in t.segments) for t in tiny_asr.decode(audios, "en", TranscribeOptions())]
-        assert calls == ([1] * len(audios) if schedule else [len(audios) // 2] * 2), (schedule, calls)
-    assert all(texts[True])
-    if batch_invariant_cpu():
-        assert texts[True] == texts[False]
-    else:
-        changes = sum(word_changes(a, b) for a, b in zip(texts[True], texts[False]))
-        assert changes <= layout_slack(sum(len(t.split()) for t in texts[True]))
+        got = tiny_asr.decode(audios, "en", TranscribeOptions(), sources=sources)
+        texts[schedule, str(sources)] = [" ".join(s["text"] for s in t.segments) for t in got]
+        assert sorted(calls) == want, (schedule, sources, calls)
+    alone = texts["window", "None"]
+    assert all(alone)
+    for other in texts.values():
+        if batch_invariant_cpu():
+            assert other == alone
+        else:
+            changes = sum(word_changes(a, b) for a, b in zip(alone, other))
+            assert changes <= layout_slack(sum(len(t.split()) for t in alone))
 
 
 def test_copies_taking_turns_at_the_encoder_never_encode_at_once_and_give_the_same_words(tiny_asr, model_cache,
@@ -274,22 +282,51 @@ def test_copies_taking_turns_at_the_encoder_never_encode_at_once_and_give_the_sa
     assert turns.stats.snapshot()["seconds"]["encode"] > 0
 
 
-def test_copies_take_turns_at_the_encoder_by_default_with_the_window_schedule(model_cache, harvard):
-    """Unset, ``one_encode`` follows the CPU schedule: on window by window (two encodes at once
-    were the 120-clip folder's memory peak), off in parts (where a part's 4-window ``generate`` is
-    the peak, so turns save nothing); a value given wins. The words do not depend on it."""
+def test_copies_take_turns_at_the_encoder_by_default_where_a_batch_goes_window_by_window(model_cache, harvard,
+                                                                                          monkeypatch):
+    """Unset, ``one_encode`` follows the batch: turns where it goes window by window (two encodes at
+    once were the 120-clip folder's memory peak), none where it goes in parts (a part's 4-window
+    ``generate`` is the peak there, so turns save nothing); a value given wins. The words do not
+    depend on it."""
+    import threading
+    import time
+
     from iam_cluster.pipeline.asr import WhisperASR
 
     kw = dict(device="cpu", compute_type="int8", cpu_threads=2, cache_dir=model_cache)
-    turns = WhisperASR("tiny.en", cpu_schedule="window", **kw)
+    auto = WhisperASR("tiny.en", **kw)
     both = WhisperASR("tiny.en", cpu_schedule="window", one_encode=False, **kw)
-    assert turns.one_encode and not both.one_encode
-    assert not WhisperASR("tiny.en", cpu_schedule="part", **kw).one_encode
-    assert WhisperASR("tiny.en", cpu_schedule="part", one_encode=True, **kw).one_encode
+    assert auto.one_encode is None and both.one_encode is False
+    assert WhisperASR("tiny.en", cpu_schedule="part", one_encode=True, **kw).one_encode is True
     audios = [decode_audio(p).samples for p in harvard[:4]]
-    texts = [[" ".join(s["text"] for s in t.segments) for t in asr.decode(audios, "en", TranscribeOptions())]
-             for asr in (turns, both)]
-    assert texts[0] == texts[1] and all(texts[0])
+
+    def decode(asr, **kwargs):
+        real, lock, now, most = asr.whisper.encode, threading.Lock(), [0], [0]
+
+        def encode(features, *args, **kw):
+            with lock:
+                now[0] += 1
+                most[0] = max(most[0], now[0])
+            try:
+                time.sleep(0.05)  # widen the window in which a second encode would overlap
+                return real(features, *args, **kw)
+            finally:
+                with lock:
+                    now[0] -= 1
+
+        monkeypatch.setattr(asr.whisper, "encode", encode)
+        texts = [" ".join(s["text"] for s in t.segments) for t in asr.decode(audios, "en", TranscribeOptions(),
+                                                                              **kwargs)]
+        monkeypatch.setattr(asr.whisper, "encode", real)
+        return texts, most[0]
+
+    packed = [None] * len(audios)
+    texts, most = decode(both, sources=packed)
+    assert most == 2 and all(texts)
+    for schedule in ("window", "by_recording"):
+        monkeypatch.setattr(auto, "cpu_schedule", schedule)
+        assert decode(auto, sources=packed) == (texts, 1)  # one by one: turns
+    assert decode(auto)[1] == 2  # one recording in parts: no turns
 
 
 def test_decode_calls_at_once_share_the_copies_and_give_the_words_they_give_alone(tiny_asr, harvard):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from iam_cluster.pipeline.asr import PartQueue
+from iam_cluster.pipeline.asr import PartQueue, cpu_parts
 
 
 def test_the_larger_part_is_encoded_first_and_decoded_while_the_other_finishes():
@@ -58,3 +58,18 @@ def test_a_copy_waits_for_encodes_in_flight_and_stops_when_another_fails():
     q.fail()  # the copy encoding window 0 raised: the others stop
     waiting.join(5)
     assert not waiting.is_alive() and got[-1] is None
+
+
+def test_cpu_parts_keep_one_recording_per_generate_with_oneDNN():
+    """``by_recording``: each recording's windows of one length in up to ``copies`` parts, a window
+    packed from several recordings (None) alone; ``part``: the batch in contiguous parts whatever
+    it holds; ``window``: every window alone."""
+    frames = [3000] * 8
+    assert cpu_parts("window", frames, [0] * 8, 2) == [[i] for i in range(8)]
+    assert cpu_parts("part", frames, [None] * 8, 2) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert cpu_parts("part", [3000, 120, 3000], [0] * 3, 2) == [[0], [1], [2]]
+    sources = ["a", "a", "b", "a", "b", "b", None, "a"]
+    assert cpu_parts("by_recording", frames, sources, 2) == [[0, 1], [2, 4], [3, 7], [5], [6]]
+    assert cpu_parts("by_recording", frames, [None] * 3, 2) == [[0], [1], [2]]
+    assert cpu_parts("by_recording", [3000, 120, 3000, 120], ["a"] * 4, 2) == [[0], [1], [2], [3]]
+    assert cpu_parts("by_recording", frames[:3], ["a"] * 3, 4) == [[0], [1], [2]]

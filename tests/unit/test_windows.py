@@ -50,7 +50,7 @@ class SeesWindows:
     def __init__(self) -> None:
         self.windows: list[list[int]] = []
 
-    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None):
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None, sources=None):
         out = []
         for audio in audios:
             found = runs(audio)
@@ -80,7 +80,7 @@ class FakeASR:
     def __init__(self) -> None:
         self.calls = 0
 
-    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None):
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None, sources=None):
         out = []
         for audio in audios:
             found = runs(audio)
@@ -148,7 +148,7 @@ class SkipsTheMiddle:
         self.fitted: dict[bool, list[bool]] = {True: [], False: []}
         self.seconds: dict[bool, list[float]] = {True: [], False: []}
 
-    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None):
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None, sources=None):
         out = []
         for audio in audios:
             found = runs(audio)
@@ -203,7 +203,7 @@ class EndsAfterTheFirstStretch(SkipsTheMiddle):
     """As ``SkipsTheMiddle``, but a window of skipped speech (no timestamp tokens) gets words for
     its first stretch only, as Whisper sometimes ends its text early on such a collage."""
 
-    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None):
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None, sources=None):
         if timestamps:
             return super().decode(audios, language, options, align, timestamps)
         out = []
@@ -238,7 +238,7 @@ class StopsHalfwayOnce(SkipsTheMiddle):
         super().__init__()
         self.part = part
 
-    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None):
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None, sources=None):
         if timestamps or self.windows[False]:
             return super().decode(audios, language, options, align, timestamps, fit_input)
         (audio,) = audios
@@ -304,7 +304,7 @@ class CountsCallsAtOnce:
         self.lock = threading.Lock()
         self.calls: list[tuple[int, bool]] = []
 
-    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None):
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None, sources=None):
         import time
 
         with self.lock:
@@ -348,7 +348,7 @@ class RecordsTails(DropsTheLast):
         super().__init__()
         self.tails: list[tuple[list[int], bool]] = []
 
-    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None):
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None, sources=None):
         assert tails is not None and len(tails) == len(audios)
         out = super().decode(audios, language, options, align, timestamps, fit_input)
         self.tails += [(w, t) for w, t in zip(self.windows[-len(audios):], tails)]
@@ -375,7 +375,7 @@ class WritesPastTheEnd:
     0.3 s after the tone stops (in the silence after it), as the aligner placed "dog." after the
     last piece of cathy_arctic_a0196 in a folder."""
 
-    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None):
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None, sources=None):
         out = []
         for audio in audios:
             ws = [w for s, e, r in runs(audio) for w in [*words(s, e, r), dict(word=" end.", start=e + 0.3, end=e + 0.3, probability=0.9)]]
@@ -399,7 +399,7 @@ class SkipsAndDrops(SkipsTheMiddle):
     """As ``SkipsTheMiddle``, and in a first-pass window of several recordings it writes nothing
     for the last one (so that recording is decoded again whole in the next pass)."""
 
-    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None):
+    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None, sources=None):
         out = super().decode(audios, language, options, align, timestamps, fit_input, tails)
         for i, audio in enumerate(audios):
             found = runs(audio)
