@@ -56,14 +56,16 @@ class ModelSettings(msgspec.Struct, frozen=True):
     #: CPU (where the second decodes cost more than the tokens).
     timestamp_tokens: Literal["auto", "on", "off"] = "auto"
     #: On CPU, one encoder call at a time across the copies (``WhisperASR``'s ``one_encode``): a
-    #: lower memory peak for some speed. Unset: on with the window-by-window schedule (AMX Xeon:
+    #: lower memory peak for some speed. Unset: on where a batch goes window by window (AMX Xeon:
     #: the 120-clip folder's peak 407 -> 368 MB, 14 % slower; the long-form set 2 % slower, its
-    #: peak 502 -> 470 MB), off with the part schedule (there a part's 4-window ``generate`` is
+    #: peak 502 -> 470 MB), off where it goes in parts (there a part's 4-window ``generate`` is
     #: the peak: turns saved nothing and cost the folder 27 %).
     cpu_one_encode: bool | None = None
     #: How the CPU copies share a batch (``WhisperASR``'s ``cpu_schedule``): ``window`` (one window
     #: per ``generate``), ``part`` (a contiguous part of the batch per copy) or ``auto``: ``window``
-    #: with Intel MKL (same speed, less memory), ``part`` elsewhere (AMD: 20 % faster).
+    #: with Intel MKL (same speed, less memory); elsewhere (oneDNN: AMD) each recording's windows in
+    #: parts (20 % faster on long recordings) and windows packed from several recordings one by one
+    #: (the 120-clip folder at x1.28 the batched peer's RSS, not x1.74; ``asr.cpu_parts``).
     cpu_schedule: Literal["auto", "window", "part"] = "auto"
     cache_dir: Path = DEFAULT_CACHE_DIR
     #: Let faster-whisper fetch named models from the Hugging Face Hub when not cached.
