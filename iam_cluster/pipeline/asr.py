@@ -897,9 +897,11 @@ def cpu_parts(schedule: str, frames: Sequence[int], sources: Sequence[Hashable |
     window packed from several recordings (source None) alone. With oneDNN a window's numbers move
     with what shares its ``generate`` (``batch_invariant_cpu`` in the tests), so a file's words
     never depend on another request's audio; and the windows of many short files go one by one,
-    taking turns at the encoder: the 120-clip folder held 525 MB in parts against the batched
-    peer's 302 (x1.74), 369 MB (x1.22) one by one, still 3.9x the peer's speed (Zen 4 EPYC,
-    ``benchmarks/results/rtf-short-window-turns-zen4-amd-cpu.md``).
+    taking turns at the encoder: the 120-clip folder held 495-525 MB in parts (x1.67-1.74 the
+    batched peer's) and 369-378 MB one by one (x1.22-1.28), at 3.9x the peer's speed (Zen 4 EPYC,
+    ``benchmarks/results/rtf-short-window-turns-zen4-amd-cpu.md``,
+    ``rtf-short-by-recording-zen4-amd-cpu.md``). A long recording's windows lost nothing to it
+    (``rtf-longform-4systems-by-recording-zen4-amd-cpu.md``).
     """
     n = len(frames)
     if schedule == "window" or (schedule == "part" and len(set(frames)) > 1):
