@@ -332,7 +332,7 @@ class WhisperASR:
                                                             timestamps, [tails[i] for i in group], length)):
                     texts[i] = text
             return texts
-        parts = cpu_parts(self.cpu_schedule, frames, sources, self.replicas)
+        parts = cpu_parts(self.cpu_schedule, frames, sources, self.replicas, [len(a) for a in audios])
         turns = all(len(part) == 1 for part in parts) if self.one_encode is None else self.one_encode
         return self._decode_parts(audios, language, options, align, timestamps, frames, tails, parts, turns)
 
@@ -344,7 +344,9 @@ class WhisperASR:
         ``generate`` over four windows costs much less than four of one: the long-form set's
         meetings and ten_minutes ran 20-26 % faster so than window by window, with the same words
         (``benchmarks/results/cpu-schedule-amd-cpu.md``); with MKL the two cost the same and one
-        window at a time holds less memory. ``turns``: the copies take turns at the encoder.
+        window at a time holds less memory. ``turns``: the copies take turns at the encoder for
+        30-s windows (one encoded at its own few seconds, a later pass's, holds a fraction of it:
+        the attention grows with the square of the length).
 
         The encodes are shared (``PartQueue``): a copy takes the next window to encode from the
         part with the most windows left, and a part's decode as soon as its windows are encoded.
@@ -365,7 +367,8 @@ class WhisperASR:
                 while (task := queue.take()) is not None:
                     kind, x = task
                     if kind == "encode":
-                        rows[x] = self._encode(self.features([audios[order[x]]], frames[order[x]]), turns)
+                        i = order[x]  # a window encoded at its own few seconds is small: it never waits
+                        rows[x] = self._encode(self.features([audios[i]], frames[i]), turns and frames[i] == _WINDOW_FRAMES)
                         queue.encoded(x)
                         continue
                     part, a, b = parts[x], cuts[x], cuts[x + 1]
@@ -887,14 +890,16 @@ def split_at_timestamps(
     return out
 
 
-def cpu_parts(schedule: str, frames: Sequence[int], sources: Sequence[Hashable | None], copies: int) -> list[list[int]]:
+def cpu_parts(schedule: str, frames: Sequence[int], sources: Sequence[Hashable | None], copies: int,
+              sizes: Sequence[float] | None = None) -> list[list[int]]:
     """How the CPU copies share a batch (``WhisperASR._decode_parts``): lists of window indices,
     each decoded in one ``generate``, of one input length.
 
-    ``window``: every window alone. ``part``: the batch in ``copies`` contiguous parts, as even as
-    can be (windows of several input lengths: each alone). ``by_recording`` (``auto`` with oneDNN):
-    each recording's windows of one length (``sources``) in up to ``copies`` contiguous parts, a
-    window packed from several recordings (source None) alone. With oneDNN a window's numbers move
+    ``window``: every window alone. ``part``: the batch in ``copies`` contiguous parts
+    (``even_parts``; windows of several input lengths: each alone). ``by_recording`` (``auto``
+    with oneDNN): each recording's windows of one length (``sources``) in up to ``copies``
+    contiguous parts, a window packed from several recordings (source None) alone. ``sizes``:
+    each window's audio length (default: all alike); parts are as even in it as can be. With oneDNN a window's numbers move
     with what shares its ``generate`` (``batch_invariant_cpu`` in the tests), so a file's words
     never depend on another request's audio; and the windows of many short files go one by one,
     taking turns at the encoder: the 120-clip folder held 495-525 MB in parts (x1.67-1.74 the
@@ -913,12 +918,31 @@ def cpu_parts(schedule: str, frames: Sequence[int], sources: Sequence[Hashable |
         for i, (source, length) in enumerate(zip(sources, frames)):
             by.setdefault((i,) if source is None else (source, length), []).append(i)
         groups = list(by.values())
+    sizes = [1.0] * n if sizes is None else sizes
     parts = []
     for group in groups:
-        k = min(copies, len(group))
-        cuts = [round(j * len(group) / k) for j in range(k + 1)]
-        parts += [group[cuts[j] : cuts[j + 1]] for j in range(k)]
+        parts += [[group[i] for i in part] for part in even_parts([sizes[i] for i in group], copies)]
     return sorted(parts)
+
+
+def even_parts(sizes: Sequence[float], k: int) -> list[range]:
+    """``min(k, len(sizes))`` contiguous runs of indices whose largest total ``size`` is as small as
+    can be (then whose smallest is as large). A part's ``generate``, alignment and tails cost
+    about its windows' speech, and the copies' encodes are shared (``PartQueue``): a batch's last
+    part decides when it ends. Three windows of 26.7, 24.6 and 12.5 s went as two and one and
+    the copy with the short one idled 0.7 s of 2.6 (long_silences, Zen 4 EPYC); as one and two,
+    no copy holds more than 37 s of the 64."""
+    n = len(sizes)
+    k = min(k, n)
+    best: tuple[tuple[float, float], list[int]] | None = None
+    for cuts in itertools.combinations(range(1, n), k - 1):
+        bounds = [0, *cuts, n]
+        totals = [sum(sizes[a:b]) for a, b in zip(bounds, bounds[1:])]
+        score = (max(totals), -min(totals))
+        if best is None or score < best[0]:
+            best = (score, bounds)
+    bounds = best[1]
+    return [range(a, b) for a, b in zip(bounds, bounds[1:])]
 
 
 class PartQueue:

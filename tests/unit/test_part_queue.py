@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from iam_cluster.pipeline.asr import PartQueue, cpu_parts
+from iam_cluster.pipeline.asr import PartQueue, cpu_parts, even_parts
 
 
 def test_the_larger_part_is_encoded_first_and_decoded_while_the_other_finishes():
@@ -69,7 +69,18 @@ def test_cpu_parts_keep_one_recording_per_generate_with_oneDNN():
     assert cpu_parts("part", frames, [None] * 8, 2) == [[0, 1, 2, 3], [4, 5, 6, 7]]
     assert cpu_parts("part", [3000, 120, 3000], [0] * 3, 2) == [[0], [1], [2]]
     sources = ["a", "a", "b", "a", "b", "b", None, "a"]
-    assert cpu_parts("by_recording", frames, sources, 2) == [[0, 1], [2, 4], [3, 7], [5], [6]]
+    assert cpu_parts("by_recording", frames, sources, 2) == [[0, 1], [2], [3, 7], [4, 5], [6]]
     assert cpu_parts("by_recording", frames, [None] * 3, 2) == [[0], [1], [2]]
     assert cpu_parts("by_recording", [3000, 120, 3000, 120], ["a"] * 4, 2) == [[0], [1], [2], [3]]
     assert cpu_parts("by_recording", frames[:3], ["a"] * 3, 4) == [[0], [1], [2]]
+
+
+def test_parts_are_as_even_in_audio_as_can_be():
+    """A part's decode costs about its windows' speech: the short last window of a recording goes
+    with a long one, not alone (long_silences: 26.7, 24.6 and 12.5 s)."""
+    assert [list(p) for p in even_parts([26.7, 24.6, 12.5], 2)] == [[0], [1, 2]]
+    assert [list(p) for p in even_parts([26.2, 25.4, 26.5, 27.1, 11.0], 2)] == [[0, 1], [2, 3, 4]]
+    assert [list(p) for p in even_parts([1.0] * 8, 2)] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert [list(p) for p in even_parts([1.0] * 8, 4)] == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert [list(p) for p in even_parts([5.0, 1.0], 4)] == [[0], [1]]
+    assert cpu_parts("by_recording", [3000] * 3, ["a"] * 3, 2, [26.7, 24.6, 12.5]) == [[0], [1, 2]]
