@@ -368,7 +368,8 @@ class WhisperASR:
                     kind, x = task
                     if kind == "encode":
                         i = order[x]  # a window encoded at its own few seconds is small: it never waits
-                        rows[x] = self._encode(self.features([audios[i]], frames[i]), turns and frames[i] == _WINDOW_FRAMES)
+                        turn = turns and frames[i] == _WINDOW_FRAMES
+                        rows[x] = self._encode(self.features([audios[i]], frames[i]), turn)
                         queue.encoded(x)
                         continue
                     part, a, b = parts[x], cuts[x], cuts[x + 1]
@@ -899,10 +900,11 @@ def cpu_parts(schedule: str, frames: Sequence[int], sources: Sequence[Hashable |
     (``even_parts``; windows of several input lengths: each alone). ``by_recording`` (``auto``
     with oneDNN): each recording's windows of one length (``sources``) in up to ``copies``
     contiguous parts, a window packed from several recordings (source None) alone. ``sizes``:
-    each window's audio length (default: all alike); parts are as even in it as can be. With oneDNN a window's numbers move
-    with what shares its ``generate`` (``batch_invariant_cpu`` in the tests), so a file's words
-    never depend on another request's audio; and the windows of many short files go one by one,
-    taking turns at the encoder: the 120-clip folder held 495-525 MB in parts (x1.67-1.74 the
+    each window's audio length (default: all alike); parts are as even in it as can be.
+
+    With oneDNN a window's numbers move with what shares its ``generate`` (``batch_invariant_cpu``
+    in the tests), so a file's words never depend on another request's audio; and the windows of
+    many short files go one by one, taking turns at the encoder: the 120-clip folder held 495-525 MB in parts (x1.67-1.74 the
     batched peer's) and 369-378 MB one by one (x1.22-1.28), at 3.9x the peer's speed (Zen 4 EPYC,
     ``benchmarks/results/rtf-short-window-turns-zen4-amd-cpu.md``,
     ``rtf-short-by-recording-zen4-amd-cpu.md``). A long recording's windows lost nothing to it

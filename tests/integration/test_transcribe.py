@@ -249,36 +249,43 @@ def test_the_cpu_schedules_give_the_same_words(tiny_asr, harvard, monkeypatch):
             assert changes <= layout_slack(sum(len(t.split()) for t in alone))
 
 
-def test_copies_taking_turns_at_the_encoder_never_encode_at_once_and_give_the_same_words(tiny_asr, model_cache,
-                                                                                        harvard):
-    """``one_encode``: an encode (the largest transient, the attention of a 30-s window) never runs
-    beside another, while the other copy decodes; the words are those of the default."""
+def _decode_counting_encodes(asr, audios, monkeypatch, **kwargs) -> tuple[list[str], int]:
+    """Each window's text, and the most encoder calls that ran at once in the decode."""
     import threading
     import time
 
-    from iam_cluster.pipeline.asr import WhisperASR
+    real, lock, now, most = asr.whisper.encode, threading.Lock(), [0], [0]
 
-    turns = WhisperASR("tiny.en", device="cpu", compute_type="int8", cpu_threads=2, cache_dir=model_cache,
-                       one_encode=True)
-    assert turns.replicas == 2
-    real, lock, now, most = turns.whisper.encode, threading.Lock(), [0], [0]
-
-    def encode(features, *args, **kwargs):
+    def encode(features, *args, **kw):
         with lock:
             now[0] += 1
             most[0] = max(most[0], now[0])
         try:
             time.sleep(0.05)  # widen the window in which a second encode would overlap
-            return real(features, *args, **kwargs)
+            return real(features, *args, **kw)
         finally:
             with lock:
                 now[0] -= 1
 
-    turns.whisper.encode = encode
+    monkeypatch.setattr(asr.whisper, "encode", encode)
+    texts = [" ".join(s["text"] for s in t.segments) for t in asr.decode(audios, "en", TranscribeOptions(), **kwargs)]
+    monkeypatch.setattr(asr.whisper, "encode", real)
+    return texts, most[0]
+
+
+def test_copies_taking_turns_at_the_encoder_never_encode_at_once_and_give_the_same_words(tiny_asr, model_cache,
+                                                                                        harvard, monkeypatch):
+    """``one_encode``: an encode (the largest transient, the attention of a 30-s window) never runs
+    beside another, while the other copy decodes; the words are those of the default."""
+    from iam_cluster.pipeline.asr import WhisperASR
+
+    turns = WhisperASR("tiny.en", device="cpu", compute_type="int8", cpu_threads=2, cache_dir=model_cache,
+                       one_encode=True)
+    assert turns.replicas == 2
     audios = [decode_audio(p).samples for p in harvard[:5]]
-    got = [" ".join(s["text"] for s in t.segments) for t in turns.decode(audios, "en", TranscribeOptions())]
+    got, most = _decode_counting_encodes(turns, audios, monkeypatch)
     want = [" ".join(s["text"] for s in t.segments) for t in tiny_asr.decode(audios, "en", TranscribeOptions())]
-    assert most[0] == 1 and got == want and all(got)
+    assert most == 1 and got == want and all(got)
     assert turns.stats.snapshot()["seconds"]["encode"] > 0
 
 
@@ -288,9 +295,6 @@ def test_copies_take_turns_at_the_encoder_by_default_where_a_batch_goes_window_b
     once were the 120-clip folder's memory peak), none where it goes in parts (a part's 4-window
     ``generate`` is the peak there, so turns save nothing); a value given wins. The words do not
     depend on it."""
-    import threading
-    import time
-
     from iam_cluster.pipeline.asr import WhisperASR
 
     kw = dict(device="cpu", compute_type="int8", cpu_threads=2, cache_dir=model_cache)
@@ -299,34 +303,13 @@ def test_copies_take_turns_at_the_encoder_by_default_where_a_batch_goes_window_b
     assert auto.one_encode is None and both.one_encode is False
     assert WhisperASR("tiny.en", cpu_schedule="part", one_encode=True, **kw).one_encode is True
     audios = [decode_audio(p).samples for p in harvard[:4]]
-
-    def decode(asr, **kwargs):
-        real, lock, now, most = asr.whisper.encode, threading.Lock(), [0], [0]
-
-        def encode(features, *args, **kw):
-            with lock:
-                now[0] += 1
-                most[0] = max(most[0], now[0])
-            try:
-                time.sleep(0.05)  # widen the window in which a second encode would overlap
-                return real(features, *args, **kw)
-            finally:
-                with lock:
-                    now[0] -= 1
-
-        monkeypatch.setattr(asr.whisper, "encode", encode)
-        texts = [" ".join(s["text"] for s in t.segments) for t in asr.decode(audios, "en", TranscribeOptions(),
-                                                                              **kwargs)]
-        monkeypatch.setattr(asr.whisper, "encode", real)
-        return texts, most[0]
-
     packed = [None] * len(audios)
-    texts, most = decode(both, sources=packed)
+    texts, most = _decode_counting_encodes(both, audios, monkeypatch, sources=packed)
     assert most == 2 and all(texts)
     for schedule in ("window", "by_recording"):
         monkeypatch.setattr(auto, "cpu_schedule", schedule)
-        assert decode(auto, sources=packed) == (texts, 1)  # one by one: turns
-    assert decode(auto)[1] == 2  # one recording in parts: no turns
+        assert _decode_counting_encodes(auto, audios, monkeypatch, sources=packed) == (texts, 1)  # one by one: turns
+    assert _decode_counting_encodes(auto, audios, monkeypatch)[1] == 2  # one recording in parts: no turns
 
 
 def test_decode_calls_at_once_share_the_copies_and_give_the_words_they_give_alone(tiny_asr, harvard):
