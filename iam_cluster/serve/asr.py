@@ -137,8 +137,7 @@ class RemoteASR:
     def decode(self, audios, language: str, options: TranscribeOptions, align: bool = True,
                timestamps: bool = True, fit_input: bool = False, tails=None, sources=None) -> list[WindowText]:
         tails = [True] * len(audios) if tails is None else list(tails)
-        call = uuid.uuid4().hex  # recordings are told apart across requests
-        sources = [call] * len(audios) if sources is None else [None if s is None else f"{call}/{s}" for s in sources]
+        sources = window_sources(len(audios), sources)
         responses = [
             self.handle.decode_window.remote(WindowJob(a, language, options, align, timestamps, fit_input,
                                                        continue_tail=tail, source=source, submitted_at=time.time()))
@@ -149,3 +148,14 @@ class RemoteASR:
             if isinstance(item, Exception):
                 raise item
         return out
+
+
+def window_sources(n: int, sources=None) -> list[str | None]:
+    """Keys of the recordings ``n`` windows of one call hold, unique across calls (two requests'
+    file 0 are two recordings; ``asr.cpu_parts`` lets only one recording's windows share a CPU
+    ``generate``): a window packed from several recordings (None) keeps None, and a call that
+    names no sources is one recording."""
+    call = uuid.uuid4().hex
+    if sources is None:
+        return [call] * n
+    return [None if s is None else f"{call}/{s}" for s in sources]

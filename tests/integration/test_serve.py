@@ -146,3 +146,30 @@ def test_concurrent_short_requests_share_windows_and_keep_their_own_words(serve_
     for path, text, foreign in zip(clips, texts, foreign_words([reference(p) for p in clips], texts)):
         assert normalise(text), path.name
         assert not foreign, (path.name, text, foreign)
+
+
+def test_remote_windows_with_their_recordings_get_the_words_they_get_in_process(serve_app, tiny_asr, harvard):
+    """Windows sent to the ASR deployment with the recordings they hold (``RemoteASR.decode``,
+    ``sources``: two windows of one file, one packed from several, one of another file) get the
+    words the same windows get from the model in process (to the word where the numbers do not
+    move with the batch)."""
+    from ray import serve
+
+    from iam_cluster.pipeline.decode import decode_audio
+    from iam_cluster.serve.asr import RemoteASR
+
+    remote = RemoteASR(serve.get_deployment_handle("ASR", app_name="iam"))
+    audios = [decode_audio(p).samples for p in harvard[:4]]
+    sources, tails = [0, 0, None, 1], [True, True, False, True]
+    options = TranscribeOptions()
+
+    def texts(asr) -> list[str]:
+        return [" ".join(s["text"] for s in t.segments)
+                for t in asr.decode(audios, "en", options, tails=tails, sources=sources)]
+
+    there, here = texts(remote), texts(tiny_asr)
+    assert all(there)
+    if batch_invariant_cpu():
+        assert there == here
+    else:
+        assert sum(word_changes(a, b) for a, b in zip(there, here)) <= layout_slack(sum(len(t.split()) for t in here))
