@@ -65,7 +65,7 @@ class ModelSettings(msgspec.Struct, frozen=True):
     #: per ``generate``), ``part`` (a contiguous part of the batch per copy) or ``auto``: ``window``
     #: with Intel MKL (same speed, less memory); elsewhere (oneDNN: AMD) each recording's windows in
     #: parts (20 % faster on long recordings) and windows packed from several recordings one by one
-    #: (the 120-clip folder at x1.28 the batched peer's RSS, not x1.74; ``asr.cpu_parts``).
+    #: (the 120-clip folder at x1.28 the batched peer's RSS, not x1.74; ``copies.cpu_parts``).
     cpu_schedule: Literal["auto", "window", "part"] = "auto"
     cache_dir: Path = DEFAULT_CACHE_DIR
     #: Let faster-whisper fetch named models from the Hugging Face Hub when not cached.

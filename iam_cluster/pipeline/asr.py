@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import os
-import threading
 from collections.abc import Hashable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Protocol
 
@@ -17,6 +15,7 @@ import msgspec
 import numpy as np
 
 from iam_cluster.errors import ConfigError
+from iam_cluster.pipeline.copies import CopyPool, PartQueue, PoolCall, chain, cpu_parts, settled
 from iam_cluster.pipeline.models import (
     DEFAULT_CACHE_DIR,
     DEFAULT_MODEL,
@@ -120,6 +119,24 @@ class SpeechRecognizer(Protocol):
                tails: Sequence[bool] | None = None,
                sources: Sequence[Hashable | None] | None = None) -> list[WindowText]: ...
 
+    def submit(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
+               align: bool = True, timestamps: bool = True, fit_input: bool = False,
+               tails: Sequence[bool] | None = None,
+               sources: Sequence[Hashable | None] | None = None) -> Future:
+        """``decode`` without waiting: a future (``.result()``) of its texts. Calls submitted
+        together are decoded in the order submitted, the next one's work starting as the model
+        comes free of the last one's (``Recognizer`` makes it of a synchronous ``decode``)."""
+        ...
+
+
+class Recognizer:
+    """A ``SpeechRecognizer`` that decodes in the caller's thread: ``submit`` is ``decode`` done now."""
+
+    def submit(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
+               align: bool = True, timestamps: bool = True, fit_input: bool = False,
+               tails: Sequence[bool] | None = None, sources: Sequence[Hashable | None] | None = None) -> Future:
+        return settled(lambda: self.decode(audios, language, options, align, timestamps, fit_input, tails, sources))
+
 
 class WhisperASR:
     """A loaded Whisper model that decodes many windows per CTranslate2 call.
@@ -148,7 +165,7 @@ class WhisperASR:
             ``benchmarks/results/rtf-longform-gpu-h200-tiny.en.md``). On CPU the second decodes
             cost more than the tokens do (ami_mix_a 1.6x slower: four windows in six flagged, on
             meetings' drawn-out words and cross-talk), though WER fell 7.39 -> 6.57 %.
-        one_encode: on CPU, let the workers take turns at the encoder (``_encode``): a bound on
+        one_encode: on CPU, let the copies take turns at the encoder (``CopyPool``): a bound on
             peak memory for some speed. None (default): whenever a batch goes window by window.
             There an encode (the attention of a 30-s window) is the largest transient and two at
             once are the folder's peak; taking turns, a copy's encode runs beside the other's
@@ -160,7 +177,7 @@ class WhisperASR:
             3-11 % slower. Not with the part schedule: there the peak is a part's 4-window
             ``generate``/``align``, not the encoder, so turns saved nothing on the folder (503 ->
             509 MB) and cost it 27 % (``benchmarks/results/oneencode-part-schedule-spr-intel-cpu.md``).
-        cpu_schedule: how the CPU copies share a batch (``_decode_batch``, ``cpu_parts``):
+        cpu_schedule: how the CPU copies share a batch (``_submit_batch``, ``cpu_parts``):
             ``window`` (each copy takes the next window, one ``generate`` per window), ``part``
             (each copy decodes a contiguous part of the batch in one ``generate``) or ``auto``:
             ``window`` where CTranslate2 computes with Intel MKL (same speed there, less memory);
@@ -216,8 +233,8 @@ class WhisperASR:
         #: Whether the CPU copies take turns at the encoder: True / False, or None (``one_encode``
         #: unset): in a batch that goes window by window.
         self.one_encode = None if self.device == "cpu" and one_encode is None else self.device == "cpu" and one_encode
-        #: Held while encoding when the copies take turns.
-        self._encoder_turn = threading.Lock()
+        #: The CPU copies' worker threads, which take the work of every call in flight (None: one copy).
+        self._pool = CopyPool(replicas) if self.device == "cpu" and replicas > 1 else None
 
     @property
     def is_multilingual(self) -> bool:
@@ -254,7 +271,8 @@ class WhisperASR:
         timestamps: bool = True, fit_input: bool = False, tails: Sequence[bool] | None = None,
         sources: Sequence[Hashable | None] | None = None,
     ) -> list[WindowText]:
-        """Decode a batch of windows of one language with ONE ``generate`` call.
+        """Decode a batch of windows of one language with ONE ``generate`` call (on CPU copies, one
+        per part: ``cpu_parts``).
 
         Windows whose output looks like a failure (repetition, low log-probability, more words
         than the audio can hold) are decoded again, together, at the next temperature, as
@@ -281,66 +299,89 @@ class WhisperASR:
                 several (``cpu_parts``: only one recording's windows share a CPU ``generate``).
                 None: the whole call is one recording.
         """
+        return self.submit(audios, language, options, align, timestamps, fit_input, tails, sources).result()
+
+    def submit(
+        self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions, align: bool = True,
+        timestamps: bool = True, fit_input: bool = False, tails: Sequence[bool] | None = None,
+        sources: Sequence[Hashable | None] | None = None,
+    ) -> Future:
+        """``decode`` without waiting for it: a future of its result. On several CPU copies the
+        call's work queues behind every call submitted before it (``CopyPool``), so a caller with
+        several calls to make submits them together and the copies go on from one batch to the
+        next; with one copy (a GPU) the call is decoded at once, in the caller's thread."""
         # Each window's own input length (``input_frames`` of it alone), not the batch's longest.
         frames = [input_frames([a]) if fit_input else _WINDOW_FRAMES for a in audios]
         tails = [True] * len(audios) if tails is None else list(tails)
         sources = [0] * len(audios) if sources is None else list(sources)
         if not (timestamps and align) or self.timestamp_tokens:
-            return self._decode_batch(audios, language, options, align, timestamps, frames, tails, sources)
+            return self._submit_batch(audios, language, options, align, timestamps, frames, tails, sources)
         # Timestamp tokens asked for, and turned off: windows where Whisper jumped over speech
         # (a stretched word, ``stretched``) are decoded again with them, all in one batch.
-        texts = self._decode_batch(audios, language, options, align, False, frames, tails, sources)
-        redo = [i for i, text in enumerate(texts) if stretched(text)]
-        if redo:
+
+        def again(texts: list[WindowText]) -> Future:
+            redo = [i for i, text in enumerate(texts) if stretched(text)]
+            if not redo:
+                return settled(lambda: texts)
             self.stats.count("stretched_windows", len(redo))
-            again = self._decode_batch([audios[i] for i in redo], language, options, align, True,
-                                       [frames[i] for i in redo], [tails[i] for i in redo],
-                                       [sources[i] for i in redo])
-            for i, text in zip(redo, again):
-                texts[i] = text
-        return texts
 
-    def _decode_batch(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
+            def put(redone: list[WindowText]) -> Future:
+                for i, text in zip(redo, redone):
+                    texts[i] = text
+                return settled(lambda: texts)
+
+            return chain(self._submit_batch([audios[i] for i in redo], language, options, align, True,
+                                            [frames[i] for i in redo], [tails[i] for i in redo],
+                                            [sources[i] for i in redo]), put)
+
+        return chain(self._submit_batch(audios, language, options, align, False, frames, tails, sources), again)
+
+    def _submit_batch(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
                       align: bool, timestamps: bool, frames: Sequence[int], tails: Sequence[bool],
-                      sources: Sequence[Hashable | None]) -> list[WindowText]:
-        """``decode`` with timestamp tokens as given; ``frames``: each window's encoder input length.
+                      sources: Sequence[Hashable | None]) -> Future:
+        """``submit`` with timestamp tokens as given; ``frames``: each window's encoder input length.
 
-        On several CPU workers the batch goes in parts (``cpu_parts``), each encoded, decoded
-        (``generate``, fallbacks, continuation) and aligned by whichever worker is free
-        (``_decode_parts``). With MKL every window is a part of its own, so a worker that finishes
-        early takes the next window and the words of a window never depend on the others in its
-        batch. Against each worker decoding a contiguous part of the batch in one ``generate``
-        (the engine before 2026-12-05): the same words on the long-form set and the 120-clip
-        folder, the same time (long-form: one-window ``generate`` calls cost what 4-window ones
-        did per window), and the folder's peak RSS 518 -> 413 MB, as a worker's one-window
-        ``generate`` holds +37 MB where a 4-window one held +127 MB (model-207 Xeon,
-        ``benchmarks/results/rtf-short-perwindow-emr-intel-cpu.md``). With ``one_encode`` only
-        one encoder call runs at a time (see ``_encode``).
+        On several CPU copies the batch goes in parts (``cpu_parts``), each encoded, decoded
+        (``generate``, fallbacks, continuation) and aligned by whichever copy is free
+        (``_part_call``, ``CopyPool``). With MKL every window is a part of its own, so a copy that
+        finishes early takes the next window and the words of a window never depend on the others
+        in its batch. Against each copy decoding a contiguous part of the batch in one
+        ``generate`` (the engine before 2026-12-05): the same words on the long-form set and the
+        120-clip folder, the same time (long-form: one-window ``generate`` calls cost what
+        4-window ones did per window), and the folder's peak RSS 518 -> 413 MB, as a copy's
+        one-window ``generate`` holds +37 MB where a 4-window one held +127 MB (model-207 Xeon,
+        ``benchmarks/results/rtf-short-perwindow-emr-intel-cpu.md``).
 
-        One worker (a GPU, one CPU copy) decodes the batch in one call per input length; on a GPU
+        One copy (a GPU, one CPU copy) decodes the batch in one call per input length; on a GPU
         in one call at the longest (padding moves its arithmetic anyway, and one call keeps it busy).
         A window of skipped speech encoded at the length of the longest in its batch got other
         words than alone, so its words depended on what was batched beside it.
         """
-        if self.replicas == 1 or len(audios) == 1:
-            if self.device != "cpu" or len(set(frames)) == 1:
-                return self._decode_part(audios, language, options, align, timestamps, tails, max(frames))
-            texts: list[WindowText | None] = [None] * len(audios)
-            for length in sorted(set(frames)):
-                group = [i for i, f in enumerate(frames) if f == length]
-                for i, text in zip(group, self._decode_part([audios[i] for i in group], language, options, align,
-                                                            timestamps, [tails[i] for i in group], length)):
-                    texts[i] = text
-            return texts
+        if self._pool is None:
+            return settled(lambda: self._decode_alone(audios, language, options, align, timestamps, frames, tails))
         parts = cpu_parts(self.cpu_schedule, frames, sources, self.replicas, [len(a) for a in audios])
         turns = all(len(part) == 1 for part in parts) if self.one_encode is None else self.one_encode
-        return self._decode_parts(audios, language, options, align, timestamps, frames, tails, parts, turns)
+        return self._pool.submit(self._part_call(audios, language, options, align, timestamps, frames, tails, parts,
+                                                 turns))
 
-    def _decode_parts(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
-                      align: bool, timestamps: bool, frames: Sequence[int], tails: Sequence[bool],
-                      parts: Sequence[Sequence[int]], turns: bool) -> list[WindowText]:
-        """A batch decoded on the CPU copies in ``parts`` (lists of window indices of one input
-        length; ``cpu_parts``), each in one ``generate``. With oneDNN (AMD EPYC, Zen 4) a
+    def _decode_alone(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions, align: bool,
+                      timestamps: bool, frames: Sequence[int], tails: Sequence[bool]) -> list[WindowText]:
+        """A batch on one copy: one ``_decode_part`` per input length (on a GPU one in all)."""
+        if self.device != "cpu" or len(set(frames)) == 1:
+            return self._decode_part(audios, language, options, align, timestamps, tails, max(frames))
+        texts: list[WindowText | None] = [None] * len(audios)
+        for length in sorted(set(frames)):
+            group = [i for i, f in enumerate(frames) if f == length]
+            for i, text in zip(group, self._decode_part([audios[i] for i in group], language, options, align,
+                                                        timestamps, [tails[i] for i in group], length)):
+                texts[i] = text
+        return texts
+
+    def _part_call(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
+                   align: bool, timestamps: bool, frames: Sequence[int], tails: Sequence[bool],
+                   parts: Sequence[Sequence[int]], turns: bool) -> PoolCall:
+        """A batch's work for the CPU copies (``CopyPool``) in ``parts`` (lists of window indices of
+        one input length; ``cpu_parts``), each in one ``generate``. With oneDNN (AMD EPYC, Zen 4) a
         ``generate`` over four windows costs much less than four of one: the long-form set's
         meetings and ten_minutes ran 20-26 % faster so than window by window, with the same words
         (``benchmarks/results/cpu-schedule-amd-cpu.md``); with MKL the two cost the same and one
@@ -358,39 +399,30 @@ class WhisperASR:
 
         order = [i for part in parts for i in part]
         cuts = [0, *itertools.accumulate(len(part) for part in parts)]
-        queue = PartQueue(cuts)
         rows: list = [None] * len(order)
         texts: list[list[WindowText] | None] = [None] * len(parts)
 
-        def work() -> None:
-            try:
-                while (task := queue.take()) is not None:
-                    kind, x = task
-                    if kind == "encode":
-                        i = order[x]  # a window encoded at its own few seconds is small: it never waits
-                        turn = turns and frames[i] == _WINDOW_FRAMES
-                        rows[x] = self._encode(self.features([audios[i]], frames[i]), turn)
-                        queue.encoded(x)
-                        continue
-                    part, a, b = parts[x], cuts[x], cuts[x + 1]
-                    encoded = rows[a] if b - a == 1 else ctranslate2.StorageView.from_array(
-                        np.concatenate([np.asarray(row) for row in rows[a:b]]))
-                    rows[a:b] = [None] * (b - a)
-                    texts[x] = self._decode_part([audios[i] for i in part], language, options, align, timestamps,
-                                                 [tails[i] for i in part], frames[part[0]], encoded)
-            except BaseException:
-                queue.fail()
-                raise
+        def encode(x: int) -> None:
+            rows[x] = self._encode(self.features([audios[order[x]]], frames[order[x]]))
 
-        out: list[WindowText | None] = [None] * len(audios)
-        copies = min(self.replicas, len(parts))
-        with ThreadPoolExecutor(copies, thread_name_prefix="iam-asr") as pool:
-            for future in [pool.submit(work) for _ in range(copies)]:
-                future.result()
-        for part, got in zip(parts, texts):
-            for i, text in zip(part, got):
-                out[i] = text
-        return out
+        def decode(j: int) -> None:
+            part, a, b = parts[j], cuts[j], cuts[j + 1]
+            encoded = rows[a] if b - a == 1 else ctranslate2.StorageView.from_array(
+                np.concatenate([np.asarray(row) for row in rows[a:b]]))
+            rows[a:b] = [None] * (b - a)
+            texts[j] = self._decode_part([audios[i] for i in part], language, options, align, timestamps,
+                                         [tails[i] for i in part], frames[part[0]], encoded)
+
+        def finish() -> list[WindowText]:
+            out: list[WindowText | None] = [None] * len(audios)
+            for part, got in zip(parts, texts):
+                for i, text in zip(part, got):
+                    out[i] = text
+            return out
+
+        # a window encoded at its own few seconds is small: it never waits for the turn
+        turn = [turns and frames[i] == _WINDOW_FRAMES for i in order]
+        return PoolCall(PartQueue(cuts, turn), encode, decode, finish)
 
     def _decode_part(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
                      align: bool, timestamps: bool, tails: Sequence[bool], frames: int = _WINDOW_FRAMES,
@@ -593,18 +625,16 @@ class WhisperASR:
                 before = sum(len(seg["words"]) for seg in texts[i].segments)
             texts[i] = _until_stretched(text, before)
 
-    def _encode(self, features: np.ndarray, turn: bool = False):
+    def _encode(self, features: np.ndarray):
         """Whisper's encoder output for a batch of features: on a GPU in one call, on CPU one window
         at a time. The encoder's attention holds heads x 1500 x 1500 floats per window (tiny.en: 54
         MB), so four windows at once took 216 MB more at the peak, per copy of the model, for
-        nothing: on CPU the encoder costs the same per window in a batch or alone.
-
-        ``turn`` (``one_encode``): the CPU workers take turns at the encoder: an encode (+78-100 MB
-        at its peak) then only ever runs beside other workers' ``generate``/``align`` calls, never
-        beside another encode that takes turns (``encode`` time then includes the wait)."""
+        nothing: on CPU the encoder costs the same per window in a batch or alone. With
+        ``one_encode`` the copies take turns (``CopyPool``): an encode (+78-100 MB at its peak)
+        then only ever runs beside other copies' ``generate``/``align`` calls."""
         import ctranslate2
 
-        with self._encoder_turn if turn else contextlib.nullcontext(), self.stats.time("encode"):
+        with self.stats.time("encode"):
             if self.device != "cpu" or len(features) == 1:
                 return self.whisper.encode(features)
             rows = [np.asarray(self.whisper.encode(features[i : i + 1])) for i in range(len(features))]
@@ -891,111 +921,6 @@ def split_at_timestamps(
     return out
 
 
-def cpu_parts(schedule: str, frames: Sequence[int], sources: Sequence[Hashable | None], copies: int,
-              sizes: Sequence[float] | None = None) -> list[list[int]]:
-    """How the CPU copies share a batch (``WhisperASR._decode_parts``): lists of window indices,
-    each decoded in one ``generate``, of one input length.
-
-    ``window``: every window alone. ``part``: the batch in ``copies`` contiguous parts
-    (``even_parts``; windows of several input lengths: each alone). ``by_recording`` (``auto``
-    with oneDNN): each recording's windows of one length (``sources``) in up to ``copies``
-    contiguous parts, a window packed from several recordings (source None) alone. ``sizes``:
-    each window's audio length (default: all alike); parts are as even in it as can be.
-
-    With oneDNN a window's numbers move with what shares its ``generate`` (``batch_invariant_cpu``
-    in the tests), so a file's words never depend on another request's audio; and the windows of
-    many short files go one by one, taking turns at the encoder: the 120-clip folder held 495-525 MB in parts (x1.67-1.74 the
-    batched peer's) and 369-378 MB one by one (x1.22-1.28), at 3.9x the peer's speed (Zen 4 EPYC,
-    ``benchmarks/results/rtf-short-window-turns-zen4-amd-cpu.md``,
-    ``rtf-short-by-recording-zen4-amd-cpu.md``). A long recording's windows lost nothing to it
-    (``rtf-longform-4systems-by-recording-zen4-amd-cpu.md``).
-    """
-    n = len(frames)
-    if schedule == "window" or (schedule == "part" and len(set(frames)) > 1):
-        return [[i] for i in range(n)]
-    if schedule == "part":
-        groups = [list(range(n))]
-    else:
-        by: dict[tuple, list[int]] = {}
-        for i, (source, length) in enumerate(zip(sources, frames)):
-            by.setdefault((i,) if source is None else (source, length), []).append(i)
-        groups = list(by.values())
-    sizes = [1.0] * n if sizes is None else sizes
-    parts = []
-    for group in groups:
-        parts += [[group[i] for i in part] for part in even_parts([sizes[i] for i in group], copies)]
-    return sorted(parts)
-
-
-def even_parts(sizes: Sequence[float], k: int) -> list[range]:
-    """``min(k, len(sizes))`` contiguous runs of indices whose largest total ``size`` is as small as
-    can be (then whose smallest is as large). A part's ``generate``, alignment and tails cost
-    about its windows' speech, and the copies' encodes are shared (``PartQueue``): a batch's last
-    part decides when it ends. Three windows of 26.7, 24.6 and 12.5 s went as two and one and
-    the copy with the short one idled 0.7 s of 2.6 (long_silences, Zen 4 EPYC); as one and two,
-    no copy holds more than 37 s of the 64."""
-    n = len(sizes)
-    k = min(k, n)
-    best: tuple[tuple[float, float], list[int]] | None = None
-    for cuts in itertools.combinations(range(1, n), k - 1):
-        bounds = [0, *cuts, n]
-        totals = [sum(sizes[a:b]) for a, b in zip(bounds, bounds[1:])]
-        score = (max(totals), -min(totals))
-        if best is None or score < best[0]:
-            best = (score, bounds)
-    bounds = best[1]
-    return [range(a, b) for a, b in zip(bounds, bounds[1:])]
-
-
-class PartQueue:
-    """The work of one batch's parts shared by the CPU copies (``WhisperASR._decode_parts``):
-    encoding each window, then decoding each part (``generate``, fallbacks, alignment, tails) once
-    all its windows are encoded.
-
-    ``take`` hands a copy a part ready to decode, else a window to encode from the part with the
-    most windows nobody took yet (on a tie the larger part, then the first), else waits for another
-    copy's encode; None when every part is taken (or a copy failed). So the largest part's encodes
-    finish first: of parts of three and two windows the three are decoded while the last of the
-    two is encoded, and even parts are encoded side by side, as before.
-    """
-
-    def __init__(self, cuts: Sequence[int]) -> None:
-        self._part = {i: j for j in range(len(cuts) - 1) for i in range(cuts[j], cuts[j + 1])}
-        self._todo = [list(range(cuts[j], cuts[j + 1])) for j in range(len(cuts) - 1)]
-        self._left = [len(t) for t in self._todo]
-        self._size = list(self._left)
-        self._taken = [False] * len(self._todo)
-        self._failed = False
-        self._cond = threading.Condition()
-
-    def take(self) -> tuple[str, int] | None:
-        """``("decode", part)``, ``("encode", window)`` or None (nothing left to take)."""
-        with self._cond:
-            while not self._failed:
-                ready = [j for j, left in enumerate(self._left) if left == 0 and not self._taken[j]]
-                if ready:
-                    self._taken[ready[0]] = True
-                    return "decode", ready[0]
-                most = max(range(len(self._todo)), key=lambda j: (len(self._todo[j]), self._size[j], -j))
-                if self._todo[most]:
-                    return "encode", self._todo[most].pop(0)
-                if all(self._taken):
-                    return None
-                self._cond.wait()
-            return None
-
-    def encoded(self, window: int) -> None:
-        with self._cond:
-            self._left[self._part[window]] -= 1
-            self._cond.notify_all()
-
-    def fail(self) -> None:
-        """A copy failed: the others stop taking work (its error reaches the caller)."""
-        with self._cond:
-            self._failed = True
-            self._cond.notify_all()
-
-
 def cpu_layout(threads: int, replicas: int = 0) -> tuple[int, int]:
     """``(model copies, threads each)`` for ``threads`` CPU threads in all (0: the process's cores).
 
@@ -1012,35 +937,6 @@ def cpu_layout(threads: int, replicas: int = 0) -> tuple[int, int]:
     threads = threads or len(os.sched_getaffinity(0))
     replicas = max(1, min(replicas or min(threads, _MAX_AUTO_CPU_REPLICAS), threads))
     return replicas, max(1, threads // replicas)
-
-
-def rounds(sizes: Sequence[int], workers: int, capacity: int | None = None) -> list[list[int]]:
-    """Which decode calls (indices into ``sizes``, their windows) to run at once, in order.
-
-    Calls that cannot share one ``generate`` (other settings: a retry next to a window decoded
-    again whole, another language) used to run one after the other, and a call of one window
-    keeps one CPU worker busy while the others idle: a later pass of ``ami_mix_b`` decoded a
-    2.7-s retry and a 17-s window in 5.4 s, one after the other, on a 2-core Zen 1 EPYC. With
-    several workers, calls share a round while their windows together fit in ``capacity`` (the
-    batch size: no more windows in flight than one full call; default ``workers``); each call's
-    encodes, ``generate``s and alignments queue for the model's workers, which take them as they
-    come free. A later pass of the same recording (a 17-s window decoded again whole, then four
-    and two skipped stretches) used to leave a Zen 4 core idle for 1.2 s of its 2.0 s; a larger
-    call runs alone. One worker (a GPU, one CPU copy) runs every call alone.
-    """
-    if workers <= 1:
-        return [[i] for i in range(len(sizes))]
-    capacity = max(workers, capacity or workers)
-    out: list[list[int]] = []
-    held = 0
-    for i, size in enumerate(sizes):
-        if out and held + size <= capacity:
-            out[-1].append(i)
-            held += size
-        else:
-            out.append([i])
-            held = size
-    return out
 
 
 def input_frames(audios: Sequence[np.ndarray]) -> int:

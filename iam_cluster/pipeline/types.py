@@ -116,7 +116,7 @@ class WindowJob(msgspec.Struct, frozen=True):
     #: Decode on where its text stops before its audio does (a window of one file; see ``asr.decode``).
     continue_tail: bool = True
     #: The one recording the window holds, unique across requests (None: packed from several);
-    #: only one recording's windows share a CPU ``generate`` (``asr.cpu_parts``).
+    #: only one recording's windows share a CPU ``generate`` (``copies.cpu_parts``).
     source: str | None = None
     #: ``time.time()`` when the window was sent (how long it waited for a batch is a metric).
     submitted_at: float = 0.0

@@ -13,14 +13,14 @@ Whisper pass over it again). Recordings in doubt are packed again, and after
 
 from __future__ import annotations
 
+import collections
 import math
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from iam_cluster.pipeline.asr import rounds, too_dense
+from iam_cluster.pipeline.asr import too_dense
 from iam_cluster.pipeline.chunk import (clip_segment, numeral_echoes, pack, placement, rescued_range, uncovered,
                                         unpack)
 from iam_cluster.pipeline.level import gain
@@ -59,6 +59,10 @@ MAX_CHANCES = 1
 RETRY_WINDOW = 13.0
 #: Speech in windows that were not trusted this often is then decoded in windows of its own.
 MAX_SHARED_TRIES = 2
+#: Windows in flight at once, in batches (``WindowDecoder._decode``): the current batch and the
+#: next, whose encodes the model's copies take up as they come free of the current one's parts
+#: (``copies.CopyPool``); each waiting window holds its audio (30 s: 1.9 MB) and encoder output.
+AHEAD = 2
 
 
 def window_limit(options: TranscribeOptions) -> float:
@@ -341,34 +345,42 @@ class WindowDecoder:
         calls = [(language, retry, indices[start : start + step])
                  for (language, retry), indices in groups.items() for start in range(0, len(indices), step)]
 
-        def call(language: str, retry: bool, batch: list[int]) -> list:
+        def call(language: str, retry: bool, batch: list[int]):
             audios = [window_audio(windows[i], self.recordings, self.gains) for i in batch]
             # Windows of skipped speech are decoded without timestamp tokens (with them Whisper
             # leaves out the last words of its input again), and encoded as their few seconds of
             # audio, not 30 s (``asr.FIT_MIN_SECONDS``). A window of one file whose text stops
             # early is decoded on (``asr.WhisperASR._continue_tails``). Only one file's windows may
-            # share a CPU ``generate`` (``asr.cpu_parts``).
+            # share a CPU ``generate`` (``copies.cpu_parts``).
             files = [{self.files[p.recording] for p in windows[i].pieces} for i in batch]
             sources = [next(iter(f)) if len(f) == 1 else None for f in files]
-            return self.asr.decode(audios, language, o, True, timestamps=not retry, fit_input=retry,
+            return self.asr.submit(audios, language, o, True, timestamps=not retry, fit_input=retry,
                                    tails=[s is not None for s in sources], sources=sources)
 
+        # Calls are submitted ahead (up to ``AHEAD`` batches of windows in flight), so the model's
+        # copies go on to the next batch's windows as they come free of the last one's parts.
         texts: dict[int, object] = {}
         self.hook("asr", self.done, self.total)
-        workers = getattr(self.asr, "replicas", 1)
-        for together in rounds([len(batch) for _, _, batch in calls], workers, self.batch_size):
-            with self.stats.time("asr" if first else "asr_again"):
-                if len(together) == 1:
-                    results = [call(*calls[together[0]])]
-                else:  # small calls of other settings, each on a worker of its own
-                    with ThreadPoolExecutor(len(together), thread_name_prefix="iam-round") as pool:
-                        results = list(pool.map(lambda k: call(*calls[k]), together))
-            for k, result in zip(together, results):
-                batch = calls[k][2]
-                texts.update(zip(batch, result))
-                self.stats.count("windows", len(batch))
-                self.done += len(batch)
+        flight: collections.deque = collections.deque()
+        held = 0
+
+        def collect() -> None:
+            nonlocal held
+            batch, future = flight.popleft()
+            texts.update(zip(batch, future.result()))
+            held -= len(batch)
+            self.stats.count("windows", len(batch))
+            self.done += len(batch)
             self.hook("asr", self.done, self.total)
+
+        with self.stats.time("asr" if first else "asr_again"):
+            for language, retry, batch in calls:
+                while flight and held + len(batch) > AHEAD * step:
+                    collect()
+                flight.append((batch, call(language, retry, batch)))
+                held += len(batch)
+            while flight:
+                collect()
         return [texts[i] for i in range(len(windows))]
 
     def _suspects(self, window: Window, placed, items: Sequence[_Item], dropped: int | None) -> set[int]:

@@ -6,11 +6,11 @@ import asyncio
 import time
 import uuid
 from collections import Counter, defaultdict
+from concurrent.futures import Future
 
 import msgspec
 from ray import serve
 
-from iam_cluster.pipeline.asr import rounds
 from iam_cluster.pipeline.types import SAMPLE_RATE, TranscribeOptions, WindowJob, WindowText
 
 
@@ -80,21 +80,26 @@ class ASR:
             groups[(job.language, options, job.align, job.timestamps, job.fit_input)].append(i)
         results: list = [None] * len(jobs)
 
-        async def decode(key: tuple, idx: list[int]) -> None:
+        def submit(key: tuple, idx: list[int]) -> Future:
             language, options, align, timestamps, fit_input = key
             try:
-                texts = await asyncio.to_thread(
-                    self.asr.decode, [jobs[i].audio for i in idx], language, options, align, timestamps, fit_input,
-                    [jobs[i].continue_tail for i in idx], [jobs[i].source for i in idx],
-                )
+                return self.asr.submit([jobs[i].audio for i in idx], language, options, align, timestamps, fit_input,
+                                       [jobs[i].continue_tail for i in idx], [jobs[i].source for i in idx])
+            except Exception as exc:  # noqa: BLE001 - the failure belongs to these windows only
+                failed: Future = Future()
+                failed.set_exception(exc)
+                return failed
+
+        # Every group at once: the model's copies take their work in turn (``copies.CopyPool``);
+        # with one copy (a GPU) each is decoded as it is submitted, here in a thread.
+        futures = await asyncio.to_thread(lambda: [submit(key, idx) for key, idx in groups.items()])
+        for idx, submitted in zip(groups.values(), futures):
+            try:
+                texts = await asyncio.wrap_future(submitted)
             except Exception as exc:  # noqa: BLE001 - the failure belongs to these windows only
                 texts = [exc] * len(idx)
             for i, text in zip(idx, texts):
                 results[i] = text
-
-        calls = list(groups.items())
-        for together in rounds([len(idx) for _, idx in calls], self.asr.replicas, len(jobs)):  # the groups at once
-            await asyncio.gather(*(decode(*calls[k]) for k in together))
         if self.max_batch_size:  # again with each batch: a gauge set once at start can miss Ray's first export
             self.metrics.max_batch_size.set(self.max_batch_size)
         self.metrics.batch(len(jobs), [started - j.submitted_at for j in jobs if j.submitted_at],
@@ -136,14 +141,28 @@ class RemoteASR:
 
     def decode(self, audios, language: str, options: TranscribeOptions, align: bool = True,
                timestamps: bool = True, fit_input: bool = False, tails=None, sources=None) -> list[WindowText]:
+        return self.submit(audios, language, options, align, timestamps, fit_input, tails, sources).result()
+
+    def submit(self, audios, language: str, options: TranscribeOptions, align: bool = True,
+               timestamps: bool = True, fit_input: bool = False, tails=None, sources=None) -> Sent:
+        """The call's windows sent at once (``@serve.batch`` mixes them with other requests')."""
         tails = [True] * len(audios) if tails is None else list(tails)
         sources = window_sources(len(audios), sources)
-        responses = [
+        return Sent([
             self.handle.decode_window.remote(WindowJob(a, language, options, align, timestamps, fit_input,
                                                        continue_tail=tail, source=source, submitted_at=time.time()))
             for a, tail, source in zip(audios, tails, sources)
-        ]
-        out = [r.result() for r in responses]
+        ])
+
+
+class Sent:
+    """A call's windows in flight on the ASR deployment; ``result()`` waits for their texts."""
+
+    def __init__(self, responses: list) -> None:
+        self.responses = responses
+
+    def result(self) -> list[WindowText]:
+        out = [r.result() for r in self.responses]
         for item in out:
             if isinstance(item, Exception):
                 raise item

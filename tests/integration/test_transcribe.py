@@ -313,9 +313,10 @@ def test_copies_take_turns_at_the_encoder_by_default_where_a_batch_goes_window_b
 
 
 def test_decode_calls_at_once_share_the_copies_and_give_the_words_they_give_alone(tiny_asr, harvard):
-    """Calls of other settings run at once (``rounds``: a window decoded again whole beside a batch
-    of skipped speech), each taking its windows over the copies: they all finish (no call's parts queue behind another's) and each window gets the words it gets
-    when its call runs alone."""
+    """Calls of other settings submitted together (a window decoded again whole beside a batch of
+    skipped speech), or made from several threads at once (the Serve replica's groups), share the
+    copies (``copies.CopyPool``): they all finish, and each window gets the words it gets when
+    its call runs alone."""
     from concurrent.futures import ThreadPoolExecutor
 
     options = TranscribeOptions()
@@ -323,13 +324,14 @@ def test_decode_calls_at_once_share_the_copies_and_give_the_words_they_give_alon
     short = [decode_audio(p).samples for p in harvard[:4]]
     calls = [(whole, dict(timestamps=True)), (short, dict(timestamps=False, fit_input=True)), (whole[:1], {})]
 
-    def text(args):
-        audios, kwargs = args
-        return [" ".join(s["text"] for s in t.segments) for t in tiny_asr.decode(audios, "en", options, **kwargs)]
+    def text(texts):
+        return [" ".join(s["text"] for s in t.segments) for t in texts]
 
-    alone = [text(c) for c in calls]
+    alone = [text(tiny_asr.decode(audios, "en", options, **kwargs)) for audios, kwargs in calls]
+    submitted = [tiny_asr.submit(audios, "en", options, **kwargs) for audios, kwargs in calls]
+    assert [text(f.result(timeout=120)) for f in submitted] == alone
     with ThreadPoolExecutor(len(calls)) as pool:
-        futures = [pool.submit(text, c) for c in calls]
+        futures = [pool.submit(lambda c: text(tiny_asr.decode(c[0], "en", options, **c[1])), c) for c in calls]
         at_once = [f.result(timeout=120) for f in futures]
     assert all(all(t) for t in alone)
     assert at_once == alone

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iam_cluster.pipeline.asr import WindowText
+from iam_cluster.pipeline.asr import Recognizer, WindowText
 from iam_cluster.pipeline.types import SAMPLE_RATE, Audio, SpeechRegion, TranscribeOptions
 from iam_cluster.pipeline import windows as passes
 from iam_cluster.pipeline.windows import RETRY_WINDOW, WindowDecoder
@@ -43,7 +43,7 @@ def window_text(ws: list[dict]) -> WindowText:
     return WindowText(segments=segs, avg_logprob=-0.2, no_speech_prob=0.01, temperature=0.0)
 
 
-class SeesWindows:
+class SeesWindows(Recognizer):
     """A fake model that notes each window's stretches of tone (``windows``) and writes
     ``said(stretches)`` for it."""
 
@@ -72,7 +72,7 @@ class DropsTheLast(SeesWindows):
         return [w for s, e, r in found for w in words(s, e, r)]
 
 
-class FakeASR:
+class FakeASR(Recognizer):
     """Writes ``r<k>`` twice a second of recording k's tone, except that (a) in a window holding
     several recordings it gives the last recording's words to the one before it, leaving the
     last empty, and (b) in the first window it sees of a long piece it skips 4 s in the middle."""
@@ -138,7 +138,7 @@ def test_a_recording_dropped_at_a_windows_end_is_decoded_again_and_its_neighbour
     assert decoder.stats.counts["held_recordings"] == 1 and not decoder.stats.counts["moved_words_caught"]
 
 
-class SkipsTheMiddle:
+class SkipsTheMiddle(Recognizer):
     """Writes ``r<k>_<i>`` twice a second of recording k's tone, but in the first pass (timestamp
     tokens on) passes over 4-8 s of every stretch longer than 10 s; records each window's
     recordings per pass."""
@@ -294,51 +294,47 @@ def test_a_files_later_pass_is_spread_over_the_workers_alike_in_a_folder_and_alo
     assert together == sorted(alone[0] + alone[1])
 
 
-class CountsCallsAtOnce:
-    """Writes nothing; records how many ``decode`` calls were running at once at most."""
+class SubmitsAhead(Recognizer):
+    """Writes nothing; notes, as each call is submitted and as its texts are asked for, how many
+    calls were submitted and not yet waited for."""
 
-    def __init__(self, replicas: int) -> None:
-        import threading
+    def __init__(self) -> None:
+        self.replicas, self.open, self.log = 2, 0, []
 
-        self.replicas, self.running, self.most = replicas, 0, 0
-        self.lock = threading.Lock()
-        self.calls: list[tuple[int, bool]] = []
+    def submit(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None,
+               sources=None):
+        self.open += 1
+        self.log.append(("submit", len(audios), fit_input, self.open))
+        texts = [WindowText(segments=[], avg_logprob=-0.2, no_speech_prob=0.9, temperature=0.0) for _ in audios]
+        asr = self
 
-    def decode(self, audios, language, options, align=True, timestamps=True, fit_input=False, tails=None, sources=None):
-        import time
+        class Pending:
+            def result(self):
+                asr.log.append(("wait", len(audios), fit_input, asr.open))
+                asr.open -= 1
+                return texts
 
-        with self.lock:
-            self.running += 1
-            self.most = max(self.most, self.running)
-            self.calls.append((len(audios), fit_input))
-        time.sleep(0.2)
-        with self.lock:
-            self.running -= 1
-        return [WindowText(segments=[], avg_logprob=-0.2, no_speech_prob=0.9, temperature=0.0) for _ in audios]
+        return Pending()
 
 
-def test_small_decode_calls_of_other_settings_run_at_once_on_the_workers():
-    from iam_cluster.pipeline.asr import rounds
+def test_the_decoder_submits_the_next_batch_before_it_waits_for_one():
+    """Calls go to the model up to ``AHEAD`` batches of windows ahead of the one waited for, so its
+    copies go on to the next batch as they come free (``copies.CopyPool``); texts come back in
+    order, and a call of other settings (a retry beside a window decoded again) goes at once."""
     from iam_cluster.pipeline.types import Piece, Window
 
-    assert rounds([1, 1], 2) == [[0, 1]]
-    assert rounds([8, 1, 1], 2) == [[0], [1, 2]]
-    assert rounds([1, 2, 1, 1, 1], 2) == [[0], [1], [2, 3], [4]]
-    assert rounds([1, 1], 1) == [[0], [1]]
-    # With the batch size as capacity: a window decoded again whole beside batches of skipped
-    # speech, all at once; a full call alone; one worker (a GPU) runs every call alone.
-    assert rounds([1, 4, 2], 2, 8) == [[0, 1, 2]]
-    assert rounds([8, 4, 1], 2, 8) == [[0], [1, 2]]
-    assert rounds([1, 4], 1, 8) == [[0], [1]]
-    recs = [tone(0, 10.0), tone(1, 10.0)]
-    windows = [Window(pieces=(Piece(recording=r, start=0.0, end=5.0, offset=0.0),)) for r in (0, 1)]
-    for replicas, most in ((2, 2), (1, 1)):
-        asr = CountsCallsAtOnce(replicas)
-        dec = WindowDecoder(asr, recs, [("en", 1.0)] * 2, TranscribeOptions(), 8)
-        texts = dec._decode(windows, [True, False], first=False)  # a retry beside a window decoded again
-        assert len(texts) == 2 and sorted(asr.calls) == [(1, False), (1, True)]
-        assert asr.most == most
-        assert dec.stats.counts["windows"] == 2 and dec.done == 2
+    recs = [tone(0, 400.0)]
+    windows = [Window(pieces=(Piece(recording=0, start=10.0 * k, end=10.0 * k + 5, offset=0.0),)) for k in range(20)]
+    asr = SubmitsAhead()
+    dec = WindowDecoder(asr, recs, [("en", 1.0)], TranscribeOptions(), 8)
+    texts = dec._decode(windows, [False] * 20, first=True)
+    assert len(texts) == 20 and dec.done == 20 and dec.stats.counts["windows"] == 20
+    assert passes.AHEAD == 2
+    assert asr.log == [("submit", 8, False, 1), ("submit", 8, False, 2), ("wait", 8, False, 2),
+                       ("submit", 4, False, 2), ("wait", 8, False, 2), ("wait", 4, False, 1)]
+    asr.log.clear()
+    dec._decode(windows[:2], [True, False], first=False)
+    assert asr.log == [("submit", 1, True, 1), ("submit", 1, False, 2), ("wait", 1, True, 2), ("wait", 1, False, 1)]
 
 
 class RecordsTails(DropsTheLast):
@@ -370,7 +366,7 @@ def test_only_windows_of_one_file_are_decoded_on_past_where_their_text_stops():
     assert shards.tails[0] == ([0, 1, 2], True)
 
 
-class WritesPastTheEnd:
+class WritesPastTheEnd(Recognizer):
     """Writes ``r<k>`` twice a second of recording k's tone and then a word ``end.`` aligned
     0.3 s after the tone stops (in the silence after it), as the aligner placed "dog." after the
     last piece of cathy_arctic_a0196 in a folder."""
