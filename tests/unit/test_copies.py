@@ -91,9 +91,9 @@ def started(log: list) -> list[str]:
 
 
 def test_a_free_copy_takes_the_next_call_only_when_the_earlier_has_nothing_to_hand_out():
-    """Two calls of two one-window parts... the first's second part takes long: the copy done with
-    the first part encodes and decodes the next call's windows meanwhile, instead of idling; the
-    first call's work always comes first."""
+    """Two calls of two one-window parts, the first call's second part slow to decode: the copy
+    done with the first part encodes and decodes the next call's windows meanwhile, instead of
+    idling; the first call's work always comes first."""
     log: list = []
     pool = CopyPool(2)
     a = Work("a", [0, 1, 2], log, {"a.d1": 0.6})
