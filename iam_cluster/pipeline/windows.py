@@ -413,9 +413,15 @@ class WindowDecoder:
             ):
                 bad_recordings.add(rec)
         bad = set(placed.doubtful)
+        # Speech skipped in a window of shards of ONE file (the window across a shard boundary of
+        # a long recording) is only decoded again, as in a window of one shard: words it could
+        # have moved stay in their file. ami_mix_b: a 1.3-s piece with no words got its shard's
+        # 17 s in that window decoded again whole, at a full encode, for a stretch of noise.
+        one_file = len({self.files[p.recording] for p in pieces}) == 1
         for k, (piece, spans, item) in enumerate(zip(pieces, placed.spans, items)):
             if piece.recording in bad_recordings or (
-                not item.retry and piece.recording != dropped and uncovered(piece, spans, WORD_PAD, MIN_MISS)
+                not item.retry and piece.recording != dropped and not one_file
+                and uncovered(piece, spans, WORD_PAD, MIN_MISS)
             ):
                 bad.add(k)
         suspects = {pieces[k].recording for k in bad}

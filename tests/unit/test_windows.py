@@ -187,6 +187,27 @@ def test_skipped_speech_is_decoded_again_beside_its_own_files_only(monkeypatch):
     assert asr.windows[False] == [[0, 1]]
 
 
+def test_speech_skipped_across_a_shard_boundary_is_only_decoded_again():
+    """A window holding two shards of one file (a long recording's shard boundary) is trusted like
+    a window of one shard: the stretch it skipped is decoded again on its own, not the shards'
+    whole speech at a full encode; two files' speech in such a window is decoded again whole, as
+    words may have moved between them."""
+    recordings = [tone(k, 12.0) for k in range(2)]
+    regions = [[SpeechRegion(0.0, 12.0)] for _ in recordings]
+    asr = SkipsTheMiddle()
+    segments = WindowDecoder(asr, recordings, [("en", 1.0)] * 2, TranscribeOptions(), 8, files=[0, 0]).run(regions)
+    assert asr.windows[True] == [[0, 1]]  # the first pass only: no window decoded again whole
+    assert asr.fitted[False] and all(asr.fitted[False])  # the skipped stretch, at its few seconds
+    for k, segs in enumerate(segments):
+        starts = sorted(w.start for s in segs for w in s.words)
+        assert {w.word.strip().split("_")[0] for s in segs for w in s.words} == {f"r{k}"}
+        assert max(b - a for a, b in zip(starts, starts[1:])) < 1.5  # the skipped 4 s came back
+
+    asr = SkipsTheMiddle()
+    WindowDecoder(asr, recordings, [("en", 1.0)] * 2, TranscribeOptions(), 8, files=[0, 1]).run(regions)
+    assert asr.windows[True][0] == [0, 1] and len(asr.windows[True]) > 1  # two files: decoded again
+
+
 def test_skipped_speech_is_decoded_again_in_short_windows():
     long = tone(0, 62.0)
     regions = [[SpeechRegion(0.0, 20.0), SpeechRegion(21.0, 41.0), SpeechRegion(42.0, 62.0)]]
