@@ -11,6 +11,8 @@ from common import normalise
 STAGES = ("decode", "vad", "encode", "generate", "fallback", "tail", "align", "unpack", "asr_again")
 COUNTS = ("windows", "again_windows", "fallback_windows", "tail_windows", "tail_words", "retry_pieces",
           "suspect_recordings", "stretched_windows", "guard_looped_words")
+#: The stages the model's copies work in (on CPU each is timed on the copy's own thread, none inside another).
+MODEL_STAGES = ("encode", "generate", "fallback", "tail", "align")
 
 
 def _seconds(path: Path) -> float:
@@ -64,14 +66,18 @@ def per_file_report(paths: list[Path], results: dict[str, dict]) -> str:
     stages = results[ours].get("stages") or []
     if stages:
         lines += ["", f"### Where {ours}'s time goes (seconds per run; counts per run)", "",
-                  "| file | wall | " + " | ".join(STAGES) + " | " + " | ".join(COUNTS) + " |",
-                  "|---|" + "---:|" * (1 + len(STAGES) + len(COUNTS))]
+                  "| file | wall | copies busy | " + " | ".join(STAGES) + " | " + " | ".join(COUNTS) + " |",
+                  "|---|" + "---:|" * (2 + len(STAGES) + len(COUNTS))]
         for i, (path, st) in enumerate(zip(paths, stages)):
             sec, cnt = st.get("seconds", {}), st.get("counts", {})
-            lines.append(f"| {path.name} | {med[ours][i]:.2f} | " + " | ".join(f"{sec.get(k, 0):.2f}" for k in STAGES)
+            busy = sum(sec.get(k, 0.0) for k in MODEL_STAGES) / med[ours][i] if med[ours][i] else 0.0
+            lines.append(f"| {path.name} | {med[ours][i]:.2f} | {busy:.2f} | "
+                         + " | ".join(f"{sec.get(k, 0):.2f}" for k in STAGES)
                          + " | " + " | ".join(f"{cnt.get(k, 0):g}" for k in COUNTS) + " |")
         lines += ["", "`encode`, `generate`, `fallback`, `tail` (windows decoded on past where their text stopped) and "
                   "`align` are inside `asr` (first pass) and `asr_again` "
                   "(later passes: speech a window skipped, recordings whose words were in doubt); `decode` "
-                  "and `vad` run in a background thread while the model works."]
+                  "and `vad` run in a background thread while the model works. `copies busy`: the seconds of "
+                  "those five stages (summed over the model's copies) per second of wall, how many copies were at "
+                  "work on average (two single-thread copies on a 2-thread CPU: 2.00 would be no idle time)."]
     return "\n".join(lines) + "\n"
