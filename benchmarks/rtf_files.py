@@ -1,4 +1,4 @@
-"""The per-file part of ``rtf.py --per-file``: ratios per recording, their minimum and median,
+"""The per-file part of ``rtf.py --per-file``: ratios per recording, their minimum and median, words written,
 round-to-round spread, and where our time went (stages) on each recording."""
 
 from __future__ import annotations
@@ -47,14 +47,18 @@ def per_file_report(paths: list[Path], results: dict[str, dict]) -> str:
     # on the peers too (they run no fallbacks, no retries: their spread is the host's).
     spreads = {s: [_spread(w) for w in r["walls"]] for s, r in results.items()}
     head = ["file", "audio s", *(f"{s} x-RT" for s in results), *(f"ours/{p}" for p in peers),
-            *(f"WER {s}" for s in results), *(f"{s} spread %" for s in results)]
+            *(f"WER {s}" for s in results), *(f"words {s}" for s in results), *(f"{s} spread %" for s in results)]
     lines = ["", "## Per file", "", "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for i, (path, sec) in enumerate(zip(paths, secs)):
         cells = [path.name, f"{sec:.0f}", *(f"{sec / med[s][i]:.1f}" for s in results),
                  *(f"{ratios[p][i]:.2f}" for p in peers),
                  *(_wer(path, results[s]["texts"][i]) for s in results),
+                 *(str(len(normalise(results[s]["texts"][i]).split())) for s in results),
                  *(f"{spreads[s][i]:.0f}" for s in results)]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "`words`: how many words each system wrote for the file (normalised as for WER). Where there is "
+              "no reference, it tells a peer that is fast because it wrote less (skipped speech) from one that "
+              "is fast at the same work."]
     lines += ["", "| ours vs | min ratio (file) | median ratio |", "|---|---:|---:|"]
     for p in peers:
         worst = min(range(len(paths)), key=lambda i: ratios[p][i])
