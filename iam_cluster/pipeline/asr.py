@@ -56,7 +56,8 @@ FIT_MIN_SECONDS = 15.0
 #: the least unwritten tail the window decoder takes for skipped speech (``windows.WORD_PAD`` +
 #: ``windows.MIN_TAIL_MISS``).
 TAIL_GAP = 0.8
-#: A tail's decode is bounded by the tokens its unwritten audio allows (``new_tokens``), rounded
+#: A tail's decode is bounded by the tokens its unwritten audio allows (``new_tokens``; CTranslate2
+#: writes half of the ``max_length`` so made, ``written_cap``: 33 tokens for 4 s), rounded
 #: up to this many seconds; tails whose bounds round alike share a ``generate``. Unbounded (the
 #: 30-s window's budget), a continuation looping "I'm not sure what you're saying, but" from
 #: 22.8 s of a 30-s window ran to 163 tokens before it ended, 68 past what could be kept, and held
@@ -67,7 +68,8 @@ TAIL_BOUND_STEP = 2.0
 # a decoder stuck repeating itself reaches the bound, and its text is cut there.
 _TOKENS_PER_SECOND = 10.0
 _MIN_NEW_TOKENS = 24
-# CTranslate2's ``max_length`` for every window: the budget of a whole 30-s window. A window's own
+# CTranslate2's ``max_length`` for every window: the budget of a whole 30-s window (of which it
+# writes at most half, ``written_cap``: 162 tokens). A window's own
 # budget (``new_tokens``) is cut out of its result after, never passed as the batch's bound: beam
 # search with a lower bound ends otherwise (hypotheses still open at the bound are closed there and
 # compete with the finished ones), so a batch-wide bound taken from the longest window made a short
@@ -75,6 +77,16 @@ _MIN_NEW_TOKENS = 24
 # 2 windows of 14 in the tests' 4-minute ``long_recording`` differed, decoded in a batch against
 # alone; none with one bound).
 _MAX_NEW_TOKENS = _MIN_NEW_TOKENS + int(_TOKENS_PER_SECOND * 30)
+
+
+def written_cap(max_length: int) -> int:
+    """The most new tokens CTranslate2's Whisper ``generate`` writes for a ``max_length``: half
+    of it, whatever the prompt's length (Whisper's own ``sample_len`` rule; CTranslate2 4.8.5:
+    max_length 60, 100, 200, 325, 448 -> 30, 50, 100, 162, 224 tokens). So a first-pass window
+    stops at 162 tokens (5.4 per second of a 30-s window), not at its 30-s budget: a decoding
+    loop ends there, and so does a window of the fastest speech, whose end is then decoded on
+    (``_continue_tails``). faster-whisper's batched pipeline asks for 448: its loops run to 224."""
+    return max_length // 2
 # Seed of CTranslate2's sampling generators (fallbacks). Each of its worker threads seeds its own
 # generator once, at its first sampling, and draws from it after: a fresh process gives a file the
 # same fallbacks run after run when one worker decodes (GPU, or one CPU copy); with several CPU
@@ -468,9 +480,10 @@ class WhisperASR:
             with self.stats.time("fallback" if t_index else "generate"):
                 results = self._generate(whisper, source, prompt, pending, suppress, max_length, kwargs)
             still = []
+            cap = written_cap(max_length)
             for i, result in zip(pending, results):
                 tokens = result.sequences_ids[0]
-                looped = len(tokens) >= budget[i]
+                looped = len(tokens) >= min(budget[i], cap)  # a window of over 13.8 s only meets the cap
                 avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
                 tokens = tokens[: budget[i]]  # where it would have stopped decoded alone
                 text = tok.decode([t for t in tokens if t < tok.eot])

@@ -602,3 +602,20 @@ def test_a_failed_encode_on_one_copy_fails_the_batch_without_a_hang(tiny_asr, ha
     monkeypatch.undo()
     texts = tiny_asr.decode(audios, "en", TranscribeOptions())  # the copies still decode afterwards
     assert all(t.segments for t in texts)
+
+
+def test_generate_writes_at_most_half_its_max_length(tiny_asr):
+    """CTranslate2's Whisper ``generate`` stops at ``max_length // 2`` new tokens whatever the
+    prompt (Whisper's own rule): the bound every window's decode really runs to (``written_cap``)."""
+    import ctranslate2
+
+    from iam_cluster.pipeline.asr import written_cap
+
+    whisper = tiny_asr.whisper
+    tok = tiny_asr.tokenizer("en")
+    encoded = whisper.model.encode(ctranslate2.StorageView.from_array(np.zeros((1, 80, 3000), np.float32)))
+    for prompt in ([tok.sot], [tok.sot, tok.timestamp_begin + 100]):
+        for max_length in (40, 101):
+            out = whisper.model.generate(encoded, [prompt], beam_size=1, max_length=max_length,
+                                         suppress_blank=False, suppress_tokens=[-1, tok.eot])  # never ends
+            assert len(out[0].sequences_ids[0]) == written_cap(max_length) == max_length // 2
