@@ -74,6 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--delivered", action="store_true",
                    help="score what a diarized transcript delivers (its RTTM export: the diarizer's turns of "
                         "the speakers who say at least one word) instead of the diarizer's own turns")
+    p.add_argument("--decision", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="the embedded diarizer's decision otherwise than its defaults (Decision fields: "
+                        "speech_threshold, similarity, min_cluster_seconds, min_share, overlap, method)")
     p.add_argument("--oracle-speakers", action="store_true",
                    help="give the diarizer the reference speaker count (num_speakers)")
     p.add_argument("--label", help="name of the run (default: date and time)")
@@ -150,6 +153,23 @@ def delivered(transcript, diarization) -> list:
     return next(iter(rttm.values()), [])
 
 
+def decision_overrides(items: list[str]) -> dict:
+    """``KEY=VALUE`` items as keyword arguments of ``EmbeddedDiarizer`` (typed as the Decision's fields)."""
+    from dataclasses import fields
+
+    from iam_cluster.pipeline.diarize.embedded import Decision
+
+    types = {f.name: type(getattr(Decision(), f.name)) for f in fields(Decision) if f.name != "min_silence"}
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in types or not value:
+            raise SystemExit(f"--decision {item!r}: expected KEY=VALUE with KEY one of {', '.join(types)}")
+        kind = types[key]
+        out[key] = value.lower() in ("1", "true", "yes", "on") if kind is bool else kind(value)
+    return out
+
+
 def run(args: argparse.Namespace, files, metrics: dict) -> list[FileResult]:
     """Transcribe, diarize and score every file; ``metrics`` (collar -> DER metric) accumulate."""
     from pyannote.core import Segment, Timeline
@@ -169,7 +189,8 @@ def run(args: argparse.Namespace, files, metrics: dict) -> list[FileResult]:
     if args.diarizer == "pyannote":
         kwargs = {"pipeline": args.pipeline} if args.pipeline else {}
     else:
-        kwargs = {"encoder": args.encoder, "segmentation_step": args.segmentation_step, "int8": not args.float32}
+        kwargs = {"encoder": args.encoder, "segmentation_step": args.segmentation_step, "int8": not args.float32,
+                  **decision_overrides(args.decision)}
     diarizer = make_diarizer(args.diarizer, **kwargs)
     vad = SileroVad()
     results: list[FileResult] = []
@@ -277,6 +298,7 @@ def environment(args: argparse.Namespace) -> str:
              f"encoder {args.encoder if not args.cv else '/'.join(args.encoders)}",
              "encoder float32" if args.float32 else "encoder int8 after its first LSTM layer (CPU)",
              f"segmentation step {_step(args)}",
+             *([f"decision {' '.join(args.decision)}"] if getattr(args, "decision", None) else []),
              f"shards of {args.shard_seconds:g} s, joined" if getattr(args, "shard_seconds", None) else "whole recordings",
              f"ctranslate2 {ctranslate2.__version__}", f"pyannote.metrics {pyannote.metrics.__version__}"]
     try:

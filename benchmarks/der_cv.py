@@ -27,6 +27,7 @@ GRID = {
     "similarity": (0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85),
     "min_cluster_seconds": (0.5, 1.0, 2.0),
     "overlap": (True, False),
+    "min_share": (0.0, 0.02, 0.04, 0.08),
 }
 COLLAR = 0.25
 
@@ -185,7 +186,8 @@ def report_rows(analysed, grid, table, folds) -> tuple[list[list[str]], dict]:
             name, f"{true}", f"{embedded}", f"{s.found}", *(f"{100 * s.parts[c] / total:.1f}" for c in COMPONENTS),
             f"{100 * sum(s.parts[c] for c in COMPONENTS) / total:.1f}",
             f"{100 * s.recall:.1f}", f"{100 * s.precision:.1f}", f"{seconds:.2f}",
-            f"{d.speech_threshold}/{d.method}/{d.similarity}/{d.min_cluster_seconds}/{'ov' if d.overlap else '-'}",
+            f"{d.speech_threshold}/{d.method}/{d.similarity}/{d.min_cluster_seconds}/{'ov' if d.overlap else '-'}"
+            f"/{d.min_share}",
             ", ".join(sorted(train)),
         ])
     return rows, {"totals": totals, "counts": counts, "speech": speech}
@@ -234,7 +236,7 @@ def run_cv(args, files) -> str:
 
 def _section(encoder, rows, summary, analysed, grid, table) -> str:
     head = ["file", "ref spk", "ref spk embedded", "found spk", "miss %", "FA %", "conf %", "DER %", "speech recall %",
-            "speech precision %", "analysis s", "setting (thr/method/sim/min s/overlap)", "chosen on"]
+            "speech precision %", "analysis s", "setting (thr/method/sim/min s/overlap/min share)", "chosen on"]
     t, c, sp = summary["totals"], summary["counts"], summary["speech"]
     total = max(t["total"], 1e-9)
     worst = max(rows, key=lambda r: float(r[7]))

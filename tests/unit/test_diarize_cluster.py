@@ -109,3 +109,24 @@ def test_the_auto_speaker_encoder_is_campp_on_a_gpu_and_resemblyzer_on_the_cpu()
     assert encoder_for("campp", "cpu") == "campp" and encoder_for("resemblyzer", "cuda") == "resemblyzer"
     with pytest.raises(ConfigError, match="auto, campp, resemblyzer"):
         encoder_for("ecapa", "cpu")
+
+
+def test_a_speaker_with_a_small_share_of_the_speech_joins_the_nearest():
+    from iam_cluster.pipeline.diarize.embedded import small_speakers
+
+    x, truth = voices((30, 25, 3), seed=2)  # a third "voice" of three short pieces
+    clean = np.full(len(x), 3.0)
+    centroids = np.stack([x[truth == v].mean(0) for v in range(3)])
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    assert small_speakers(x, clean, centroids, 0.0, 1) == [0, 1, 2]
+    assert small_speakers(x, clean, centroids, 0.08, 1) == [0, 1]  # 3 of 58 pieces: 5 %
+    assert small_speakers(x, clean, centroids, 0.08, 3) == [0, 1, 2]  # a floor (count hint, local speakers) holds
+    # shares are of clean seconds, not of pieces: the same three pieces, long, stay a speaker
+    assert small_speakers(x, np.where(truth == 2, 40.0, 3.0), centroids, 0.08, 1) == [0, 1, 2]
+    # a share is taken again once a smaller speaker's pieces have joined it: C's two pieces go to B
+    # (10 %), and B, 43 % before, then holds 52 %
+    angle = np.radians(np.repeat([0.0, 60.0, 50.0], [10, 9, 2]))
+    y = np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    c = np.stack([np.cos(np.radians([0.0, 60.0, 50.0])), np.sin(np.radians([0.0, 60.0, 50.0]))], axis=1)
+    assert small_speakers(y, np.ones(len(y)), c, 0.45, 1) == [0, 1]
+    assert small_speakers(y, np.ones(len(y)), c, 0.55, 1) == [1]
