@@ -166,7 +166,10 @@ def decision_overrides(items: list[str]) -> dict:
         if key not in types or not value:
             raise SystemExit(f"--decision {item!r}: expected KEY=VALUE with KEY one of {', '.join(types)}")
         kind = types[key]
-        out[key] = value.lower() in ("1", "true", "yes", "on") if kind is bool else kind(value)
+        try:
+            out[key] = value.lower() in ("1", "true", "yes", "on") if kind is bool else kind(value)
+        except ValueError:
+            raise SystemExit(f"--decision {item!r}: {key} takes a {kind.__name__}") from None
     return out
 
 
