@@ -140,7 +140,8 @@ def save_report(text: str, out: Path | None) -> Path | None:
 
 def settings_for(model: str, device: str = "auto", compute_type: str = "auto", threads: int = 0,
                  timestamp_tokens: str | None = None, cpu_replicas: int | None = None,
-                 cpu_one_encode: bool | None = None, cpu_schedule: str | None = None, **engine):
+                 cpu_one_encode: bool | None = None, cpu_schedule: str | None = None,
+                 malloc_keep_mb: int | None = None, **engine):
     """The environment's settings with a benchmark's model, device, threads and engine knobs.
 
     Knobs left as None keep the settings' values (their one home).
@@ -156,7 +157,8 @@ def settings_for(model: str, device: str = "auto", compute_type: str = "auto", t
                             timestamp_tokens=timestamp_tokens or base.models.timestamp_tokens,
                             cpu_replicas=base.models.cpu_replicas if cpu_replicas is None else cpu_replicas,
                             cpu_one_encode=base.models.cpu_one_encode if cpu_one_encode is None else cpu_one_encode,
-                            cpu_schedule=cpu_schedule or base.models.cpu_schedule),
+                            cpu_schedule=cpu_schedule or base.models.cpu_schedule,
+                            malloc_keep_mb=base.models.malloc_keep_mb if malloc_keep_mb is None else malloc_keep_mb),
         engine=replace(base.engine, **{k: v for k, v in engine.items() if v is not None}),
     )
 

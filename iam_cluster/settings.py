@@ -49,6 +49,12 @@ class ModelSettings(msgspec.Struct, frozen=True):
     #: glibc malloc arenas of a process that decodes (``pipeline.heap``); 0: glibc's default
     #: (eight per core). One: the same wall time with 10-25 % less peak memory on CPU.
     malloc_arenas: Annotated[int, msgspec.Meta(ge=0)] = 1
+    #: MB of freed C heap a CPU decoding process keeps for reuse, large buffers included
+    #: (``pipeline.heap.keep_freed``); 0: glibc's default, which maps and unmaps every buffer over
+    #: 32 MB (a 30-s encode's attention scores) and makes the kernel zero it each time. 2-core
+    #: Zen 4 EPYC: the long-form set 8 % faster (1-15 % per file), the same words, peak memory no
+    #: higher on it or on the 120-clip folder (``benchmarks/results/rtf-*-heap-zen4-amd-cpu.md``).
+    malloc_keep_mb: Annotated[int, msgspec.Meta(ge=0)] = 256
     #: Whisper's timestamp tokens in a window's first decode (``WhisperASR``): ``on`` (Whisper
     #: writes as its sequential decoder does), ``off`` (the whole window, segments cut from the
     #: aligned words; windows where a stretched word shows speech it jumped over are decoded again

@@ -165,6 +165,9 @@ class WhisperASR:
         stats: where encode/generate/fallback/alignment times and counts accumulate.
         malloc_arenas: cap on the process's glibc malloc arenas, set before the model loads
             (``pipeline.heap``; 0: glibc's default).
+        malloc_keep_mb: on CPU, once the model has loaded, large buffers come from the heap and up
+            to this many MB of freed memory are kept for reuse (``heap.keep_freed``; 0: glibc's
+            default, an ``mmap`` and page faults for each encoder buffer over 32 MB).
         timestamp_tokens: ``on``: a decode asked for with timestamp tokens writes Whisper's timestamp
             tokens; ``off``: it is decoded without them (the whole window; segments cut from the
             aligned words), and the windows with a stretched word (``stretched``: speech Whisper
@@ -209,13 +212,14 @@ class WhisperASR:
         allow_download: bool = False,
         stats: Stats | None = None,
         malloc_arenas: int = 1,
+        malloc_keep_mb: int = 256,
         timestamp_tokens: str = "auto",
         one_encode: bool | None = None,
         cpu_schedule: str = "auto",
     ) -> None:
         from faster_whisper import WhisperModel
 
-        from iam_cluster.pipeline.heap import limit_arenas
+        from iam_cluster.pipeline.heap import keep_freed, limit_arenas
 
         limit_arenas(malloc_arenas)
 
@@ -236,6 +240,8 @@ class WhisperASR:
         self.replicas = replicas
         self.whisper = WhisperModel(str(ref.path), device=self.device, compute_type=self.compute_type,
                                     cpu_threads=threads, num_workers=replicas)
+        if self.device == "cpu":
+            keep_freed(malloc_keep_mb)
         self._tokenizers: dict[tuple[str, str], object] = {}
         self.stats = stats or Stats()
         #: Whether the CPU copies take a batch window by window, else in contiguous parts.
