@@ -141,7 +141,7 @@ def save_report(text: str, out: Path | None) -> Path | None:
 def settings_for(model: str, device: str = "auto", compute_type: str = "auto", threads: int = 0,
                  timestamp_tokens: str | None = None, cpu_replicas: int | None = None,
                  cpu_one_encode: bool | None = None, cpu_schedule: str | None = None,
-                 malloc_keep_mb: int | None = None, **engine):
+                 malloc_keep_mb: int | None = None, blas_threads: int | None = None, **engine):
     """The environment's settings with a benchmark's model, device, threads and engine knobs.
 
     Knobs left as None keep the settings' values (their one home).
@@ -158,7 +158,8 @@ def settings_for(model: str, device: str = "auto", compute_type: str = "auto", t
                             cpu_replicas=base.models.cpu_replicas if cpu_replicas is None else cpu_replicas,
                             cpu_one_encode=base.models.cpu_one_encode if cpu_one_encode is None else cpu_one_encode,
                             cpu_schedule=cpu_schedule or base.models.cpu_schedule,
-                            malloc_keep_mb=base.models.malloc_keep_mb if malloc_keep_mb is None else malloc_keep_mb),
+                            malloc_keep_mb=base.models.malloc_keep_mb if malloc_keep_mb is None else malloc_keep_mb,
+                            blas_threads=base.models.blas_threads if blas_threads is None else blas_threads),
         engine=replace(base.engine, **{k: v for k, v in engine.items() if v is not None}),
     )
 

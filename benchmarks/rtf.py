@@ -38,8 +38,11 @@ from rtf_files import per_file_report
 #: ``ours_window`` / ``ours_part``: ours with IAM_CPU_SCHEDULE=window / part (``ours``: auto).
 #: ``ours_keepheap`` / ``ours_mmapheap``: ours with IAM_MALLOC_KEEP_MB=256 / 0 (large buffers kept in
 #: the C heap, or mapped and unmapped by glibc each time; ``ours``: the settings' value).
+#: ``ours_blas1`` / ``ours_blasall``: ours with IAM_BLAS_THREADS=1 / 0 (numpy's BLAS on one thread, or
+#: on its own, one per core).
 SYSTEMS = ("ours", "ours_nowords", "ours_tokens", "ours_notokens", "ours_onecopy", "ours_oneencode", "ours_twoencodes",
-           "ours_window", "ours_part", "ours_keepheap", "ours_mmapheap", "fw_sequential", "fw_sequential_vad", "fw_batched",
+           "ours_window", "ours_part", "ours_keepheap", "ours_mmapheap",
+           "ours_blas1", "ours_blasall", "fw_sequential", "fw_sequential_vad", "fw_batched",
            "fw_batched_words")
 RESULT_TAG = "RTF-RESULT "
 STEP_TAG = "RTF-STEP "
@@ -95,7 +98,8 @@ def make_system(system: str, args: argparse.Namespace):
                             timestamp_tokens=tokens, cpu_replicas=1 if one else None,
                             cpu_one_encode={"ours_oneencode": True, "ours_twoencodes": False}.get(system),
                             cpu_schedule={"ours_window": "window", "ours_part": "part"}.get(system),
-                            malloc_keep_mb={"ours_keepheap": 256, "ours_mmapheap": 0}.get(system))
+                            malloc_keep_mb={"ours_keepheap": 256, "ours_mmapheap": 0}.get(system),
+                            blas_threads={"ours_blas1": 1, "ours_blasall": 0}.get(system))
         stats = runner.pipeline.stats
         options = TranscribeOptions(beam_size=args.beam_size, word_timestamps=system != "ours_nowords")
 

@@ -63,7 +63,7 @@ def in_process_runner(settings: Settings):
 
         stats = Stats()
         asr = WhisperASR(m.name, m.device, m.compute_type, m.cpu_threads, m.cpu_replicas, cache_dir=m.cache_dir,
-                         allow_download=m.allow_download, stats=stats, malloc_arenas=m.malloc_arenas, malloc_keep_mb=m.malloc_keep_mb,
+                         allow_download=m.allow_download, stats=stats, malloc_arenas=m.malloc_arenas, malloc_keep_mb=m.malloc_keep_mb, blas_threads=m.blas_threads,
                          timestamp_tokens=m.timestamp_tokens, one_encode=m.cpu_one_encode,
                          cpu_schedule=m.cpu_schedule)
         return Pipeline(asr, e.batch_size, make_vad(settings), stats)

@@ -55,6 +55,10 @@ class ModelSettings(msgspec.Struct, frozen=True):
     #: Zen 4 EPYC: the long-form set 8 % faster (1-15 % per file), the same words, peak memory no
     #: higher on it or on the 120-clip folder (``benchmarks/results/rtf-*-heap-zen4-amd-cpu.md``).
     malloc_keep_mb: Annotated[int, msgspec.Meta(ge=0)] = 256
+    #: Threads of numpy's BLAS in a CPU decoding process (``pipeline.asr.limit_blas``); 0: numpy's
+    #: own (one per core), whose threads spin between the windows' small matrix products on the
+    #: cores the model decodes on.
+    blas_threads: Annotated[int, msgspec.Meta(ge=0)] = 1
     #: Whisper's timestamp tokens in a window's first decode (``WhisperASR``): ``on`` (Whisper
     #: writes as its sequential decoder does), ``off`` (the whole window, segments cut from the
     #: aligned words; windows where a stretched word shows speech it jumped over are decoded again

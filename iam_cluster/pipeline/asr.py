@@ -168,6 +168,8 @@ class WhisperASR:
         malloc_keep_mb: on CPU, once the model has loaded, large buffers come from the heap and up
             to this many MB of freed memory are kept for reuse (``heap.keep_freed``; 0: glibc's
             default, an ``mmap`` and page faults for each encoder buffer over 32 MB).
+        blas_threads: on CPU, threads of numpy's BLAS in this process (``limit_blas``; 0: as numpy
+            set them up, one per core).
         timestamp_tokens: ``on``: a decode asked for with timestamp tokens writes Whisper's timestamp
             tokens; ``off``: it is decoded without them (the whole window; segments cut from the
             aligned words), and the windows with a stretched word (``stretched``: speech Whisper
@@ -213,6 +215,7 @@ class WhisperASR:
         stats: Stats | None = None,
         malloc_arenas: int = 1,
         malloc_keep_mb: int = 256,
+        blas_threads: int = 1,
         timestamp_tokens: str = "auto",
         one_encode: bool | None = None,
         cpu_schedule: str = "auto",
@@ -242,6 +245,7 @@ class WhisperASR:
                                     cpu_threads=threads, num_workers=replicas)
         if self.device == "cpu":
             keep_freed(malloc_keep_mb)
+            limit_blas(blas_threads)
         self._tokenizers: dict[tuple[str, str], object] = {}
         self.stats = stats or Stats()
         #: Whether the CPU copies take a batch window by window, else in contiguous parts.
@@ -986,6 +990,23 @@ def closed_early(best: Sequence[dict | None], seconds: Sequence[float], tok, pre
         if seconds[i] - (tokens[-1] - tok.timestamp_begin) * precision >= TAIL_GAP:
             out.add(i)
     return out
+
+
+def limit_blas(threads: int) -> bool:
+    """Hold numpy's BLAS (OpenBLAS) to ``threads`` threads (0: leave it as it is); True if limited.
+
+    The mel spectrogram of every window is a matrix product in numpy (faster-whisper's feature
+    extractor). OpenBLAS runs it on one thread per core, and its threads then spin, waiting for
+    more, on the cores the model's copies decode on: 5.9 % of a long recording's CPU samples were
+    in ``blas_thread_server`` (``perf``, 2-core Zen 4 EPYC, ami_mix_b). Such products take
+    milliseconds; on one thread nothing waits.
+    """
+    if threads <= 0:
+        return False
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads, user_api="blas")
+    return True
 
 
 def ct2_uses_mkl() -> bool:

@@ -60,7 +60,8 @@ def build_app(args: AppArgs | dict | None = None, settings: Settings | None = No
         user_config={"max_batch_size": batch, "batch_wait_timeout_s": settings.serve.batch_wait_s},
     ).bind(args.model or m.name, args.device or m.device, args.compute_type or m.compute_type,
            m.cpu_threads if args.cpu_threads is None else args.cpu_threads, str(m.cache_dir), m.cpu_replicas,
-           m.malloc_arenas, m.timestamp_tokens, m.cpu_one_encode, m.cpu_schedule, m.malloc_keep_mb)
+           m.malloc_arenas, m.timestamp_tokens, m.cpu_one_encode, m.cpu_schedule, m.malloc_keep_mb,
+           m.blas_threads)
     preprocess = Preprocess.options(
         num_replicas=args.preprocess_replicas, ray_actor_options={"num_cpus": 0.25}
     ).bind(args.shard_seconds or e.shard_seconds)

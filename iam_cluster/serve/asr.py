@@ -26,7 +26,7 @@ class ASR:
     def __init__(self, model: str, device: str, compute_type: str, cpu_threads: int, cache_dir: str,
                  cpu_replicas: int = 0, malloc_arenas: int = 1, timestamp_tokens: str = "auto",
                  one_encode: bool | None = None, cpu_schedule: str = "auto",
-                 malloc_keep_mb: int = 256) -> None:
+                 malloc_keep_mb: int = 256, blas_threads: int = 1) -> None:
         from iam_cluster.observability import setup_from_env
         from iam_cluster.observability.serve_metrics import AsrMetrics
         from iam_cluster.pipeline.asr import WhisperASR
@@ -36,7 +36,8 @@ class ASR:
 
         self.asr = WhisperASR(model, device, compute_type, cpu_threads, cpu_replicas, cache_dir=cache_dir,
                               malloc_arenas=malloc_arenas, timestamp_tokens=timestamp_tokens, one_encode=one_encode,
-                              cpu_schedule=cpu_schedule, malloc_keep_mb=malloc_keep_mb)
+                              cpu_schedule=cpu_schedule, malloc_keep_mb=malloc_keep_mb,
+                              blas_threads=blas_threads)
         self.beam_size: int | None = None
         self.max_batch_size: int | None = None
         #: How many batches of each size this replica decoded (bounded: one key per size).
