@@ -41,7 +41,6 @@ def init_sentry(settings: ObservabilitySettings, service: str, integrations: Ite
         environment=settings.environment,
         **_collect_no_personal_data(),
         max_request_body_size="never",  # uploads are audio; JSON bodies may hold passwords
-        include_local_variables=False,  # frames' locals may hold tokens, passwords or samples
         traces_sample_rate=settings.sentry_traces_sample_rate or None,
         before_send=functools.partial(scrub_event, is_expected=is_expected),
         before_breadcrumb=scrub_breadcrumb,
@@ -58,9 +57,16 @@ def _collect_no_personal_data() -> dict:
 
     from sentry_sdk.consts import ClientConstructor
 
-    if "data_collection" in inspect.signature(ClientConstructor.__init__).parameters:
-        return {"data_collection": {"user_info": False, "http_bodies": [], "stack_frame_variables": False}}
-    return {"send_default_pii": False}
+    # Frames' locals may hold tokens, passwords or samples: ``stack_frame_variables`` where
+    # ``data_collection`` exists, ``include_local_variables`` where it still does (removed in 3.0).
+    params = inspect.signature(ClientConstructor.__init__).parameters
+    options: dict = (
+        {"data_collection": {"user_info": False, "http_bodies": [], "stack_frame_variables": False}}
+        if "data_collection" in params else {"send_default_pii": False}
+    )
+    if "include_local_variables" in params:
+        options["include_local_variables"] = False
+    return options
 
 
 def scrub_event(event: dict, hint: dict | None, is_expected: Callable[[BaseException], bool] | None = None
