@@ -355,6 +355,7 @@ def test_words_are_aligned_one_window_at_a_time_on_cpu_as_in_one_call(tiny_asr, 
     assert calls and set(calls) == {1}
     monkeypatch.setattr(tiny_asr, "device", "cuda")  # the GPU's path: one call per batch (on the CPU here)
     monkeypatch.setattr(tiny_asr, "replicas", 1)  # one model on a GPU
+    monkeypatch.setattr(tiny_asr, "_pool", None)  # and no pool of CPU copies: the batch in one call
     together = words(tiny_asr.decode(audios, "en", options))
     assert max(calls) > 1
     assert all(one_by_one) and one_by_one == together
