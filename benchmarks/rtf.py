@@ -44,6 +44,10 @@ SYSTEMS = ("ours", "ours_nowords", "ours_tokens", "ours_notokens", "ours_onecopy
            "ours_window", "ours_part", "ours_keepheap", "ours_mmapheap",
            "ours_blas1", "ours_blasall", "fw_sequential", "fw_sequential_vad", "fw_batched",
            "fw_batched_words")
+#: What runs without ``--systems``: ours against the three faster-whisper pipelines users compare
+#: with (sequential beam search, the batched pipeline, the batched pipeline with word timestamps).
+#: The ``ours_*`` variants are A/B runs of one setting, named when wanted.
+DEFAULT_SYSTEMS = ("ours", "fw_sequential", "fw_batched", "fw_batched_words")
 RESULT_TAG = "RTF-RESULT "
 STEP_TAG = "RTF-STEP "
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -62,7 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=1, help="time the whole list N times; report the median")
     p.add_argument("--per-file", action="store_true",
                    help="time each file on its own: per-file ratios, their minimum and median, stages")
-    p.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated subset of {SYSTEMS}")
+    p.add_argument("--systems", default=",".join(DEFAULT_SYSTEMS),
+                   help=f"comma-separated subset of {SYSTEMS} (default: {','.join(DEFAULT_SYSTEMS)})")
     p.add_argument("--label", help="name of the run (default: date and time)")
     p.add_argument("--out", type=Path, help="Markdown report (default benchmarks/results/rtf-LABEL.md)")
     p.add_argument("--texts", type=Path, help="also write each system's text of each file to TEXTS/SYSTEM/N-NAME.txt")

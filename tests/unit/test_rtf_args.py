@@ -1,0 +1,32 @@
+"""``benchmarks/rtf.py``'s command line: what runs when a user names no systems."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture()
+def rtf(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import rtf
+
+    yield rtf
+    sys.modules.pop("rtf", None)
+
+
+def test_without_systems_ours_runs_against_the_three_faster_whisper_pipelines(rtf):
+    args = rtf.parse_args(["--audio", "x.wav"])
+    assert args.systems == ["ours", "fw_sequential", "fw_batched", "fw_batched_words"]
+    assert set(args.systems) <= set(rtf.SYSTEMS)
+
+
+def test_named_systems_run_as_named_and_unknown_ones_are_refused(rtf, capsys):
+    assert rtf.parse_args(["--audio", "x.wav", "--systems", "ours,ours_mmapheap"]).systems == ["ours", "ours_mmapheap"]
+    with pytest.raises(SystemExit):
+        rtf.parse_args(["--audio", "x.wav", "--systems", "ours,whisperx"])
+    assert "unknown systems ['whisperx']" in capsys.readouterr().err
