@@ -50,11 +50,28 @@ def whisper_normalise(text: str) -> str:
 
 
 def cpu_name() -> str:
+    """The CPU's model name and what tells hosts of one name apart: a VM's "Intel Xeon Processor"
+    was a model-167 Xeon with AMX in one run and a model-207 one without it in another, and the
+    engine's speed against its peers differed between them (``README``); and which backend
+    CTranslate2 computes with there (MKL on Intel, oneDNN elsewhere, ``CT2_USE_MKL``)."""
     try:
-        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return "unknown CPU"
-    return found.group(1).strip() if found else "unknown CPU"
+    found = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
+    name = found.group(1).strip() if found else "unknown CPU"
+    family = re.search(r"^cpu family\s*:\s*(\d+)$", info, re.M)
+    model = re.search(r"^model\s*:\s*(\d+)$", info, re.M)
+    listed = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
+    flags = set(listed.group(1).split()) if listed else set()
+    isa = [label for flag, label in (("avx512_vnni", "AVX-512 VNNI"), ("avx512f", "AVX-512"), ("avx2", "AVX2"))
+           if flag in flags][:1] + (["AMX"] if "amx_int8" in flags else [])
+    from iam_cluster.pipeline.asr import ct2_uses_mkl
+
+    details = [f"family {family.group(1)} model {model.group(1)}" if family and model else None,
+               ", ".join(isa) or None, "CTranslate2 on MKL" if ct2_uses_mkl() else "CTranslate2 on oneDNN",
+               *(f"{k}={os.environ[k]}" for k in ("CT2_FORCE_CPU_ISA", "ONEDNN_MAX_CPU_ISA") if os.environ.get(k))]
+    return f"{name} ({'; '.join(d for d in details if d)})"
 
 
 def code_version() -> str:
