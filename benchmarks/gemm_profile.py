@@ -52,7 +52,7 @@ def name_of(k: int, n: int, width: int) -> str:
     if k == width and n == 3 * width:
         return "self-attention q/k/v projection"
     if k == width and n == 2 * width:
-        return "cross-attention k/v projection (once per window)"
+        return "cross-attention k/v projection (once per layer, every window at once)"
     if k == width and n == width:
         return "attention q / output projection"
     return "other"
