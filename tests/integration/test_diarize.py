@@ -201,12 +201,32 @@ def test_no_speech_gives_no_turns(diarizer):
 
 
 def test_words_in_a_meeting_whose_voices_the_diarizer_cannot_tell_apart_still_get_a_speaker(runner, data_dir):
-    """trn01: four far-field speakers with 1.0-1.8 s each; the segmentation hears no one, the ASR
-    writes a fragment. Every word asked to carry a speaker carries one."""
+    """trn01: four far-field speakers with 0.4-1.5 s each; the segmentation hears no one. What the
+    ASR writes there depends on the CPU's arithmetic: a fragment on the Intel hosts (MKL), nothing
+    on a Zen 3 EPYC (oneDNN), where faster-whisper's sequential decoder writes nothing either
+    (Whisper's own silence rule). Whatever it writes carries a speaker."""
     t = runner.run(data_dir / "trn01.wav", TranscribeOptions(diarize=True))
-    assert t.segments and t.speakers
+    assert runner.diarizer(decode_audio(data_dir / "trn01.wav"), None).turns == []
+    assert bool(t.segments) == bool(t.speakers)
     assert all(s.speaker in t.speakers for s in t.segments)
     assert all(w.speaker in t.speakers for s in t.segments for w in s.words)
+
+
+def test_every_word_gets_a_speaker_when_the_diarizer_hears_no_one(pipeline, data_dir):
+    """The same path on a recording whose words the ASR always writes: the embedded diarizer, set
+    so that no frame counts as speech, tells no voice apart; every word still carries the one
+    speaker, and the words are those of the run without speakers."""
+    from iam_cluster.pipeline.runner import InProcessRunner, Limits
+
+    deaf = InProcessRunner(lambda: pipeline, lambda: make_diarizer("embedded", speech_threshold=1.0),
+                           Limits(3600.0, 0.1), 600.0)
+    assert deaf.diarizer(decode_audio(data_dir / "jfk.flac"), None).turns == []
+    t = deaf.run(data_dir / "jfk.flac", TranscribeOptions(diarize=True))
+    plain = deaf.run(data_dir / "jfk.flac", TranscribeOptions())
+    assert t.text.split() == plain.text.split() and len(t.text.split()) >= 15
+    assert t.speakers == ["SPEAKER_00"]
+    assert all(s.speaker == "SPEAKER_00" for s in t.segments)
+    assert all(w.speaker == "SPEAKER_00" for s in t.segments for w in s.words)
 
 
 def test_runner_attributes_words_to_speakers(runner, data_dir):
