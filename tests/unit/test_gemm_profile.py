@@ -8,17 +8,15 @@ from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+from tests.fixtures.benchmarks import BENCHMARKS
+
 DATA = Path(__file__).resolve().parents[1] / "data"
+SCRIPT = BENCHMARKS / "gemm_profile.py"
 
 
 @pytest.fixture()
-def gemm_profile(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    import gemm_profile
-
-    yield gemm_profile
-    sys.modules.pop("gemm_profile", None)
+def gemm_profile(benchmark_module):
+    return benchmark_module("gemm_profile")
 
 
 ONEDNN = [
@@ -69,7 +67,7 @@ def test_a_real_generate_is_profiled_on_this_hosts_backend(tmp_path):
     """One 30-s window of a meeting: the vocabulary projection and the cross-attention are logged,
     whichever backend (oneDNN or MKL) this CPU gives CTranslate2."""
     out = tmp_path / "profile.md"
-    subprocess.run([sys.executable, str(BENCHMARKS / "gemm_profile.py"), "--audio", str(DATA / "sample.wav"),
+    subprocess.run([sys.executable, str(SCRIPT), "--audio", str(DATA / "sample.wav"),
                     "--windows", "1", "--out", str(out)], check=True, capture_output=True, text=True, timeout=600)
     report = out.read_text()
     assert "| vocabulary projection |" in report
@@ -78,7 +76,7 @@ def test_a_real_generate_is_profiled_on_this_hosts_backend(tmp_path):
 
 
 def test_a_recording_too_short_for_the_windows_is_refused(tmp_path):
-    done = subprocess.run([sys.executable, str(BENCHMARKS / "gemm_profile.py"), "--audio", str(DATA / "sample.wav"),
+    done = subprocess.run([sys.executable, str(SCRIPT), "--audio", str(DATA / "sample.wav"),
                            "--windows", "2", "--out", str(tmp_path / "x.md")], capture_output=True, text=True,
                           timeout=600)
     assert done.returncode != 0

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
 
 @pytest.fixture()
-def rtf(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    import rtf
-
-    yield rtf
-    sys.modules.pop("rtf", None)
+def rtf(benchmark_module):
+    return benchmark_module("rtf")
 
 
 def test_without_systems_ours_runs_against_the_three_faster_whisper_pipelines(rtf):
