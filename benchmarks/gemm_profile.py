@@ -138,6 +138,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.windows < 1:
         ap.error("--windows must be at least 1")
+    if not args.child and not Path(args.audio).is_file():
+        ap.error(f"--audio {args.audio}: no such file")
     if args.model is None:
         from iam_cluster.pipeline.models import embedded_tiny_en
 

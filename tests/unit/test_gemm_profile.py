@@ -81,3 +81,10 @@ def test_a_recording_too_short_for_the_windows_is_refused(tmp_path):
                           timeout=600)
     assert done.returncode != 0
     assert "shorter than 2 windows of 30 s" in done.stderr
+
+
+def test_a_missing_recording_is_a_usage_error(tmp_path):
+    done = subprocess.run([sys.executable, str(SCRIPT), "--audio", str(tmp_path / "nothing.wav")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "no such file" in done.stderr and "Traceback" not in done.stderr
