@@ -25,6 +25,15 @@ data (fixed seeds), so it is committed as this script, not as audio.
 | perturbed/read_slow_room | the read clips 0.85x slower, reverberant room, at -30 dBFS | txt |
 | perturbed/ten_minutes_noisy | ten_minutes with pink noise 10 dB under its speech (its quietest clips under the noise) | txt, rttm |
 | perturbed/harvard_gaps_room | harvard_gaps in a reverberant room (RT60 0.6 s) | txt, rttm |
+| meetings/ami_{2,3,4}spk_N | dense 18-33 s meetings of 2-4 AMI voices (solo turns cut from the excerpts' RTTMs): turns of 1-4 s, some overlapping, unequal talk shares, at -40 dBFS | rttm |
+| meetings/ami_*_room | the same in a reverberant room (RT60 0.4 s), pink noise 20 dB under the speech | rttm |
+| meetings/read_{3,4}spk_N(_room) | the same from the read clips' voices | rttm |
+
+The ``meetings`` group is for the diarizer: the excerpts in ``shared/data`` are mostly silence
+(trn01 holds 4.5 s of speech in 30 s), where people in real meetings talk through most of an
+excerpt. Its files use the voices of the excerpts (and, in ``read_*``, of the read clips), so
+``der.py --cv`` keeps each file away from the files that share a voice with it (its folds are by
+RTTM speaker id); the two pools tune each other.
 
 The ``perturbed`` group holds conditions no setting of the engine or the diarizer was chosen on
 (other rooms, noise, speech rates): a check that speed and words hold beyond the files they were
@@ -208,7 +217,84 @@ def build(data: Path, out: Path) -> list[Path]:
                 b.clip(scaled(audio(p), -20.0), text[p], voice=voice_of(p))
         made.append(b.write(out, gain_db=-20.0 if name == "quiet_read" else 0.0, rate=rate))
     made += stress(data, out / "stress", audio, text, passage, [*harvard, data / "jfk.flac"])
+    made += meetings(out / "meetings", audio, ami, texted)
     return made + perturbed(out / "perturbed", audio, text, ami, texted, out)
+
+
+#: Meetings per (pool, number of voices) in ``meetings/``.
+MEETINGS = {("ami", 2): 3, ("ami", 3): 5, ("ami", 4): 5, ("read", 3): 3, ("read", 4): 3}
+
+
+def solo_pieces(samples: np.ndarray, rttm: Path, rng: np.random.Generator) -> dict[str, list[np.ndarray]]:
+    """Each speaker's stretches of ``rttm`` in which no one else talks, 0.1 s clear of every
+    turn's edge (the references' boundaries are not exact), cut into pieces of 1-4 s; shorter
+    stretches are left out."""
+    turns = [(float(f[3]), float(f[3]) + float(f[4]), f[7]) for f in map(str.split, rttm.read_text().splitlines())
+             if len(f) > 7 and f[0] == "SPEAKER"]
+    out: dict[str, list[np.ndarray]] = {}
+    for start, end, who in turns:
+        spans = [(start + 0.1, end - 0.1)]
+        for s2, e2, other in turns:
+            if other != who:
+                s2, e2 = s2 - 0.1, e2 + 0.1
+                spans = [piece for a, b in spans for piece in
+                         ([(a, b)] if e2 <= a or s2 >= b else [(a, s2), (e2, b)])]
+        for a, b in spans:
+            while b - a >= 1.0:
+                length = min(b - a, rng.uniform(1.0, 4.0))
+                out.setdefault(who, []).append(samples[int(a * SR): int((a + length) * SR)])
+                a += length
+    return out
+
+
+def meetings(out: Path, audio, ami: list[Path], read: list[Path]) -> list[Path]:
+    """Dense meetings for the diarizer (see the module's table). A meeting draws its voices from
+    one pool, gives each a share of the talk (one may say little), and lays turns of 1-4 s one
+    after another with pauses or overlaps of up to 0.6 s, each turn 3 dB louder or softer at
+    random. It is written twice at -40 dBFS: as mixed, and heard in one room (RT60 0.4 s) with
+    pink noise 20 dB under its speech (``_room``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(20)
+    pools = {"ami": {}, "read": {}}
+    for p in ami:
+        for who, pieces in solo_pieces(audio(p), p.with_suffix(".rttm"), rng).items():
+            pools["ami"].setdefault(who, []).extend(pieces)
+    for p in read:
+        first, last = speech_span(audio(p))
+        x = audio(p)[int(first * SR): int(last * SR)]
+        pieces = [x[i: i + 4 * SR] for i in range(0, len(x) - SR, 4 * SR)]
+        pools["read"].setdefault(voice_of(p), []).extend(pieces)
+    for pool in pools.values():  # a voice needs three turns' worth to take part
+        for who in [w for w, pieces in pool.items() if len(pieces) < 3]:
+            del pool[who]
+    made = []
+    for (pool_name, voices), count in MEETINGS.items():
+        pool = pools[pool_name]
+        for k in range(count if len(pool) >= voices else 0):  # a folder with fewer voices makes none
+            b = Builder(f"{pool_name}_{voices}spk_{k}", seed=100 * voices + k)
+            who = [str(w) for w in b.rng.choice(sorted(pool), voices, replace=False)]
+            share = np.maximum(b.rng.dirichlet(np.ones(voices)), 0.08)
+            share /= share.sum()
+            left = {w: list(b.rng.permutation(len(pool[w]))) for w in who}
+            order = list(who) + [str(w) for w in b.rng.choice(who, 40, p=share)]  # everyone speaks once
+            mix, turns, at, last = np.zeros(60 * SR, np.float32), [], 0, None
+            for w in order:
+                if w == last or not left[w]:
+                    continue
+                piece = scaled(pool[w][left[w].pop()], -25.0) * np.float32(10 ** (b.rng.uniform(-3, 3) / 20))
+                at = max(0, at + int(b.rng.uniform(-0.6, 0.6) * SR))
+                mix[at: at + len(piece)] += piece
+                turns.append((at / SR, len(piece) / SR, w))
+                at, last = at + len(piece), w
+                if at > 30 * SR and len({t[2] for t in turns}) == voices:
+                    break
+            x = mix[: at + int(0.5 * SR)]
+            b.parts, b.length, b.turns = [scaled(x, -40.0)], len(x), turns
+            made.append(b.write(out))
+            b.name += "_room"
+            b.parts = [scaled(noisy(room(x, 0.4, b.rng), 20.0, b.rng), -40.0)]
+            made.append(b.write(out))
+    return made
 
 
 def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
