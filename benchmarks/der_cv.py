@@ -7,11 +7,17 @@ scored on every file. For each file, the setting with the lowest DER over the fi
 to it is the one it is scored with. Two files are related when their RTTMs share a speaker id:
 recordings of one meeting (AMI ids are per person) and a concatenation of excerpts (which keeps
 its parts' ids) never tune each other.
+
+Given several folders (the excerpts of ``shared/data``, the dense meetings and long recordings of
+``make_longform.py``), a setting is chosen by the mean of each folder's DER rather than by their
+pooled DER: ten minutes of one kind must not outvote thirty seconds of another. The report then
+also gives each folder's cross-validated figures on their own.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -128,23 +134,42 @@ def analyse_all(encoder: str, files, step: float, int8: bool = True, asr=None):
     return out
 
 
-def score_grid(analysed: dict, grid: list) -> dict[tuple[int, str], Scored]:
+def score_grid(analysed: dict, grid: list, workers: int = 1) -> dict[tuple[int, str], Scored]:
+    """Every file decided and scored with every setting; ``workers`` processes share the files
+    (forked: the analyses are not copied)."""
+    global _SCORING
+    _SCORING = (analysed, grid)
+    if workers <= 1 or len(analysed) < 2:
+        parts = [_score_file(name) for name in analysed]
+    else:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            parts = pool.map(_score_file, list(analysed), chunksize=1)
+    return {key: value for part in parts for key, value in part.items()}
+
+
+_SCORING: tuple = ({}, [])
+
+
+def _score_file(name: str) -> dict[tuple[int, str], Scored]:
     from pyannote.core import Segment, Timeline
     from pyannote.metrics.diarization import DiarizationErrorRate
 
     from iam_cluster.pipeline.diarize.embedded import decide
 
+    analysed, grid = _SCORING
     metric = DiarizationErrorRate(collar=COLLAR, skip_overlap=False)
+    analysis, reference, duration, _, transcript = analysed[name]
+    ref_ann = to_annotation(reference, name)
+    uem = Timeline([Segment(0.0, duration)])
     table = {}
-    for name, (analysis, reference, duration, _, transcript) in analysed.items():
-        ref_ann = to_annotation(reference, name)
-        uem = Timeline([Segment(0.0, duration)])
-        for i, decision in enumerate(grid):
-            found = decide(analysis, decision)
-            turns = found.turns if transcript is None else delivered(transcript, found)
-            parts = metric(ref_ann, to_annotation(turns, name), uem=uem, detailed=True)
-            speech = speech_overlap(reference, turns, duration)
-            table[i, name] = Scored(parts, len({t.speaker for t in turns}), speech)
+    for i, decision in enumerate(grid):
+        found = decide(analysis, decision)
+        turns = found.turns if transcript is None else delivered(transcript, found)
+        parts = metric(ref_ann, to_annotation(turns, name), uem=uem, detailed=True)
+        speech = speech_overlap(reference, turns, duration)
+        table[i, name] = Scored(parts, len({t.speaker for t in turns}), speech)
     return table
 
 
@@ -153,25 +178,61 @@ def _der(table, i: int, names) -> float:
     return errors / max(sum(table[i, n].parts["total"] for n in names), 1e-9)
 
 
-def cross_validate(analysed: dict, grid: list, table) -> list[tuple[str, int, list[str]]]:
-    """``(file, chosen setting, files it was chosen on)`` for every file."""
-    groups = related_groups({name: ref for name, (_, ref, *_) in analysed.items()})
+def objective(table, i: int, names, groups: dict[str, str] | None = None) -> float:
+    """What a setting is chosen by on ``names``: their DER, or with ``groups`` (file -> folder)
+    the mean of each folder's DER, so that a folder of short, sparse excerpts and one of long or
+    dense recordings weigh alike, however much speech each holds."""
+    if not groups:
+        return _der(table, i, names)
+    by_group: dict[str, list[str]] = {}
+    for n in names:
+        by_group.setdefault(groups[n], []).append(n)
+    return float(np.mean([_der(table, i, members) for members in by_group.values()]))
+
+
+def cross_validate(analysed: dict, grid: list, table, groups: dict[str, str] | None = None
+                   ) -> list[tuple[str, int, list[str]]]:
+    """``(file, chosen setting, files it was chosen on)`` for every file (``objective``)."""
+    related = related_groups({name: ref for name, (_, ref, *_) in analysed.items()})
     out = []
     for name in analysed:
-        train = [n for n in analysed if n not in groups[name]]
-        best = min(range(len(grid)), key=lambda i: (_der(table, i, train), i))
+        train = [n for n in analysed if n not in related[name]]
+        best = min(range(len(grid)), key=lambda i: (objective(table, i, train, groups), i))
         out.append((name, best, train))
     return out
 
 
 def report_rows(analysed, grid, table, folds) -> tuple[list[list[str]], dict]:
     """Markdown rows per file plus totals for the cross-validated choice."""
-    rows, totals = [], {c: 0.0 for c in (*COMPONENTS, "total")}
-    counts = {"exact": 0, "within1": 0, "multi": 0}
-    speech = np.zeros(3)
+    rows = []
     for name, best, train in folds:
         s, (_, ref, _, seconds, _) = table[best, name], analysed[name]
-        true = len({t.speaker for t in ref})
+        d = grid[best]
+        total = max(s.parts["total"], 1e-9)
+        embedded = len(embedded_speakers(analysed[name][0], ref))
+        rows.append([
+            name, f"{len({t.speaker for t in ref})}", f"{embedded}", f"{s.found}",
+            *(f"{100 * s.parts[c] / total:.1f}" for c in COMPONENTS),
+            f"{100 * sum(s.parts[c] for c in COMPONENTS) / total:.1f}",
+            f"{100 * s.recall:.1f}", f"{100 * s.precision:.1f}", f"{seconds:.2f}",
+            f"{d.speech_threshold}/{d.method}/{d.similarity}/{d.min_cluster_seconds}/{'ov' if d.overlap else '-'}"
+            f"/{d.min_share}",
+            ", ".join(sorted(train)),
+        ])
+    return rows, summarise(analysed, table, folds)
+
+
+def summarise(analysed, table, folds, names=None) -> dict:
+    """Totals of the cross-validated choice over ``names`` (None: every file): DER components,
+    speaker counts (multi-speaker files) and speech seconds (reference, labelled, both)."""
+    totals = {c: 0.0 for c in (*COMPONENTS, "total")}
+    counts = {"exact": 0, "within1": 0, "multi": 0}
+    speech = np.zeros(3)
+    for name, best, _ in folds:
+        if names is not None and name not in names:
+            continue
+        s = table[best, name]
+        true = len({t.speaker for t in analysed[name][1]})
         for c in totals:
             totals[c] += s.parts[c]
         if true > 1:
@@ -179,18 +240,19 @@ def report_rows(analysed, grid, table, folds) -> tuple[list[list[str]], dict]:
             counts["exact"] += s.found == true
             counts["within1"] += abs(s.found - true) <= 1
         speech += s.speech
-        d = grid[best]
-        total = max(s.parts["total"], 1e-9)
-        embedded = len(embedded_speakers(analysed[name][0], ref))
-        rows.append([
-            name, f"{true}", f"{embedded}", f"{s.found}", *(f"{100 * s.parts[c] / total:.1f}" for c in COMPONENTS),
-            f"{100 * sum(s.parts[c] for c in COMPONENTS) / total:.1f}",
-            f"{100 * s.recall:.1f}", f"{100 * s.precision:.1f}", f"{seconds:.2f}",
-            f"{d.speech_threshold}/{d.method}/{d.similarity}/{d.min_cluster_seconds}/{'ov' if d.overlap else '-'}"
-            f"/{d.min_share}",
-            ", ".join(sorted(train)),
-        ])
-    return rows, {"totals": totals, "counts": counts, "speech": speech}
+    return {"totals": totals, "counts": counts, "speech": speech}
+
+
+def summary_line(summary: dict, files: int) -> str:
+    """One sentence of a summary's figures."""
+    t, c, sp = summary["totals"], summary["counts"], summary["speech"]
+    total = max(t["total"], 1e-9)
+    der = 100 * sum(t[k] for k in COMPONENTS) / total
+    return (f"**Cross-validated DER {der:.1f} %** (missed {100 * t['missed detection'] / total:.1f} %, "
+            f"false alarm {100 * t['false alarm'] / total:.1f} %, confusion {100 * t['confusion'] / total:.1f} %) "
+            f"over {files} files; speaker count exact on {c['exact']}/{c['multi']} multi-speaker files, within "
+            f"±1 on {c['within1']}/{c['multi']}; speech recall {100 * sp[2] / max(sp[0], 1e-9):.1f} %, precision "
+            f"{100 * sp[2] / max(sp[1], 1e-9):.1f} %.")
 
 
 def run_cv(args, files) -> str:
@@ -199,6 +261,7 @@ def run_cv(args, files) -> str:
 
     grid = settings(GRID)
     files = [f for f in files if f[1] is not None]  # scored files need an RTTM
+    groups = {path.stem: str(path.parent) for path, _, _ in files}
     asr = None
     if args.delivered:  # every file transcribed once; each setting's turns kept for its speakers with words
         from common import settings_for
@@ -211,10 +274,11 @@ def run_cv(args, files) -> str:
     sections = []
     for encoder in args.encoders:
         analysed = analyse_all(encoder, files, args.segmentation_step, not args.float32, asr)
-        table = score_grid(analysed, grid)
-        folds = cross_validate(analysed, grid, table)
+        table = score_grid(analysed, grid, min(os.cpu_count() or 1, 4))  # untimed: every core
+        balance = groups if len(set(groups.values())) > 1 else None
+        folds = cross_validate(analysed, grid, table, balance)
         rows, summary = report_rows(analysed, grid, table, folds)
-        sections.append(_section(encoder, rows, summary, analysed, grid, table))
+        sections.append(_section(encoder, rows, summary, analysed, grid, table, folds, groups))
     head = [
         f"# Cross-validated DER: {args.label}", "",
         "Command: `" + " ".join(["python", *sys.argv]) + "`", "",
@@ -225,7 +289,9 @@ def run_cv(args, files) -> str:
            "of the speakers who say at least one word; each file transcribed once, tiny.en). "
            if args.delivered else "Scored: the diarizer's own turns. ") +
         "Each file is decided with the grid setting that has the "
-        "lowest total DER over the files unrelated to it (no shared RTTM speaker id); speech "
+        "lowest total DER over the files unrelated to it (no shared RTTM speaker id"
+        + ("; with several folders given, the mean of each folder's DER over those files" if len(set(groups.values())) > 1 else "")
+        + "); speech "
         "recall/precision: the union of the diarizer's turns against the RTTM's, 10-ms grid, no "
         f"collar. Grid: {', '.join(f'{k} {list(v)}' for k, v in GRID.items())} "
         f"({len(grid)} settings). Analysis s: normalisation + segmentation + embeddings, wall "
@@ -234,7 +300,7 @@ def run_cv(args, files) -> str:
     return "\n".join(head + sections)
 
 
-def _section(encoder, rows, summary, analysed, grid, table) -> str:
+def _section(encoder, rows, summary, analysed, grid, table, folds, groups) -> str:
     head = ["file", "ref spk", "ref spk embedded", "found spk", "miss %", "FA %", "conf %", "DER %", "speech recall %",
             "speech precision %", "analysis s", "setting (thr/method/sim/min s/overlap/min share)", "chosen on"]
     t, c, sp = summary["totals"], summary["counts"], summary["speech"]
@@ -251,12 +317,23 @@ def _section(encoder, rows, summary, analysed, grid, table) -> str:
         f"Speech recall {100 * sp[2] / max(sp[0], 1e-9):.1f} %, precision {100 * sp[2] / max(sp[1], 1e-9):.1f} % "
         f"(all files together).",
     ]
+    if len(set(groups.values())) > 1:  # each folder given on its own, chosen as above
+        lines += ["", "Per folder:", ""]
+        for group in dict.fromkeys(groups.values()):
+            names = {n for n, g in groups.items() if g == group}
+            lines.append(f"- `{group}`: " + summary_line(summarise(analysed, table, folds, names), len(names)))
     names = list(analysed)
-    best_all = min(range(len(grid)), key=lambda i: (_der(table, i, names), i))
+    balance = groups if len(set(groups.values())) > 1 else None
+    best_all = min(range(len(grid)), key=lambda i: (objective(table, i, names, balance), i))
     d = grid[best_all]
     lines += ["", _count_ceiling(analysed, grid, table)]
     lines += ["", f"Setting chosen on all files (the shipped default; its in-sample DER "
-              f"{100 * _der(table, best_all, names):.1f} % is NOT a generalisation figure): {d}.", ""]
+              f"{100 * _der(table, best_all, names):.1f} % is NOT a generalisation figure): {d}."]
+    if balance:
+        lines.append("In-sample DER of that setting per folder: " + ", ".join(
+            f"`{g}` {100 * _der(table, best_all, [n for n in names if balance[n] == g]):.1f} %"
+            for g in dict.fromkeys(balance.values())) + ".")
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -1,0 +1,58 @@
+"""``benchmarks/der_cv.py``: how a setting is chosen when folders of different kinds are tuned on."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture()
+def der_cv(benchmark_module):
+    return benchmark_module("der_cv")
+
+
+def scored(der_cv, errors: float, total: float, found: int = 2):
+    parts = {"missed detection": errors, "false alarm": 0.0, "confusion": 0.0, "total": total}
+    return der_cv.Scored(parts, found, (total, total - errors, total - errors))
+
+
+def test_each_folder_weighs_alike_however_much_speech_it_holds(der_cv):
+    # setting 0 is better on the long file, setting 1 on the two short excerpts
+    table = {(0, "long"): scored(der_cv, 100.0, 1000.0), (1, "long"): scored(der_cv, 150.0, 1000.0),
+             (0, "a"): scored(der_cv, 10.0, 20.0), (1, "a"): scored(der_cv, 2.0, 20.0),
+             (0, "b"): scored(der_cv, 10.0, 20.0), (1, "b"): scored(der_cv, 2.0, 20.0)}
+    names = ["long", "a", "b"]
+    pooled = [der_cv.objective(table, i, names) for i in (0, 1)]
+    assert pooled[0] < pooled[1]  # the long file's seconds outvote the excerpts
+    groups = {"long": "longform", "a": "data", "b": "data"}
+    balanced = [der_cv.objective(table, i, names, groups) for i in (0, 1)]
+    assert balanced == pytest.approx([(0.1 + 0.5) / 2, (0.15 + 0.1) / 2])
+    assert balanced[1] < balanced[0]
+
+
+def test_a_summary_covers_only_the_files_named(der_cv):
+    table = {(0, "a"): scored(der_cv, 5.0, 20.0, found=2), (0, "b"): scored(der_cv, 0.0, 10.0, found=1)}
+    analysed = {"a": (None, [_turn("x"), _turn("y")], 30.0, 0.0, None), "b": (None, [_turn("z")], 30.0, 0.0, None)}
+    folds = [("a", 0, ["b"]), ("b", 0, ["a"])]
+    only_a = der_cv.summarise(analysed, table, folds, {"a"})
+    assert only_a["totals"]["missed detection"] == 5.0 and only_a["totals"]["total"] == 20.0
+    assert only_a["counts"] == {"exact": 1, "within1": 1, "multi": 1}
+    line = der_cv.summary_line(der_cv.summarise(analysed, table, folds), 2)
+    assert "DER 16.7 %" in line and "exact on 1/1" in line
+
+
+def _turn(speaker: str):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(speaker=speaker, start=0.0, end=1.0)
+
+
+def test_folder_settings_start_from_the_encoders_default(benchmark_module):
+    der_folders = benchmark_module("der_folders")
+    from iam_cluster.pipeline.diarize.embedded import DEFAULTS
+
+    default, changed = der_folders.decisions("resemblyzer", [["default"], ["similarity=0.75", "min_share=0.02"]])
+    assert default == DEFAULTS["resemblyzer"]
+    assert (changed.similarity, changed.min_share) == (0.75, 0.02)
+    assert changed.speech_threshold == default.speech_threshold
+    with pytest.raises(SystemExit, match="similarity"):
+        der_folders.decisions("resemblyzer", [["similarity"]])
