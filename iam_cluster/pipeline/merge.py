@@ -137,9 +137,9 @@ def join_shards(parts: Sequence[tuple[float, Diarization]], threshold: float | N
         threshold: cosine distance under which speakers of different shards are the same person
             (None: ``1 - same_voice`` of the shards' diarizer, the similarity it merges one
             recording's clusters at, else ``JOIN_DISTANCE``). The embedded diarizer's similarity
-            moves with its encoder and embedding (resemblyzer 0.75, CAM++ 0.55); on five long AMI
-            mixes cut into 120-s shards, joining at resemblyzer's own 0.25 scored DER 31.9 %
-            against 33.8 % at the fixed 0.4 (whole recordings: 32.3 %).
+            moves with its encoder and embedding (resemblyzer 0.7, CAM++ 0.55); on five long AMI
+            mixes cut into 120-s shards, joining at resemblyzer's own 0.25 (its similarity was
+            0.75 then) scored DER 31.9 % against 33.8 % at the fixed 0.4 (whole recordings: 32.3 %).
     """
     scales = [d.same_voice for _, d in parts if d.same_voice is not None]
     if threshold is None:
