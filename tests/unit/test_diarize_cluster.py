@@ -130,3 +130,49 @@ def test_a_speaker_with_a_small_share_of_the_speech_joins_the_nearest():
     c = np.stack([np.cos(np.radians([0.0, 60.0, 50.0])), np.sin(np.radians([0.0, 60.0, 50.0]))], axis=1)
     assert small_speakers(y, np.ones(len(y)), c, 0.45, 1) == [0, 1]
     assert small_speakers(y, np.ones(len(y)), c, 0.55, 1) == [1]
+
+
+def test_each_half_of_a_piece_is_labelled_by_its_own_half():
+    """One local speaker over a whole 10-s chunk, where the segmentation missed a change of voice:
+    its second piece begins with the first voice and ends with another. Labelled by whole pieces
+    the change falls between the pieces' centres; by halves, where that piece's second half starts."""
+    from iam_cluster.pipeline.diarize.embedded import Analysis, Decision, decide
+    from iam_cluster.pipeline.diarize.segmentation import Segmentation
+
+    frames, step = 589, 0.016875
+    local = np.zeros((1, frames, 3), np.float32)
+    local[0, :, 0] = 1
+    seg = Segmentation(np.full(frames, 0.9), np.zeros(frames), local, np.array([0]), step / 2, step)
+    a, b = np.eye(2)
+    mixed = (a + b) / np.sqrt(2)
+    third = frames // 3
+    analysis = Analysis(seg, np.array([0, 0]), np.array([0, 0]), np.array([0, third]), np.array([third - 1, frames - 1]),
+                        np.array([3.0, 6.0]), np.stack([a, mixed]), np.stack([[a, a], [a, b]]))
+
+    def change(decision):
+        turns = decide(analysis, decision, num=2).turns
+        assert len({t.speaker for t in turns}) == 2
+        return min(t.end for t in turns)
+
+    whole = change(Decision(halves=False))
+    halves = change(Decision())
+    assert whole == pytest.approx(10 * 5 / 12, abs=0.1)  # between the centres at 1/6 and 2/3 of the chunk
+    assert halves == pytest.approx(10 * 2 / 3, abs=0.1)  # where the second piece's second half begins
+
+
+def test_resemblyzer_halves_are_its_first_and_last_partial(data_dir):
+    from iam_cluster.pipeline.decode import decode_audio
+    from iam_cluster.pipeline.diarize.models import make_encoder
+
+    encoder = make_encoder("resemblyzer")
+    speech = decode_audio(data_dir / "sample.wav").samples
+    clips = [speech[: 16000 * 3], speech[16000 * 5: 16000 * 6]]  # two partials; one (1 s)
+    halves = encoder.halves(clips)
+    assert halves.shape == (2, 2, encoder.dim)
+    assert np.allclose(np.linalg.norm(halves, axis=-1), 1.0, atol=1e-5)
+    assert np.allclose(halves[1, 0], halves[1, 1])  # a short clip is one partial, both halves
+    assert not np.allclose(halves[0, 0], halves[0, 1])
+    mean = halves.sum(axis=1)
+    assert np.allclose(encoder(clips), mean / np.linalg.norm(mean, axis=1, keepdims=True), atol=1e-6)
+    first = encoder([speech[: 16000 * 16 // 10]])[0]  # the first 1.6 s alone: the first half
+    assert np.dot(first, halves[0, 0]) > 0.999

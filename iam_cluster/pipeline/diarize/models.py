@@ -316,6 +316,11 @@ class CamppEncoder:
             out[part] = vectors
         return _unit(out)
 
+    def halves(self, clips: list[np.ndarray]) -> np.ndarray:
+        """``(clips, 2, dim)``: CAM++ embeds a clip whole, so both halves carry its embedding."""
+        whole = self(clips)
+        return np.stack([whole, whole], axis=1)
+
 
 class ResemblyzerEncoder:
     """resemblyzer's d-vectors: a clip's embedding is the mean of those of its first and its last
@@ -372,16 +377,22 @@ class ResemblyzerEncoder:
         return out
 
     def __call__(self, clips: list[np.ndarray]) -> np.ndarray:
+        """One L2-normalised embedding per clip: the mean of its first and its last partial."""
+        return _unit(self.halves(clips).sum(axis=1))
+
+    def halves(self, clips: list[np.ndarray]) -> np.ndarray:
+        """``(clips, 2, dim)``: the L2-normalised embeddings of each clip's first and last
+        partial (the same one twice for a clip of at most 160 frames)."""
         import torch
 
         partials, owner = [], []
         for i, m in enumerate(self.mels(clips)):
             if len(m) <= self.PARTIAL:
                 partials.append(np.resize(m, (self.PARTIAL, m.shape[1])))
-                owner.append(i)
+                owner.append(2 * i)
             else:
                 partials.extend((m[: self.PARTIAL], m[-self.PARTIAL :]))
-                owner.extend((i, i))
+                owner.extend((2 * i, 2 * i + 1))
 
         def embed(span: tuple[int, int]) -> np.ndarray:
             batch = np.stack(partials[span[0] : span[1]])
@@ -394,10 +405,13 @@ class ResemblyzerEncoder:
         batch_size = 32 if self.session is not None else 128
         out = list(in_threads(embed, spans(len(partials), batch_size, self.workers, MIN_THREAD_CLIPS), self.workers))
         if not out:
-            return np.zeros((0, self.dim), np.float32)
-        summed = np.zeros((len(clips), self.dim), np.float32)
-        np.add.at(summed, np.asarray(owner), np.concatenate(out))
-        return _unit(summed)
+            return np.zeros((0, 2, self.dim), np.float32)
+        pairs = np.zeros((2 * len(clips), self.dim), np.float32)
+        pairs[np.asarray(owner)] = np.concatenate(out)
+        pairs = pairs.reshape(len(clips), 2, self.dim)
+        single = ~pairs[:, 1].any(axis=1)  # one partial: it is both halves
+        pairs[single, 1] = pairs[single, 0]
+        return _unit(pairs)
 
 
 def _by_length(clips: list[np.ndarray]) -> dict[int, list[int]]:
