@@ -56,3 +56,11 @@ def test_folder_settings_start_from_the_encoders_default(benchmark_module):
     assert changed.speech_threshold == default.speech_threshold
     with pytest.raises(SystemExit, match="similarity"):
         der_folders.decisions("resemblyzer", [["similarity"]])
+
+
+def test_folder_settings_refuse_a_folder_without_references(benchmark_module, tmp_path):
+    der_folders = benchmark_module("der_folders")
+    (tmp_path / "a.wav").write_bytes(b"")  # audio without an .rttm beside it
+    with pytest.raises(SystemExit, match="no audio file with a .rttm"):
+        der_folders.main(["--audio", str(tmp_path), "--setting", "default"])
+    assert not list(tmp_path.glob("*.md"))
