@@ -52,9 +52,10 @@ _SPACING_FRAMES = 6000
 #: 20 s: WER 7.00 / 7.04 / 7.00 % against 7.13 % at 30 s; ``results/rtf-longform-fit-retries-cpu.md``).
 FIT_TAIL_SECONDS = 2.0
 FIT_MIN_SECONDS = 15.0
-#: A window whose words stop this long before its audio does is decoded on (``_continue_tails``):
-#: the least unwritten tail the window decoder takes for skipped speech (``windows.WORD_PAD`` +
-#: ``windows.MIN_TAIL_MISS``).
+#: A window whose words stop this long before its audio does is decoded on (``_continue_tails``).
+#: Less than the unwritten tail the window decoder takes for skipped speech (``windows.WORD_PAD``
+#: + ``windows.MIN_TAIL_MISS``, 1.1 s): decoding on, on the window's own encoder output, costs
+#: a short ``generate``; a retry costs an encode as well.
 TAIL_GAP = 0.8
 #: A tail's decode is bounded by the tokens its unwritten audio allows (``new_tokens``; CTranslate2
 #: writes half of the ``max_length`` so made, ``written_cap``: 33 tokens for 4 s), rounded
