@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Protocol
@@ -15,7 +16,7 @@ import msgspec
 import numpy as np
 
 from iam_cluster.errors import ConfigError
-from iam_cluster.pipeline.copies import CopyPool, PartQueue, PoolCall, chain, cpu_parts, settled
+from iam_cluster.pipeline.copies import CopyPool, PartQueue, PoolCall, Stages, chain, cpu_parts, run_stages, settled
 from iam_cluster.pipeline.models import (
     DEFAULT_CACHE_DIR,
     DEFAULT_MODEL,
@@ -52,7 +53,7 @@ _SPACING_FRAMES = 6000
 #: 20 s: WER 7.00 / 7.04 / 7.00 % against 7.13 % at 30 s; ``results/rtf-longform-fit-retries-cpu.md``).
 FIT_TAIL_SECONDS = 2.0
 FIT_MIN_SECONDS = 15.0
-#: A window whose words stop this long before its audio does is decoded on (``_continue_tails``).
+#: A window whose words stop this long before its audio does is decoded on (``_tail_stages``).
 #: Less than the unwritten tail the window decoder takes for skipped speech (``windows.WORD_PAD``
 #: + ``windows.MIN_TAIL_MISS``, 1.1 s): decoding on, on the window's own encoder output, costs
 #: a short ``generate``; a retry costs an encode as well.
@@ -86,7 +87,7 @@ def written_cap(max_length: int) -> int:
     max_length 60, 100, 200, 325, 448 -> 30, 50, 100, 162, 224 tokens). So a first-pass window
     stops at 162 tokens (5.4 per second of a 30-s window), not at its 30-s budget: a decoding
     loop ends there, and so does a window of the fastest speech, whose end is then decoded on
-    (``_continue_tails``). faster-whisper's batched pipeline asks for 448: its loops run to 224."""
+    (``_tail_stages``). faster-whisper's batched pipeline asks for 448: its loops run to 224."""
     return max_length // 2
 # Seed of CTranslate2's sampling generators (fallbacks). Each of its worker threads seeds its own
 # generator once, at its first sampling, and draws from it after: a fresh process gives a file the
@@ -316,7 +317,7 @@ class WhisperASR:
             fit_input: encode the audio plus a short tail (``input_frames``) instead of 30 s: for
                 windows of speech a first pass skipped, never for a first pass.
             tails: per window, whether text that stops before its audio does is decoded on
-                (``_continue_tails``; with timestamp tokens only): a window of one recording (the
+                (``_tail_stages``; with timestamp tokens only): a window of one recording (the
                 shards of one file count as one). None: every window.
             sources: per window, a key of the one recording it holds, None for a window packed from
                 several (``cpu_parts``: only one recording's windows share a CPU ``generate``).
@@ -417,7 +418,8 @@ class WhisperASR:
         Each copy used to encode its own part: five windows went as two and three, and the copy
         with two idled while the other encoded its third (harvard_gaps on a Zen 3 EPYC: one core
         idle for 1.3 s of 4.8 s). The parts, and so every window's words, are the same. A part's
-        encoder output is let go once it is decoded."""
+        encoder output is let go once it is decoded. A part's alignment and tails are tasks any
+        free copy takes (``_decode_stages``)."""
         import ctranslate2
 
         order = [i for part in parts for i in part]
@@ -428,13 +430,13 @@ class WhisperASR:
         def encode(x: int) -> None:
             rows[x] = self._encode(self.features([audios[order[x]]], frames[order[x]]))
 
-        def decode(j: int) -> None:
+        def decode(j: int) -> Stages:
             part, a, b = parts[j], cuts[j], cuts[j + 1]
             encoded = rows[a] if b - a == 1 else ctranslate2.StorageView.from_array(
                 np.concatenate([np.asarray(row) for row in rows[a:b]]))
             rows[a:b] = [None] * (b - a)
-            texts[j] = self._decode_part([audios[i] for i in part], language, options, align, timestamps,
-                                         [tails[i] for i in part], frames[part[0]], encoded)
+            texts[j] = yield from self._decode_stages([audios[i] for i in part], language, options, align, timestamps,
+                                                      [tails[i] for i in part], frames[part[0]], encoded)
 
         def finish() -> list[WindowText]:
             out: list[WindowText | None] = [None] * len(audios)
@@ -450,8 +452,19 @@ class WhisperASR:
     def _decode_part(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
                      align: bool, timestamps: bool, tails: Sequence[bool], frames: int = _WINDOW_FRAMES,
                      encoded=None) -> list[WindowText]:
-        """``decode`` of one part of a batch (on whichever CTranslate2 worker is free); ``encoded``:
-        the part's encoder output when already computed (CPU only)."""
+        """``decode`` of one part of a batch, every stage in the caller's thread (``_decode_stages``)."""
+        return run_stages(self._decode_stages(audios, language, options, align, timestamps, tails, frames, encoded))
+
+    def _decode_stages(self, audios: Sequence[np.ndarray], language: str, options: TranscribeOptions,
+                       align: bool, timestamps: bool, tails: Sequence[bool], frames: int = _WINDOW_FRAMES,
+                       encoded=None) -> Stages:
+        """``decode`` of one part of a batch, as stages (``copies.Stages``): its ``generate`` and
+        fallbacks in the thread that starts it, then each window's alignment and the tails'
+        ``generate`` calls as tasks any free copy may take (``CopyPool``). One copy used to do all of
+        a part while the other, done with its own part, idled: ami_mix_a's first pass, parts of three
+        windows, left a copy idle 1.1 s of 6.3 s while the other aligned and decoded on its part's
+        tails (Zen 3 EPYC). Every task computes what it did in one thread: the words do not change.
+        ``encoded``: the part's encoder output when already computed (CPU only). Returns its texts."""
         import ctranslate2
         from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
@@ -525,19 +538,21 @@ class WhisperASR:
         later = closed_early(best, seconds, tok, whisper.time_precision, tails, options) if align and timestamps else set()
         now = [i for i in range(n) if i not in later]
         texts: list[WindowText | None] = [None] * n
-        with self.stats.time("align"):
-            if now:
-                rows = encoded if len(now) == n else self._rows(whisper, encoded, features, now)
-                for i, text in zip(now, self._segment(whisper, [audios[i] for i in now], rows, tok,
-                                                      [best[i] for i in now], options, align)):
-                    texts[i] = text
+        if now:
+            rows = encoded if len(now) == n else self._rows(whisper, encoded, features, now)
+            got = yield from self._segment_stages(whisper, [audios[i] for i in now], rows, tok, [best[i] for i in now],
+                                                  options, align)
+            for i, text in zip(now, got):
+                texts[i] = text
         if align and timestamps and any(tails):
-            self._continue_tails(whisper, audios, encoded, features, tok, best, options, suppress, texts, tails, later)
+            yield from self._tail_stages(whisper, audios, encoded, features, tok, best, options, suppress, texts, tails,
+                                         later)
         return texts
 
-    def _continue_tails(self, whisper, audios, encoded, features, tok, best, options, suppress, texts,
-                        tails, later: set[int] = frozenset()) -> None:
-        """Let Whisper finish the windows whose text stops before their audio does (in place).
+    def _tail_stages(self, whisper, audios, encoded, features, tok, best, options, suppress, texts,
+                     tails, later: set[int] = frozenset()) -> Stages:
+        """Let Whisper finish the windows whose text stops before their audio does (in place; as
+        stages: each ``generate`` of tails alike in bound, then each window's alignment, a task).
 
         Writing timestamp tokens, Whisper often ends its text before speech in the last seconds of
         a window, expecting a next window to carry on (at least ``TAIL_GAP`` of audio after the
@@ -593,8 +608,9 @@ class WhisperASR:
         for k, r in enumerate(rest):
             bounds.setdefault(math.ceil(r / TAIL_BOUND_STEP), []).append(k)
         results: list = [None] * len(todo)
-        with self.stats.time("tail"):
-            for step, members in sorted(bounds.items()):
+
+        def continue_from(step: int, members: list[int]) -> None:
+            with self.stats.time("tail"):
                 max_length = min(whisper.max_length, len(prompt) + 1 + new_tokens(step * TAIL_BOUND_STEP))
                 out = whisper.model.generate(
                     self._rows(whisper, encoded, features, [todo[k] for k in members]),
@@ -608,8 +624,10 @@ class WhisperASR:
                     max_initial_timestamp_index=_WINDOW_FRAMES // 2,
                     return_scores=True,
                 )
-                for k, result in zip(members, out):
-                    results[k] = result
+            for k, result in zip(members, out):
+                results[k] = result
+
+        yield [functools.partial(continue_from, step, members) for step, members in sorted(bounds.items())]
         redo, attempts, ends = [], [], {}
         for i, start, r, result in zip(todo, starts, rest, results):
             first = tok.decode([t for t in best[i]["tokens"] if t < tok.eot])
@@ -635,10 +653,9 @@ class WhisperASR:
         plain = [i for i in todo if i in later and i not in ends]
         if not redo and not plain:
             return
-        with self.stats.time("align"):
-            again = self._segment(whisper, [audios[i] for i in redo + plain],
-                                  self._rows(whisper, encoded, features, redo + plain),
-                                  tok, attempts + [best[i] for i in plain], options, True)
+        again = yield from self._segment_stages(whisper, [audios[i] for i in redo + plain],
+                                                self._rows(whisper, encoded, features, redo + plain),
+                                                tok, attempts + [best[i] for i in plain], options, True)
         for i, text in zip(redo + plain, again):
             if i not in ends:
                 texts[i] = text
@@ -664,9 +681,10 @@ class WhisperASR:
             rows = [np.asarray(self.whisper.encode(features[i : i + 1])) for i in range(len(features))]
             return ctranslate2.StorageView.from_array(np.concatenate(rows))
 
-    def _align(self, whisper, per_window, tok, encoded, num_frames) -> None:
-        """Word timings of every window (faster-whisper's ``add_word_timestamps``, which fills
-        ``per_window`` in place): on a GPU in one call, on CPU one window at a time. CTranslate2's
+    def _align_tasks(self, whisper, per_window, tok, encoded, num_frames) -> list[Callable[[], None]]:
+        """Tasks that fill in the word timings of every window (faster-whisper's
+        ``add_word_timestamps``, which fills ``per_window`` in place): on a GPU one call for all, on
+        CPU one task per window (each may run on another copy, ``CopyPool``). CTranslate2's
         ``align`` holds every window's cross-attention at once, about 23 MB per window of
         tiny.en, the largest transient of a decode (a batch of 4 windows on one copy: +94 MB,
         against +39 MB for its beam-5 ``generate``); on CPU it costs the same per window either
@@ -675,17 +693,18 @@ class WhisperASR:
         """
         import ctranslate2
 
+        def timed(*args, **kwargs) -> Callable[[], None]:
+            def run() -> None:
+                with self.stats.time("align"):
+                    whisper.add_word_timestamps(*args, **kwargs)
+            return run
+
         if self.device != "cpu" or len(per_window) == 1:
-            whisper.add_word_timestamps(per_window, tok, encoded, num_frames, _PREPEND, _APPEND,
-                                        last_speech_timestamp=-_SPACING)
-            return
+            return [timed(per_window, tok, encoded, num_frames, _PREPEND, _APPEND, last_speech_timestamp=-_SPACING)]
         rows = np.asarray(encoded)
-        for i, segs in enumerate(per_window):
-            if not any(s["tokens"] for s in segs):
-                continue
-            whisper.add_word_timestamps([segs], tok, ctranslate2.StorageView.from_array(rows[i : i + 1]),
-                                        [num_frames[i]], _PREPEND, _APPEND,
-                                        last_speech_timestamp=segs[0]["seek"] / whisper.frames_per_second - _SPACING)
+        return [timed([segs], tok, ctranslate2.StorageView.from_array(rows[i : i + 1]), [num_frames[i]], _PREPEND,
+                      _APPEND, last_speech_timestamp=segs[0]["seek"] / whisper.frames_per_second - _SPACING)
+                for i, segs in enumerate(per_window) if any(s["tokens"] for s in segs)]
 
     def _generate(self, whisper, source, prompt, pending, suppress, max_length, kwargs):
         """One CTranslate2 ``generate`` over the ``pending`` windows."""
@@ -712,6 +731,10 @@ class WhisperASR:
 
     def _segment(self, whisper, audios, encoded, tok, best, options, align) -> list[WindowText]:
         """Split each window's tokens at timestamps and align words to the audio."""
+        return run_stages(self._segment_stages(whisper, audios, encoded, tok, best, options, align))
+
+    def _segment_stages(self, whisper, audios, encoded, tok, best, options, align) -> Stages:
+        """``_segment`` as stages: the alignment a task per window (``_align_tasks``)."""
         per_window: list[list[dict]] = []
         num_frames: list[int] = []
         # Windows sit on a virtual timeline ``_SPACING`` apart so that the word-timing heuristics
@@ -749,7 +772,7 @@ class WhisperASR:
                                     "end": at * _SPACING + duration, "tokens": []})
             per_window.append(subsegments)
         if align and any(s["tokens"] for segs in per_window for s in segs):
-            self._align(whisper, per_window, tok, encoded, num_frames)
+            yield self._align_tasks(whisper, per_window, tok, encoded, num_frames)
         out = []
         for i, (segs, attempt) in enumerate(zip(per_window, best)):
             shift = i * _SPACING if spaced else 0.0
@@ -976,7 +999,7 @@ def closed_early(best: Sequence[dict | None], seconds: Sequence[float], tok, pre
                  tails: Sequence[bool], options: TranscribeOptions) -> set[int]:
     """Windows (of ``tails``) whose kept text ends with a timestamp token at least ``TAIL_GAP``
     before the end of their audio: Whisper closed its text early, and the window is decoded on
-    (``WhisperASR._continue_tails``). Text left open after its last timestamp runs to the end of
+    (``WhisperASR._tail_stages``). Text left open after its last timestamp runs to the end of
     the audio (``split_at_timestamps``) and is judged by its aligned words instead; so are windows
     a silence or density guard empties."""
     out = set()

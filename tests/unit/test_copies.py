@@ -11,7 +11,7 @@ import weakref
 
 import pytest
 
-from iam_cluster.pipeline.copies import CopyPool, PartQueue, PoolCall, cpu_parts, even_parts
+from iam_cluster.pipeline.copies import CopyPool, PartQueue, PoolCall, cpu_parts, even_parts, run_stages
 
 
 def test_the_larger_part_is_encoded_first_and_decoded_while_the_other_finishes():
@@ -179,3 +179,74 @@ def test_parts_are_as_even_in_audio_as_can_be():
     assert [list(p) for p in even_parts([1.0] * 8, 4)] == [[0, 1], [2, 3], [4, 5], [6, 7]]
     assert [list(p) for p in even_parts([5.0, 1.0], 4)] == [[0], [1]]
     assert cpu_parts("by_recording", [3000] * 3, ["a"] * 3, 2, [26.7, 24.6, 12.5]) == [[0], [1, 2]]
+
+
+def test_a_parts_stages_hand_out_their_tasks_and_go_on_once_they_are_done():
+    q = PartQueue([0, 1, 2])
+    assert q.take() == ("encode", 0)
+    q.encoded(0)
+    assert q.take() == ("decode", 0)
+    first, second = (lambda: None), (lambda: None)
+    q.staged(0, [first, second])
+    assert q.take() == ("task", (0, first))  # before the other part's encode: it holds up the batch's end
+    assert q.take() == ("task", (0, second))
+    assert q.take() == ("encode", 1)
+    q.task_done(0)
+    assert q.take() is None  # one task of the stage still running
+    q.task_done(0)
+    assert q.take() == ("resume", 0)
+    q.staged(0, [])  # a stage of no tasks: on at once
+    assert q.take() == ("resume", 0)
+    q.decoded(0)
+    assert not q.finished
+
+
+class StagedWork(Work):
+    """A pool call whose part 0 decodes in stages: a ``generate`` (d0), then four slow tasks at once,
+    then one more stage; its result the order the stages saw."""
+
+    def decode(self, j: int):
+        self._do(f"{self.name}.d{j}")
+        if j:
+            return None
+        return self._stages()
+
+    def _stages(self):
+        yield [lambda k=k: self._do(f"{self.name}.t{k}") for k in range(4)]
+        self.log.append(("between", "stage", threading.current_thread().name))
+        yield [lambda: self._do(f"{self.name}.last")]
+        return "staged"
+
+
+def test_a_stage_s_tasks_are_shared_by_the_copies_and_the_words_wait_for_all_of_them():
+    """Part 0's four tasks run on both copies (the copy done with part 1 takes its share), and its
+    next stage starts only once all four are done."""
+    log: list = []
+    pool = CopyPool(2)
+    work = StagedWork("a", [0, 1, 2], log, {f"a.t{k}": 0.1 for k in range(4)})
+    assert pool.submit(work.call).result(timeout=10) == "a"
+    threads = {name for what, task, name in log if what == "start" and ".t" in task}
+    assert threads == {"iam-asr-0", "iam-asr-1"}
+    ends = [k for k, (what, task, _) in enumerate(log) if what == "end" and ".t" in task]
+    between = next(k for k, (what, _, _) in enumerate(log) if what == "between")
+    last = next(k for k, (what, task, _) in enumerate(log) if what == "start" and task == "a.last")
+    assert max(ends) < between < last
+    pool.close()
+
+
+def test_run_stages_runs_every_stage_in_the_callers_thread():
+    log: list = []
+    work = StagedWork("a", [0, 1], log)
+    assert run_stages(work.decode(0)) == "staged"
+    assert [task for what, task, _ in log if what == "end"] == ["a.d0", "a.t0", "a.t1", "a.t2", "a.t3", "a.last"]
+    assert {name for _, _, name in log} == {threading.current_thread().name}
+
+
+def test_a_failed_stage_task_fails_its_call():
+    log: list = []
+    pool = CopyPool(2)
+    work = StagedWork("a", [0, 1, 2], log, fail="a.t2")
+    with pytest.raises(RuntimeError, match="a.t2 broke"):
+        pool.submit(work.call).result(timeout=10)
+    assert "a.last" not in started(log)
+    pool.close()
