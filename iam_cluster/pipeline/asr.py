@@ -831,7 +831,10 @@ def unheard_repeats(words: Sequence[dict]) -> set[int]:
     audio for (each shorter than ``_UNHEARD_SECONDS``): a decoder writing a phrase again, not a
     speaker saying it twice ("And he's Ed. And he's Ed." is aligned to audio twice). A phrase
     of two words or more; seen on a window of skipped speech that wrote "basically have an idea
-    what's involved" twice, the second copy aligned to the window's last instant."""
+    what's involved" twice, the second copy aligned to the window's last instant. Also a run of
+    ``MIN_UNHEARD_ECHO`` unheard words or more that writes again, but for its first word, a phrase
+    of the ``ECHO_WORDS`` words before it, with the words after the run that go on as that phrase
+    went on (``unheard_echo``)."""
     unheard = [w["end"] - w["start"] < _UNHEARD_SECONDS for w in words]
     out: set[int] = set()
     i = 0
@@ -845,8 +848,38 @@ def unheard_repeats(words: Sequence[dict]) -> set[int]:
                 out.update(id(w) for w in words[i : i + n])
                 step = n
                 break
+        else:
+            echo = unheard_echo(words, i, run)
+            if echo:
+                out.update(id(w) for w in words[i : i + echo])
+                step = echo
         i += step
     return out
+
+
+#: Fewest unheard words in a row that ``unheard_echo`` judges.
+MIN_UNHEARD_ECHO = 3
+#: How far back (in words) ``unheard_echo`` looks for the phrase a run writes again.
+ECHO_WORDS = 12
+
+
+def unheard_echo(words: Sequence[dict], i: int, run: int) -> int:
+    """How many words from ``i`` on (0: none) write again a phrase of the ``ECHO_WORDS`` words before
+    them: ``run`` unheard words (at least ``MIN_UNHEARD_ECHO``) equal to an earlier phrase but for
+    their first word, and the words after them that go on as that phrase went on. A window of
+    skipped speech in a noisy reading wrote "... rather selfish as to be all disposed. As selfish as
+    to be all disposed.", the second copy's first five words aligned to one instant and its last
+    two to 0.2 s."""
+    if run < MIN_UNHEARD_ECHO:
+        return 0
+    said = [_said(w) for w in words]
+    for j in range(max(0, i - ECHO_WORDS), i - run + 1):
+        if said[j + 1 : j + run] == said[i + 1 : i + run]:
+            n = run
+            while i + n < len(words) and j + n < i and said[i + n] == said[j + n]:
+                n += 1
+            return n
+    return 0
 
 
 #: A phrase written this many times in a row, in a window Whisper's own test finds repetitive

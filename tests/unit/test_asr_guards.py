@@ -122,3 +122,25 @@ def test_a_continuation_keeps_only_what_it_adds_to_the_text_before_it():
     assert new_words(first, " We are sure that one war is enough.") is None  # went back, never caught up
     assert new_words(first, " Tear a thin sheet.") == " Tear a thin sheet."
     assert new_words("", " Tear a thin sheet.") == " Tear a thin sheet."
+
+
+def test_an_unheard_run_that_writes_an_earlier_phrase_again_is_dropped_with_its_end():
+    """A retry in a noisy reading (read_noisy) wrote its sentence's end twice; the second copy's
+    first five words were aligned to one instant, its last two to 0.2 s. Unheard runs that write
+    nothing earlier, or under three words, stay."""
+    from iam_cluster.pipeline.asr import unheard_repeats
+
+    def w(text, start, end):
+        return dict(word=text, start=start, end=end, probability=0.9)
+
+    said = [w(" rather", 81.84, 82.10), w(" selfish", 82.10, 82.69), w(" as", 82.69, 83.23), w(" to", 83.23, 83.37),
+            w(" be", 83.37, 83.55), w(" all", 83.55, 83.73), w(" disposed.", 83.73, 84.01)]
+    again = [w(t, 84.01, 84.01) for t in (" As", " selfish", " as", " to", " be")]
+    end = [w(" all", 84.01, 84.13), w(" disposed.", 84.13, 84.21)]
+    after = [w(" They", 85.27, 86.07)]
+    assert unheard_repeats(said + again + end + after) == {id(x) for x in again + end}
+    # an unheard run that writes nothing said before it stays
+    other = [w(t, 84.01, 84.01) for t in (" the", " thin", " stripe")]
+    assert unheard_repeats(said + other) == set()
+    # two unheard words are too few to judge
+    assert unheard_repeats(said + again[3:] + end) == set()
