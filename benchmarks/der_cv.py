@@ -34,6 +34,7 @@ GRID = {
     "min_cluster_seconds": (0.5, 1.0, 2.0),
     "overlap": (True, False),
     "min_share": (0.0, 0.02, 0.04, 0.08),
+    "founding_in_speech": (False, True),
 }
 COLLAR = 0.25
 
@@ -216,7 +217,7 @@ def report_rows(analysed, grid, table, folds) -> tuple[list[list[str]], dict]:
             f"{100 * sum(s.parts[c] for c in COMPONENTS) / total:.1f}",
             f"{100 * s.recall:.1f}", f"{100 * s.precision:.1f}", f"{seconds:.2f}",
             f"{d.speech_threshold}/{d.method}/{d.similarity}/{d.min_cluster_seconds}/{'ov' if d.overlap else '-'}"
-            f"/{d.min_share}",
+            f"/{d.min_share}{'/sp' if d.founding_in_speech else ''}",
             ", ".join(sorted(train)),
         ])
     return rows, summarise(analysed, table, folds)
@@ -302,7 +303,7 @@ def run_cv(args, files) -> str:
 
 def _section(encoder, rows, summary, analysed, grid, table, folds, groups) -> str:
     head = ["file", "ref spk", "ref spk embedded", "found spk", "miss %", "FA %", "conf %", "DER %", "speech recall %",
-            "speech precision %", "analysis s", "setting (thr/method/sim/min s/overlap/min share)", "chosen on"]
+            "speech precision %", "analysis s", "setting (thr/method/sim/min s/overlap/min share[/sp: founding in speech])", "chosen on"]
     t, c, sp = summary["totals"], summary["counts"], summary["speech"]
     total = max(t["total"], 1e-9)
     worst = max(rows, key=lambda r: float(r[7]))

@@ -101,6 +101,25 @@ def test_two_local_speakers_of_one_chunk_are_two_speakers_unless_bounded():
     assert len(decide(one_chunk_two_voices(0.1), Decision()).speakers) == 2
 
 
+def test_a_local_speaker_heard_where_the_detector_hears_silence_founds_no_speaker():
+    """Two local speakers, each 4.9 s alone, unlike voices; the detector calls the second one's
+    span speech only in its last tenth (a murmur, a chair): its piece then holds 0.5 s of
+    speech, under the 1 s a speaker needs to be founded, and joins the first."""
+    from dataclasses import replace
+
+    from iam_cluster.pipeline.diarize.embedded import Decision, decide, piece_in_speech
+
+    analysis = one_chunk_two_voices(0.1)
+    frames = len(analysis.seg.speech)
+    speech = analysis.seg.speech.copy()
+    speech[frames // 2 : frames - frames // 20] = 0.2
+    analysis.seg = replace(analysis.seg, speech=speech)
+    mask = speech > 0.5
+    assert piece_in_speech(analysis, mask) == pytest.approx([1.0, 0.1], abs=0.02)
+    assert len(decide(analysis, Decision(founding_in_speech=False)).speakers) == 2
+    assert len(decide(analysis, Decision()).speakers) == 1  # the default
+
+
 def test_the_auto_speaker_encoder_is_campp_on_a_gpu_and_resemblyzer_on_the_cpu():
     from iam_cluster.pipeline.diarize.models import encoder_for
 
