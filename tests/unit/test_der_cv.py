@@ -64,3 +64,20 @@ def test_folder_settings_refuse_a_folder_without_references(benchmark_module, tm
     with pytest.raises(SystemExit, match="no audio file with a .rttm"):
         der_folders.main(["--audio", str(tmp_path), "--setting", "default"])
     assert not list(tmp_path.glob("*.md"))
+
+
+def test_every_decision_der_py_takes_is_a_diarizer_keyword_and_every_grid_field_a_decision(benchmark_module, der_cv):
+    """``der.py --decision KEY=VALUE`` builds the diarizer with those keywords, and the CV grid
+    replaces ``Decision`` fields: a field one of them lacks would fail a run, not a test."""
+    import inspect
+    from dataclasses import fields
+
+    from iam_cluster.pipeline.diarize.embedded import Decision, EmbeddedDiarizer
+
+    der = benchmark_module("der")
+    items = [f"{f.name}={getattr(Decision(), f.name)}" for f in fields(Decision) if f.name != "min_silence"]
+    overrides = der.decision_overrides(items)
+    assert overrides["founding_in_speech"] is True and overrides["halves"] is True
+    assert set(overrides) <= set(inspect.signature(EmbeddedDiarizer).parameters)
+    assert set(der_cv.GRID) <= {f.name for f in fields(Decision)}
+    assert len(der_cv.settings({"founding_in_speech": (False, True)})) == 2

@@ -151,8 +151,10 @@ class EmbeddedDiarizer:
             speaker but do not found one.
         overlap: label overlapped speech with both speakers.
         min_share: a speaker whose pieces hold less of the recording's clean speech than this
-            share joins the nearest other. Unset, these six take the encoder's cross-validated
-            values (``DEFAULTS``).
+            share joins the nearest other.
+        halves: label each half of a piece by its own half's embedding.
+        founding_in_speech: count founding seconds only where the speech mask labels a piece.
+            Unset, these eight take the encoder's cross-validated values (``DEFAULTS``).
         piece_seconds: longest stretch of one local speaker embedded at once (a chunk's local
             speaker can hide a change of voice the segmentation missed).
         segmentation_step: seconds between the 10-s segmentation chunks (default: the
@@ -176,6 +178,8 @@ class EmbeddedDiarizer:
         min_cluster_seconds: float | None = None,
         overlap: bool | None = None,
         min_share: float | None = None,
+        halves: bool | None = None,
+        founding_in_speech: bool | None = None,
         piece_seconds: float = 3.0,
         segmentation_step: float | None = None,
         device: str = "cpu",
@@ -191,7 +195,8 @@ class EmbeddedDiarizer:
         #: The speaker encoder's name (``auto`` resolved for ``device``).
         self.encoder_name = encoder = encoder_for(encoder, device)
         given = {"speech_threshold": speech_threshold, "method": method, "similarity": similarity,
-                 "min_cluster_seconds": min_cluster_seconds, "overlap": overlap, "min_share": min_share}
+                 "min_cluster_seconds": min_cluster_seconds, "overlap": overlap, "min_share": min_share,
+                 "halves": halves, "founding_in_speech": founding_in_speech}
         self.decision = replace(DEFAULTS.get(encoder, Decision()), **{k: v for k, v in given.items() if v is not None})
         self.piece_seconds = piece_seconds
         self.workers = workers if workers is not None else cpu_workers(device)
